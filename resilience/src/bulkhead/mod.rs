@@ -1,0 +1,303 @@
+//! Middleware that caps how many calls run at once, so one slow dependency cannot take every
+//! task, connection or thread of its caller.
+//!
+//! Built on `tokio::sync::Semaphore`: taking a free slot is one compare-and-swap; only callers
+//! that must wait (with `max_wait` above zero) queue, fairly.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+use tokio::time::Instant;
+
+use crate::admission::{Admission, AdmissionLayer, AdmissionService, Admit};
+use crate::events::EventPublisher;
+use crate::{BoxError, ConfigError, Error, EventStream};
+
+/// The bulkhead as a `tower::Layer`; the excess fails with a boxed [`BulkheadFull`].
+pub type BulkheadLayer = AdmissionLayer<Bulkhead>;
+
+/// A service behind a bulkhead; see [`BulkheadLayer`].
+pub type BulkheadService<S> = AdmissionService<S, Bulkhead>;
+
+/// Bulkhead configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BulkheadConfig {
+    /// Calls allowed to run at once. Default 25.
+    pub max_concurrent_calls: u32,
+    /// How long a call may wait for a slot; zero rejects at once. Default 0.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for BulkheadConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrent_calls: 25,
+            max_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// The semaphore's own limit on permits.
+const MAX_CONCURRENT: u32 = 1 << 28;
+
+impl BulkheadConfig {
+    /// Checks every field; the error names the first one out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::config_error::check_positive(
+            "max_concurrent_calls",
+            self.max_concurrent_calls.into(),
+        )?;
+        if self.max_concurrent_calls > MAX_CONCURRENT {
+            return Err(ConfigError::new(
+                "max_concurrent_calls",
+                format!("must be at most {MAX_CONCURRENT}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The bulkhead was full and the call could not wait for a slot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkheadFull {
+    /// The bulkhead's name.
+    pub name: Arc<str>,
+    /// Its capacity.
+    pub max_concurrent_calls: u32,
+}
+
+impl fmt::Display for BulkheadFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "bulkhead '{}' is full ({} concurrent calls) and does not permit further calls",
+            self.name, self.max_concurrent_calls
+        )
+    }
+}
+
+impl std::error::Error for BulkheadFull {}
+
+/// A bulkhead. Cheap to clone; clones share the slots.
+#[derive(Debug, Clone)]
+pub struct Bulkhead {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    name: Arc<str>,
+    config: BulkheadConfig,
+    semaphore: Arc<Semaphore>,
+    permitted: AtomicU64,
+    rejected: AtomicU64,
+    events: EventPublisher<BulkheadEvent>,
+}
+
+/// One thing that happened in a bulkhead.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkheadEvent {
+    /// The bulkhead's name.
+    pub bulkhead: Arc<str>,
+    /// When it happened.
+    pub at: Instant,
+    /// What happened.
+    pub kind: BulkheadEventKind,
+}
+
+/// The kinds of bulkhead events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BulkheadEventKind {
+    /// A call got a slot.
+    Permitted,
+    /// A call was rejected.
+    Rejected,
+}
+
+/// A snapshot of the bulkhead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BulkheadMetrics {
+    /// The bulkhead's name.
+    pub name: String,
+    /// Free slots right now.
+    pub available_concurrent_calls: u32,
+    /// Capacity.
+    pub max_allowed_concurrent_calls: u32,
+    /// Calls that got a slot since creation.
+    pub permitted_calls: u64,
+    /// Calls rejected since creation.
+    pub rejected_calls: u64,
+}
+
+/// A slot in a bulkhead, freed on drop.
+#[derive(Debug)]
+pub struct BulkheadPermit<'a> {
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Bulkhead {
+    /// A bulkhead named `name`.
+    pub fn new(name: impl Into<Arc<str>>, config: BulkheadConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                name: name.into(),
+                semaphore: Arc::new(Semaphore::new(config.max_concurrent_calls as usize)),
+                config,
+                permitted: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+                events: EventPublisher::new(),
+            }),
+        })
+    }
+
+    /// Runs `f` in a slot, waiting up to `max_wait` for one.
+    pub async fn call<F, Fut, T, E>(&self, f: F) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let _permit = self.acquire().await?;
+        f().await.map_err(Error::Inner)
+    }
+
+    /// Takes a slot, waiting up to `max_wait` for one.
+    pub async fn acquire(&self) -> Result<BulkheadPermit<'_>, BulkheadFull> {
+        let semaphore = &self.shared.semaphore;
+        let permit = match semaphore.try_acquire() {
+            Ok(permit) => Some(permit),
+            Err(_) if self.shared.config.max_wait.is_zero() => None,
+            Err(_) => tokio::time::timeout(self.shared.config.max_wait, semaphore.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok),
+        };
+        self.shared
+            .admit(permit)
+            .map(|p| BulkheadPermit { _permit: p })
+    }
+
+    /// Takes a slot, waiting up to `max_wait`, with a permit that owns a handle to the bulkhead.
+    async fn acquire_owned(&self) -> Result<OwnedSemaphorePermit, BulkheadFull> {
+        let semaphore = Arc::clone(&self.shared.semaphore);
+        let permit = tokio::time::timeout(self.shared.config.max_wait, semaphore.acquire_owned())
+            .await
+            .ok()
+            .and_then(Result::ok);
+        self.shared.admit(permit)
+    }
+
+    /// This bulkhead as a `tower::Layer`.
+    pub fn layer(&self) -> BulkheadLayer {
+        BulkheadLayer::new(self.clone())
+    }
+
+    /// A snapshot of slots and counters.
+    pub fn metrics(&self) -> BulkheadMetrics {
+        let s = &self.shared;
+        BulkheadMetrics {
+            name: s.name.to_string(),
+            available_concurrent_calls: s.semaphore.available_permits() as u32,
+            max_allowed_concurrent_calls: s.config.max_concurrent_calls,
+            permitted_calls: s.permitted.load(Ordering::Relaxed),
+            rejected_calls: s.rejected.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Subscribes to this bulkhead's events.
+    pub fn events(&self) -> EventStream<BulkheadEvent> {
+        self.shared.events.subscribe()
+    }
+}
+
+impl Admit for Bulkhead {
+    type Permit = OwnedSemaphorePermit;
+
+    fn try_admit(&self) -> Admission<OwnedSemaphorePermit> {
+        let free = Arc::clone(&self.shared.semaphore).try_acquire_owned().ok();
+        if free.is_none() && !self.shared.config.max_wait.is_zero() {
+            return Admission::Wait;
+        }
+        match self.shared.admit(free) {
+            Ok(permit) => Admission::Now(permit),
+            Err(full) => Admission::Rejected(Box::new(full)),
+        }
+    }
+
+    async fn wait(&self) -> Result<OwnedSemaphorePermit, BoxError> {
+        Ok(self.acquire_owned().await?)
+    }
+}
+
+impl Shared {
+    /// Counts the outcome of an acquisition and turns a missing permit into the rejection.
+    fn admit<P>(&self, permit: Option<P>) -> Result<P, BulkheadFull> {
+        let (counter, kind) = match permit {
+            Some(_) => (&self.permitted, BulkheadEventKind::Permitted),
+            None => (&self.rejected, BulkheadEventKind::Rejected),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.events.publish(|| BulkheadEvent {
+            bulkhead: Arc::clone(&self.name),
+            at: Instant::now(),
+            kind,
+        });
+        permit.ok_or_else(|| BulkheadFull {
+            name: Arc::clone(&self.name),
+            max_concurrent_calls: self.config.max_concurrent_calls,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn rejects_at_once_when_full_without_wait() {
+        let bulkhead = Bulkhead::new(
+            "b",
+            BulkheadConfig {
+                max_concurrent_calls: 1,
+                max_wait: Duration::ZERO,
+            },
+        )
+        .unwrap();
+        let held = bulkhead.acquire().await.unwrap();
+        let err = bulkhead.acquire().await.unwrap_err();
+        assert_eq!(err.max_concurrent_calls, 1);
+        drop(held);
+        bulkhead.acquire().await.unwrap();
+        let m = bulkhead.metrics();
+        assert_eq!((m.permitted_calls, m.rejected_calls), (2, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_up_to_max_wait() {
+        let bulkhead = Bulkhead::new(
+            "b",
+            BulkheadConfig {
+                max_concurrent_calls: 1,
+                max_wait: Duration::from_millis(100),
+            },
+        )
+        .unwrap();
+        let held = bulkhead.acquire().await.unwrap();
+        let start = Instant::now();
+        assert!(bulkhead.acquire().await.is_err());
+        assert_eq!(start.elapsed(), Duration::from_millis(100));
+        let releaser = async {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            drop(held);
+        };
+        let (_, got) = tokio::join!(releaser, bulkhead.acquire());
+        assert!(got.is_ok());
+    }
+}

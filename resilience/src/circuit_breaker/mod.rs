@@ -1,0 +1,840 @@
+//! Middleware that stops calling a dependency that keeps failing, and probes it before trusting it
+//! again: the full Resilience4j circuit-breaker model.
+//!
+//! # States
+//! CLOSED admits every call and records outcomes in a sliding window (count- or time-based). Once
+//! the window holds `minimum_number_of_calls` and the failure rate or slow-call rate reaches its
+//! threshold, the breaker trips to OPEN, which rejects calls at once for
+//! `wait_duration_in_open_state` (optionally growing on repeated trips). Then HALF_OPEN admits
+//! exactly `permitted_number_of_calls_in_half_open_state` probes (the rest are rejected, never
+//! queued); their verdict closes or reopens the breaker. A probe that never returns is bounded by
+//! `max_wait_duration_in_half_open_state`. Operators can force DISABLED (always admit, record
+//! nothing), FORCED_OPEN (always reject) and METRICS_ONLY (always admit, record, never trip).
+//!
+//! # Hot path
+//! In CLOSED, admitting a call is one atomic load and a clock read; recording it is a clock read,
+//! one `fetch_add`, one `swap` and a few loads. There is no lock and no allocation: the one mutex
+//! serialises state *transitions* only, which are rare by nature.
+
+mod classify;
+mod config;
+mod error;
+mod event;
+mod layer;
+mod window;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+pub use classify::{CallOutcome, Classify, FailOnError};
+pub use config::{CircuitBreakerConfig, OpenStateBackoff, SlidingWindowType};
+pub use error::CallNotPermitted;
+pub use event::{CircuitBreakerEvent, CircuitBreakerEventKind};
+pub use layer::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
+
+use crate::events::EventPublisher;
+use crate::{ConfigError, Error, EventStream};
+use window::{CountWindow, Outcome, TimeWindow, Window, WindowCounts};
+
+/// The state of a circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum State {
+    /// Calls flow and are measured.
+    Closed,
+    /// Calls are rejected until the wait is over.
+    Open,
+    /// A limited number of probe calls decide whether to close or reopen.
+    HalfOpen,
+    /// Calls flow and nothing is measured (set by an operator).
+    Disabled,
+    /// Calls are rejected until an operator changes the state.
+    ForcedOpen,
+    /// Calls flow and are measured, but the breaker never trips (set by an operator).
+    MetricsOnly,
+}
+
+impl State {
+    const ALL: [State; 6] = [
+        State::Closed,
+        State::Open,
+        State::HalfOpen,
+        State::Disabled,
+        State::ForcedOpen,
+        State::MetricsOnly,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Closed => "CLOSED",
+            State::Open => "OPEN",
+            State::HalfOpen => "HALF_OPEN",
+            State::Disabled => "DISABLED",
+            State::ForcedOpen => "FORCED_OPEN",
+            State::MetricsOnly => "METRICS_ONLY",
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state word packs a generation counter above the state, so that an outcome recorded for a
+/// call admitted under an earlier state (or an earlier HALF_OPEN round) is recognised and dropped.
+fn pack(generation: u64, state: State) -> u64 {
+    generation << 8 | state as u64
+}
+
+fn unpack(word: u64) -> (u64, State) {
+    (word >> 8, State::ALL[(word & 0xff) as usize])
+}
+
+/// A circuit breaker. Cheap to clone; clones share state.
+///
+/// `C` classifies results into success, failure or ignored; the default counts every `Err` as a
+/// failure. See [`with_classifier`](Self::with_classifier).
+#[derive(Debug)]
+pub struct CircuitBreaker<C = FailOnError> {
+    shared: Arc<Shared>,
+    classifier: C,
+}
+
+impl<C: Clone> Clone for CircuitBreaker<C> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            classifier: self.classifier.clone(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    name: Arc<str>,
+    config: CircuitBreakerConfig,
+    /// `config.minimum_number_of_calls`, widened once.
+    minimum_calls: u64,
+    /// Generation and state, see [`pack`].
+    state: AtomicU64,
+    /// Outcomes while CLOSED or METRICS_ONLY.
+    closed: Window,
+    /// Outcomes of the probes of the current HALF_OPEN round.
+    half_open: CountWindow,
+    /// Probe permits still free in the current HALF_OPEN round.
+    half_open_permits: AtomicU32,
+    /// When OPEN ends, in nanoseconds since `origin`.
+    open_until: AtomicU64,
+    /// When the current state was entered, in nanoseconds since `origin`.
+    entered_at: AtomicU64,
+    origin: Instant,
+    /// Calls rejected since creation or the last reset.
+    not_permitted: AtomicU64,
+    /// Serialises transitions and holds what only they touch.
+    transitions: Mutex<Transitions>,
+    events: EventPublisher<CircuitBreakerEvent>,
+}
+
+#[derive(Debug, Default)]
+struct Transitions {
+    /// Trips since the breaker was last closed; drives `open_state_backoff`.
+    consecutive_trips: u32,
+}
+
+/// A point-in-time view of a breaker's state and window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircuitBreakerMetrics {
+    /// The breaker's name.
+    pub name: String,
+    /// The current state.
+    pub state: State,
+    /// Failure rate in percent over the current window; `None` until the window holds the minimum
+    /// number of calls.
+    pub failure_rate: Option<f32>,
+    /// Slow-call rate in percent; `None` until the window holds the minimum number of calls.
+    pub slow_call_rate: Option<f32>,
+    /// Calls in the current window (the HALF_OPEN probes while half-open).
+    pub buffered_calls: u64,
+    /// Failed calls in the window.
+    pub failed_calls: u64,
+    /// Successful calls in the window.
+    pub successful_calls: u64,
+    /// Slow calls in the window, failed or not.
+    pub slow_calls: u64,
+    /// Slow calls in the window that also failed.
+    pub slow_failed_calls: u64,
+    /// Calls rejected since creation or the last reset.
+    pub not_permitted_calls: u64,
+}
+
+impl CircuitBreaker<FailOnError> {
+    /// A breaker named `name` (the name appears in errors, events and metrics).
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        config: CircuitBreakerConfig,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let origin = Instant::now();
+        let closed = match config.sliding_window_type {
+            SlidingWindowType::CountBased => {
+                Window::Count(CountWindow::new(config.sliding_window_size))
+            }
+            SlidingWindowType::TimeBased => {
+                Window::Time(TimeWindow::new(config.sliding_window_size))
+            }
+        };
+        Ok(Self {
+            shared: Arc::new(Shared {
+                name: name.into(),
+                minimum_calls: config.minimum_number_of_calls.into(),
+                state: AtomicU64::new(pack(0, State::Closed)),
+                closed,
+                half_open: CountWindow::new(config.permitted_number_of_calls_in_half_open_state),
+                half_open_permits: AtomicU32::new(0),
+                open_until: AtomicU64::new(0),
+                entered_at: AtomicU64::new(0),
+                origin,
+                not_permitted: AtomicU64::new(0),
+                transitions: Mutex::new(Transitions::default()),
+                events: EventPublisher::new(),
+                config,
+            }),
+            classifier: FailOnError,
+        })
+    }
+}
+
+impl<C> CircuitBreaker<C> {
+    /// The same breaker (shared state) with another classifier.
+    pub fn with_classifier<D>(&self, classifier: D) -> CircuitBreaker<D> {
+        CircuitBreaker {
+            shared: Arc::clone(&self.shared),
+            classifier,
+        }
+    }
+
+    /// Runs `f` if the breaker admits it, and records the classified outcome.
+    ///
+    /// A future dropped before it finishes (cancelled) records nothing and gives its HALF_OPEN
+    /// probe slot back.
+    pub async fn call<F, Fut, T, E>(&self, f: F) -> Result<T, Error<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        C: Classify<T, E>,
+    {
+        let permit = self.try_acquire()?;
+        let result = f().await;
+        permit.record(self.classifier.classify(result.as_ref()));
+        result.map_err(Error::Inner)
+    }
+
+    /// Asks for permission to make one call. Record the outcome on the permit; dropping it
+    /// unrecorded releases it (a cancelled call).
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_>, CallNotPermitted> {
+        let ticket = self.shared.acquire()?;
+        Ok(Permit {
+            shared: &self.shared,
+            ticket,
+        })
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), with a permit that owns a handle to the breaker
+    /// (for futures that outlive the borrow).
+    pub fn try_acquire_owned(&self) -> Result<OwnedPermit, CallNotPermitted> {
+        let ticket = self.shared.acquire()?;
+        Ok(OwnedPermit {
+            shared: Arc::clone(&self.shared),
+            ticket,
+        })
+    }
+
+    /// This breaker as a `tower::Layer`.
+    pub fn layer(&self) -> CircuitBreakerLayer<C>
+    where
+        C: Clone,
+    {
+        CircuitBreakerLayer::new(self.clone())
+    }
+
+    /// The classifier in use.
+    pub fn classifier(&self) -> &C {
+        &self.classifier
+    }
+
+    /// The breaker's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The breaker's configuration.
+    pub fn config(&self) -> &CircuitBreakerConfig {
+        &self.shared.config
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        unpack(self.shared.state.load(Ordering::Acquire)).1
+    }
+
+    /// A snapshot of state and window.
+    pub fn metrics(&self) -> CircuitBreakerMetrics {
+        self.shared.metrics()
+    }
+
+    /// Subscribes to this breaker's events.
+    pub fn events(&self) -> EventStream<CircuitBreakerEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// Closes the breaker with an empty window.
+    pub fn transition_to_closed(&self) {
+        self.shared.transition(None, State::Closed);
+    }
+
+    /// Opens the breaker for the configured wait.
+    pub fn transition_to_open(&self) {
+        self.shared.transition(None, State::Open);
+    }
+
+    /// Moves to HALF_OPEN with a fresh set of probe permits.
+    pub fn transition_to_half_open(&self) {
+        self.shared.transition(None, State::HalfOpen);
+    }
+
+    /// Admits everything and records nothing, until another transition.
+    pub fn transition_to_disabled(&self) {
+        self.shared.transition(None, State::Disabled);
+    }
+
+    /// Rejects everything, until another transition.
+    pub fn transition_to_forced_open(&self) {
+        self.shared.transition(None, State::ForcedOpen);
+    }
+
+    /// Admits and records everything but never trips, until another transition.
+    pub fn transition_to_metrics_only(&self) {
+        self.shared.transition(None, State::MetricsOnly);
+    }
+
+    /// Back to a fresh CLOSED breaker: empty window, no trip history, rejection count zero.
+    pub fn reset(&self) {
+        self.shared.reset();
+    }
+}
+
+/// Permission to make one call, from [`CircuitBreaker::try_acquire`].
+#[must_use = "record the call's outcome on the permit"]
+#[derive(Debug)]
+pub struct Permit<'a> {
+    shared: &'a Arc<Shared>,
+    ticket: Ticket,
+}
+
+impl Permit<'_> {
+    /// Records how the call went.
+    #[inline]
+    pub fn record(mut self, outcome: CallOutcome) {
+        self.ticket.armed = false;
+        self.shared.record(self.ticket, outcome);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.ticket.armed {
+            self.shared.release(self.ticket);
+        }
+    }
+}
+
+/// Permission to make one call, owning a handle to its breaker.
+#[must_use = "record the call's outcome on the permit"]
+#[derive(Debug)]
+pub struct OwnedPermit {
+    shared: Arc<Shared>,
+    ticket: Ticket,
+}
+
+impl OwnedPermit {
+    /// Records how the call went.
+    #[inline]
+    pub fn record(mut self, outcome: CallOutcome) {
+        self.ticket.armed = false;
+        self.shared.record(self.ticket, outcome);
+    }
+}
+
+impl Drop for OwnedPermit {
+    fn drop(&mut self) {
+        if self.ticket.armed {
+            self.shared.release(self.ticket);
+        }
+    }
+}
+
+/// What an admitted call carries until it is recorded.
+#[derive(Debug, Clone, Copy)]
+struct Ticket {
+    generation: u64,
+    mode: Mode,
+    start: Instant,
+    /// Still owes a record or a release.
+    armed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Record, and trip when a threshold is reached.
+    Closed,
+    /// Record, never trip.
+    MetricsOnly,
+    /// A probe of a HALF_OPEN round.
+    HalfOpen,
+    /// Record nothing.
+    Disabled,
+}
+
+impl Shared {
+    fn nanos(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_nanos() as u64
+    }
+
+    fn instant(&self, nanos: u64) -> Instant {
+        self.origin + Duration::from_nanos(nanos)
+    }
+
+    #[inline]
+    fn acquire(self: &Arc<Self>) -> Result<Ticket, CallNotPermitted> {
+        loop {
+            let word = self.state.load(Ordering::Acquire);
+            let (generation, state) = unpack(word);
+            let admit = |mode| Ticket {
+                generation,
+                mode,
+                start: Instant::now(),
+                armed: true,
+            };
+            match state {
+                State::Closed => return Ok(admit(Mode::Closed)),
+                State::MetricsOnly => return Ok(admit(Mode::MetricsOnly)),
+                State::Disabled => return Ok(admit(Mode::Disabled)),
+                State::ForcedOpen => return Err(self.reject(state, None)),
+                State::Open => {
+                    let now = Instant::now();
+                    let until = self.instant(self.open_until.load(Ordering::Acquire));
+                    if now < until {
+                        return Err(self.reject(state, Some(until - now)));
+                    }
+                    self.transition(Some(generation), State::HalfOpen);
+                }
+                State::HalfOpen => {
+                    let took = self
+                        .half_open_permits
+                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1))
+                        .is_ok();
+                    if took {
+                        if self.state.load(Ordering::Acquire) == word {
+                            return Ok(admit(Mode::HalfOpen));
+                        }
+                        // The round ended while we took a permit; put it back and look again.
+                        self.half_open_permits.fetch_add(1, Ordering::AcqRel);
+                        continue;
+                    }
+                    let max_wait = self.config.max_wait_duration_in_half_open_state;
+                    let entered = self.instant(self.entered_at.load(Ordering::Acquire));
+                    if max_wait.is_zero() || Instant::now() < entered + max_wait {
+                        return Err(self.reject(state, None));
+                    }
+                    // The probes have had their time; give up on them and open again.
+                    self.transition(Some(generation), State::Open);
+                }
+            }
+        }
+    }
+
+    fn reject(&self, state: State, retry_after: Option<Duration>) -> CallNotPermitted {
+        self.not_permitted.fetch_add(1, Ordering::Relaxed);
+        self.publish(CircuitBreakerEventKind::NotPermitted);
+        CallNotPermitted {
+            name: Arc::clone(&self.name),
+            state,
+            retry_after,
+        }
+    }
+
+    #[inline]
+    fn publish(&self, kind: CircuitBreakerEventKind) {
+        self.events.publish(|| CircuitBreakerEvent {
+            breaker: Arc::clone(&self.name),
+            at: Instant::now(),
+            kind,
+        });
+    }
+
+    /// A permit dropped without a record: give a probe slot back.
+    fn release(&self, ticket: Ticket) {
+        if ticket.mode == Mode::HalfOpen && self.generation() == ticket.generation {
+            self.half_open_permits.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    #[inline]
+    fn generation(&self) -> u64 {
+        unpack(self.state.load(Ordering::Acquire)).0
+    }
+
+    #[inline]
+    fn record(self: &Arc<Self>, ticket: Ticket, outcome: CallOutcome) {
+        if ticket.mode == Mode::Disabled {
+            return;
+        }
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(ticket.start);
+        let failed = match outcome {
+            CallOutcome::Success => false,
+            CallOutcome::Failure => true,
+            CallOutcome::Ignored => {
+                self.publish(CircuitBreakerEventKind::Ignored { elapsed });
+                self.release(ticket);
+                return;
+            }
+        };
+        self.publish(if failed {
+            CircuitBreakerEventKind::Error { elapsed }
+        } else {
+            CircuitBreakerEventKind::Success { elapsed }
+        });
+        if self.generation() != ticket.generation {
+            // Admitted under a state that has since ended: it belongs to no current window.
+            return;
+        }
+        let outcome = Outcome::new(failed, elapsed >= self.config.slow_call_duration_threshold);
+        match ticket.mode {
+            Mode::Closed => {
+                let counts = self.closed.record(now, outcome);
+                if counts.calls >= self.minimum_calls && self.exceeded(counts, self.minimum_calls) {
+                    self.transition(Some(ticket.generation), State::Open);
+                }
+            }
+            Mode::MetricsOnly => {
+                self.closed.record(now, outcome);
+            }
+            Mode::HalfOpen => {
+                let counts = self.half_open.record(outcome);
+                let probes = u64::from(self.config.permitted_number_of_calls_in_half_open_state);
+                if counts.calls >= probes {
+                    let to = if self.exceeded(counts, probes) {
+                        State::Open
+                    } else {
+                        State::Closed
+                    };
+                    self.transition(Some(ticket.generation), to);
+                }
+            }
+            Mode::Disabled => {}
+        }
+    }
+
+    /// Whether a threshold is reached; publishes the matching event when it is.
+    #[inline]
+    fn exceeded(&self, counts: WindowCounts, minimum: u64) -> bool {
+        if let Some(rate) = counts.failure_rate(minimum) {
+            if rate >= self.config.failure_rate_threshold {
+                self.publish(CircuitBreakerEventKind::FailureRateExceeded { rate });
+                return true;
+            }
+        }
+        if let Some(rate) = counts.slow_call_rate(minimum) {
+            if rate >= self.config.slow_call_rate_threshold {
+                self.publish(CircuitBreakerEventKind::SlowCallRateExceeded { rate });
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Moves to `to`. With `expected` set, only if the generation is still `expected` (an automatic
+    /// transition racing another one loses quietly). Returns whether the state changed.
+    fn transition(self: &Arc<Self>, expected: Option<u64>, to: State) -> bool {
+        let mut transitions = self
+            .transitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (generation, from) = unpack(self.state.load(Ordering::Acquire));
+        if expected.is_some_and(|g| g != generation) || from == to {
+            return false;
+        }
+        let now = Instant::now();
+        let mut timer = None;
+        match to {
+            State::Closed | State::MetricsOnly => {
+                self.closed.reset();
+                if to == State::Closed {
+                    transitions.consecutive_trips = 0;
+                }
+            }
+            State::Open => {
+                transitions.consecutive_trips = transitions.consecutive_trips.saturating_add(1);
+                let wait = self.config.open_wait(transitions.consecutive_trips);
+                self.open_until
+                    .store(self.nanos(now + wait), Ordering::Release);
+                if self
+                    .config
+                    .automatic_transition_from_open_to_half_open_enabled
+                {
+                    timer = Some((wait, State::HalfOpen));
+                }
+            }
+            State::HalfOpen => {
+                self.half_open.reset();
+                self.half_open_permits.store(
+                    self.config.permitted_number_of_calls_in_half_open_state,
+                    Ordering::Release,
+                );
+                let max_wait = self.config.max_wait_duration_in_half_open_state;
+                if !max_wait.is_zero() {
+                    timer = Some((max_wait, State::Open));
+                }
+            }
+            State::Disabled | State::ForcedOpen => {}
+        }
+        self.entered_at.store(self.nanos(now), Ordering::Release);
+        let next = generation + 1;
+        self.state.store(pack(next, to), Ordering::Release);
+        drop(transitions);
+        self.publish(CircuitBreakerEventKind::StateTransition { from, to });
+        if let Some((after, to)) = timer {
+            self.schedule(next, after, to);
+        }
+        true
+    }
+
+    /// Moves to `to` after `after`, unless the breaker has left generation `generation` by then.
+    /// Without a Tokio runtime the next call makes the same move instead.
+    fn schedule(self: &Arc<Self>, generation: u64, after: Duration, to: State) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak: Weak<Shared> = Arc::downgrade(self);
+        runtime.spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(shared) = weak.upgrade() {
+                shared.transition(Some(generation), to);
+            }
+        });
+    }
+
+    fn reset(self: &Arc<Self>) {
+        let mut transitions = self
+            .transitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (generation, from) = unpack(self.state.load(Ordering::Acquire));
+        self.closed.reset();
+        transitions.consecutive_trips = 0;
+        self.not_permitted.store(0, Ordering::Relaxed);
+        self.entered_at
+            .store(self.nanos(Instant::now()), Ordering::Release);
+        self.state
+            .store(pack(generation + 1, State::Closed), Ordering::Release);
+        drop(transitions);
+        self.publish(CircuitBreakerEventKind::Reset);
+        if from != State::Closed {
+            self.publish(CircuitBreakerEventKind::StateTransition {
+                from,
+                to: State::Closed,
+            });
+        }
+    }
+
+    fn metrics(&self) -> CircuitBreakerMetrics {
+        let (_, state) = unpack(self.state.load(Ordering::Acquire));
+        let (counts, minimum) = if state == State::HalfOpen {
+            (
+                self.half_open.counts(),
+                u64::from(self.config.permitted_number_of_calls_in_half_open_state),
+            )
+        } else {
+            (self.closed.counts(Instant::now()), self.minimum_calls)
+        };
+        CircuitBreakerMetrics {
+            name: self.name.to_string(),
+            state,
+            failure_rate: counts.failure_rate(minimum),
+            slow_call_rate: counts.slow_call_rate(minimum),
+            buffered_calls: counts.calls,
+            failed_calls: counts.failed,
+            successful_calls: counts.calls - counts.failed.min(counts.calls),
+            slow_calls: counts.slow,
+            slow_failed_calls: counts.slow_failed,
+            not_permitted_calls: self.not_permitted.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker(config: CircuitBreakerConfig) -> CircuitBreaker {
+        CircuitBreaker::new("test", config).unwrap()
+    }
+
+    fn small() -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            sliding_window_size: 4,
+            minimum_number_of_calls: 4,
+            permitted_number_of_calls_in_half_open_state: 2,
+            wait_duration_in_open_state: Duration::from_secs(10),
+            ..Default::default()
+        }
+    }
+
+    fn record(b: &CircuitBreaker, outcome: CallOutcome) {
+        b.try_acquire().unwrap().record(outcome);
+    }
+
+    #[test]
+    fn state_word_round_trips() {
+        for state in State::ALL {
+            assert_eq!(unpack(pack(12345, state)), (12345, state));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn trips_at_the_threshold_and_not_before_the_minimum() {
+        let b = breaker(small());
+        record(&b, CallOutcome::Failure);
+        record(&b, CallOutcome::Failure);
+        record(&b, CallOutcome::Success);
+        assert_eq!(b.state(), State::Closed, "3 calls < minimum 4");
+        record(&b, CallOutcome::Success);
+        assert_eq!(b.state(), State::Open, "2 of 4 failed = 50% >= 50%");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ignored_outcomes_do_not_count() {
+        let b = breaker(small());
+        for _ in 0..10 {
+            record(&b, CallOutcome::Ignored);
+        }
+        assert_eq!(b.metrics().buffered_calls, 0);
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_calls_trip_the_breaker() {
+        let b = breaker(CircuitBreakerConfig {
+            slow_call_rate_threshold: 50.0,
+            slow_call_duration_threshold: Duration::from_millis(100),
+            ..small()
+        });
+        for _ in 0..2 {
+            let permit = b.try_acquire().unwrap();
+            tokio::time::advance(Duration::from_millis(150)).await;
+            permit.record(CallOutcome::Success);
+        }
+        record(&b, CallOutcome::Success);
+        assert_eq!(b.state(), State::Closed);
+        record(&b, CallOutcome::Success);
+        assert_eq!(b.state(), State::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn open_rejects_with_the_remaining_wait_then_half_opens_on_the_next_call() {
+        let b = breaker(small());
+        b.transition_to_open();
+        let err = b.try_acquire().unwrap_err();
+        assert_eq!(err.state(), State::Open);
+        assert_eq!(err.name(), "test");
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(10)));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(
+            b.try_acquire().unwrap_err().retry_after(),
+            Some(Duration::from_secs(6))
+        );
+        tokio::time::advance(Duration::from_secs(6)).await;
+        let probe = b.try_acquire().unwrap();
+        assert_eq!(b.state(), State::HalfOpen);
+        probe.record(CallOutcome::Success);
+        assert_eq!(b.metrics().not_permitted_calls, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_closes_on_good_probes_and_reopens_on_bad_ones() {
+        let b = breaker(small());
+        b.transition_to_half_open();
+        record(&b, CallOutcome::Success);
+        assert_eq!(b.state(), State::HalfOpen);
+        record(&b, CallOutcome::Success);
+        assert_eq!(b.state(), State::Closed);
+
+        b.transition_to_half_open();
+        record(&b, CallOutcome::Success);
+        record(&b, CallOutcome::Failure);
+        assert_eq!(b.state(), State::Open, "1 of 2 failed = 50%");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_rejects_the_excess_and_dropped_permits_come_back() {
+        let b = breaker(small());
+        b.transition_to_half_open();
+        let first = b.try_acquire().unwrap();
+        let second = b.try_acquire().unwrap();
+        let err = b.try_acquire().unwrap_err();
+        assert_eq!(err.state(), State::HalfOpen);
+        assert_eq!(err.retry_after(), None);
+        drop(first);
+        let third = b.try_acquire().unwrap();
+        second.record(CallOutcome::Success);
+        third.record(CallOutcome::Success);
+        assert_eq!(b.state(), State::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn operator_states() {
+        let b = breaker(small());
+        b.transition_to_forced_open();
+        assert_eq!(b.try_acquire().unwrap_err().state(), State::ForcedOpen);
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(b.try_acquire().is_err(), "forced open never half-opens");
+
+        b.transition_to_disabled();
+        for _ in 0..10 {
+            record(&b, CallOutcome::Failure);
+        }
+        assert_eq!(b.state(), State::Disabled);
+        assert_eq!(b.metrics().buffered_calls, 0);
+
+        b.transition_to_metrics_only();
+        for _ in 0..10 {
+            record(&b, CallOutcome::Failure);
+        }
+        assert_eq!(b.state(), State::MetricsOnly);
+        assert_eq!(b.metrics().failure_rate, Some(100.0));
+
+        b.reset();
+        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.metrics().buffered_calls, 0);
+        assert_eq!(b.metrics().not_permitted_calls, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn outcomes_from_an_earlier_state_are_dropped() {
+        let b = breaker(small());
+        let stale = b.try_acquire().unwrap();
+        b.transition_to_open();
+        b.transition_to_closed();
+        stale.record(CallOutcome::Failure);
+        assert_eq!(b.metrics().buffered_calls, 0);
+    }
+}

@@ -1,0 +1,243 @@
+//! The sliding windows that hold recent call outcomes: count-based (a ring of the last N calls) and
+//! time-based (per-second buckets), both lock-free.
+
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::sliding_counters::SlidingCounters;
+
+/// One recorded call, as stored in a ring slot. Zero means "no call recorded here".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outcome(u8);
+
+const PRESENT: u8 = 1;
+const FAILED: u8 = 2;
+const SLOW: u8 = 4;
+
+impl Outcome {
+    pub(crate) const EMPTY: Outcome = Outcome(0);
+
+    #[inline]
+    pub(crate) fn new(failed: bool, slow: bool) -> Self {
+        Outcome(PRESENT | if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 })
+    }
+
+    /// This outcome's contribution to `[calls, failed, slow, slow_failed]`.
+    #[inline]
+    fn counts(self) -> [i64; 4] {
+        let bit = |b: u8| i64::from(self.0 & b != 0);
+        [
+            bit(PRESENT),
+            bit(FAILED),
+            bit(SLOW),
+            i64::from(self.0 & (FAILED | SLOW) == FAILED | SLOW),
+        ]
+    }
+}
+
+/// What a window holds right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct WindowCounts {
+    pub(crate) calls: u64,
+    pub(crate) failed: u64,
+    pub(crate) slow: u64,
+    pub(crate) slow_failed: u64,
+}
+
+impl WindowCounts {
+    fn from_array([calls, failed, slow, slow_failed]: [u64; 4]) -> Self {
+        Self {
+            calls,
+            failed,
+            slow,
+            slow_failed,
+        }
+    }
+
+    /// Failure rate in percent, or `None` below `minimum` calls.
+    #[inline]
+    pub(crate) fn failure_rate(&self, minimum: u64) -> Option<f32> {
+        self.rate(self.failed, minimum)
+    }
+
+    /// Slow-call rate in percent, or `None` below `minimum` calls.
+    #[inline]
+    pub(crate) fn slow_call_rate(&self, minimum: u64) -> Option<f32> {
+        self.rate(self.slow, minimum)
+    }
+
+    #[inline]
+    fn rate(&self, part: u64, minimum: u64) -> Option<f32> {
+        (self.calls >= minimum && self.calls > 0)
+            .then(|| (part.min(self.calls) as f64 * 100.0 / self.calls as f64) as f32)
+    }
+}
+
+/// The last `size` calls, as a ring of one-byte slots with running totals beside it.
+///
+/// Recording swaps the new outcome into the next slot and adjusts the totals by the difference to
+/// the outcome it displaced; when both are the same (the common steady state) the totals are not
+/// touched at all.
+#[derive(Debug)]
+pub(crate) struct CountWindow {
+    slots: Box<[AtomicU8]>,
+    next: AtomicU64,
+    totals: [AtomicI64; 4],
+}
+
+impl CountWindow {
+    pub(crate) fn new(size: u32) -> Self {
+        Self {
+            slots: (0..size.max(1)).map(|_| AtomicU8::new(0)).collect(),
+            next: AtomicU64::new(0),
+            totals: std::array::from_fn(|_| AtomicI64::new(0)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn record(&self, outcome: Outcome) -> WindowCounts {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len() as u64;
+        let old = Outcome(self.slots[index as usize].swap(outcome.0, Ordering::AcqRel));
+        if old != outcome {
+            let (new, old) = (outcome.counts(), old.counts());
+            for i in 0..4 {
+                let delta = new[i] - old[i];
+                if delta != 0 {
+                    self.totals[i].fetch_add(delta, Ordering::AcqRel);
+                }
+            }
+        }
+        self.counts()
+    }
+
+    #[inline]
+    pub(crate) fn counts(&self) -> WindowCounts {
+        WindowCounts::from_array(std::array::from_fn(|i| {
+            self.totals[i].load(Ordering::Acquire).max(0) as u64
+        }))
+    }
+
+    /// Empties the window. Each slot is drained with a swap, so a concurrent record is either
+    /// cleared with its slot or kept with the totals consistent.
+    pub(crate) fn reset(&self) {
+        for slot in self.slots.iter() {
+            let old = Outcome(slot.swap(0, Ordering::AcqRel));
+            if old != Outcome::EMPTY {
+                for (total, count) in self.totals.iter().zip(old.counts()) {
+                    if count != 0 {
+                        total.fetch_sub(count, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The calls of the last `size` seconds, in one-second buckets.
+#[derive(Debug)]
+pub(crate) struct TimeWindow {
+    counters: SlidingCounters<4>,
+}
+
+impl TimeWindow {
+    pub(crate) fn new(seconds: u32) -> Self {
+        Self {
+            counters: SlidingCounters::new(seconds.max(1) as usize, Duration::from_secs(1)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn record(&self, now: Instant, outcome: Outcome) -> WindowCounts {
+        self.counters.add(now, outcome.counts());
+        self.counts(now)
+    }
+
+    #[inline]
+    pub(crate) fn counts(&self, now: Instant) -> WindowCounts {
+        WindowCounts::from_array(self.counters.totals(now))
+    }
+
+    pub(crate) fn reset(&self) {
+        self.counters.reset();
+    }
+}
+
+/// The closed-state window of either kind.
+#[derive(Debug)]
+pub(crate) enum Window {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+impl Window {
+    #[inline]
+    pub(crate) fn record(&self, now: Instant, outcome: Outcome) -> WindowCounts {
+        match self {
+            Window::Count(w) => w.record(outcome),
+            Window::Time(w) => w.record(now, outcome),
+        }
+    }
+
+    pub(crate) fn counts(&self, now: Instant) -> WindowCounts {
+        match self {
+            Window::Count(w) => w.counts(),
+            Window::Time(w) => w.counts(now),
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        match self {
+            Window::Count(w) => w.reset(),
+            Window::Time(w) => w.reset(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_window_forgets_the_oldest_call() {
+        let window = CountWindow::new(3);
+        window.record(Outcome::new(true, false));
+        window.record(Outcome::new(false, true));
+        let counts = window.record(Outcome::new(true, true));
+        assert_eq!(
+            counts,
+            WindowCounts {
+                calls: 3,
+                failed: 2,
+                slow: 2,
+                slow_failed: 1
+            }
+        );
+        let counts = window.record(Outcome::new(false, false));
+        assert_eq!(
+            counts,
+            WindowCounts {
+                calls: 3,
+                failed: 1,
+                slow: 2,
+                slow_failed: 1
+            }
+        );
+        window.reset();
+        assert_eq!(window.counts(), WindowCounts::default());
+    }
+
+    #[test]
+    fn rates_need_the_minimum_number_of_calls() {
+        let counts = WindowCounts {
+            calls: 4,
+            failed: 1,
+            slow: 2,
+            slow_failed: 0,
+        };
+        assert_eq!(counts.failure_rate(5), None);
+        assert_eq!(counts.failure_rate(4), Some(25.0));
+        assert_eq!(counts.slow_call_rate(1), Some(50.0));
+    }
+}
