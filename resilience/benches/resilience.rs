@@ -1,1 +1,197 @@
-fn main() {}
+//! Overhead of the resilience primitives on a call that does nothing, against a bare call and
+//! against the `failsafe` and `recloser` circuit breakers, measured in the same run.
+//!
+//! `cargo bench -p msakit-resilience`. Results and their reading are in BENCHMARKS.md.
+
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::Barrier;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use failsafe::CircuitBreaker as _;
+use msakit_resilience::circuit_breaker::CallOutcome;
+use msakit_resilience::retry::RetryBudgetConfig;
+use msakit_resilience::{
+    BulkheadConfig, CircuitBreaker, CircuitBreakerConfig, Policy, PolicyConfig, RateLimiterConfig,
+    RetryConfig, TimeoutConfig,
+};
+
+/// The protected call: as cheap as a call can be, so only the wrapper's cost is measured.
+#[inline(never)]
+fn work(x: u64) -> Result<u64, ()> {
+    Ok(black_box(x))
+}
+
+/// Polls a future that completes without waiting.
+fn now<F: Future>(future: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the benchmarked call must not wait"),
+    }
+}
+
+fn msakit_breaker() -> CircuitBreaker {
+    CircuitBreaker::new("bench", CircuitBreakerConfig::default()).unwrap()
+}
+
+/// Runs `register` once per breaker, each given one call through that breaker; every breaker runs
+/// the same `work` and keeps its result. All, the baseline included, are called through the same
+/// `&dyn Fn` indirection, so it cancels out of the differences.
+fn for_each_breaker(mut register: impl FnMut(&str, &(dyn Fn(u64) -> u64 + Sync))) {
+    register("bare call (baseline)", &|x| work(x).unwrap_or(0));
+
+    let breaker = msakit_breaker();
+    register(
+        "msakit try_acquire+record",
+        &move |x| match breaker.try_acquire() {
+            Ok(permit) => {
+                let result = work(x);
+                permit.record(if result.is_ok() {
+                    CallOutcome::Success
+                } else {
+                    CallOutcome::Failure
+                });
+                result.unwrap_or(0)
+            }
+            Err(_) => 0,
+        },
+    );
+
+    let breaker = CircuitBreaker::new(
+        "bench",
+        CircuitBreakerConfig {
+            slow_call_duration_threshold: Some(Duration::from_secs(60)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    register(
+        "msakit try_acquire+record, slow calls tracked",
+        &move |x| match breaker.try_acquire() {
+            Ok(permit) => {
+                let result = work(x);
+                permit.record(if result.is_ok() {
+                    CallOutcome::Success
+                } else {
+                    CallOutcome::Failure
+                });
+                result.unwrap_or(0)
+            }
+            Err(_) => 0,
+        },
+    );
+
+    let breaker = msakit_breaker();
+    register("msakit call (async)", &move |x| {
+        now(breaker.call(|| async move { work(x) })).unwrap_or(0)
+    });
+
+    let breaker = failsafe::Config::new().build();
+    register("failsafe", &move |x| breaker.call(|| work(x)).unwrap_or(0));
+
+    let breaker = recloser::Recloser::default();
+    register("recloser", &move |x| breaker.call(|| work(x)).unwrap_or(0));
+}
+
+fn breaker_single_thread(c: &mut Criterion) {
+    let mut group = c.benchmark_group("breaker closed, 1 thread");
+    for_each_breaker(|name, call| {
+        group.bench_function(name, |b| {
+            let mut x = 0u64;
+            b.iter(|| {
+                x = x.wrapping_add(1);
+                call(x)
+            })
+        });
+    });
+    group.finish();
+}
+
+/// Two threads call the same breaker at once; the time is per call, per thread.
+fn breaker_two_threads(c: &mut Criterion) {
+    let mut group = c.benchmark_group("breaker closed, 2 threads contending");
+    for_each_breaker(|name, call| {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let barrier = Barrier::new(2);
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = (0..2)
+                        .map(|_| {
+                            let barrier = &barrier;
+                            scope.spawn(move || {
+                                barrier.wait();
+                                let start = Instant::now();
+                                let mut sum = 0u64;
+                                for i in 0..iters {
+                                    sum = sum.wrapping_add(call(i));
+                                }
+                                black_box(sum);
+                                start.elapsed()
+                            })
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().unwrap())
+                        .max()
+                        .unwrap()
+                })
+            })
+        });
+    });
+    group.finish();
+}
+
+fn policy(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = runtime.enter();
+    let config = PolicyConfig {
+        retry: Some(RetryConfig {
+            budget: Some(RetryBudgetConfig::default()),
+            ..Default::default()
+        }),
+        circuit_breaker: Some(CircuitBreakerConfig::default()),
+        rate_limiter: Some(RateLimiterConfig {
+            limit_for_period: 1_000_000_000,
+            limit_refresh_period: Duration::from_secs(1),
+            max_wait: Duration::ZERO,
+        }),
+        timeout: Some(TimeoutConfig::default()),
+        bulkhead: Some(BulkheadConfig::default()),
+    };
+    let full = Policy::from_config("bench", &config).unwrap();
+    let mut group = c.benchmark_group("policy, 1 thread");
+    group.bench_function("bare async call (baseline)", |b| {
+        let mut x = 0u64;
+        b.iter(|| {
+            x = x.wrapping_add(1);
+            now(async { work(x) }).unwrap_or(0)
+        })
+    });
+    group.bench_function(
+        "5 layers: retry, breaker, rate limiter, timeout, bulkhead",
+        |b| {
+            let mut x = 0u64;
+            b.iter(|| {
+                x = x.wrapping_add(1);
+                now(full.call(|| async move { work(x) })).unwrap_or(0)
+            })
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2));
+    targets = breaker_single_thread, breaker_two_threads, policy
+);
+criterion_main!(benches);

@@ -28,10 +28,16 @@ impl<E: Clone> EventPublisher<E> {
         }
     }
 
+    /// Whether any stream is open.
+    #[inline]
+    pub(crate) fn is_observed(&self) -> bool {
+        self.subscribers.load(Ordering::Relaxed) > 0
+    }
+
     /// Builds and sends an event, but only when a stream is open.
     #[inline]
     pub(crate) fn publish(&self, event: impl FnOnce() -> E) {
-        if self.subscribers.load(Ordering::Relaxed) > 0 {
+        if self.is_observed() {
             // An error only means every receiver went away meanwhile.
             let _ = self.sender.send(event());
         }

@@ -12,9 +12,11 @@
 //! nothing), FORCED_OPEN (always reject) and METRICS_ONLY (always admit, record, never trip).
 //!
 //! # Hot path
-//! In CLOSED, admitting a call is one atomic load and a clock read; recording it is a clock read,
-//! one `fetch_add`, one `swap` and a few loads. There is no lock and no allocation: the one mutex
-//! serialises state *transitions* only, which are rare by nature.
+//! In CLOSED, admitting a call is two atomic loads; recording it is one `fetch_add`, one `swap`
+//! and a few loads, plus the threshold check when the window's counts changed. There is no lock
+//! and no allocation: the one mutex serialises state *transitions* only, which are rare by nature.
+//! The clock is read only when slow calls are tracked, the window is time-based, or someone
+//! subscribed to events.
 
 mod classify;
 mod config;
@@ -97,6 +99,10 @@ fn unpack(word: u64) -> (u64, State) {
     (word >> 8, State::ALL[(word & 0xff) as usize])
 }
 
+fn milli_percent(percent: f32) -> u64 {
+    (f64::from(percent) * 1000.0).round() as u64
+}
+
 /// A circuit breaker. Cheap to clone; clones share state.
 ///
 /// `C` classifies results into success, failure or ignored; the default counts every `Err` as a
@@ -122,6 +128,9 @@ struct Shared {
     config: CircuitBreakerConfig,
     /// `config.minimum_number_of_calls`, widened once.
     minimum_calls: u64,
+    /// The thresholds in thousandths of a percent, for an exact integer comparison.
+    failure_threshold: u64,
+    slow_call_threshold: u64,
     /// Generation and state, see [`pack`].
     state: AtomicU64,
     /// Outcomes while CLOSED or METRICS_ONLY.
@@ -194,6 +203,8 @@ impl CircuitBreaker<FailOnError> {
             shared: Arc::new(Shared {
                 name: name.into(),
                 minimum_calls: config.minimum_number_of_calls.into(),
+                failure_threshold: milli_percent(config.failure_rate_threshold),
+                slow_call_threshold: milli_percent(config.slow_call_rate_threshold),
                 state: AtomicU64::new(pack(0, State::Closed)),
                 closed,
                 half_open: CountWindow::new(config.permitted_number_of_calls_in_half_open_state),
@@ -386,7 +397,8 @@ impl Drop for OwnedPermit {
 struct Ticket {
     generation: u64,
     mode: Mode,
-    start: Instant,
+    /// When the call started; read only when slow calls are tracked or events observed.
+    start: Option<Instant>,
     /// Still owes a record or a release.
     armed: bool,
 }
@@ -420,7 +432,9 @@ impl Shared {
             let admit = |mode| Ticket {
                 generation,
                 mode,
-                start: Instant::now(),
+                start: (self.config.slow_call_duration_threshold.is_some()
+                    || self.events.is_observed())
+                .then(Instant::now),
                 armed: true,
             };
             match state {
@@ -497,39 +511,51 @@ impl Shared {
         if ticket.mode == Mode::Disabled {
             return;
         }
-        let now = Instant::now();
-        let elapsed = now.saturating_duration_since(ticket.start);
+        let elapsed = ticket.start.map(|start| start.elapsed());
         let failed = match outcome {
             CallOutcome::Success => false,
             CallOutcome::Failure => true,
             CallOutcome::Ignored => {
-                self.publish(CircuitBreakerEventKind::Ignored { elapsed });
+                self.publish(CircuitBreakerEventKind::Ignored {
+                    elapsed: elapsed.unwrap_or_default(),
+                });
                 self.release(ticket);
                 return;
             }
         };
-        self.publish(if failed {
-            CircuitBreakerEventKind::Error { elapsed }
-        } else {
-            CircuitBreakerEventKind::Success { elapsed }
-        });
+        if self.events.is_observed() {
+            let elapsed = elapsed.unwrap_or_default();
+            self.publish(if failed {
+                CircuitBreakerEventKind::Error { elapsed }
+            } else {
+                CircuitBreakerEventKind::Success { elapsed }
+            });
+        }
         if self.generation() != ticket.generation {
             // Admitted under a state that has since ended: it belongs to no current window.
             return;
         }
-        let outcome = Outcome::new(failed, elapsed >= self.config.slow_call_duration_threshold);
+        let slow = matches!(
+            (elapsed, self.config.slow_call_duration_threshold),
+            (Some(elapsed), Some(threshold)) if elapsed >= threshold
+        );
+        let outcome = Outcome::new(failed, slow);
         match ticket.mode {
             Mode::Closed => {
-                let counts = self.closed.record(now, outcome);
-                if counts.calls >= self.minimum_calls && self.exceeded(counts, self.minimum_calls) {
-                    self.transition(Some(ticket.generation), State::Open);
+                if let Some(counts) = self.closed.record(outcome) {
+                    if self.exceeded(counts, self.minimum_calls) {
+                        self.transition(Some(ticket.generation), State::Open);
+                    }
                 }
             }
             Mode::MetricsOnly => {
-                self.closed.record(now, outcome);
+                self.closed.record(outcome);
             }
             Mode::HalfOpen => {
-                let counts = self.half_open.record(outcome);
+                let counts = self
+                    .half_open
+                    .record(outcome)
+                    .unwrap_or_else(|| self.half_open.counts());
                 let probes = u64::from(self.config.permitted_number_of_calls_in_half_open_state);
                 if counts.calls >= probes {
                     let to = if self.exceeded(counts, probes) {
@@ -544,20 +570,23 @@ impl Shared {
         }
     }
 
-    /// Whether a threshold is reached; publishes the matching event when it is.
+    /// Whether a threshold is reached (with at least `minimum` calls); publishes the matching
+    /// event when it is. Compares in integers, so a rate exactly at the threshold trips.
     #[inline]
     fn exceeded(&self, counts: WindowCounts, minimum: u64) -> bool {
-        if let Some(rate) = counts.failure_rate(minimum) {
-            if rate >= self.config.failure_rate_threshold {
-                self.publish(CircuitBreakerEventKind::FailureRateExceeded { rate });
-                return true;
-            }
+        if counts.calls < minimum || counts.calls == 0 {
+            return false;
         }
-        if let Some(rate) = counts.slow_call_rate(minimum) {
-            if rate >= self.config.slow_call_rate_threshold {
-                self.publish(CircuitBreakerEventKind::SlowCallRateExceeded { rate });
-                return true;
-            }
+        let reached = |part: u64, threshold: u64| part * 100_000 >= threshold * counts.calls;
+        if reached(counts.failed, self.failure_threshold) {
+            let rate = counts.failure_rate(minimum).unwrap_or(100.0);
+            self.publish(CircuitBreakerEventKind::FailureRateExceeded { rate });
+            return true;
+        }
+        if reached(counts.slow, self.slow_call_threshold) {
+            let rate = counts.slow_call_rate(minimum).unwrap_or(100.0);
+            self.publish(CircuitBreakerEventKind::SlowCallRateExceeded { rate });
+            return true;
         }
         false
     }
@@ -735,7 +764,7 @@ mod tests {
     async fn slow_calls_trip_the_breaker() {
         let b = breaker(CircuitBreakerConfig {
             slow_call_rate_threshold: 50.0,
-            slow_call_duration_threshold: Duration::from_millis(100),
+            slow_call_duration_threshold: Some(Duration::from_millis(100)),
             ..small()
         });
         for _ in 0..2 {

@@ -96,20 +96,23 @@ impl CountWindow {
         }
     }
 
+    /// Records `outcome`; returns the new counts, or `None` when they did not change (the
+    /// outcome replaced an identical one), in which case no threshold can have been crossed.
     #[inline]
-    pub(crate) fn record(&self, outcome: Outcome) -> WindowCounts {
+    pub(crate) fn record(&self, outcome: Outcome) -> Option<WindowCounts> {
         let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len() as u64;
         let old = Outcome(self.slots[index as usize].swap(outcome.0, Ordering::AcqRel));
-        if old != outcome {
-            let (new, old) = (outcome.counts(), old.counts());
-            for i in 0..4 {
-                let delta = new[i] - old[i];
-                if delta != 0 {
-                    self.totals[i].fetch_add(delta, Ordering::AcqRel);
-                }
+        if old == outcome {
+            return None;
+        }
+        let (new, old) = (outcome.counts(), old.counts());
+        for i in 0..4 {
+            let delta = new[i] - old[i];
+            if delta != 0 {
+                self.totals[i].fetch_add(delta, Ordering::AcqRel);
             }
         }
-        self.counts()
+        Some(self.counts())
     }
 
     #[inline]
@@ -149,7 +152,8 @@ impl TimeWindow {
     }
 
     #[inline]
-    pub(crate) fn record(&self, now: Instant, outcome: Outcome) -> WindowCounts {
+    pub(crate) fn record(&self, outcome: Outcome) -> WindowCounts {
+        let now = Instant::now();
         self.counters.add(now, outcome.counts());
         self.counts(now)
     }
@@ -172,11 +176,12 @@ pub(crate) enum Window {
 }
 
 impl Window {
+    /// Records `outcome`; `None` when the counts did not change.
     #[inline]
-    pub(crate) fn record(&self, now: Instant, outcome: Outcome) -> WindowCounts {
+    pub(crate) fn record(&self, outcome: Outcome) -> Option<WindowCounts> {
         match self {
             Window::Count(w) => w.record(outcome),
-            Window::Time(w) => w.record(now, outcome),
+            Window::Time(w) => Some(w.record(outcome)),
         }
     }
 
@@ -204,7 +209,7 @@ mod tests {
         let window = CountWindow::new(3);
         window.record(Outcome::new(true, false));
         window.record(Outcome::new(false, true));
-        let counts = window.record(Outcome::new(true, true));
+        let counts = window.record(Outcome::new(true, true)).unwrap();
         assert_eq!(
             counts,
             WindowCounts {
@@ -214,7 +219,7 @@ mod tests {
                 slow_failed: 1
             }
         );
-        let counts = window.record(Outcome::new(false, false));
+        let counts = window.record(Outcome::new(false, false)).unwrap();
         assert_eq!(
             counts,
             WindowCounts {
@@ -223,6 +228,11 @@ mod tests {
                 slow: 2,
                 slow_failed: 1
             }
+        );
+        assert_eq!(
+            window.record(Outcome::new(false, true)),
+            None,
+            "same as the one it displaced"
         );
         window.reset();
         assert_eq!(window.counts(), WindowCounts::default());

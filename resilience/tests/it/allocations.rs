@@ -1,0 +1,43 @@
+//! The breaker's hot path allocates nothing: admit + record in CLOSED, directly and via `call`.
+
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use msakit_resilience::circuit_breaker::CallOutcome;
+use msakit_resilience::{CircuitBreaker, CircuitBreakerConfig};
+
+#[test]
+fn closed_admit_and_record_do_not_allocate() {
+    let breaker = CircuitBreaker::new("alloc", CircuitBreakerConfig::default()).unwrap();
+    // Fill the window once, so steady state is measured.
+    for _ in 0..200 {
+        breaker.try_acquire().unwrap().record(CallOutcome::Success);
+    }
+    let info = allocation_counter::measure(|| {
+        for i in 0..10_000 {
+            let outcome = if i % 7 == 0 {
+                CallOutcome::Failure
+            } else {
+                CallOutcome::Success
+            };
+            breaker.try_acquire().unwrap().record(outcome);
+        }
+    });
+    assert_eq!(info.count_total, 0, "{info:?}");
+}
+
+#[test]
+fn call_does_not_allocate() {
+    let breaker = CircuitBreaker::new("alloc", CircuitBreakerConfig::default()).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let info = allocation_counter::measure(|| {
+        for _ in 0..10_000 {
+            let call = pin!(breaker.call(|| async { Ok::<u32, ()>(7) }));
+            match call.poll(&mut cx) {
+                Poll::Ready(Ok(7)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    });
+    assert_eq!(info.count_total, 0, "{info:?}");
+}
