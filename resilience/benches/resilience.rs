@@ -6,6 +6,7 @@
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -18,11 +19,17 @@ use msakit_resilience::{
     RetryConfig, TimeoutConfig,
 };
 
-/// The protected call: as cheap as a call can be, so only the wrapper's cost is measured.
+/// The protected call: as cheap as a call can be, so only the wrapper's cost is measured. With
+/// `FAILING` set, one call in 16 fails (too few to trip any of the breakers).
 #[inline(never)]
 fn work(x: u64) -> Result<u64, ()> {
+    if FAILING.load(Ordering::Relaxed) && x % 16 == 0 {
+        return Err(());
+    }
     Ok(black_box(x))
 }
+
+static FAILING: AtomicBool = AtomicBool::new(false);
 
 /// Polls a future that completes without waiting.
 fn now<F: Future>(future: F) -> F::Output {
@@ -97,52 +104,69 @@ fn for_each_breaker(mut register: impl FnMut(&str, &(dyn Fn(u64) -> u64 + Sync))
 }
 
 fn breaker_single_thread(c: &mut Criterion) {
-    let mut group = c.benchmark_group("breaker closed, 1 thread");
-    for_each_breaker(|name, call| {
-        group.bench_function(name, |b| {
-            let mut x = 0u64;
-            b.iter(|| {
-                x = x.wrapping_add(1);
-                call(x)
-            })
+    for failing in [false, true] {
+        FAILING.store(failing, Ordering::Relaxed);
+        let mut group = c.benchmark_group(group_name("breaker closed, 1 thread", failing));
+        for_each_breaker(|name, call| {
+            group.bench_function(name, |b| {
+                let mut x = 0u64;
+                b.iter(|| {
+                    x = x.wrapping_add(1);
+                    call(x)
+                })
+            });
         });
-    });
-    group.finish();
+        group.finish();
+    }
+    FAILING.store(false, Ordering::Relaxed);
+}
+
+fn group_name(base: &str, failing: bool) -> String {
+    if failing {
+        format!("{base}, 1 in 16 calls failing")
+    } else {
+        format!("{base}, all calls succeeding")
+    }
 }
 
 /// Two threads call the same breaker at once; the time is per call, per thread.
 fn breaker_two_threads(c: &mut Criterion) {
-    let mut group = c.benchmark_group("breaker closed, 2 threads contending");
-    for_each_breaker(|name, call| {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                let barrier = Barrier::new(2);
-                std::thread::scope(|scope| {
-                    let handles: Vec<_> = (0..2)
-                        .map(|_| {
-                            let barrier = &barrier;
-                            scope.spawn(move || {
-                                barrier.wait();
-                                let start = Instant::now();
-                                let mut sum = 0u64;
-                                for i in 0..iters {
-                                    sum = sum.wrapping_add(call(i));
-                                }
-                                black_box(sum);
-                                start.elapsed()
+    for failing in [false, true] {
+        FAILING.store(failing, Ordering::Relaxed);
+        let mut group =
+            c.benchmark_group(group_name("breaker closed, 2 threads contending", failing));
+        for_each_breaker(|name, call| {
+            group.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    let barrier = Barrier::new(2);
+                    std::thread::scope(|scope| {
+                        let handles: Vec<_> = (0..2)
+                            .map(|_| {
+                                let barrier = &barrier;
+                                scope.spawn(move || {
+                                    barrier.wait();
+                                    let start = Instant::now();
+                                    let mut sum = 0u64;
+                                    for i in 0..iters {
+                                        sum = sum.wrapping_add(call(i));
+                                    }
+                                    black_box(sum);
+                                    start.elapsed()
+                                })
                             })
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().unwrap())
-                        .max()
-                        .unwrap()
+                            .collect();
+                        handles
+                            .into_iter()
+                            .map(|h| h.join().unwrap())
+                            .max()
+                            .unwrap()
+                    })
                 })
-            })
+            });
         });
-    });
-    group.finish();
+        group.finish();
+    }
+    FAILING.store(false, Ordering::Relaxed);
 }
 
 fn policy(c: &mut Criterion) {

@@ -18,6 +18,8 @@ const SLOW: u8 = 4;
 
 impl Outcome {
     pub(crate) const EMPTY: Outcome = Outcome(0);
+    /// A call that neither failed nor was slow.
+    const SUCCESS: Outcome = Outcome(PRESENT);
 
     #[inline]
     pub(crate) fn new(failed: bool, slow: bool) -> Self {
@@ -75,32 +77,56 @@ impl WindowCounts {
     }
 }
 
+/// Keeps a value on cache lines of its own, so that writers of neighbouring fields do not slow
+/// each other down.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
 /// The last `size` calls, as a ring of one-byte slots with running totals beside it.
 ///
 /// Recording swaps the new outcome into the next slot and adjusts the totals by the difference to
-/// the outcome it displaced; when both are the same (the common steady state) the totals are not
-/// touched at all.
+/// the outcome it displaced; when both are the same the totals are not touched at all. And when
+/// the ring is full of plain successes, recording another success changes nothing wherever it
+/// goes, so it writes nothing: a healthy dependency's calls only read three counters, and threads
+/// calling it do not contend.
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
-    next: AtomicU64,
-    totals: [AtomicI64; 4],
+    next: Padded<AtomicU64>,
+    totals: Padded<[AtomicI64; 4]>,
 }
+
+const CALLS: usize = 0;
+const FAILED_CALLS: usize = 1;
+const SLOW_CALLS: usize = 2;
 
 impl CountWindow {
     pub(crate) fn new(size: u32) -> Self {
         Self {
             slots: (0..size.max(1)).map(|_| AtomicU8::new(0)).collect(),
-            next: AtomicU64::new(0),
-            totals: std::array::from_fn(|_| AtomicI64::new(0)),
+            next: Padded(AtomicU64::new(0)),
+            totals: Padded(std::array::from_fn(|_| AtomicI64::new(0))),
         }
+    }
+
+    /// Whether every slot holds a plain success.
+    #[inline]
+    fn all_successes(&self) -> bool {
+        let totals = &self.totals.0;
+        totals[FAILED_CALLS].load(Ordering::Acquire) == 0
+            && totals[SLOW_CALLS].load(Ordering::Acquire) == 0
+            && totals[CALLS].load(Ordering::Acquire) == self.slots.len() as i64
     }
 
     /// Records `outcome`; returns the new counts, or `None` when they did not change (the
     /// outcome replaced an identical one), in which case no threshold can have been crossed.
     #[inline]
     pub(crate) fn record(&self, outcome: Outcome) -> Option<WindowCounts> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len() as u64;
+        if outcome == Outcome::SUCCESS && self.all_successes() {
+            return None;
+        }
+        let index = self.next.0.fetch_add(1, Ordering::Relaxed) % self.slots.len() as u64;
         let old = Outcome(self.slots[index as usize].swap(outcome.0, Ordering::AcqRel));
         if old == outcome {
             return None;
@@ -109,7 +135,7 @@ impl CountWindow {
         for i in 0..4 {
             let delta = new[i] - old[i];
             if delta != 0 {
-                self.totals[i].fetch_add(delta, Ordering::AcqRel);
+                self.totals.0[i].fetch_add(delta, Ordering::AcqRel);
             }
         }
         Some(self.counts())
@@ -118,7 +144,7 @@ impl CountWindow {
     #[inline]
     pub(crate) fn counts(&self) -> WindowCounts {
         WindowCounts::from_array(std::array::from_fn(|i| {
-            self.totals[i].load(Ordering::Acquire).max(0) as u64
+            self.totals.0[i].load(Ordering::Acquire).max(0) as u64
         }))
     }
 
@@ -128,7 +154,7 @@ impl CountWindow {
         for slot in self.slots.iter() {
             let old = Outcome(slot.swap(0, Ordering::AcqRel));
             if old != Outcome::EMPTY {
-                for (total, count) in self.totals.iter().zip(old.counts()) {
+                for (total, count) in self.totals.0.iter().zip(old.counts()) {
                     if count != 0 {
                         total.fetch_sub(count, Ordering::AcqRel);
                     }
@@ -236,6 +262,28 @@ mod tests {
         );
         window.reset();
         assert_eq!(window.counts(), WindowCounts::default());
+    }
+
+    #[test]
+    fn a_success_into_a_ring_of_successes_writes_nothing() {
+        let window = CountWindow::new(2);
+        assert!(window.record(Outcome::new(false, false)).is_some());
+        assert!(window.record(Outcome::new(false, false)).is_some());
+        let next = window.next.0.load(Ordering::Relaxed);
+        assert_eq!(window.record(Outcome::new(false, false)), None);
+        assert_eq!(
+            window.next.0.load(Ordering::Relaxed),
+            next,
+            "no slot was taken"
+        );
+        // The ring stays exact: a failure, then a success that displaces the other success (no
+        // change), then one that displaces the failure.
+        let counts = window.record(Outcome::new(true, false)).unwrap();
+        assert_eq!((counts.calls, counts.failed), (2, 1));
+        assert_eq!(window.record(Outcome::new(false, false)), None);
+        assert_eq!(window.counts().failed, 1);
+        let counts = window.record(Outcome::new(false, false)).unwrap();
+        assert_eq!((counts.calls, counts.failed), (2, 0));
     }
 
     #[test]
