@@ -249,23 +249,29 @@ impl<C> CircuitBreaker<C> {
 
     /// Asks for permission to make one call. Record the outcome on the permit; dropping it
     /// unrecorded releases it (a cancelled call).
-    #[inline]
+    #[inline(always)]
     pub fn try_acquire(&self) -> Result<Permit<'_>, CallNotPermitted> {
-        let ticket = self.shared.acquire()?;
-        Ok(Permit {
-            shared: &self.shared,
-            ticket,
-        })
+        match self.shared.acquire() {
+            Ok(ticket) => Ok(Permit {
+                shared: &self.shared,
+                ticket,
+                armed: true,
+            }),
+            Err(rejected) => Err(self.shared.rejection(rejected)),
+        }
     }
 
     /// Like [`try_acquire`](Self::try_acquire), with a permit that owns a handle to the breaker
     /// (for futures that outlive the borrow).
     pub fn try_acquire_owned(&self) -> Result<OwnedPermit, CallNotPermitted> {
-        let ticket = self.shared.acquire()?;
-        Ok(OwnedPermit {
-            shared: Arc::clone(&self.shared),
-            ticket,
-        })
+        match self.shared.acquire() {
+            Ok(ticket) => Ok(OwnedPermit {
+                shared: Arc::clone(&self.shared),
+                ticket,
+                armed: true,
+            }),
+            Err(rejected) => Err(self.shared.rejection(rejected)),
+        }
     }
 
     /// This breaker as a `tower::Layer`.
@@ -348,20 +354,23 @@ impl<C> CircuitBreaker<C> {
 pub struct Permit<'a> {
     shared: &'a Arc<Shared>,
     ticket: Ticket,
+    /// Still owes a record or a release.
+    armed: bool,
 }
 
 impl Permit<'_> {
     /// Records how the call went.
-    #[inline]
+    #[inline(always)]
     pub fn record(mut self, outcome: CallOutcome) {
-        self.ticket.armed = false;
+        self.armed = false;
         self.shared.record(self.ticket, outcome);
     }
 }
 
 impl Drop for Permit<'_> {
+    #[inline(always)]
     fn drop(&mut self) {
-        if self.ticket.armed {
+        if self.armed {
             self.shared.release(self.ticket);
         }
     }
@@ -373,46 +382,53 @@ impl Drop for Permit<'_> {
 pub struct OwnedPermit {
     shared: Arc<Shared>,
     ticket: Ticket,
+    /// Still owes a record or a release.
+    armed: bool,
 }
 
 impl OwnedPermit {
     /// Records how the call went.
-    #[inline]
+    #[inline(always)]
     pub fn record(mut self, outcome: CallOutcome) {
-        self.ticket.armed = false;
+        self.armed = false;
         self.shared.record(self.ticket, outcome);
     }
 }
 
 impl Drop for OwnedPermit {
     fn drop(&mut self) {
-        if self.ticket.armed {
+        if self.armed {
             self.shared.release(self.ticket);
         }
     }
 }
 
-/// What an admitted call carries until it is recorded.
+/// What an admitted call carries until it is recorded: two words, so that handing it around
+/// stays in registers.
 #[derive(Debug, Clone, Copy)]
 struct Ticket {
-    generation: u64,
-    mode: Mode,
-    /// When the call started; read only when slow calls are tracked or events observed.
-    start: Option<Instant>,
-    /// Still owes a record or a release.
-    armed: bool,
+    /// The state word at admission: generation and state.
+    word: u64,
+    /// When the call started, in nanoseconds since the breaker's origin plus one; zero when the
+    /// clock was not read (slow calls not tracked and no event subscriber).
+    start: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Record, and trip when a threshold is reached.
-    Closed,
-    /// Record, never trip.
-    MetricsOnly,
-    /// A probe of a HALF_OPEN round.
-    HalfOpen,
-    /// Record nothing.
-    Disabled,
+impl Ticket {
+    fn generation(self) -> u64 {
+        unpack(self.word).0
+    }
+
+    fn state(self) -> State {
+        unpack(self.word).1
+    }
+}
+
+/// Why a call was not admitted; turned into a [`CallNotPermitted`] off the hot path.
+#[derive(Debug, Clone, Copy)]
+struct Rejected {
+    state: State,
+    retry_after: Option<Duration>,
 }
 
 impl Shared {
@@ -424,23 +440,42 @@ impl Shared {
         self.origin + Duration::from_nanos(nanos)
     }
 
-    #[inline]
-    fn acquire(self: &Arc<Self>) -> Result<Ticket, CallNotPermitted> {
+    /// Admits or rejects a call. The states that admit everything are decided inline; the rest
+    /// in [`acquire_slow`](Self::acquire_slow).
+    #[inline(always)]
+    fn acquire(self: &Arc<Self>) -> Result<Ticket, Rejected> {
+        let word = self.state.load(Ordering::Acquire);
+        let state = word & 0xff;
+        if state == State::Closed as u64
+            || state == State::MetricsOnly as u64
+            || state == State::Disabled as u64
+        {
+            return Ok(self.admit(word));
+        }
+        self.acquire_slow()
+    }
+
+    #[inline(always)]
+    fn admit(&self, word: u64) -> Ticket {
+        Ticket {
+            word,
+            start: if self.config.slow_call_duration_threshold.is_some()
+                || self.events.is_observed()
+            {
+                self.nanos(Instant::now()) + 1
+            } else {
+                0
+            },
+        }
+    }
+
+    #[inline(never)]
+    fn acquire_slow(self: &Arc<Self>) -> Result<Ticket, Rejected> {
         loop {
             let word = self.state.load(Ordering::Acquire);
             let (generation, state) = unpack(word);
-            let admit = |mode| Ticket {
-                generation,
-                mode,
-                start: (self.config.slow_call_duration_threshold.is_some()
-                    || self.events.is_observed())
-                .then(Instant::now),
-                armed: true,
-            };
             match state {
-                State::Closed => return Ok(admit(Mode::Closed)),
-                State::MetricsOnly => return Ok(admit(Mode::MetricsOnly)),
-                State::Disabled => return Ok(admit(Mode::Disabled)),
+                State::Closed | State::MetricsOnly | State::Disabled => return Ok(self.admit(word)),
                 State::ForcedOpen => return Err(self.reject(state, None)),
                 State::Open => {
                     let now = Instant::now();
@@ -457,7 +492,7 @@ impl Shared {
                         .is_ok();
                     if took {
                         if self.state.load(Ordering::Acquire) == word {
-                            return Ok(admit(Mode::HalfOpen));
+                            return Ok(self.admit(word));
                         }
                         // The round ended while we took a permit; put it back and look again.
                         self.half_open_permits.fetch_add(1, Ordering::AcqRel);
@@ -475,13 +510,19 @@ impl Shared {
         }
     }
 
-    fn reject(&self, state: State, retry_after: Option<Duration>) -> CallNotPermitted {
+    /// Counts a rejection and tells subscribers.
+    fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
         self.not_permitted.fetch_add(1, Ordering::Relaxed);
         self.publish(CircuitBreakerEventKind::NotPermitted);
+        Rejected { state, retry_after }
+    }
+
+    #[cold]
+    fn rejection(&self, rejected: Rejected) -> CallNotPermitted {
         CallNotPermitted {
             name: Arc::clone(&self.name),
-            state,
-            retry_after,
+            state: rejected.state,
+            retry_after: rejected.retry_after,
         }
     }
 
@@ -496,7 +537,7 @@ impl Shared {
 
     /// A permit dropped without a record: give a probe slot back.
     fn release(&self, ticket: Ticket) {
-        if ticket.mode == Mode::HalfOpen && self.generation() == ticket.generation {
+        if ticket.state() == State::HalfOpen && self.generation() == ticket.generation() {
             self.half_open_permits.fetch_add(1, Ordering::AcqRel);
         }
     }
@@ -506,12 +547,33 @@ impl Shared {
         unpack(self.state.load(Ordering::Acquire)).0
     }
 
-    #[inline]
+    /// Records an outcome. A plain success in CLOSED with nothing to time or tell, landing in a
+    /// ring full of successes, changes nothing and is decided inline; the rest goes to
+    /// [`record_slow`](Self::record_slow).
+    #[inline(always)]
     fn record(self: &Arc<Self>, ticket: Ticket, outcome: CallOutcome) {
-        if ticket.mode == Mode::Disabled {
+        if outcome == CallOutcome::Success
+            && ticket.start == 0
+            && ticket.word & 0xff == State::Closed as u64
+        {
+            if let Window::Count(window) = &self.closed {
+                if window.all_successes() && !self.events.is_observed() {
+                    return;
+                }
+            }
+        }
+        self.record_slow(ticket, outcome);
+    }
+
+    #[inline(never)]
+    fn record_slow(self: &Arc<Self>, ticket: Ticket, outcome: CallOutcome) {
+        let state = ticket.state();
+        if state == State::Disabled {
             return;
         }
-        let elapsed = ticket.start.map(|start| start.elapsed());
+        let elapsed = (ticket.start != 0).then(|| {
+            Duration::from_nanos((self.nanos(Instant::now()) + 1).saturating_sub(ticket.start))
+        });
         let failed = match outcome {
             CallOutcome::Success => false,
             CallOutcome::Failure => true,
@@ -531,7 +593,7 @@ impl Shared {
                 CircuitBreakerEventKind::Success { elapsed }
             });
         }
-        if self.generation() != ticket.generation {
+        if self.generation() != ticket.generation() {
             // Admitted under a state that has since ended: it belongs to no current window.
             return;
         }
@@ -540,18 +602,18 @@ impl Shared {
             (Some(elapsed), Some(threshold)) if elapsed >= threshold
         );
         let outcome = Outcome::new(failed, slow);
-        match ticket.mode {
-            Mode::Closed => {
+        match state {
+            State::Closed => {
                 if let Some(counts) = self.closed.record(outcome) {
                     if self.exceeded(counts, self.minimum_calls) {
-                        self.transition(Some(ticket.generation), State::Open);
+                        self.transition(Some(ticket.generation()), State::Open);
                     }
                 }
             }
-            Mode::MetricsOnly => {
+            State::MetricsOnly => {
                 self.closed.record(outcome);
             }
-            Mode::HalfOpen => {
+            State::HalfOpen => {
                 let counts = self
                     .half_open
                     .record(outcome)
@@ -563,10 +625,10 @@ impl Shared {
                     } else {
                         State::Closed
                     };
-                    self.transition(Some(ticket.generation), to);
+                    self.transition(Some(ticket.generation()), to);
                 }
             }
-            Mode::Disabled => {}
+            State::Disabled | State::Open | State::ForcedOpen => {}
         }
     }
 

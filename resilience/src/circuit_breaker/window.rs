@@ -111,8 +111,8 @@ impl CountWindow {
     }
 
     /// Whether every slot holds a plain success.
-    #[inline]
-    fn all_successes(&self) -> bool {
+    #[inline(always)]
+    pub(crate) fn all_successes(&self) -> bool {
         let totals = &self.totals.0;
         totals[FAILED_CALLS].load(Ordering::Acquire) == 0
             && totals[SLOW_CALLS].load(Ordering::Acquire) == 0
@@ -195,7 +195,11 @@ impl TimeWindow {
 }
 
 /// The closed-state window of either kind.
+///
+/// There is one per breaker, inside its shared state, so the padded count window's size costs
+/// nothing, while boxing it would add a pointer chase to every call.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Window {
     Count(CountWindow),
     Time(TimeWindow),
