@@ -1,7 +1,7 @@
 //! The sliding windows that hold recent call outcomes: count-based (a ring of the last N calls) and
 //! time-based (per-second buckets), both lock-free.
 
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -93,7 +93,11 @@ struct Padded<T>(T);
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
-    next: Padded<AtomicU64>,
+    /// `u64::MAX / len + 1`, for Lemire's division-free `n % len`.
+    fastmod: u64,
+    /// The next slot, before reduction modulo the ring length. Wrapping at 2³² merely skips
+    /// ahead in the ring once: the totals stay exact whatever slot an outcome lands in.
+    next: Padded<AtomicU32>,
     totals: Padded<[AtomicI64; 4]>,
 }
 
@@ -103,11 +107,20 @@ const SLOW_CALLS: usize = 2;
 
 impl CountWindow {
     pub(crate) fn new(size: u32) -> Self {
+        let size = size.max(1);
         Self {
-            slots: (0..size.max(1)).map(|_| AtomicU8::new(0)).collect(),
-            next: Padded(AtomicU64::new(0)),
+            slots: (0..size).map(|_| AtomicU8::new(0)).collect(),
+            fastmod: (u64::MAX / u64::from(size)).wrapping_add(1),
+            next: Padded(AtomicU32::new(0)),
             totals: Padded(std::array::from_fn(|_| AtomicI64::new(0))),
         }
+    }
+
+    /// `n % len` without a division (Lemire, "Faster remainder by direct computation", 2019).
+    #[inline(always)]
+    fn slot(&self, n: u32) -> usize {
+        let low = self.fastmod.wrapping_mul(u64::from(n));
+        ((u128::from(low) * self.slots.len() as u128) >> 64) as usize
     }
 
     /// Whether every slot holds a plain success.
@@ -126,8 +139,13 @@ impl CountWindow {
         if outcome == Outcome::SUCCESS && self.all_successes() {
             return None;
         }
-        let index = self.next.0.fetch_add(1, Ordering::Relaxed) % self.slots.len() as u64;
-        let old = Outcome(self.slots[index as usize].swap(outcome.0, Ordering::AcqRel));
+        let slot = &self.slots[self.slot(self.next.0.fetch_add(1, Ordering::Relaxed))];
+        // Writing the value a slot already holds changes nothing; skip the write. (This slot is
+        // ours for this lap of the ring, so nobody else is about to change it either.)
+        if slot.load(Ordering::Acquire) == outcome.0 {
+            return None;
+        }
+        let old = Outcome(slot.swap(outcome.0, Ordering::AcqRel));
         if old == outcome {
             return None;
         }
@@ -288,6 +306,16 @@ mod tests {
         assert_eq!(window.counts().failed, 1);
         let counts = window.record(Outcome::new(false, false)).unwrap();
         assert_eq!((counts.calls, counts.failed), (2, 0));
+    }
+
+    #[test]
+    fn slot_is_the_remainder() {
+        for len in [1u32, 2, 3, 7, 10, 100, 1000, 65_537, 1_000_000] {
+            let window = CountWindow::new(len);
+            for n in (0..5000u32).chain([u32::MAX - 1, u32::MAX, 1 << 31, 123_456_789]) {
+                assert_eq!(window.slot(n), (n % len) as usize, "{n} % {len}");
+            }
+        }
     }
 
     #[test]

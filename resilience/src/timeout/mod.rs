@@ -6,12 +6,15 @@
 mod layer;
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 pub use layer::{ResponseFuture, TimeoutLayer, TimeoutService};
 
@@ -130,9 +133,14 @@ impl Timeout {
 
     /// Runs `future` to completion or the timeout.
     pub(crate) async fn run<O>(&self, future: impl Future<Output = O>) -> Result<O, Elapsed> {
-        let outcome = tokio::time::timeout(self.shared.timeout, future).await;
-        self.shared.count(outcome.is_ok());
-        outcome.map_err(|_| Elapsed {
+        let outcome = Deadline {
+            inner: future,
+            timer: Timer::Idle,
+            timeout: self.shared.timeout,
+        }
+        .await;
+        self.shared.count(outcome.is_some());
+        outcome.ok_or(Elapsed {
             timeout: self.shared.timeout,
         })
     }
@@ -159,6 +167,49 @@ impl Timeout {
     /// Subscribes to this timeout's events.
     pub fn events(&self) -> EventStream<TimeoutEvent> {
         self.shared.events.subscribe()
+    }
+}
+
+pin_project! {
+    /// A future cut off at a timeout whose timer is armed only when the future first waits: a
+    /// call that completes at its first poll reads no clock and registers no timer, and none
+    /// allocates. (The timeout therefore counts from the first wait; a first poll cannot be
+    /// interrupted anyway.)
+    struct Deadline<F> {
+        #[pin]
+        inner: F,
+        #[pin]
+        timer: Timer,
+        timeout: Duration,
+    }
+}
+
+pin_project! {
+    #[project = TimerProj]
+    enum Timer {
+        Idle,
+        Armed { #[pin] sleep: Sleep },
+    }
+}
+
+impl<F: Future> Future for Deadline<F> {
+    /// `None` when the timeout passed first.
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(output) = this.inner.poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if let TimerProj::Idle = this.timer.as_mut().project() {
+            this.timer.set(Timer::Armed {
+                sleep: tokio::time::sleep(*this.timeout),
+            });
+        }
+        match this.timer.project() {
+            TimerProj::Armed { sleep } => sleep.poll(cx).map(|()| None),
+            TimerProj::Idle => Poll::Pending,
+        }
     }
 }
 
@@ -202,6 +253,27 @@ mod tests {
         assert_eq!(fast.unwrap(), 1);
         let m = timeout.metrics();
         assert_eq!((m.finished_calls, m.timed_out_calls), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_timer_starts_at_the_first_wait_and_counts_from_there() {
+        let timeout = Timeout::new(
+            "t",
+            TimeoutConfig {
+                timeout: Duration::from_millis(50),
+            },
+        )
+        .unwrap();
+        let start = Instant::now();
+        let waits: Result<(), Error<()>> = timeout
+            .call(|| async {
+                tokio::time::sleep(Duration::from_millis(49)).await;
+                tokio::time::sleep(Duration::from_millis(49)).await;
+                Ok(())
+            })
+            .await;
+        assert!(waits.is_err());
+        assert_eq!(start.elapsed(), Duration::from_millis(50));
     }
 
     #[test]
