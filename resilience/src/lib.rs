@@ -28,6 +28,7 @@ mod admission;
 pub mod bulkhead;
 pub mod circuit_breaker;
 mod config_error;
+mod deadline;
 mod error;
 mod events;
 pub mod policy;

@@ -174,10 +174,15 @@ impl Bulkhead {
         let permit = match semaphore.try_acquire() {
             Ok(permit) => Some(permit),
             Err(_) if self.shared.config.max_wait.is_zero() => None,
-            Err(_) => tokio::time::timeout(self.shared.config.max_wait, semaphore.acquire())
-                .await
-                .ok()
-                .and_then(Result::ok),
+            // Waiting is the rare path: its futures live on the heap, so that the futures of
+            // every caller (and of a whole policy) stay small.
+            Err(_) => Box::pin(tokio::time::timeout(
+                self.shared.config.max_wait,
+                semaphore.acquire(),
+            ))
+            .await
+            .ok()
+            .and_then(Result::ok),
         };
         self.shared
             .admit(permit)

@@ -180,16 +180,24 @@ impl RateLimiter {
 
     /// Takes a permit, waiting up to `max_wait` for one.
     pub async fn acquire(&self) -> Result<(), RateLimited> {
+        match self.shared.try_take() {
+            Ok(()) => self.shared.admit(Ok(())),
+            // Waiting is the rare path: its timer lives on the heap, so that the futures of
+            // every caller (and of a whole policy) stay small.
+            Err(wait) => Box::pin(self.wait_for_permit(wait)).await,
+        }
+    }
+
+    async fn wait_for_permit(&self, mut wait: Duration) -> Result<(), RateLimited> {
         let deadline = Instant::now() + self.shared.config.max_wait;
         loop {
+            if Instant::now() + wait > deadline {
+                return self.shared.admit(Err(wait));
+            }
+            tokio::time::sleep(wait).await;
             match self.shared.try_take() {
                 Ok(()) => return self.shared.admit(Ok(())),
-                Err(wait) => {
-                    if Instant::now() + wait > deadline {
-                        return self.shared.admit(Err(wait));
-                    }
-                    tokio::time::sleep(wait).await;
-                }
+                Err(next) => wait = next,
             }
         }
     }

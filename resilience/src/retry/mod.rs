@@ -19,6 +19,7 @@ pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use layer::{RetryLayer, RetryService};
 pub use predicate::{RetryDecision, RetryOn, RetryOnError, RetryOnTransient};
 
+use crate::deadline::{Deadline, Limit};
 use crate::events::EventPublisher;
 use crate::{ConfigError, Error, EventStream};
 
@@ -270,15 +271,11 @@ impl<P> Retry<P> {
         let mut previous_delay = Duration::ZERO;
         loop {
             attempts += 1;
-            let result = match deadline {
-                None => attempt().await,
-                Some((at, deadline)) => match tokio::time::timeout_at(at, attempt()).await {
-                    Ok(result) => result,
-                    Err(_) => {
-                        shared.finish(attempts, false);
-                        return Err(DeadlineExceeded { attempts, deadline }.into());
-                    }
-                },
+            let limit = deadline.map_or(Limit::None, |(at, _)| Limit::At(at));
+            let Some(result) = Deadline::new(attempt(), limit).await else {
+                shared.finish(attempts, false);
+                let deadline = deadline.map(|(_, d)| d).unwrap_or_default();
+                return Err(DeadlineExceeded { attempts, deadline }.into());
             };
             match shared.next_delay(
                 attempts,
@@ -289,7 +286,9 @@ impl<P> Retry<P> {
             ) {
                 Some(delay) => {
                     previous_delay = delay;
-                    tokio::time::sleep(delay).await;
+                    // Boxed: a retry is the rare path, and the timer would otherwise sit in every
+                    // caller's future.
+                    Box::pin(tokio::time::sleep(delay)).await;
                 }
                 None => return result,
             }

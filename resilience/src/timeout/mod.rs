@@ -6,18 +6,16 @@
 mod layer;
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pin_project_lite::pin_project;
 use serde::{Deserialize, Serialize};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 pub use layer::{ResponseFuture, TimeoutLayer, TimeoutService};
 
+use crate::deadline::{Deadline, Limit};
 use crate::events::EventPublisher;
 use crate::{ConfigError, Error, EventStream};
 
@@ -133,12 +131,7 @@ impl Timeout {
 
     /// Runs `future` to completion or the timeout.
     pub(crate) async fn run<O>(&self, future: impl Future<Output = O>) -> Result<O, Elapsed> {
-        let outcome = Deadline {
-            inner: future,
-            timer: Timer::Idle,
-            timeout: self.shared.timeout,
-        }
-        .await;
+        let outcome = Deadline::new(future, Limit::After(self.shared.timeout)).await;
         self.shared.count(outcome.is_some());
         outcome.ok_or(Elapsed {
             timeout: self.shared.timeout,
@@ -167,49 +160,6 @@ impl Timeout {
     /// Subscribes to this timeout's events.
     pub fn events(&self) -> EventStream<TimeoutEvent> {
         self.shared.events.subscribe()
-    }
-}
-
-pin_project! {
-    /// A future cut off at a timeout whose timer is armed only when the future first waits: a
-    /// call that completes at its first poll reads no clock and registers no timer, and none
-    /// allocates. (The timeout therefore counts from the first wait; a first poll cannot be
-    /// interrupted anyway.)
-    struct Deadline<F> {
-        #[pin]
-        inner: F,
-        #[pin]
-        timer: Timer,
-        timeout: Duration,
-    }
-}
-
-pin_project! {
-    #[project = TimerProj]
-    enum Timer {
-        Idle,
-        Armed { #[pin] sleep: Sleep },
-    }
-}
-
-impl<F: Future> Future for Deadline<F> {
-    /// `None` when the timeout passed first.
-    type Output = Option<F::Output>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if let Poll::Ready(output) = this.inner.poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        if let TimerProj::Idle = this.timer.as_mut().project() {
-            this.timer.set(Timer::Armed {
-                sleep: tokio::time::sleep(*this.timeout),
-            });
-        }
-        match this.timer.project() {
-            TimerProj::Armed { sleep } => sleep.poll(cx).map(|()| None),
-            TimerProj::Idle => Poll::Pending,
-        }
     }
 }
 

@@ -41,3 +41,24 @@ fn call_does_not_allocate() {
     });
     assert_eq!(info.count_total, 0, "{info:?}");
 }
+
+#[test]
+fn a_five_part_policy_call_does_not_allocate() {
+    use msakit_resilience::{Policy, PolicyConfig};
+    let config: PolicyConfig = serde_yaml_ng::from_str(
+        "{ retry: {}, circuit_breaker: {}, rate_limiter: { limit_for_period: 1000000 }, timeout: {}, bulkhead: {} }",
+    )
+    .unwrap();
+    let policy = Policy::from_config("alloc", &config).unwrap();
+    let mut cx = Context::from_waker(Waker::noop());
+    let info = allocation_counter::measure(|| {
+        for _ in 0..10_000 {
+            let call = pin!(policy.call(|| async { Ok::<u32, ()>(7) }));
+            match call.poll(&mut cx) {
+                Poll::Ready(Ok(7)) => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    });
+    assert_eq!(info.count_total, 0, "{info:?}");
+}
