@@ -1,4 +1,18 @@
 //! The msakit service registry: instances register and heartbeat, leases expire exactly, clients
-//! look services up and watch them; it also speaks Eureka's REST API.
+//! look services up and watch them — by blocking query or Server-Sent Events — and changes reach
+//! watchers in milliseconds.
 //!
-//! Not yet built: this crate is a placeholder in the workspace until its own issue fills it.
+//! The binary (`main.rs`) only parses configuration, sets up logging and calls [`run`]; tests call
+//! the same [`run`] on a port-0 listener.
+
+pub mod config;
+mod http;
+mod metrics;
+pub mod registry;
+mod server;
+mod store;
+mod validate;
+
+pub use config::{Cli, RegistryConfig};
+pub use server::{ServerError, run, shutdown_signal};
+pub use store::StoreError;

@@ -1,0 +1,394 @@
+//! The registry's settings: one struct read from a YAML file, overridden by `MSAKIT_REGISTRY_*`
+//! environment variables, overridden in turn by command-line flags. Merged in memory; the process
+//! environment is never modified.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the registry can be told. Every field has a documented default.
+///
+/// ```yaml
+/// listen: 0.0.0.0:8761
+/// data_dir: /var/lib/msakit/registry
+/// lease: { default_ttl: 15s, min_ttl: 3s, max_ttl: 5m }
+/// self_preservation: { enabled: true, expiring_share: 0.15, window: 1m, min_instances: 10, max_pause: 10m }
+/// auth: { tokens: ["s3cret"], protect_reads: false }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// Address to listen on. Default `0.0.0.0:8761`.
+    pub listen: SocketAddr,
+    /// Where registrations are kept across restarts; none keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// Lease bounds.
+    pub lease: LeaseConfig,
+    /// How often expired leases are looked for. Default 250 ms, so an instance disappears within
+    /// its TTL plus a quarter second.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Pausing eviction when an abnormal share of instances expires at once.
+    pub self_preservation: SelfPreservationConfig,
+    /// Input limits.
+    pub limits: LimitsConfig,
+    /// Who may write (and optionally read).
+    pub auth: AuthConfig,
+    /// Watch settings.
+    pub watch: WatchConfig,
+    /// How long shutdown waits for requests in flight. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// Lease bounds: an instance asks for a TTL, the registry clamps it into `[min_ttl, max_ttl]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaseConfig {
+    /// TTL when the instance asks for none. Default 15 s (heartbeat every 5 s).
+    #[serde(with = "humantime_serde")]
+    pub default_ttl: Duration,
+    /// Smallest TTL granted. Default 3 s.
+    #[serde(with = "humantime_serde")]
+    pub min_ttl: Duration,
+    /// Largest TTL granted. Default 5 min.
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+}
+
+/// Self-preservation: when an abnormal share of all instances loses its lease within `window`
+/// (those expired now plus those already evicted in the window), the likely cause is a network
+/// problem near the registry rather than real deaths, so eviction pauses until renewals recover
+/// (or `max_pause` passes). At most about `expiring_share` of the instances are evicted per window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelfPreservationConfig {
+    /// Default true.
+    pub enabled: bool,
+    /// Share of all instances (0–1) whose leases may run out within `window` before eviction
+    /// pauses. Default 0.15 (Eureka's 85% renewal threshold).
+    pub expiring_share: f64,
+    /// The window over which lost leases are counted. Default 1 min.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Below this many instances the registry always evicts. Default 10.
+    pub min_instances: usize,
+    /// Eviction resumes after this long even if renewals have not recovered, so instances that
+    /// really died do not stay forever. Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub max_pause: Duration,
+}
+
+/// Input limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body. Default 64 KiB.
+    pub max_body_bytes: usize,
+    /// Most metadata entries per instance. Default 64.
+    pub max_metadata_entries: usize,
+    /// Most metadata bytes (keys and values) per instance. Default 8 KiB.
+    pub max_metadata_bytes: usize,
+    /// Most instances in the whole registry. Default 1,000,000.
+    pub max_instances: usize,
+}
+
+/// Authentication. With no tokens configured, everything is open.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accepted tokens, as `Authorization: Bearer <token>` or as the password of HTTP Basic.
+    /// Never logged.
+    pub tokens: Vec<String>,
+    /// Require a token for reads and watches too. Default false.
+    pub protect_reads: bool,
+}
+
+/// Watch settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Comment lines on idle SSE streams, so proxies keep them open. Default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Longest `wait` a blocking query may ask for. Default 10 min; the default wait is 5 min.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// Changes kept for resuming watchers; one that fell further behind gets a fresh snapshot.
+    /// Default 10,000.
+    pub history: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8761)),
+            data_dir: None,
+            lease: LeaseConfig::default(),
+            sweep_interval: Duration::from_millis(250),
+            self_preservation: SelfPreservationConfig::default(),
+            limits: LimitsConfig::default(),
+            auth: AuthConfig::default(),
+            watch: WatchConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for LeaseConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::from_secs(15),
+            min_ttl: Duration::from_secs(3),
+            max_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+impl Default for SelfPreservationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            expiring_share: 0.15,
+            window: Duration::from_secs(60),
+            min_instances: 10,
+            max_pause: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 64 * 1024,
+            max_metadata_entries: 64,
+            max_metadata_bytes: 8 * 1024,
+            max_instances: 1_000_000,
+        }
+    }
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(15),
+            max_wait: Duration::from_secs(600),
+            history: 10_000,
+        }
+    }
+}
+
+/// A setting that is out of range, or a config file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for this struct.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why, with line and column.
+        source: serde_yaml_ng::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid `{field}`: {reason}")]
+    Invalid {
+        /// The field, as spelled in YAML.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+impl RegistryConfig {
+    /// Reads a YAML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Checks every value; the error names the first field out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let lease = &self.lease;
+        if lease.min_ttl.is_zero() {
+            return Err(invalid("lease.min_ttl", "must be greater than zero"));
+        }
+        if lease.min_ttl > lease.max_ttl {
+            return Err(invalid("lease.min_ttl", "must not exceed lease.max_ttl"));
+        }
+        if !(lease.min_ttl..=lease.max_ttl).contains(&lease.default_ttl) {
+            return Err(invalid(
+                "lease.default_ttl",
+                "must lie between lease.min_ttl and lease.max_ttl",
+            ));
+        }
+        if self.sweep_interval.is_zero() || self.sweep_interval > Duration::from_secs(1) {
+            return Err(invalid("sweep_interval", "must be between 1 ns and 1 s"));
+        }
+        let share = self.self_preservation.expiring_share;
+        if !(share.is_finite() && share > 0.0 && share <= 1.0) {
+            return Err(invalid(
+                "self_preservation.expiring_share",
+                format!("must be greater than 0 and at most 1, got {share}"),
+            ));
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(invalid("limits.max_body_bytes", "must be at least 1024"));
+        }
+        if self.auth.tokens.iter().any(|t| t.len() < 8) {
+            return Err(invalid(
+                "auth.tokens",
+                "every token must be at least 8 characters",
+            ));
+        }
+        if self.auth.protect_reads && self.auth.tokens.is_empty() {
+            return Err(invalid("auth.protect_reads", "needs at least one token"));
+        }
+        if self.watch.history == 0 {
+            return Err(invalid("watch.history", "must be at least 1"));
+        }
+        if self.watch.keep_alive.is_zero() {
+            return Err(invalid("watch.keep_alive", "must be greater than zero"));
+        }
+        Ok(())
+    }
+}
+
+/// Command-line flags; each can also be set with its `MSAKIT_REGISTRY_*` environment variable.
+/// A flag beats its variable, which beats the config file.
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(
+    name = "msakit-registry",
+    version,
+    about = "The msakit service registry"
+)]
+pub struct Cli {
+    /// YAML config file.
+    #[arg(long, env = "MSAKIT_REGISTRY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:8761].
+    #[arg(long, env = "MSAKIT_REGISTRY_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory where registrations survive restarts.
+    #[arg(long, env = "MSAKIT_REGISTRY_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Comma-separated access tokens (write access; read access too with protect_reads).
+    #[arg(
+        long,
+        env = "MSAKIT_REGISTRY_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub tokens: Option<Vec<String>>,
+    /// Lease TTL for instances that ask for none, e.g. `15s`.
+    #[arg(long, env = "MSAKIT_REGISTRY_DEFAULT_TTL", value_parser = humantime::parse_duration)]
+    pub default_ttl: Option<Duration>,
+    /// Log format: `pretty` or `json`.
+    #[arg(long, env = "MSAKIT_REGISTRY_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for machines.
+    Json,
+}
+
+impl Cli {
+    /// The configuration: the file (if any), then the flags and variables over it; validated.
+    pub fn resolve(&self) -> Result<RegistryConfig, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => RegistryConfig::from_file(path)?,
+            None => RegistryConfig::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = Some(dir.clone());
+        }
+        if let Some(tokens) = &self.tokens {
+            config.auth.tokens = tokens.iter().filter(|t| !t.is_empty()).cloned().collect();
+        }
+        if let Some(ttl) = self.default_ttl {
+            config.lease.default_ttl = ttl;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn defaults_are_valid() {
+        RegistryConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir =
+            std::env::temp_dir().join(format!("msakit-registry-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("registry.yaml");
+        std::fs::write(
+            &file,
+            "listen: 127.0.0.1:9000\nlease: { default_ttl: 20s }\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "msakit-registry",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9100",
+        ])
+        .unwrap();
+        let config = cli.resolve().unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(config.lease.default_ttl, Duration::from_secs(20));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let config: RegistryConfig =
+            serde_yaml_ng::from_str("self_preservation: { expiring_share: 2 }").unwrap();
+        match config.validate() {
+            Err(ConfigError::Invalid { field, .. }) => {
+                assert_eq!(field, "self_preservation.expiring_share")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(serde_yaml_ng::from_str::<RegistryConfig>("lease: { ttl: 1s }").is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! The registry's HTTP surface: the native `/v1` API, watches, and the operational endpoints.
+
+mod auth;
+mod error;
+mod native;
+mod ops;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, put};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RegistryConfig;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) config: Arc<RegistryConfig>,
+    pub(crate) metrics: Metrics,
+    /// Cancelled at shutdown, to end watch streams that would otherwise never finish.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The whole router.
+pub(crate) fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/v1/services", get(native::list_services))
+        .route("/v1/services/{service}", get(native::get_service))
+        .route(
+            "/v1/services/{service}/instances/{id}",
+            put(native::register)
+                .delete(native::deregister)
+                .get(native::get_instance),
+        )
+        .route(
+            "/v1/services/{service}/instances/{id}/heartbeat",
+            put(native::heartbeat),
+        )
+        .route(
+            "/v1/services/{service}/instances/{id}/status",
+            put(native::set_status),
+        )
+        .route("/v1/watch", get(watch::stream))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .merge(api)
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .route("/", get(ops::dashboard))
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_request,
+        ))
+        .with_state(state)
+}
+
+/// Times every request for the latency histogram.
+async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let response = next.run(request).await;
+    state.metrics.request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}

@@ -1,0 +1,243 @@
+//! The native `/v1` API: register, heartbeat, deregister, override, look up — and blocking
+//! queries on a service.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use msakit_api::error::ErrorBody;
+use msakit_api::registry::{
+    DEFAULT_NAMESPACE, INDEX_HEADER, Instance, InstanceStatus, LeaseGranted, RegisterInstance,
+    ServiceInstances, ServiceList, StatusOverride,
+};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::registry::InstanceFilter;
+
+/// `?namespace=` on every endpoint.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct NamespaceQuery {
+    /// The namespace; default `public`.
+    namespace: Option<String>,
+}
+
+impl NamespaceQuery {
+    fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
+}
+
+/// Query of `GET /v1/services/{service}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ServiceQuery {
+    /// The namespace; default `public`.
+    namespace: Option<String>,
+    /// Only instances with this status (`UP`, `DOWN`, `STARTING`, `OUT_OF_SERVICE`).
+    status: Option<String>,
+    /// Only instances in this zone.
+    zone: Option<String>,
+    /// Block until the service changes after this index (from the `X-Msakit-Index` header).
+    index: Option<u64>,
+    /// How long to block: `30s`, `500ms`, or plain seconds. Default 5 min, capped by the server.
+    wait: Option<String>,
+}
+
+fn with_index<T: serde::Serialize>(index: u64, body: T) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(INDEX_HEADER, HeaderValue::from(index));
+    (headers, Json(body)).into_response()
+}
+
+/// Register an instance, or update its registration (idempotent); renews its lease.
+#[utoipa::path(put, path = "/v1/services/{service}/instances/{id}",
+    params(("service" = String, Path), ("id" = String, Path), NamespaceQuery),
+    request_body = RegisterInstance,
+    responses((status = 200, body = LeaseGranted), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn register(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<NamespaceQuery>, QueryRejection>,
+    body: Result<Json<RegisterInstance>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Path((service, id)) = path?;
+    let Query(query) = query?;
+    let Json(body) = body?;
+    let granted = state
+        .registry
+        .register(query.namespace(), &service, &id, body)?;
+    Ok(with_index(granted.instance.modify_index, granted))
+}
+
+/// Renew an instance's lease. 404 when the registry does not know it: register again.
+#[utoipa::path(put, path = "/v1/services/{service}/instances/{id}/heartbeat",
+    params(("service" = String, Path), ("id" = String, Path), NamespaceQuery),
+    responses((status = 200, body = LeaseGranted), (status = 404, body = ErrorBody)))]
+pub(crate) async fn heartbeat(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<NamespaceQuery>, QueryRejection>,
+) -> Result<Json<LeaseGranted>, ApiError> {
+    let Path((service, id)) = path?;
+    let Query(query) = query?;
+    Ok(Json(state.registry.renew(
+        query.namespace(),
+        &service,
+        &id,
+    )?))
+}
+
+/// Remove an instance.
+#[utoipa::path(delete, path = "/v1/services/{service}/instances/{id}",
+    params(("service" = String, Path), ("id" = String, Path), NamespaceQuery),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub(crate) async fn deregister(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<NamespaceQuery>, QueryRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Path((service, id)) = path?;
+    let Query(query) = query?;
+    state
+        .registry
+        .deregister(query.namespace(), &service, &id)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Set (or clear, with `null`) an operator's status override, e.g. OUT_OF_SERVICE for a drain.
+#[utoipa::path(put, path = "/v1/services/{service}/instances/{id}/status",
+    params(("service" = String, Path), ("id" = String, Path), NamespaceQuery),
+    request_body = StatusOverride,
+    responses((status = 200, body = Instance), (status = 404, body = ErrorBody)))]
+pub(crate) async fn set_status(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<NamespaceQuery>, QueryRejection>,
+    body: Result<Json<StatusOverride>, JsonRejection>,
+) -> Result<Json<Instance>, ApiError> {
+    let Path((service, id)) = path?;
+    let Query(query) = query?;
+    let Json(body) = body?;
+    let instance = state
+        .registry
+        .set_override(query.namespace(), &service, &id, body.status)?;
+    tracing::info!(%service, %id, status = ?body.status, "status override set");
+    Ok(Json(instance))
+}
+
+/// One instance.
+#[utoipa::path(get, path = "/v1/services/{service}/instances/{id}",
+    params(("service" = String, Path), ("id" = String, Path), NamespaceQuery),
+    responses((status = 200, body = Instance), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_instance(
+    State(state): State<AppState>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<NamespaceQuery>, QueryRejection>,
+) -> Result<Json<Instance>, ApiError> {
+    let Path((service, id)) = path?;
+    let Query(query) = query?;
+    state
+        .registry
+        .service(query.namespace(), &service, &InstanceFilter::default())
+        .instances
+        .into_iter()
+        .find(|i| i.id == id)
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "instance {id} of service {service} is not registered"
+            ))
+        })
+}
+
+/// Services with instance counts by status.
+#[utoipa::path(get, path = "/v1/services", params(NamespaceQuery),
+    responses((status = 200, body = ServiceList)))]
+pub(crate) async fn list_services(
+    State(state): State<AppState>,
+    query: Result<Query<NamespaceQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query?;
+    let list = state.registry.services(query.namespace());
+    Ok(with_index(list.index, list))
+}
+
+/// A service's instances, filtered; with `index`, a blocking query that returns as soon as the
+/// service changes after that index, or at the wait.
+#[utoipa::path(get, path = "/v1/services/{service}",
+    params(("service" = String, Path), ServiceQuery),
+    responses((status = 200, body = ServiceInstances, headers(("x-msakit-index" = u64))),
+        (status = 400, body = ErrorBody)))]
+pub(crate) async fn get_service(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<ServiceQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Path(service) = path?;
+    let Query(query) = query?;
+    let namespace = query.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    let filter = InstanceFilter {
+        status: query
+            .status
+            .as_deref()
+            .map(str::parse::<InstanceStatus>)
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_status", e.to_string()))?,
+        zone: query.zone.clone(),
+    };
+    if let Some(index) = query.index {
+        let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
+        wait_for_change(&state, namespace, &service, index, wait).await;
+    }
+    let instances = state.registry.service(namespace, &service, &filter);
+    Ok(with_index(instances.index, instances))
+}
+
+/// Parses `wait`: `30s`, `1m`, `500ms`, or plain seconds; capped at `max`.
+fn parse_wait(wait: Option<&str>, max: Duration) -> Result<Duration, ApiError> {
+    let wait = match wait {
+        None => Duration::from_secs(300),
+        Some(text) => match text.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => humantime::parse_duration(text).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_wait",
+                    format!("wait must look like 30s or 500ms, got {text:?}"),
+                )
+            })?,
+        },
+    };
+    Ok(wait.min(max))
+}
+
+/// Returns once `service` has changed after `index`, or after `wait`.
+async fn wait_for_change(
+    state: &AppState,
+    namespace: &str,
+    service: &str,
+    index: u64,
+    wait: Duration,
+) {
+    let mut updates = state.registry.index_updates();
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let current = *updates.borrow_and_update();
+        // An index from the future belongs to an earlier registry (before a restart): answer
+        // at once, so the client starts over from the index it gets back.
+        if state.registry.service_index(namespace, service) > index || index > current {
+            return;
+        }
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = state.shutdown.cancelled() => return,
+        }
+    }
+}

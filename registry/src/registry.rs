@@ -1,0 +1,969 @@
+//! The registry's state: namespaces → services → instances with leases, and the ordered log of
+//! changes that watchers follow.
+//!
+//! One `RwLock` guards the structure. Heartbeats take the read lock and move the lease with an
+//! atomic store, so they never wait for each other or for readers; registrations, status changes
+//! and removals take the write lock, get the next index, and publish their change while still
+//! holding it, so every watcher sees changes in index order and none between a snapshot and the
+//! stream that follows it.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use msakit_api::registry::{
+    Change, ChangeEvent, Instance, InstanceStatus, Lease, LeaseGranted, RegisterInstance,
+    RemovalReason, Scheme, ServiceInstances, ServiceList, ServiceSummary, Snapshot,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::config::{LeaseConfig, LimitsConfig, SelfPreservationConfig};
+use crate::validate;
+
+/// Why a registry operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// No such instance (or no lease for it): the client should register again.
+    #[error("instance {id} of service {service} is not registered")]
+    UnknownInstance {
+        /// The service.
+        service: String,
+        /// The instance id.
+        id: String,
+    },
+    /// A name, id or field is invalid.
+    #[error("{message}")]
+    Invalid {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Explanation.
+        message: String,
+    },
+    /// The registry holds as many instances as it is allowed to.
+    #[error("the registry is full ({0} instances)")]
+    Full(usize),
+}
+
+/// A change as sent to watchers, serialised once for all of them.
+#[derive(Debug)]
+pub struct ChangeRecord {
+    /// Its index.
+    pub index: u64,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its service.
+    pub service: String,
+    /// The JSON of its [`ChangeEvent`].
+    pub json: String,
+}
+
+/// The changes a resuming watcher missed, and the stream of every change after them.
+pub type MissedChanges = (
+    Vec<Arc<ChangeRecord>>,
+    broadcast::Receiver<Arc<ChangeRecord>>,
+);
+
+/// What the persistence task is told to do.
+#[derive(Debug)]
+pub(crate) enum PersistOp {
+    /// Store this instance under its key.
+    Put(String, Vec<u8>),
+    /// Forget this key.
+    Delete(String),
+}
+
+/// What is persisted of an instance: everything but the lease's progress.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StoredInstance {
+    pub(crate) namespace: String,
+    pub(crate) service: String,
+    pub(crate) id: String,
+    pub(crate) registration: Registration,
+}
+
+/// An instance's registration, as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Registration {
+    host: String,
+    port: u16,
+    scheme: Scheme,
+    zone: Option<String>,
+    weight: u32,
+    metadata: BTreeMap<String, String>,
+    reported: InstanceStatus,
+    status_override: Option<InstanceStatus>,
+    ttl_ms: u64,
+    registered_at_ms: u64,
+    modify_index: u64,
+}
+
+impl Registration {
+    fn status(&self) -> InstanceStatus {
+        self.status_override.unwrap_or(self.reported)
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    registration: Registration,
+    /// Lease end, in milliseconds since the registry's origin.
+    expires_at: AtomicU64,
+    /// Unix milliseconds of the last renewal.
+    last_renewed_ms: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Service {
+    /// Index of the last change to this service; kept after its last instance leaves, so
+    /// blocking queries on it stay meaningful.
+    index: u64,
+    instances: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    index: u64,
+    namespaces: HashMap<String, HashMap<String, Service>>,
+    history: VecDeque<Arc<ChangeRecord>>,
+    instances: usize,
+}
+
+/// Counters since start, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Registrations and re-registrations.
+    pub registrations: AtomicU64,
+    /// Lease renewals.
+    pub renewals: AtomicU64,
+    /// Renewals refused because the lease was unknown.
+    pub renewals_unknown: AtomicU64,
+    /// Deregistrations.
+    pub deregistrations: AtomicU64,
+    /// Instances removed because their lease ran out.
+    pub evictions: AtomicU64,
+}
+
+/// Filters of `GET /v1/services/{service}`.
+#[derive(Debug, Clone, Default)]
+pub struct InstanceFilter {
+    /// Only instances with this effective status.
+    pub status: Option<InstanceStatus>,
+    /// Only instances in this zone.
+    pub zone: Option<String>,
+}
+
+/// The registry.
+#[derive(Debug)]
+pub struct Registry {
+    state: RwLock<State>,
+    lease: LeaseConfig,
+    limits: LimitsConfig,
+    self_preservation: SelfPreservationConfig,
+    history_len: usize,
+    origin: Instant,
+    changes: broadcast::Sender<Arc<ChangeRecord>>,
+    index: watch::Sender<u64>,
+    persist: Option<mpsc::UnboundedSender<PersistOp>>,
+    /// Whether eviction is paused, and since when (ms since origin).
+    preserving: AtomicBool,
+    preserving_since: AtomicU64,
+    /// When recent evictions happened (ms since origin), within the self-preservation window.
+    recent_evictions: Mutex<VecDeque<u64>>,
+    counters: Counters,
+}
+
+/// Unix time in milliseconds.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn key(namespace: &str, service: &str, id: &str) -> String {
+    format!("{namespace}/{service}/{id}")
+}
+
+impl Registry {
+    /// An empty registry. `persist`, when given, is told about every change to store.
+    pub(crate) fn new(
+        lease: LeaseConfig,
+        limits: LimitsConfig,
+        self_preservation: SelfPreservationConfig,
+        history_len: usize,
+        persist: Option<mpsc::UnboundedSender<PersistOp>>,
+    ) -> Self {
+        Self {
+            state: RwLock::new(State::default()),
+            lease,
+            limits,
+            self_preservation,
+            history_len,
+            origin: Instant::now(),
+            changes: broadcast::channel(4096).0,
+            index: watch::channel(0).0,
+            persist,
+            preserving: AtomicBool::new(false),
+            preserving_since: AtomicU64::new(0),
+            recent_evictions: Mutex::new(VecDeque::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.origin)
+            .as_millis() as u64
+    }
+
+    fn ttl_for(&self, asked_ms: Option<u64>) -> Duration {
+        asked_ms
+            .map_or(self.lease.default_ttl, Duration::from_millis)
+            .clamp(self.lease.min_ttl, self.lease.max_ttl)
+    }
+
+    /// Counters since start.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Whether eviction is paused by self-preservation.
+    pub fn is_self_preserving(&self) -> bool {
+        self.preserving.load(Ordering::Relaxed)
+    }
+
+    /// The current registry index.
+    pub fn index(&self) -> u64 {
+        self.read().index
+    }
+
+    /// Instances registered, in all namespaces.
+    pub fn instance_count(&self) -> usize {
+        self.read().instances
+    }
+
+    /// Instances by effective status, in all namespaces.
+    pub fn count_by_status(&self) -> BTreeMap<InstanceStatus, u64> {
+        let state = self.read();
+        let mut counts = BTreeMap::new();
+        for services in state.namespaces.values() {
+            for service in services.values() {
+                for entry in service.instances.values() {
+                    *counts.entry(entry.registration.status()).or_insert(0) += 1;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Registers an instance, or updates its registration; renews its lease either way.
+    pub fn register(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        request: RegisterInstance,
+    ) -> Result<LeaseGranted, RegistryError> {
+        validate::name("namespace", namespace)?;
+        validate::name("service", service)?;
+        validate::name("instance", id)?;
+        validate::registration(&request, &self.limits)?;
+        let ttl = self.ttl_for(request.lease_ttl_ms);
+        let now_ms = self.now_ms();
+        let mut state = self.write();
+        let exists = state
+            .namespaces
+            .get(namespace)
+            .and_then(|s| s.get(service))
+            .is_some_and(|s| s.instances.contains_key(id));
+        if !exists && state.instances >= self.limits.max_instances {
+            return Err(RegistryError::Full(self.limits.max_instances));
+        }
+        self.counters.registrations.fetch_add(1, Ordering::Relaxed);
+        let next_index = state.index + 1;
+        let entry_service = state
+            .namespaces
+            .entry(namespace.to_owned())
+            .or_default()
+            .entry(service.to_owned())
+            .or_default();
+        let mut registration = Registration {
+            host: request.host,
+            port: request.port,
+            scheme: request.scheme,
+            zone: request.zone,
+            weight: request.weight,
+            metadata: request.metadata,
+            reported: request.status,
+            status_override: None,
+            ttl_ms: ttl.as_millis() as u64,
+            registered_at_ms: unix_ms(),
+            modify_index: next_index,
+        };
+        let changed = match entry_service.instances.get_mut(id) {
+            Some(entry) => {
+                registration.status_override = entry.registration.status_override;
+                registration.registered_at_ms = entry.registration.registered_at_ms;
+                registration.modify_index = entry.registration.modify_index;
+                let changed = registration != entry.registration;
+                if changed {
+                    registration.modify_index = next_index;
+                    entry.registration = registration;
+                }
+                entry
+                    .expires_at
+                    .store(now_ms + ttl.as_millis() as u64, Ordering::Release);
+                entry.last_renewed_ms.store(unix_ms(), Ordering::Relaxed);
+                changed
+            }
+            None => {
+                entry_service.instances.insert(
+                    id.to_owned(),
+                    Entry {
+                        registration,
+                        expires_at: AtomicU64::new(now_ms + ttl.as_millis() as u64),
+                        last_renewed_ms: AtomicU64::new(unix_ms()),
+                    },
+                );
+                true
+            }
+        };
+        if !exists {
+            state.instances += 1;
+        }
+        if changed {
+            self.commit_upsert(&mut state, namespace, service, id);
+        }
+        let instance = self.instance_of(&state, namespace, service, id);
+        Ok(LeaseGranted {
+            instance: instance.expect("just inserted"),
+            lease: lease(ttl),
+        })
+    }
+
+    /// Renews an instance's lease. Unknown instances get [`RegistryError::UnknownInstance`], so
+    /// the client registers again (after a restart, an eviction, …).
+    pub fn renew(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<LeaseGranted, RegistryError> {
+        let state = self.read();
+        let Some(entry) = state
+            .namespaces
+            .get(namespace)
+            .and_then(|s| s.get(service))
+            .and_then(|s| s.instances.get(id))
+        else {
+            self.counters
+                .renewals_unknown
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(unknown(service, id));
+        };
+        let ttl_ms = entry.registration.ttl_ms;
+        entry
+            .expires_at
+            .store(self.now_ms() + ttl_ms, Ordering::Release);
+        entry.last_renewed_ms.store(unix_ms(), Ordering::Relaxed);
+        self.counters.renewals.fetch_add(1, Ordering::Relaxed);
+        Ok(LeaseGranted {
+            instance: to_wire(namespace, service, id, entry),
+            lease: lease(Duration::from_millis(ttl_ms)),
+        })
+    }
+
+    /// Removes an instance.
+    pub fn deregister(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<(), RegistryError> {
+        let mut state = self.write();
+        if !self.remove(
+            &mut state,
+            namespace,
+            service,
+            id,
+            RemovalReason::Deregistered,
+        ) {
+            return Err(unknown(service, id));
+        }
+        self.counters
+            .deregistrations
+            .fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Sets or clears an operator's status override.
+    pub fn set_override(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        status: Option<InstanceStatus>,
+    ) -> Result<Instance, RegistryError> {
+        let mut state = self.write();
+        let next_index = state.index + 1;
+        let entry = state
+            .namespaces
+            .get_mut(namespace)
+            .and_then(|s| s.get_mut(service))
+            .and_then(|s| s.instances.get_mut(id))
+            .ok_or_else(|| unknown(service, id))?;
+        if entry.registration.status_override != status {
+            entry.registration.status_override = status;
+            entry.registration.modify_index = next_index;
+            self.commit_upsert(&mut state, namespace, service, id);
+        }
+        Ok(self
+            .instance_of(&state, namespace, service, id)
+            .expect("present under the lock"))
+    }
+
+    /// Services of a namespace with their instance counts.
+    pub fn services(&self, namespace: &str) -> ServiceList {
+        let state = self.read();
+        let services = state
+            .namespaces
+            .get(namespace)
+            .into_iter()
+            .flatten()
+            .filter(|(_, s)| !s.instances.is_empty())
+            .map(|(name, service)| {
+                let mut by_status = BTreeMap::new();
+                for entry in service.instances.values() {
+                    *by_status.entry(entry.registration.status()).or_insert(0) += 1;
+                }
+                ServiceSummary {
+                    name: name.clone(),
+                    instances: service.instances.len() as u64,
+                    by_status,
+                    index: service.index,
+                }
+            });
+        let mut services: Vec<_> = services.collect();
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        ServiceList {
+            namespace: namespace.to_owned(),
+            index: state.index,
+            services,
+        }
+    }
+
+    /// One service's instances, filtered. An unknown service is empty, with the registry's
+    /// current index (so a blocking query on it waits for its first instance).
+    pub fn service(
+        &self,
+        namespace: &str,
+        service: &str,
+        filter: &InstanceFilter,
+    ) -> ServiceInstances {
+        let state = self.read();
+        self.service_locked(&state, namespace, service, filter)
+    }
+
+    fn service_locked(
+        &self,
+        state: &State,
+        namespace: &str,
+        service: &str,
+        filter: &InstanceFilter,
+    ) -> ServiceInstances {
+        let found = state.namespaces.get(namespace).and_then(|s| s.get(service));
+        let instances = found
+            .into_iter()
+            .flat_map(|s| s.instances.iter())
+            .filter(|(_, e)| filter.status.is_none_or(|st| e.registration.status() == st))
+            .filter(|(_, e)| {
+                filter
+                    .zone
+                    .as_deref()
+                    .is_none_or(|z| e.registration.zone.as_deref() == Some(z))
+            })
+            .map(|(id, e)| to_wire(namespace, service, id, e))
+            .collect();
+        ServiceInstances {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            index: found.map_or(state.index, |s| s.index),
+            instances,
+        }
+    }
+
+    /// The index of a service's last change (the registry index for an unknown service).
+    pub fn service_index(&self, namespace: &str, service: &str) -> u64 {
+        let state = self.read();
+        let index = state
+            .namespaces
+            .get(namespace)
+            .and_then(|s| s.get(service))
+            .map(|s| s.index);
+        index.unwrap_or(0)
+    }
+
+    /// A receiver that is told every new registry index.
+    pub fn index_updates(&self) -> watch::Receiver<u64> {
+        self.index.subscribe()
+    }
+
+    /// A snapshot of the services `wanted` accepts, and the stream of every change after it,
+    /// taken together so that nothing falls between them.
+    pub fn snapshot_and_subscribe(
+        &self,
+        namespace: &str,
+        wanted: impl Fn(&str) -> bool,
+    ) -> (Snapshot, broadcast::Receiver<Arc<ChangeRecord>>) {
+        let state = self.read();
+        let receiver = self.changes.subscribe();
+        let mut names: Vec<&String> = state
+            .namespaces
+            .get(namespace)
+            .into_iter()
+            .flat_map(|s| s.iter())
+            .filter(|(name, s)| wanted(name) && !s.instances.is_empty())
+            .map(|(name, _)| name)
+            .collect();
+        names.sort();
+        let services = names
+            .into_iter()
+            .map(|name| self.service_locked(&state, namespace, name, &InstanceFilter::default()))
+            .collect();
+        (
+            Snapshot {
+                index: state.index,
+                services,
+            },
+            receiver,
+        )
+    }
+
+    /// The changes after `index` still in the history, and the stream of every change after
+    /// them; `None` when the history no longer reaches back that far.
+    pub fn changes_since(&self, index: u64) -> Option<MissedChanges> {
+        let state = self.read();
+        let oldest = state.history.front().map_or(state.index + 1, |c| c.index);
+        if index > state.index || index + 1 < oldest {
+            return None;
+        }
+        let receiver = self.changes.subscribe();
+        let missed = state
+            .history
+            .iter()
+            .filter(|c| c.index > index)
+            .cloned()
+            .collect();
+        Some((missed, receiver))
+    }
+
+    /// Removes every instance whose lease has run out, unless self-preservation holds eviction
+    /// back. Returns how many were removed.
+    pub fn sweep(&self) -> usize {
+        let now = self.now_ms();
+        let (expired, total) = {
+            let state = self.read();
+            let mut expired = Vec::new();
+            for (namespace, services) in &state.namespaces {
+                for (service, s) in services {
+                    for (id, entry) in &s.instances {
+                        if entry.expires_at.load(Ordering::Acquire) <= now {
+                            expired.push((namespace.clone(), service.clone(), id.clone()));
+                        }
+                    }
+                }
+            }
+            (expired, state.instances)
+        };
+        if self.holds_eviction(expired.len(), total, now) {
+            return 0;
+        }
+        if expired.is_empty() {
+            return 0;
+        }
+        let mut state = self.write();
+        let mut removed = 0;
+        for (namespace, service, id) in expired {
+            let still_expired = state
+                .namespaces
+                .get(&namespace)
+                .and_then(|s| s.get(&service))
+                .and_then(|s| s.instances.get(&id))
+                .is_some_and(|e| e.expires_at.load(Ordering::Acquire) <= now);
+            if still_expired
+                && self.remove(
+                    &mut state,
+                    &namespace,
+                    &service,
+                    &id,
+                    RemovalReason::Expired,
+                )
+            {
+                removed += 1;
+                tracing::info!(%namespace, %service, %id, "lease expired; instance evicted");
+            }
+        }
+        self.counters
+            .evictions
+            .fetch_add(removed as u64, Ordering::Relaxed);
+        let mut recent = self
+            .recent_evictions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        recent.extend(std::iter::repeat_n(now, removed));
+        removed
+    }
+
+    /// Self-preservation: whether this sweep must not evict. Lost leases are those expired now
+    /// plus those evicted within the window; too large a share of all instances is abnormal.
+    fn holds_eviction(&self, expired: usize, total: usize, now_ms: u64) -> bool {
+        let config = &self.self_preservation;
+        let evicted = {
+            let mut recent = self
+                .recent_evictions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let horizon = now_ms.saturating_sub(config.window.as_millis() as u64);
+            while recent.front().is_some_and(|&at| at < horizon) {
+                recent.pop_front();
+            }
+            recent.len()
+        };
+        let population = total + evicted;
+        let abnormal = config.enabled
+            && population >= config.min_instances
+            && expired > 0
+            && (expired + evicted) as f64 > config.expiring_share * population as f64;
+        let preserving = self.preserving.load(Ordering::Relaxed);
+        if abnormal && !preserving {
+            self.preserving.store(true, Ordering::Relaxed);
+            self.preserving_since.store(now_ms, Ordering::Relaxed);
+            tracing::warn!(
+                expired,
+                total,
+                "self-preservation: an abnormal share of leases ran out at once; eviction paused"
+            );
+            return true;
+        }
+        if abnormal && preserving {
+            let since = self.preserving_since.load(Ordering::Relaxed);
+            if now_ms.saturating_sub(since) < config.max_pause.as_millis() as u64 {
+                return true;
+            }
+            tracing::warn!(
+                expired,
+                total,
+                "self-preservation: max pause reached; evicting"
+            );
+        } else if preserving {
+            tracing::info!(expired, total, "self-preservation over: renewals recovered");
+        }
+        self.preserving.store(false, Ordering::Relaxed);
+        false
+    }
+
+    /// Restores instances read back from storage; each gets one full lease to heartbeat again.
+    pub(crate) fn restore(&self, stored: Vec<StoredInstance>) {
+        let now = self.now_ms();
+        let mut state = self.write();
+        for item in stored {
+            let ttl = item.registration.ttl_ms;
+            state.index = state.index.max(item.registration.modify_index);
+            let service = state
+                .namespaces
+                .entry(item.namespace)
+                .or_default()
+                .entry(item.service)
+                .or_default();
+            service.index = service.index.max(item.registration.modify_index);
+            if service
+                .instances
+                .insert(
+                    item.id,
+                    Entry {
+                        registration: item.registration,
+                        expires_at: AtomicU64::new(now + ttl),
+                        last_renewed_ms: AtomicU64::new(unix_ms()),
+                    },
+                )
+                .is_none()
+            {
+                state.instances += 1;
+            }
+        }
+        self.index.send_replace(state.index);
+    }
+
+    fn remove(
+        &self,
+        state: &mut State,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        reason: RemovalReason,
+    ) -> bool {
+        let Some(s) = state
+            .namespaces
+            .get_mut(namespace)
+            .and_then(|s| s.get_mut(service))
+        else {
+            return false;
+        };
+        if s.instances.remove(id).is_none() {
+            return false;
+        }
+        state.instances -= 1;
+        let change = Change::Removed {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            id: id.to_owned(),
+            reason,
+        };
+        self.commit(state, namespace, service, change);
+        if let Some(persist) = &self.persist {
+            let _ = persist.send(PersistOp::Delete(key(namespace, service, id)));
+        }
+        true
+    }
+
+    fn commit_upsert(&self, state: &mut State, namespace: &str, service: &str, id: &str) {
+        let instance = self
+            .instance_of(state, namespace, service, id)
+            .expect("present under the lock");
+        if let Some(persist) = &self.persist {
+            let entry = &state.namespaces[namespace][service].instances[id];
+            let stored = StoredInstance {
+                namespace: namespace.to_owned(),
+                service: service.to_owned(),
+                id: id.to_owned(),
+                registration: entry.registration.clone(),
+            };
+            let bytes = serde_json::to_vec(&stored).expect("plain data serialises");
+            let _ = persist.send(PersistOp::Put(key(namespace, service, id), bytes));
+        }
+        self.commit(state, namespace, service, Change::Upserted { instance });
+    }
+
+    /// Takes the next index for `change`, records it in the history and tells every watcher.
+    /// Called with the write lock held, which orders changes.
+    fn commit(&self, state: &mut State, namespace: &str, service: &str, change: Change) {
+        state.index += 1;
+        let index = state.index;
+        if let Some(s) = state
+            .namespaces
+            .get_mut(namespace)
+            .and_then(|s| s.get_mut(service))
+        {
+            s.index = index;
+        }
+        let json =
+            serde_json::to_string(&ChangeEvent { index, change }).expect("plain data serialises");
+        let record = Arc::new(ChangeRecord {
+            index,
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            json,
+        });
+        if state.history.len() == self.history_len {
+            state.history.pop_front();
+        }
+        state.history.push_back(Arc::clone(&record));
+        // No receiver is fine: nobody is watching.
+        let _ = self.changes.send(record);
+        self.index.send_replace(index);
+    }
+
+    fn instance_of(
+        &self,
+        state: &State,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Option<Instance> {
+        let entry = state
+            .namespaces
+            .get(namespace)?
+            .get(service)?
+            .instances
+            .get(id)?;
+        Some(to_wire(namespace, service, id, entry))
+    }
+}
+
+fn unknown(service: &str, id: &str) -> RegistryError {
+    RegistryError::UnknownInstance {
+        service: service.to_owned(),
+        id: id.to_owned(),
+    }
+}
+
+fn lease(ttl: Duration) -> Lease {
+    let ttl_ms = ttl.as_millis() as u64;
+    Lease {
+        ttl_ms,
+        renew_interval_ms: (ttl_ms / 3).max(1),
+    }
+}
+
+fn to_wire(namespace: &str, service: &str, id: &str, entry: &Entry) -> Instance {
+    let r = &entry.registration;
+    Instance {
+        id: id.to_owned(),
+        service: service.to_owned(),
+        namespace: namespace.to_owned(),
+        host: r.host.clone(),
+        port: r.port,
+        scheme: r.scheme,
+        zone: r.zone.clone(),
+        weight: r.weight,
+        metadata: r.metadata.clone(),
+        status: r.status(),
+        reported_status: r.reported,
+        status_override: r.status_override,
+        lease_ttl_ms: r.ttl_ms,
+        registered_at_ms: r.registered_at_ms,
+        last_renewed_at_ms: entry.last_renewed_ms.load(Ordering::Relaxed),
+        modify_index: r.modify_index,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        Registry::new(
+            LeaseConfig {
+                default_ttl: Duration::from_secs(15),
+                min_ttl: Duration::from_secs(1),
+                max_ttl: Duration::from_secs(60),
+            },
+            LimitsConfig::default(),
+            SelfPreservationConfig {
+                min_instances: 4,
+                expiring_share: 0.5,
+                ..Default::default()
+            },
+            100,
+            None,
+        )
+    }
+
+    fn request(port: u16) -> RegisterInstance {
+        serde_json::from_value(serde_json::json!({"host": "127.0.0.1", "port": port})).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_expire_exactly_and_renewals_keep_them() {
+        let r = registry();
+        r.register("public", "a", "1", request(1)).unwrap();
+        r.register("public", "a", "2", request(2)).unwrap();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        r.renew("public", "a", "1").unwrap();
+        tokio::time::advance(Duration::from_millis(4_999)).await;
+        assert_eq!(r.sweep(), 0);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(r.sweep(), 1, "instance 2's 15 s lease ran out");
+        assert_eq!(
+            r.service("public", "a", &InstanceFilter::default())
+                .instances
+                .len(),
+            1
+        );
+        assert!(matches!(
+            r.renew("public", "a", "2"),
+            Err(RegistryError::UnknownInstance { .. })
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ttl_is_clamped_to_the_bounds() {
+        let r = registry();
+        let mut req = request(1);
+        req.lease_ttl_ms = Some(10);
+        assert_eq!(
+            r.register("public", "a", "1", req.clone())
+                .unwrap()
+                .lease
+                .ttl_ms,
+            1000
+        );
+        req.lease_ttl_ms = Some(3_600_000);
+        assert_eq!(
+            r.register("public", "a", "1", req).unwrap().lease.ttl_ms,
+            60_000
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unchanged_reregistration_is_not_a_change() {
+        let r = registry();
+        r.register("public", "a", "1", request(1)).unwrap();
+        let index = r.index();
+        r.register("public", "a", "1", request(1)).unwrap();
+        assert_eq!(r.index(), index);
+        r.register("public", "a", "1", request(2)).unwrap();
+        assert_eq!(r.index(), index + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_override_wins_and_survives_reregistration() {
+        let r = registry();
+        r.register("public", "a", "1", request(1)).unwrap();
+        let i = r
+            .set_override("public", "a", "1", Some(InstanceStatus::OutOfService))
+            .unwrap();
+        assert_eq!(i.status, InstanceStatus::OutOfService);
+        let granted = r.register("public", "a", "1", request(1)).unwrap();
+        assert_eq!(granted.instance.status, InstanceStatus::OutOfService);
+        assert_eq!(granted.instance.reported_status, InstanceStatus::Up);
+        let i = r.set_override("public", "a", "1", None).unwrap();
+        assert_eq!(i.status, InstanceStatus::Up);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn self_preservation_pauses_mass_eviction_and_resumes() {
+        let r = registry();
+        for i in 0..8 {
+            r.register("public", "a", &i.to_string(), request(1000 + i))
+                .unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(10)).await;
+        for i in 0..3 {
+            r.renew("public", "a", &i.to_string()).unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(6)).await;
+        // 5 of 8 expired at once (> 50%): a network problem, not deaths.
+        assert_eq!(r.sweep(), 0);
+        assert!(r.is_self_preserving());
+        // Renewals recover for most; one really died.
+        for i in 0..7 {
+            r.renew("public", "a", &i.to_string()).unwrap();
+        }
+        assert_eq!(r.sweep(), 1);
+        assert!(!r.is_self_preserving());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn namespaces_do_not_see_each_other() {
+        let r = registry();
+        r.register("dev", "a", "1", request(1)).unwrap();
+        assert!(
+            r.service("prod", "a", &InstanceFilter::default())
+                .instances
+                .is_empty()
+        );
+        assert_eq!(r.services("dev").services.len(), 1);
+        assert!(r.services("prod").services.is_empty());
+    }
+}

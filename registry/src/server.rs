@@ -1,0 +1,137 @@
+//! Running a registry server: restore from storage, start the lease sweeper and the persistence
+//! task, serve until shutdown, then drain and flush.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RegistryConfig;
+use crate::http::{AppState, router};
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+use crate::store::{Store, StoreError};
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The data directory could not be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Serving failed.
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the registry on `listener` until `shutdown` completes; then stops accepting, ends watch
+/// streams, waits up to `shutdown_grace` for requests in flight and flushes storage.
+pub async fn run(
+    listener: TcpListener,
+    config: RegistryConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let store = config.data_dir.as_deref().map(Store::open).transpose()?;
+    let (persist_tx, persist_rx) = match &store {
+        Some(_) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
+    let registry = Arc::new(Registry::new(
+        config.lease.clone(),
+        config.limits.clone(),
+        config.self_preservation.clone(),
+        config.watch.history,
+        persist_tx,
+    ));
+    let persistence = match (store, persist_rx) {
+        (Some(store), Some(rx)) => {
+            let restored = store.load()?;
+            tracing::info!(
+                instances = restored.len(),
+                "restored registrations; each has one lease to heartbeat"
+            );
+            registry.restore(restored);
+            Some(tokio::spawn(store.run(rx)))
+        }
+        _ => None,
+    };
+
+    let token = CancellationToken::new();
+    let sweeper = {
+        let (registry, token, every) =
+            (Arc::clone(&registry), token.clone(), config.sweep_interval);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => { registry.sweep(); }
+                    _ = token.cancelled() => return,
+                }
+            }
+        })
+    };
+
+    let grace = config.shutdown_grace;
+    let state = AppState {
+        registry: Arc::clone(&registry),
+        config: Arc::new(config),
+        metrics: Metrics::new(),
+        shutdown: token.clone(),
+    };
+    tracing::info!(addr = %listener.local_addr()?, "registry listening");
+    let stop = token.clone();
+    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; closing watch streams");
+        stop.cancel();
+    });
+    let drained = async {
+        let serve = serve.into_future();
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => result,
+            _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "requests still in flight after the grace period; stopping anyway");
+                Ok(())
+            }
+        }
+    };
+    let result = drained.await;
+    token.cancel();
+    let _ = sweeper.await;
+    // Dropping the registry's sender lets the persistence task finish its last batch.
+    drop(registry);
+    if let Some(task) = persistence {
+        let _ = task.await;
+        tracing::info!("registrations flushed to storage");
+    }
+    result.map_err(ServerError::from)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,125 @@
+//! Checks on names, ids and registrations before they enter the registry.
+
+use msakit_api::registry::RegisterInstance;
+
+use crate::config::LimitsConfig;
+use crate::registry::RegistryError;
+
+/// Longest namespace, service name or instance id.
+const MAX_NAME: usize = 128;
+
+/// A namespace, service name or instance id: 1–128 characters of `[A-Za-z0-9._:-]`, not starting
+/// with a dot. Eureka's upper-case app names pass; path separators and control characters do
+/// not.
+pub(crate) fn name(kind: &'static str, value: &str) -> Result<(), RegistryError> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_NAME
+        && !value.starts_with('.')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::Invalid {
+            code: match kind {
+                "namespace" => "invalid_namespace",
+                "service" => "invalid_service",
+                _ => "invalid_instance_id",
+            },
+            message: format!(
+                "{kind} must be 1-{MAX_NAME} characters of letters, digits, '.', '_', '-', ':' \
+                 and not start with '.', got {value:?}"
+            ),
+        })
+    }
+}
+
+/// A registration's host, port, weight and metadata.
+pub(crate) fn registration(
+    request: &RegisterInstance,
+    limits: &LimitsConfig,
+) -> Result<(), RegistryError> {
+    let invalid = |code, message: String| Err(RegistryError::Invalid { code, message });
+    let host_ok = !request.host.is_empty()
+        && request.host.len() <= 253
+        && request.host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']' | b'_')
+        });
+    if !host_ok {
+        return invalid(
+            "invalid_host",
+            format!(
+                "host must be a host name or IP address, got {:?}",
+                request.host
+            ),
+        );
+    }
+    if request.port == 0 {
+        return invalid("invalid_port", "port must be between 1 and 65535".into());
+    }
+    if !(1..=10_000).contains(&request.weight) {
+        return invalid(
+            "invalid_weight",
+            format!("weight must be between 1 and 10000, got {}", request.weight),
+        );
+    }
+    if let Some(zone) = &request.zone {
+        name("zone", zone).map_err(|_| RegistryError::Invalid {
+            code: "invalid_zone",
+            message: format!(
+                "zone must be 1-{MAX_NAME} characters of [A-Za-z0-9._:-], got {zone:?}"
+            ),
+        })?;
+    }
+    if request.metadata.len() > limits.max_metadata_entries {
+        return invalid(
+            "metadata_too_large",
+            format!(
+                "metadata has {} entries, at most {} are allowed",
+                request.metadata.len(),
+                limits.max_metadata_entries
+            ),
+        );
+    }
+    let bytes: usize = request
+        .metadata
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    if bytes > limits.max_metadata_bytes {
+        return invalid(
+            "metadata_too_large",
+            format!(
+                "metadata has {bytes} bytes, at most {} are allowed",
+                limits.max_metadata_bytes
+            ),
+        );
+    }
+    if request
+        .metadata
+        .keys()
+        .any(|k| k.is_empty() || k.len() > MAX_NAME)
+    {
+        return invalid(
+            "invalid_metadata",
+            format!("metadata keys must be 1-{MAX_NAME} bytes"),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["orders", "ORDERS", "orders-v2", "a.b_c:d", "i-0123"] {
+            name("service", good).unwrap();
+        }
+        for bad in ["", ".hidden", "a/b", "a b", "../etc", "ü", &"x".repeat(129)] {
+            assert!(name("service", bad).is_err(), "{bad:?}");
+        }
+    }
+}

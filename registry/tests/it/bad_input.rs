@@ -1,0 +1,221 @@
+//! Bad input gets a 4xx JSON error naming the problem — never a 5xx, never a panic.
+
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, fast_config};
+
+async fn expect_error(response: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(response.status(), status);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().len() > 5);
+}
+
+#[tokio::test]
+async fn malformed_registrations() {
+    let server = TestServer::start(fast_config()).await;
+    let url = server.at("/v1/services/orders/instances/o1");
+    let put = |body: String| {
+        server
+            .client
+            .put(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    expect_error(
+        put("{not json".into()).await.unwrap(),
+        400,
+        "malformed_json",
+    )
+    .await;
+    expect_error(
+        put(json!({"port": 1}).to_string()).await.unwrap(),
+        422,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        put(json!({"host": "h", "port": 70000}).to_string())
+            .await
+            .unwrap(),
+        422,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        put(json!({"host": "h", "port": 0}).to_string())
+            .await
+            .unwrap(),
+        422,
+        "invalid_port",
+    )
+    .await;
+    expect_error(
+        put(json!({"host": "bad host/", "port": 1}).to_string())
+            .await
+            .unwrap(),
+        422,
+        "invalid_host",
+    )
+    .await;
+    expect_error(
+        put(json!({"host": "h", "port": 1, "weight": 0}).to_string())
+            .await
+            .unwrap(),
+        422,
+        "invalid_weight",
+    )
+    .await;
+    expect_error(
+        put(json!({"host": "h", "port": 1, "status": "SIDEWAYS"}).to_string())
+            .await
+            .unwrap(),
+        422,
+        "invalid_body",
+    )
+    .await;
+    expect_error(
+        put(json!({"host": "h", "port": 1, "extra": true}).to_string())
+            .await
+            .unwrap(),
+        422,
+        "invalid_body",
+    )
+    .await;
+    let many: serde_json::Map<String, Value> =
+        (0..100).map(|i| (format!("k{i}"), json!("v"))).collect();
+    expect_error(
+        put(json!({"host": "h", "port": 1, "metadata": many}).to_string())
+            .await
+            .unwrap(),
+        422,
+        "metadata_too_large",
+    )
+    .await;
+    let huge = "x".repeat(100 * 1024);
+    expect_error(
+        put(json!({"host": "h", "port": 1, "metadata": {"k": huge}}).to_string())
+            .await
+            .unwrap(),
+        413,
+        "body_too_large",
+    )
+    .await;
+    let no_type = server.client.put(&url).body("{}").send().await.unwrap();
+    expect_error(no_type, 415, "unsupported_media_type").await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_names_and_queries() {
+    let server = TestServer::start(fast_config()).await;
+    let body = json!({"host": "h", "port": 1});
+    let bad_id = server
+        .client
+        .put(server.at("/v1/services/orders/instances/.hidden"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    expect_error(bad_id, 422, "invalid_instance_id").await;
+    let bad_service = server
+        .client
+        .put(server.at("/v1/services/a%20b/instances/1"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    expect_error(bad_service, 422, "invalid_service").await;
+    let traversal = server
+        .client
+        .put(server.at("/v1/services/..%2Fetc/instances/1"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    expect_error(traversal, 422, "invalid_service").await;
+    let bad_ns = server
+        .client
+        .put(server.at("/v1/services/a/instances/1?namespace=x/y"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    expect_error(bad_ns, 422, "invalid_namespace").await;
+    expect_error(
+        server
+            .client
+            .get(server.at("/v1/services/a?status=MAYBE"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_status",
+    )
+    .await;
+    expect_error(
+        server
+            .client
+            .get(server.at("/v1/services/a?index=-1"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_query",
+    )
+    .await;
+    expect_error(
+        server
+            .client
+            .get(server.at("/v1/services/a?index=1&wait=soon"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_wait",
+    )
+    .await;
+    expect_error(
+        server
+            .client
+            .get(server.at("/v1/watch?index=abc"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_index",
+    )
+    .await;
+    expect_error(
+        server
+            .client
+            .get(server.at("/v1/watch?bogus=1"))
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_query",
+    )
+    .await;
+    expect_error(
+        server
+            .client
+            .get(server.at("/no/such/thing"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    let status = server
+        .client
+        .put(server.at("/v1/services/a/instances/nobody/status"))
+        .json(&json!({"status": "DOWN"}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(status, 404, "unknown_instance").await;
+    server.stop().await;
+}

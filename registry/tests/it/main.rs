@@ -1,0 +1,12 @@
+//! Integration tests of `msakit-registry`: real servers on port 0, real HTTP clients, and the
+//! real binary under SIGTERM.
+
+mod api;
+mod auth;
+mod bad_input;
+mod expiry;
+mod ops;
+mod persistence;
+mod process;
+mod support;
+mod watch;
