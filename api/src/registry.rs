@@ -121,6 +121,63 @@ pub struct RegisterInstance {
     /// Default: the server's (15 s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_ttl_ms: Option<u64>,
+    /// A check the registry runs against the instance itself, Consul style.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+}
+
+/// A server-side health check: the registry probes the instance every `interval_ms` and marks it
+/// DOWN after `failures_before_down` failures in a row, UP again after `successes_before_up`
+/// successes in a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// `http` (a GET of `path` must answer 2xx) or `tcp` (a connection must open).
+    #[serde(rename = "type")]
+    pub kind: CheckKind,
+    /// The path of an HTTP check, e.g. `/health`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Time between probes. Default 10 s.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    /// A probe slower than this fails. Default 2 s.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Failures in a row before the instance is marked DOWN. Default 3.
+    #[serde(default = "default_failures")]
+    pub failures_before_down: u32,
+    /// Successes in a row before it is marked UP again. Default 2.
+    #[serde(default = "default_successes")]
+    pub successes_before_up: u32,
+}
+
+/// The kind of a server-side health check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// An HTTP GET that must answer 2xx.
+    Http,
+    /// A TCP connection that must open.
+    Tcp,
+}
+
+fn default_interval_ms() -> u64 {
+    10_000
+}
+
+fn default_timeout_ms() -> u64 {
+    2_000
+}
+
+fn default_failures() -> u32 {
+    3
+}
+
+fn default_successes() -> u32 {
+    2
 }
 
 fn default_weight() -> u32 {
@@ -184,10 +241,17 @@ pub struct Instance {
     pub weight: u32,
     /// Free-form metadata.
     pub metadata: BTreeMap<String, String>,
-    /// The effective status: the override if any, else the reported one.
+    /// The effective status: the override if any; else DOWN if the registry's health check
+    /// fails; else the reported one.
     pub status: InstanceStatus,
     /// What the instance itself reports.
     pub reported_status: InstanceStatus,
+    /// The verdict of the registry's health check, if the instance has one and it has decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_passing: Option<bool>,
+    /// The registry's health check of this instance, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
     /// An operator's override, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_override: Option<InstanceStatus>,

@@ -38,6 +38,8 @@ pub struct RegistryConfig {
     pub auth: AuthConfig,
     /// Watch settings.
     pub watch: WatchConfig,
+    /// Server-side health checks of instances that declare one.
+    pub health_checks: HealthChecksConfig,
     /// How long shutdown waits for requests in flight. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -132,6 +134,7 @@ impl Default for RegistryConfig {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             watch: WatchConfig::default(),
+            health_checks: HealthChecksConfig::default(),
             shutdown_grace: Duration::from_secs(10),
         }
     }
@@ -166,6 +169,26 @@ impl Default for LimitsConfig {
             max_metadata_entries: 64,
             max_metadata_bytes: 8 * 1024,
             max_instances: 1_000_000,
+        }
+    }
+}
+
+/// Server-side health checks (Consul style): instances may ask the registry to probe them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthChecksConfig {
+    /// Accept and run checks. Default true; when false, a registration with a check is refused.
+    pub enabled: bool,
+    /// Shortest probe interval accepted. Default 1 s.
+    #[serde(with = "humantime_serde")]
+    pub min_interval: Duration,
+}
+
+impl Default for HealthChecksConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_interval: Duration::from_secs(1),
         }
     }
 }

@@ -13,14 +13,17 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use msakit_api::registry::{
-    Change, ChangeEvent, Instance, InstanceStatus, Lease, LeaseGranted, RegisterInstance,
-    RemovalReason, Scheme, ServiceInstances, ServiceList, ServiceSummary, Snapshot,
+    Change, ChangeEvent, HealthCheck, Instance, InstanceStatus, Lease, LeaseGranted,
+    RegisterInstance, RemovalReason, Scheme, ServiceInstances, ServiceList, ServiceSummary,
+    Snapshot,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::config::{LeaseConfig, LimitsConfig, SelfPreservationConfig};
+use crate::config::{
+    HealthChecksConfig, LeaseConfig, LimitsConfig, RegistryConfig, SelfPreservationConfig,
+};
 use crate::validate;
 
 /// Why a registry operation was refused.
@@ -95,6 +98,8 @@ pub(crate) struct Registration {
     metadata: BTreeMap<String, String>,
     reported: InstanceStatus,
     status_override: Option<InstanceStatus>,
+    health_check: Option<HealthCheck>,
+    check_passing: Option<bool>,
     ttl_ms: u64,
     registered_at_ms: u64,
     modify_index: u64,
@@ -102,7 +107,11 @@ pub(crate) struct Registration {
 
 impl Registration {
     fn status(&self) -> InstanceStatus {
-        self.status_override.unwrap_or(self.reported)
+        match (self.status_override, self.check_passing) {
+            (Some(forced), _) => forced,
+            (None, Some(false)) => InstanceStatus::Down,
+            (None, _) => self.reported,
+        }
     }
 }
 
@@ -162,6 +171,7 @@ pub struct Registry {
     lease: LeaseConfig,
     limits: LimitsConfig,
     self_preservation: SelfPreservationConfig,
+    health_checks: HealthChecksConfig,
     history_len: usize,
     origin: Instant,
     changes: broadcast::Sender<Arc<ChangeRecord>>,
@@ -189,18 +199,16 @@ fn key(namespace: &str, service: &str, id: &str) -> String {
 impl Registry {
     /// An empty registry. `persist`, when given, is told about every change to store.
     pub(crate) fn new(
-        lease: LeaseConfig,
-        limits: LimitsConfig,
-        self_preservation: SelfPreservationConfig,
-        history_len: usize,
+        config: &RegistryConfig,
         persist: Option<mpsc::UnboundedSender<PersistOp>>,
     ) -> Self {
         Self {
             state: RwLock::new(State::default()),
-            lease,
-            limits,
-            self_preservation,
-            history_len,
+            lease: config.lease.clone(),
+            limits: config.limits.clone(),
+            self_preservation: config.self_preservation.clone(),
+            health_checks: config.health_checks.clone(),
+            history_len: config.watch.history,
             origin: Instant::now(),
             changes: broadcast::channel(4096).0,
             index: watch::channel(0).0,
@@ -278,6 +286,9 @@ impl Registry {
         validate::name("service", service)?;
         validate::name("instance", id)?;
         validate::registration(&request, &self.limits)?;
+        if let Some(check) = &request.health_check {
+            validate::health_check(check, &self.health_checks)?;
+        }
         let ttl = self.ttl_for(request.lease_ttl_ms);
         let now_ms = self.now_ms();
         let mut state = self.write();
@@ -306,6 +317,8 @@ impl Registry {
             metadata: request.metadata,
             reported: request.status,
             status_override: None,
+            check_passing: None,
+            health_check: request.health_check,
             ttl_ms: ttl.as_millis() as u64,
             registered_at_ms: unix_ms(),
             modify_index: next_index,
@@ -313,6 +326,9 @@ impl Registry {
         let changed = match entry_service.instances.get_mut(id) {
             Some(entry) => {
                 registration.status_override = entry.registration.status_override;
+                if registration.health_check == entry.registration.health_check {
+                    registration.check_passing = entry.registration.check_passing;
+                }
                 registration.registered_at_ms = entry.registration.registered_at_ms;
                 registration.modify_index = entry.registration.modify_index;
                 let changed = registration != entry.registration;
@@ -430,6 +446,50 @@ impl Registry {
         Ok(self
             .instance_of(&state, namespace, service, id)
             .expect("present under the lock"))
+    }
+
+    /// Records the verdict of the registry's own health check of an instance.
+    pub fn set_check_passing(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        passing: bool,
+    ) -> Result<(), RegistryError> {
+        let mut state = self.write();
+        let next_index = state.index + 1;
+        let entry = state
+            .namespaces
+            .get_mut(namespace)
+            .and_then(|s| s.get_mut(service))
+            .and_then(|s| s.instances.get_mut(id))
+            .ok_or_else(|| unknown(service, id))?;
+        if entry.registration.check_passing != Some(passing) {
+            entry.registration.check_passing = Some(passing);
+            entry.registration.modify_index = next_index;
+            self.commit_upsert(&mut state, namespace, service, id);
+        }
+        Ok(())
+    }
+
+    /// Every instance that has a health check, and the stream of every change after that, taken
+    /// together.
+    pub(crate) fn checks_and_subscribe(
+        &self,
+    ) -> (Vec<Instance>, broadcast::Receiver<Arc<ChangeRecord>>) {
+        let state = self.read();
+        let receiver = self.changes.subscribe();
+        let mut checked = Vec::new();
+        for (namespace, services) in &state.namespaces {
+            for (service, s) in services {
+                for (id, entry) in &s.instances {
+                    if entry.registration.health_check.is_some() {
+                        checked.push(to_wire(namespace, service, id, entry));
+                    }
+                }
+            }
+        }
+        (checked, receiver)
     }
 
     /// Services of a namespace with their instance counts.
@@ -829,6 +889,8 @@ fn to_wire(namespace: &str, service: &str, id: &str, entry: &Entry) -> Instance 
         metadata: r.metadata.clone(),
         status: r.status(),
         reported_status: r.reported,
+        check_passing: r.check_passing,
+        health_check: r.health_check.clone(),
         status_override: r.status_override,
         lease_ttl_ms: r.ttl_ms,
         registered_at_ms: r.registered_at_ms,
@@ -842,21 +904,18 @@ mod tests {
     use super::*;
 
     fn registry() -> Registry {
-        Registry::new(
-            LeaseConfig {
-                default_ttl: Duration::from_secs(15),
-                min_ttl: Duration::from_secs(1),
-                max_ttl: Duration::from_secs(60),
-            },
-            LimitsConfig::default(),
-            SelfPreservationConfig {
-                min_instances: 4,
-                expiring_share: 0.5,
-                ..Default::default()
-            },
-            100,
-            None,
-        )
+        let mut config = RegistryConfig::default();
+        config.lease = LeaseConfig {
+            default_ttl: Duration::from_secs(15),
+            min_ttl: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(60),
+        };
+        config.self_preservation = SelfPreservationConfig {
+            min_instances: 4,
+            expiring_share: 0.5,
+            ..Default::default()
+        };
+        Registry::new(&config, None)
     }
 
     fn request(port: u16) -> RegisterInstance {

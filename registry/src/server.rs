@@ -39,13 +39,7 @@ pub async fn run(
         }
         None => (None, None),
     };
-    let registry = Arc::new(Registry::new(
-        config.lease.clone(),
-        config.limits.clone(),
-        config.self_preservation.clone(),
-        config.watch.history,
-        persist_tx,
-    ));
+    let registry = Arc::new(Registry::new(&config, persist_tx));
     let persistence = match (store, persist_rx) {
         (Some(store), Some(rx)) => {
             let restored = store.load()?;
@@ -75,6 +69,13 @@ pub async fn run(
         })
     };
 
+    let checker = config.health_checks.enabled.then(|| {
+        tokio::spawn(crate::health_check::run(
+            Arc::clone(&registry),
+            token.clone(),
+        ))
+    });
+
     let grace = config.shutdown_grace;
     let state = AppState {
         registry: Arc::clone(&registry),
@@ -103,6 +104,9 @@ pub async fn run(
     let result = drained.await;
     token.cancel();
     let _ = sweeper.await;
+    if let Some(checker) = checker {
+        let _ = checker.await;
+    }
     // Dropping the registry's sender lets the persistence task finish its last batch.
     drop(registry);
     if let Some(task) = persistence {

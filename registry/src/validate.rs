@@ -1,8 +1,8 @@
 //! Checks on names, ids and registrations before they enter the registry.
 
-use msakit_api::registry::RegisterInstance;
+use msakit_api::registry::{CheckKind, HealthCheck, RegisterInstance};
 
-use crate::config::LimitsConfig;
+use crate::config::{HealthChecksConfig, LimitsConfig};
 use crate::registry::RegistryError;
 
 /// Longest namespace, service name or instance id.
@@ -107,6 +107,48 @@ pub(crate) fn registration(
         );
     }
     Ok(())
+}
+
+/// A health check's settings.
+pub(crate) fn health_check(
+    check: &HealthCheck,
+    config: &HealthChecksConfig,
+) -> Result<(), RegistryError> {
+    let invalid = |message: String| {
+        Err(RegistryError::Invalid {
+            code: "invalid_health_check",
+            message,
+        })
+    };
+    if !config.enabled {
+        return invalid("this registry does not run health checks".into());
+    }
+    let min = config.min_interval.as_millis() as u64;
+    if check.interval_ms < min || check.interval_ms > 3_600_000 {
+        return invalid(format!("interval_ms must be between {min} and 3600000"));
+    }
+    if check.timeout_ms == 0 || check.timeout_ms > check.interval_ms {
+        return invalid("timeout_ms must be at least 1 and at most interval_ms".into());
+    }
+    if !(1..=100).contains(&check.failures_before_down)
+        || !(1..=100).contains(&check.successes_before_up)
+    {
+        return invalid(
+            "failures_before_down and successes_before_up must be between 1 and 100".into(),
+        );
+    }
+    match (check.kind, &check.path) {
+        (CheckKind::Http, Some(path))
+            if path.starts_with('/')
+                && path.len() <= 1024
+                && !path.chars().any(char::is_control) =>
+        {
+            Ok(())
+        }
+        (CheckKind::Http, _) => invalid("an http check needs a path starting with '/'".into()),
+        (CheckKind::Tcp, None) => Ok(()),
+        (CheckKind::Tcp, Some(_)) => invalid("a tcp check takes no path".into()),
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod bad_input;
 mod expiry;
+mod health_checks;
 mod ops;
 mod persistence;
 mod process;
