@@ -904,15 +904,17 @@ mod tests {
     use super::*;
 
     fn registry() -> Registry {
-        let mut config = RegistryConfig::default();
-        config.lease = LeaseConfig {
-            default_ttl: Duration::from_secs(15),
-            min_ttl: Duration::from_secs(1),
-            max_ttl: Duration::from_secs(60),
-        };
-        config.self_preservation = SelfPreservationConfig {
-            min_instances: 4,
-            expiring_share: 0.5,
+        let config = RegistryConfig {
+            lease: LeaseConfig {
+                default_ttl: Duration::from_secs(15),
+                min_ttl: Duration::from_secs(1),
+                max_ttl: Duration::from_secs(60),
+            },
+            self_preservation: SelfPreservationConfig {
+                min_instances: 4,
+                expiring_share: 0.5,
+                ..Default::default()
+            },
             ..Default::default()
         };
         Registry::new(&config, None)
