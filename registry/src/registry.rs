@@ -61,6 +61,9 @@ pub struct ChangeRecord {
     pub service: String,
     /// The JSON of its [`ChangeEvent`].
     pub json: String,
+    /// The whole Server-Sent-Events frame (`id`, `event: change`, `data`), formatted once and
+    /// shared by every watcher.
+    pub frame: axum::body::Bytes,
 }
 
 /// The changes a resuming watcher missed, and the stream of every change after them.
@@ -828,11 +831,13 @@ impl Registry {
         }
         let json =
             serde_json::to_string(&ChangeEvent { index, change }).expect("plain data serialises");
+        let frame = format!("id: {index}\nevent: change\ndata: {json}\n\n").into();
         let record = Arc::new(ChangeRecord {
             index,
             namespace: namespace.to_owned(),
             service: service.to_owned(),
             json,
+            frame,
         });
         if state.history.len() == self.history_len {
             state.history.pop_front();

@@ -10,13 +10,13 @@ use std::collections::HashSet;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, Stream, StreamExt};
+use futures_util::stream::{self, StreamExt};
 use msakit_api::registry::DEFAULT_NAMESPACE;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio::sync::broadcast;
 
 use super::AppState;
 use super::error::ApiError;
@@ -94,77 +94,95 @@ pub(crate) async fn stream(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let request = parse(query.as_deref(), &headers)?;
+    let mut request = parse(query.as_deref(), &headers)?;
     for service in &request.services {
         crate::validate::name("service", service)?;
     }
     crate::validate::name("namespace", &request.namespace)?;
     let wanted = {
-        let services = request.services.clone();
+        let services = std::mem::take(&mut request.services);
         move |name: &str| services.is_empty() || services.contains(name)
     };
 
     let resumed = request
         .resume_from
         .and_then(|index| state.registry.changes_since(index));
-    let (first, receiver): (Vec<Event>, _) = match resumed {
+    let (first, receiver): (Vec<Bytes>, _) = match resumed {
         Some((missed, receiver)) => {
-            let events = missed
+            let frames = missed
                 .iter()
                 .filter(|c| c.namespace == request.namespace && wanted(&c.service))
-                .map(|c| change_event(c))
+                .map(|c| c.frame.clone())
                 .collect();
-            (events, receiver)
+            (frames, receiver)
         }
         None => {
             let (snapshot, receiver) = state
                 .registry
                 .snapshot_and_subscribe(&request.namespace, &wanted);
-            let event = Event::default()
-                .id(snapshot.index.to_string())
-                .event("snapshot")
-                .json_data(&snapshot)
-                .map_err(|_| {
-                    ApiError::new(
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        "could not encode",
-                    )
-                })?;
-            (vec![event], receiver)
+            let json = serde_json::to_string(&snapshot).map_err(|_| {
+                ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "could not encode",
+                )
+            })?;
+            let frame = format!("id: {}\nevent: snapshot\ndata: {json}\n\n", snapshot.index);
+            (vec![Bytes::from(frame)], receiver)
         }
     };
 
-    let namespace = request.namespace.clone();
-    let gauge = Arc::new(WatcherGauge::new(state.metrics.clone()));
-    let live = BroadcastStream::new(receiver)
-        // A lagging watcher has missed changes: end its stream so it resumes from its last id.
-        .take_while(|item| std::future::ready(item.is_ok()))
-        .filter_map(move |item| {
-            let keep = match &item {
-                Ok(change) => change.namespace == namespace && wanted(&change.service),
-                Err(_) => false,
-            };
-            std::future::ready(item.ok().filter(|_| keep))
-        })
-        .map(|change| change_event(&change));
-    let events: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> = Box::pin(
-        stream::iter(first)
-            .chain(live)
-            .map(move |event| {
-                let _alive = &gauge;
-                Ok::<_, Infallible>(event)
-            })
-            .take_until(state.shutdown.clone().cancelled_owned()),
-    );
-    Ok(Sse::new(events)
-        .keep_alive(KeepAlive::new().interval(state.config.watch.keep_alive))
+    let mut keep_alive = tokio::time::interval(state.config.watch.keep_alive);
+    keep_alive.reset();
+    let live = Live {
+        receiver,
+        keep_alive,
+        shutdown: state.shutdown.clone(),
+        namespace: request.namespace,
+        wanted: Box::new(wanted),
+        _gauge: WatcherGauge::new(state.metrics.clone()),
+    };
+    let frames = stream::iter(first.into_iter().map(Ok)).chain(stream::unfold(live, Live::next));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from_stream(frames),
+    )
         .into_response())
 }
 
-fn change_event(change: &ChangeRecord) -> Event {
-    Event::default()
-        .id(change.index.to_string())
-        .event("change")
-        .data(&change.json)
+/// A comment line that keeps idle connections open through proxies.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+/// The live part of a watch stream: changes as they are committed, keep-alives when idle.
+struct Live {
+    receiver: broadcast::Receiver<Arc<ChangeRecord>>,
+    keep_alive: tokio::time::Interval,
+    shutdown: tokio_util::sync::CancellationToken,
+    namespace: String,
+    wanted: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    _gauge: WatcherGauge,
+}
+
+impl Live {
+    /// The next frame; `None` ends the stream (at shutdown, or when the watcher fell so far behind
+    /// that changes were lost: it then resumes from its last event id on reconnect).
+    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => return None,
+                change = self.receiver.recv() => match change {
+                    Ok(change) if change.namespace == self.namespace && (self.wanted)(&change.service) => {
+                        return Some((Ok(change.frame.clone()), self));
+                    }
+                    Ok(_) => {}
+                    Err(_) => return None,
+                },
+                _ = self.keep_alive.tick() => return Some((Ok(Bytes::from_static(KEEP_ALIVE)), self)),
+            }
+        }
+    }
 }
