@@ -51,10 +51,13 @@ fn serve_bare(server_rt: &tokio::runtime::Runtime) -> String {
     url
 }
 
+/// Builds request number `i` on a client.
+type MakeRequest = Arc<dyn Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync>;
+
 /// Requests per second over `duration` with `connections` keep-alive connections.
 fn throughput(
     client_rt: &tokio::runtime::Runtime,
-    make: Arc<dyn Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync>,
+    make: MakeRequest,
     connections: usize,
     duration: Duration,
 ) -> f64 {
