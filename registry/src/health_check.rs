@@ -66,7 +66,7 @@ pub(crate) async fn run(registry: Arc<Registry>, shutdown: CancellationToken) {
             let task = tokio::spawn(probe_loop(
                 Arc::clone(&registry),
                 client.clone(),
-                key.clone(),
+                instance.clone(),
                 target.clone(),
             ));
             probes.insert(key, (target, task.abort_handle()));
@@ -124,10 +124,10 @@ pub(crate) async fn run(registry: Arc<Registry>, shutdown: CancellationToken) {
 async fn probe_loop(
     registry: Arc<Registry>,
     client: reqwest::Client,
-    key: (String, String, String),
+    probed: Instance,
     target: Target,
 ) {
-    let (namespace, service, id) = key;
+    let (namespace, service, id) = (&probed.namespace, &probed.service, &probed.id);
     let check = &target.check;
     let mut ticks = tokio::time::interval(Duration::from_millis(check.interval_ms));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -148,10 +148,7 @@ async fn probe_loop(
         if let Some(verdict) = verdict {
             passing = Some(verdict);
             tracing::info!(%namespace, %service, %id, passing = verdict, "health check verdict");
-            if registry
-                .set_check_passing(&namespace, &service, &id, verdict)
-                .is_err()
-            {
+            if registry.set_check_passing(&probed, verdict).is_err() {
                 return;
             }
         }

@@ -72,13 +72,14 @@ pub type MissedChanges = (
     broadcast::Receiver<Arc<ChangeRecord>>,
 );
 
-/// What the persistence task is told to do.
+/// What the persistence task is told to do. Each operation carries the registry index of its
+/// change, which is stored with it, so that a restarted registry never hands out an index twice.
 #[derive(Debug)]
 pub(crate) enum PersistOp {
     /// Store this instance under its key.
-    Put(String, Vec<u8>),
+    Put(String, Vec<u8>, u64),
     /// Forget this key.
-    Delete(String),
+    Delete(String, u64),
 }
 
 /// What is persisted of an instance: everything but the lease's progress.
@@ -109,6 +110,14 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
+    /// Whether a health-check verdict about `other` holds for this registration too.
+    fn probes_same_target(&self, other: &Registration) -> bool {
+        self.health_check == other.health_check
+            && self.host == other.host
+            && self.port == other.port
+            && self.scheme == other.scheme
+    }
+
     fn status(&self) -> InstanceStatus {
         match (self.status_override, self.check_passing) {
             (Some(forced), _) => forced,
@@ -329,7 +338,7 @@ impl Registry {
         let changed = match entry_service.instances.get_mut(id) {
             Some(entry) => {
                 registration.status_override = entry.registration.status_override;
-                if registration.health_check == entry.registration.health_check {
+                if registration.probes_same_target(&entry.registration) {
                     registration.check_passing = entry.registration.check_passing;
                 }
                 registration.registered_at_ms = entry.registration.registered_at_ms;
@@ -433,6 +442,37 @@ impl Registry {
         id: &str,
         status: Option<InstanceStatus>,
     ) -> Result<Instance, RegistryError> {
+        self.update(namespace, service, id, |r| {
+            std::mem::replace(&mut r.status_override, status) != status
+        })
+    }
+
+    /// Records the verdict of the registry's own health check of an instance — unless the
+    /// instance has meanwhile changed its check or its address (`probed` is the instance as it
+    /// was when the probe started), in which case the verdict is about something else and dropped.
+    pub fn set_check_passing(
+        &self,
+        probed: &Instance,
+        passing: bool,
+    ) -> Result<Instance, RegistryError> {
+        self.update(&probed.namespace, &probed.service, &probed.id, |r| {
+            let same = r.health_check == probed.health_check
+                && r.host == probed.host
+                && r.port == probed.port
+                && r.scheme == probed.scheme;
+            same && r.check_passing.replace(passing) != Some(passing)
+        })
+    }
+
+    /// Applies `change` to an instance's registration; commits it as a change when `change` says
+    /// something changed.
+    fn update(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        change: impl FnOnce(&mut Registration) -> bool,
+    ) -> Result<Instance, RegistryError> {
         let mut state = self.write();
         let next_index = state.index + 1;
         let entry = state
@@ -441,38 +481,13 @@ impl Registry {
             .and_then(|s| s.get_mut(service))
             .and_then(|s| s.instances.get_mut(id))
             .ok_or_else(|| unknown(service, id))?;
-        if entry.registration.status_override != status {
-            entry.registration.status_override = status;
+        if change(&mut entry.registration) {
             entry.registration.modify_index = next_index;
             self.commit_upsert(&mut state, namespace, service, id);
         }
         Ok(self
             .instance_of(&state, namespace, service, id)
             .expect("present under the lock"))
-    }
-
-    /// Records the verdict of the registry's own health check of an instance.
-    pub fn set_check_passing(
-        &self,
-        namespace: &str,
-        service: &str,
-        id: &str,
-        passing: bool,
-    ) -> Result<(), RegistryError> {
-        let mut state = self.write();
-        let next_index = state.index + 1;
-        let entry = state
-            .namespaces
-            .get_mut(namespace)
-            .and_then(|s| s.get_mut(service))
-            .and_then(|s| s.instances.get_mut(id))
-            .ok_or_else(|| unknown(service, id))?;
-        if entry.registration.check_passing != Some(passing) {
-            entry.registration.check_passing = Some(passing);
-            entry.registration.modify_index = next_index;
-            self.commit_upsert(&mut state, namespace, service, id);
-        }
-        Ok(())
     }
 
     /// Every instance that has a health check, and the stream of every change after that, taken
@@ -736,9 +751,12 @@ impl Registry {
     }
 
     /// Restores instances read back from storage; each gets one full lease to heartbeat again.
-    pub(crate) fn restore(&self, stored: Vec<StoredInstance>) {
+    /// `index` is the last index stored: the registry goes on from there, so no index is reused
+    /// (removals take an index too, but leave no instance behind to remember it).
+    pub(crate) fn restore(&self, stored: Vec<StoredInstance>, index: u64) {
         let now = self.now_ms();
         let mut state = self.write();
+        state.index = index;
         for item in stored {
             let ttl = item.registration.ttl_ms;
             state.index = state.index.max(item.registration.modify_index);
@@ -794,7 +812,7 @@ impl Registry {
         };
         self.commit(state, namespace, service, change);
         if let Some(persist) = &self.persist {
-            let _ = persist.send(PersistOp::Delete(key(namespace, service, id)));
+            let _ = persist.send(PersistOp::Delete(key(namespace, service, id), state.index));
         }
         true
     }
@@ -812,7 +830,8 @@ impl Registry {
                 registration: entry.registration.clone(),
             };
             let bytes = serde_json::to_vec(&stored).expect("plain data serialises");
-            let _ = persist.send(PersistOp::Put(key(namespace, service, id), bytes));
+            let index = state.index + 1;
+            let _ = persist.send(PersistOp::Put(key(namespace, service, id), bytes, index));
         }
         self.commit(state, namespace, service, Change::Upserted { instance });
     }
@@ -839,7 +858,7 @@ impl Registry {
             json,
             frame,
         });
-        if state.history.len() == self.history_len {
+        while state.history.len() >= self.history_len.max(1) {
             state.history.pop_front();
         }
         state.history.push_back(Arc::clone(&record));
@@ -1018,6 +1037,29 @@ mod tests {
         }
         assert_eq!(r.sweep(), 1);
         assert!(!r.is_self_preserving());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_verdict_about_an_old_address_is_dropped() {
+        let r = registry();
+        let mut req = request(1);
+        req.health_check =
+            Some(serde_json::from_value(serde_json::json!({"type": "tcp"})).unwrap());
+        let probed = r
+            .register("public", "a", "1", req.clone())
+            .unwrap()
+            .instance;
+        let i = r.set_check_passing(&probed, false).unwrap();
+        assert_eq!(i.status, InstanceStatus::Down);
+        // The instance moves: the old verdict no longer applies, and a late one is dropped.
+        req.port = 2;
+        let moved = r.register("public", "a", "1", req).unwrap().instance;
+        assert_eq!(
+            (moved.status, moved.check_passing),
+            (InstanceStatus::Up, None)
+        );
+        let i = r.set_check_passing(&probed, false).unwrap();
+        assert_eq!(i.status, InstanceStatus::Up);
     }
 
     #[tokio::test(start_paused = true)]

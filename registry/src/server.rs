@@ -16,6 +16,9 @@ use crate::store::{Store, StoreError};
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The data directory could not be used.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -31,6 +34,7 @@ pub async fn run(
     config: RegistryConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    config.validate()?;
     let store = config.data_dir.as_deref().map(Store::open).transpose()?;
     let (persist_tx, persist_rx) = match &store {
         Some(_) => {
@@ -40,20 +44,22 @@ pub async fn run(
         None => (None, None),
     };
     let registry = Arc::new(Registry::new(&config, persist_tx));
+    let token = CancellationToken::new();
+    let stop_persistence = CancellationToken::new();
     let persistence = match (store, persist_rx) {
         (Some(store), Some(rx)) => {
-            let restored = store.load()?;
+            let (restored, index) = store.load()?;
             tracing::info!(
                 instances = restored.len(),
+                index,
                 "restored registrations; each has one lease to heartbeat"
             );
-            registry.restore(restored);
-            Some(tokio::spawn(store.run(rx)))
+            registry.restore(restored, index);
+            Some(tokio::spawn(store.run(rx, stop_persistence.clone())))
         }
         _ => None,
     };
 
-    let token = CancellationToken::new();
     let sweeper = {
         let (registry, token, every) =
             (Arc::clone(&registry), token.clone(), config.sweep_interval);
@@ -107,11 +113,15 @@ pub async fn run(
     if let Some(checker) = checker {
         let _ = checker.await;
     }
-    // Dropping the registry's sender lets the persistence task finish its last batch.
+    // Connections still draining may hold the registry; the store stops taking changes now and
+    // writes what is queued.
     drop(registry);
+    stop_persistence.cancel();
     if let Some(task) = persistence {
-        let _ = task.await;
-        tracing::info!("registrations flushed to storage");
+        match tokio::time::timeout(grace, task).await {
+            Ok(_) => tracing::info!("registrations flushed to storage"),
+            Err(_) => tracing::error!("storage did not finish flushing within the grace period"),
+        }
     }
     result.map_err(ServerError::from)
 }

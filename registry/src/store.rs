@@ -7,13 +7,17 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::registry::{PersistOp, StoredInstance};
 
 const INSTANCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("instances");
+/// `index`: the last registry index stored.
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
 /// The registry's durable store.
 #[derive(Debug, Clone)]
@@ -37,13 +41,21 @@ impl Store {
         let db = Database::create(dir.join("registry.redb")).map_err(wrap)?;
         let write = db.begin_write().map_err(wrap)?;
         write.open_table(INSTANCES).map_err(wrap)?;
+        write.open_table(META).map_err(wrap)?;
         write.commit().map_err(wrap)?;
         Ok(Self { db: Arc::new(db) })
     }
 
-    /// Every stored instance. Records that no longer parse are skipped with a warning.
-    pub(crate) fn load(&self) -> Result<Vec<StoredInstance>, StoreError> {
+    /// Every stored instance, and the last index stored. Records that no longer parse are
+    /// skipped with a warning.
+    pub(crate) fn load(&self) -> Result<(Vec<StoredInstance>, u64), StoreError> {
         let read = self.db.begin_read().map_err(wrap)?;
+        let index = read
+            .open_table(META)
+            .map_err(wrap)?
+            .get("index")
+            .map_err(wrap)?
+            .map_or(0, |v| v.value());
         let table = read.open_table(INSTANCES).map_err(wrap)?;
         let mut out = Vec::new();
         for row in table.iter().map_err(wrap)? {
@@ -55,7 +67,7 @@ impl Store {
                 }
             }
         }
-        Ok(out)
+        Ok((out, index))
     }
 
     /// Applies operations in one durable transaction.
@@ -63,32 +75,80 @@ impl Store {
         let write = self.db.begin_write().map_err(wrap)?;
         {
             let mut table = write.open_table(INSTANCES).map_err(wrap)?;
+            let mut index = 0;
             for op in ops {
                 match op {
-                    PersistOp::Put(key, value) => {
+                    PersistOp::Put(key, value, at) => {
                         table.insert(key.as_str(), value.as_slice()).map_err(wrap)?;
+                        index = index.max(*at);
                     }
-                    PersistOp::Delete(key) => {
+                    PersistOp::Delete(key, at) => {
                         table.remove(key.as_str()).map_err(wrap)?;
+                        index = index.max(*at);
                     }
                 }
             }
+            write
+                .open_table(META)
+                .map_err(wrap)?
+                .insert("index", index)
+                .map_err(wrap)?;
         }
         write.commit().map_err(wrap)
     }
 
-    /// Writes what arrives on `ops` until every sender is gone, batching what queues up.
-    pub(crate) async fn run(self, mut ops: mpsc::UnboundedReceiver<PersistOp>) {
+    /// Writes what arrives on `ops`, batching what queues up, until `stop`; then writes what is
+    /// still queued and returns. A batch that fails is retried, in order, with growing pauses, so
+    /// the store never silently falls out of step with memory.
+    pub(crate) async fn run(
+        self,
+        mut ops: mpsc::UnboundedReceiver<PersistOp>,
+        stop: CancellationToken,
+    ) {
         let mut batch = Vec::new();
-        while ops.recv_many(&mut batch, 1024).await > 0 {
-            let store = self.clone();
-            let work = std::mem::take(&mut batch);
-            let result = tokio::task::spawn_blocking(move || store.apply(&work)).await;
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "could not persist registry changes"),
-                Err(e) => tracing::error!(error = %e, "registry persistence task failed"),
+        loop {
+            let received = tokio::select! {
+                n = ops.recv_many(&mut batch, 1024) => n,
+                _ = stop.cancelled() => {
+                    // Senders may outlive us (in connections still draining): stop taking new
+                    // operations and write what is queued.
+                    ops.close();
+                    ops.recv_many(&mut batch, usize::MAX).await
+                }
+            };
+            if received == 0 && batch.is_empty() {
+                return;
             }
+            self.write_batch(std::mem::take(&mut batch), &stop).await;
+            if stop.is_cancelled() && ops.is_empty() && ops.is_closed() {
+                return;
+            }
+        }
+    }
+
+    async fn write_batch(&self, batch: Vec<PersistOp>, stop: &CancellationToken) {
+        let batch = Arc::new(batch);
+        let mut pause = Duration::from_millis(50);
+        let mut failures = 0;
+        loop {
+            let (store, work) = (self.clone(), Arc::clone(&batch));
+            match tokio::task::spawn_blocking(move || store.apply(&work)).await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "could not persist registry changes; retrying")
+                }
+                Err(e) => tracing::error!(error = %e, "registry persistence task failed; retrying"),
+            }
+            failures += 1;
+            if stop.is_cancelled() && failures >= 3 {
+                tracing::error!(
+                    changes = batch.len(),
+                    "giving up on persisting changes at shutdown"
+                );
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
         }
     }
 }

@@ -44,6 +44,23 @@ fn msakit_breaker() -> CircuitBreaker {
     CircuitBreaker::new("bench", CircuitBreakerConfig::default()).unwrap()
 }
 
+/// One call through the breaker's low-level API: admit, run, record.
+#[inline(always)]
+fn admit_and_record(breaker: &CircuitBreaker, x: u64) -> u64 {
+    match breaker.try_acquire() {
+        Ok(permit) => {
+            let result = work(x);
+            permit.record(if result.is_ok() {
+                CallOutcome::Success
+            } else {
+                CallOutcome::Failure
+            });
+            result.unwrap_or(0)
+        }
+        Err(_) => 0,
+    }
+}
+
 /// Runs `register` once per breaker, each given one call through that breaker; every breaker runs
 /// the same `work` and keeps its result. All, the baseline included, are called through the same
 /// `&dyn Fn` indirection, so it cancels out of the differences.
@@ -51,21 +68,9 @@ fn for_each_breaker(mut register: impl FnMut(&str, &(dyn Fn(u64) -> u64 + Sync))
     register("bare call (baseline)", &|x| work(x).unwrap_or(0));
 
     let breaker = msakit_breaker();
-    register(
-        "msakit try_acquire+record",
-        &move |x| match breaker.try_acquire() {
-            Ok(permit) => {
-                let result = work(x);
-                permit.record(if result.is_ok() {
-                    CallOutcome::Success
-                } else {
-                    CallOutcome::Failure
-                });
-                result.unwrap_or(0)
-            }
-            Err(_) => 0,
-        },
-    );
+    register("msakit try_acquire+record", &move |x| {
+        admit_and_record(&breaker, x)
+    });
 
     let breaker = CircuitBreaker::new(
         "bench",
@@ -75,21 +80,9 @@ fn for_each_breaker(mut register: impl FnMut(&str, &(dyn Fn(u64) -> u64 + Sync))
         },
     )
     .unwrap();
-    register(
-        "msakit try_acquire+record, slow calls tracked",
-        &move |x| match breaker.try_acquire() {
-            Ok(permit) => {
-                let result = work(x);
-                permit.record(if result.is_ok() {
-                    CallOutcome::Success
-                } else {
-                    CallOutcome::Failure
-                });
-                result.unwrap_or(0)
-            }
-            Err(_) => 0,
-        },
-    );
+    register("msakit try_acquire+record, slow calls tracked", &move |x| {
+        admit_and_record(&breaker, x)
+    });
 
     let breaker = msakit_breaker();
     register("msakit call (async)", &move |x| {

@@ -41,6 +41,39 @@ async fn registrations_survive_a_restart() {
     server.stop().await;
 }
 
+async fn server_index(server: &TestServer) -> u64 {
+    server.get_json("/v1/services").await["index"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn indexes_keep_growing_across_restarts_even_after_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_in(dir.path()).await;
+    server.up("a", "1", 1, 15_000).await;
+    server.up("a", "2", 2, 15_000).await;
+    let response = server
+        .client
+        .delete(server.at("/v1/services/a/instances/2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let last = server_index(&server).await;
+    server.stop().await;
+
+    let server = TestServer::start_in(dir.path()).await;
+    assert_eq!(
+        server_index(&server).await,
+        last,
+        "the removal's index is remembered"
+    );
+    server.up("a", "3", 3, 15_000).await;
+    assert!(server_index(&server).await > last);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn without_a_data_dir_a_restart_forgets_and_heartbeats_get_404() {
     let server = TestServer::start(crate::support::fast_config()).await;

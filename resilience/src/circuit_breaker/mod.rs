@@ -26,7 +26,7 @@ mod layer;
 mod window;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -99,6 +99,18 @@ fn unpack(word: u64) -> (u64, State) {
     (word >> 8, State::ALL[(word & 0xff) as usize])
 }
 
+/// The low half of the HALF_OPEN permit word: permits left in the round.
+const PERMITS: u64 = 0xffff_ffff;
+
+/// The round a generation opens, as kept in the high half of the permit word.
+fn round(generation: u64) -> u64 {
+    generation & 0xffff_ffff
+}
+
+fn permits_round(permits: u64) -> u64 {
+    permits >> 32
+}
+
 fn milli_percent(percent: f32) -> u64 {
     (f64::from(percent) * 1000.0).round() as u64
 }
@@ -138,7 +150,7 @@ struct Shared {
     /// Outcomes of the probes of the current HALF_OPEN round.
     half_open: CountWindow,
     /// Probe permits still free in the current HALF_OPEN round.
-    half_open_permits: AtomicU32,
+    half_open_permits: AtomicU64,
     /// When OPEN ends, in nanoseconds since `origin`.
     open_until: AtomicU64,
     /// When the current state was entered, in nanoseconds since `origin`.
@@ -208,7 +220,7 @@ impl CircuitBreaker<FailOnError> {
                 state: AtomicU64::new(pack(0, State::Closed)),
                 closed,
                 half_open: CountWindow::new(config.permitted_number_of_calls_in_half_open_state),
-                half_open_permits: AtomicU32::new(0),
+                half_open_permits: AtomicU64::new(0),
                 open_until: AtomicU64::new(0),
                 entered_at: AtomicU64::new(0),
                 origin,
@@ -486,17 +498,20 @@ impl Shared {
                     self.transition(Some(generation), State::HalfOpen);
                 }
                 State::HalfOpen => {
-                    let took = self
-                        .half_open_permits
-                        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| p.checked_sub(1))
-                        .is_ok();
-                    if took {
-                        if self.state.load(Ordering::Acquire) == word {
-                            return Ok(self.admit(word));
-                        }
-                        // The round ended while we took a permit; put it back and look again.
-                        self.half_open_permits.fetch_add(1, Ordering::AcqRel);
-                        continue;
+                    // Permits are tagged with their round's generation, so a permit can only be
+                    // taken from (or given back to) the round it belongs to.
+                    let took = self.half_open_permits.fetch_update(
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                        |p| {
+                            (permits_round(p) == round(generation) && p & PERMITS > 0)
+                                .then(|| p - 1)
+                        },
+                    );
+                    match took {
+                        Ok(_) => return Ok(self.admit(word)),
+                        Err(p) if permits_round(p) != round(generation) => continue,
+                        Err(_) => {}
                     }
                     let max_wait = self.config.max_wait_duration_in_half_open_state;
                     let entered = self.instant(self.entered_at.load(Ordering::Acquire));
@@ -535,10 +550,15 @@ impl Shared {
         });
     }
 
-    /// A permit dropped without a record: give a probe slot back.
+    /// A permit dropped without a record: give a probe slot back to its own round.
     fn release(&self, ticket: Ticket) {
-        if ticket.state() == State::HalfOpen && self.generation() == ticket.generation() {
-            self.half_open_permits.fetch_add(1, Ordering::AcqRel);
+        if ticket.state() == State::HalfOpen {
+            let round = round(ticket.generation());
+            let _ = self
+                .half_open_permits
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                    (permits_round(p) == round).then(|| p + 1)
+                });
         }
     }
 
@@ -687,10 +707,9 @@ impl Shared {
             }
             State::HalfOpen => {
                 self.half_open.reset();
-                self.half_open_permits.store(
-                    self.config.permitted_number_of_calls_in_half_open_state,
-                    Ordering::Release,
-                );
+                let probes = u64::from(self.config.permitted_number_of_calls_in_half_open_state);
+                self.half_open_permits
+                    .store(round(generation + 1) << 32 | probes, Ordering::Release);
                 let max_wait = self.config.max_wait_duration_in_half_open_state;
                 if !max_wait.is_zero() {
                     timer = Some((max_wait, State::Open));
