@@ -6,6 +6,7 @@
 //! the same [`run`] on a port-0 listener.
 
 pub mod config;
+mod eureka;
 mod health_check;
 mod http;
 mod metrics;

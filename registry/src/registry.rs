@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::config::{
     HealthChecksConfig, LeaseConfig, LimitsConfig, RegistryConfig, SelfPreservationConfig,
 };
+use crate::eureka::EurekaInfo;
 use crate::validate;
 
 /// Why a registry operation was refused.
@@ -59,6 +60,12 @@ pub struct ChangeRecord {
     pub namespace: String,
     /// Its service.
     pub service: String,
+    /// The instance it is about.
+    pub id: String,
+    /// Whether the instance left (else it registered or changed).
+    pub removed: bool,
+    /// When it happened (Unix milliseconds).
+    pub at_ms: u64,
     /// The JSON of its [`ChangeEvent`].
     pub json: String,
     /// The whole Server-Sent-Events frame (`id`, `event: change`, `data`), formatted once and
@@ -104,6 +111,10 @@ pub(crate) struct Registration {
     status_override: Option<InstanceStatus>,
     health_check: Option<HealthCheck>,
     check_passing: Option<bool>,
+    /// What an instance registered through the Eureka API said that the native model does not
+    /// hold, so Eureka clients get it back unchanged.
+    #[serde(default)]
+    eureka: Option<EurekaInfo>,
     ttl_ms: u64,
     registered_at_ms: u64,
     modify_index: u64,
@@ -294,6 +305,18 @@ impl Registry {
         id: &str,
         request: RegisterInstance,
     ) -> Result<LeaseGranted, RegistryError> {
+        self.register_with(namespace, service, id, request, None)
+    }
+
+    /// [`register`](Self::register), keeping what a Eureka client said beyond the native model.
+    pub(crate) fn register_with(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        request: RegisterInstance,
+        eureka: Option<EurekaInfo>,
+    ) -> Result<LeaseGranted, RegistryError> {
         validate::name("namespace", namespace)?;
         validate::name("service", service)?;
         validate::name("instance", id)?;
@@ -331,6 +354,7 @@ impl Registry {
             status_override: None,
             check_passing: None,
             health_check: request.health_check,
+            eureka,
             ttl_ms: ttl.as_millis() as u64,
             registered_at_ms: unix_ms(),
             modify_index: next_index,
@@ -488,6 +512,82 @@ impl Registry {
         Ok(self
             .instance_of(&state, namespace, service, id)
             .expect("present under the lock"))
+    }
+
+    /// Sets the status an instance reports (a Eureka heartbeat carries it).
+    pub(crate) fn set_reported_status(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        status: InstanceStatus,
+    ) -> Result<Instance, RegistryError> {
+        self.update(namespace, service, id, |r| {
+            std::mem::replace(&mut r.reported, status) != status
+        })
+    }
+
+    /// Adds or replaces metadata entries of an instance, within the metadata limits.
+    pub(crate) fn merge_metadata(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        entries: BTreeMap<String, String>,
+    ) -> Result<Instance, RegistryError> {
+        let limits = self.limits.clone();
+        let mut invalid = None;
+        let result = self.update(namespace, service, id, |r| {
+            let mut merged = r.metadata.clone();
+            merged.extend(entries);
+            let bytes: usize = merged.iter().map(|(k, v)| k.len() + v.len()).sum();
+            if merged.len() > limits.max_metadata_entries || bytes > limits.max_metadata_bytes {
+                invalid = Some(RegistryError::Invalid {
+                    code: "metadata_too_large",
+                    message: "the merged metadata exceeds the registry's limits".into(),
+                });
+                return false;
+            }
+            std::mem::replace(&mut r.metadata, merged) != r.metadata
+        });
+        match invalid {
+            Some(e) => Err(e),
+            None => result,
+        }
+    }
+
+    /// Every instance of a namespace with what it told the Eureka API, by service then id.
+    pub(crate) fn eureka_view(&self, namespace: &str) -> Vec<(Instance, Option<EurekaInfo>)> {
+        let state = self.read();
+        let mut out = Vec::new();
+        if let Some(services) = state.namespaces.get(namespace) {
+            let mut names: Vec<&String> = services.keys().collect();
+            names.sort();
+            for name in names {
+                for (id, entry) in &services[name].instances {
+                    out.push((
+                        to_wire(namespace, name, id, entry),
+                        entry.registration.eureka.clone(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+
+    /// The changes of the history made at or after `since_ms` (Unix milliseconds), and whether
+    /// the history reaches back that far.
+    pub(crate) fn changes_after(&self, since_ms: u64) -> (Vec<Arc<ChangeRecord>>, bool) {
+        let state = self.read();
+        let complete = state.history.len() < self.history_len
+            || state.history.front().is_some_and(|c| c.at_ms < since_ms);
+        let changes = state
+            .history
+            .iter()
+            .filter(|c| c.at_ms >= since_ms)
+            .cloned()
+            .collect();
+        (changes, complete)
     }
 
     /// Every instance that has a health check, and the stream of every change after that, taken
@@ -839,6 +939,10 @@ impl Registry {
     /// Takes the next index for `change`, records it in the history and tells every watcher.
     /// Called with the write lock held, which orders changes.
     fn commit(&self, state: &mut State, namespace: &str, service: &str, change: Change) {
+        let (id, removed) = match &change {
+            Change::Upserted { instance } => (instance.id.clone(), false),
+            Change::Removed { id, .. } => (id.clone(), true),
+        };
         state.index += 1;
         let index = state.index;
         if let Some(s) = state
@@ -855,6 +959,9 @@ impl Registry {
             index,
             namespace: namespace.to_owned(),
             service: service.to_owned(),
+            id,
+            removed,
+            at_ms: unix_ms(),
             json,
             frame,
         });

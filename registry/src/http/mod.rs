@@ -2,6 +2,8 @@
 
 mod auth;
 mod error;
+
+pub(crate) use error::ApiError;
 mod native;
 mod ops;
 mod watch;
@@ -50,6 +52,8 @@ pub(crate) fn router(state: AppState) -> Router {
             put(native::set_status),
         )
         .route("/v1/watch", get(watch::stream))
+        .nest("/eureka", crate::eureka::router())
+        .nest("/eureka/v2", crate::eureka::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

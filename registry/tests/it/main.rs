@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod bad_input;
+mod eureka;
 mod expiry;
 mod health_checks;
 mod ops;

@@ -1,0 +1,308 @@
+//! Eureka's REST API over raw HTTP, in JSON and XML.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, fast_config, wait_until};
+
+fn instance(id: &str, port: u16) -> Value {
+    json!({"instance": {
+        "instanceId": id, "hostName": "host-1", "app": "ORDERS", "ipAddr": "10.0.0.1",
+        "status": "UP", "port": {"$": port, "@enabled": "true"}, "securePort": {"$": 443, "@enabled": false},
+        "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
+        "leaseInfo": {"renewalIntervalInSecs": 5, "durationInSecs": 15},
+        "metadata": {"zone": "eu-1"}, "vipAddress": "orders", "secureVipAddress": "orders-secure"
+    }})
+}
+
+async fn get_json(server: &TestServer, path: &str) -> (reqwest::StatusCode, Value) {
+    let response = server
+        .client
+        .get(server.at(path))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn post(server: &TestServer, app: &str, body: &Value) -> reqwest::StatusCode {
+    server
+        .client
+        .post(server.at(&format!("/eureka/apps/{app}")))
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn register_fetch_heartbeat_override_and_cancel_in_json() {
+    let server = TestServer::start(fast_config()).await;
+    assert_eq!(
+        post(&server, "ORDERS", &instance("orders-1", 8080)).await,
+        204
+    );
+    assert_eq!(
+        post(&server, "ORDERS", &instance("orders-2", 8081)).await,
+        204
+    );
+
+    let (status, apps) = get_json(&server, "/eureka/apps").await;
+    assert_eq!(status, 200);
+    let applications = &apps["applications"];
+    assert_eq!(applications["apps__hashcode"], "UP_2_");
+    assert_eq!(applications["application"][0]["name"], "ORDERS");
+    let first = &applications["application"][0]["instance"][0];
+    assert_eq!(first["instanceId"], "orders-1");
+    assert_eq!(first["ipAddr"], "10.0.0.1");
+    assert_eq!(first["port"]["$"], 8080);
+    assert_eq!(first["port"]["@enabled"], "true");
+    assert_eq!(first["leaseInfo"]["durationInSecs"], 15);
+    assert_eq!(first["dataCenterInfo"]["name"], "MyOwn");
+    assert_eq!(first["metadata"]["zone"], "eu-1");
+
+    // One registry: the native API sees the same instances.
+    let native = server.get_json("/v1/services/orders").await;
+    assert_eq!(native["instances"].as_array().unwrap().len(), 2);
+    assert_eq!(native["instances"][0]["zone"], "eu-1");
+
+    // Heartbeats: 200, and 404 for an unknown instance so the client registers again.
+    let beat = |id: &str| {
+        server
+            .client
+            .put(server.at(&format!(
+                "/eureka/apps/ORDERS/{id}?status=UP&lastDirtyTimestamp=1"
+            )))
+            .send()
+    };
+    assert_eq!(beat("orders-1").await.unwrap().status(), 200);
+    assert_eq!(beat("ghost").await.unwrap().status(), 404);
+
+    // An operator override, visible everywhere, and in the hash code.
+    let r = server
+        .client
+        .put(server.at("/eureka/apps/ORDERS/orders-2/status?value=OUT_OF_SERVICE"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, apps) = get_json(&server, "/eureka/v2/apps").await;
+    assert_eq!(
+        apps["applications"]["apps__hashcode"],
+        "OUT_OF_SERVICE_1_UP_1_"
+    );
+    assert_eq!(
+        server
+            .get_json("/v1/services/orders/instances/orders-2")
+            .await["status"],
+        "OUT_OF_SERVICE"
+    );
+    let r = server
+        .client
+        .delete(server.at("/eureka/apps/ORDERS/orders-2/status"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        server
+            .get_json("/v1/services/orders/instances/orders-2")
+            .await["status"],
+        "UP"
+    );
+
+    // Metadata updates.
+    let r = server
+        .client
+        .put(server.at("/eureka/apps/ORDERS/orders-1/metadata?version=2.1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, one) = get_json(&server, "/eureka/apps/ORDERS/orders-1").await;
+    assert_eq!(one["instance"]["metadata"]["version"], "2.1");
+    let (_, by_id) = get_json(&server, "/eureka/instances/orders-1").await;
+    assert_eq!(by_id["instance"]["app"], "ORDERS");
+    let (_, vip) = get_json(&server, "/eureka/vips/orders").await;
+    assert_eq!(
+        vip["applications"]["application"][0]["instance"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (_, svip) = get_json(&server, "/eureka/svips/orders-secure").await;
+    assert_eq!(
+        svip["applications"]["application"][0]["instance"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Cancel: 200, then 404.
+    let cancel = || {
+        server
+            .client
+            .delete(server.at("/eureka/apps/ORDERS/orders-2"))
+            .send()
+    };
+    assert_eq!(cancel().await.unwrap().status(), 200);
+    assert_eq!(cancel().await.unwrap().status(), 404);
+
+    // The delta reports the additions and the removal, with the whole registry's hash code.
+    let (_, delta) = get_json(&server, "/eureka/apps/delta").await;
+    let delta = &delta["applications"];
+    assert_eq!(delta["apps__hashcode"], "UP_1_");
+    let actions: Vec<(String, String)> = delta["application"][0]["instance"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["instanceId"].as_str().unwrap().to_owned(),
+                i["actionType"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("orders-1".into(), "ADDED".into()),
+            ("orders-2".into(), "DELETED".into())
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn xml_by_default_and_xml_registration() {
+    let server = TestServer::start(fast_config()).await;
+    let xml = r#"<instance>
+        <hostName>db-host</hostName><app>INVENTORY</app><ipAddr>10.0.0.9</ipAddr><status>UP</status>
+        <port enabled="true">5432</port><securePort enabled="false">443</securePort>
+        <dataCenterInfo class="com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo"><name>MyOwn</name></dataCenterInfo>
+        <leaseInfo><durationInSecs>20</durationInSecs></leaseInfo>
+        <metadata><team>data &amp; storage</team></metadata>
+        <vipAddress>inventory</vipAddress>
+    </instance>"#;
+    let r = server
+        .client
+        .post(server.at("/eureka/apps/INVENTORY"))
+        .header("content-type", "application/xml")
+        .body(xml)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let native = server
+        .get_json("/v1/services/inventory/instances/db-host")
+        .await;
+    assert_eq!(native["port"], 5432, "instanceId falls back to hostName");
+    assert_eq!(native["lease_ttl_ms"], 20_000);
+    assert_eq!(native["metadata"]["team"], "data & storage");
+
+    // No Accept header: XML, as Eureka answers.
+    let r = server
+        .client
+        .get(server.at("/eureka/apps"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/xml");
+    let body = r.text().await.unwrap();
+    for expected in [
+        "<applications>",
+        "<apps__hashcode>UP_1_</apps__hashcode>",
+        "<name>INVENTORY</name>",
+        r#"<port enabled="true">5432</port>"#,
+        "<team>data &amp; storage</team>",
+        r#"<dataCenterInfo class="com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo">"#,
+    ] {
+        assert!(body.contains(expected), "missing {expected} in {body}");
+    }
+    let gzip = server
+        .client
+        .get(server.at("/eureka/apps"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gzip.headers()["content-encoding"], "gzip");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn natively_registered_instances_are_eureka_applications() {
+    let server = TestServer::start(fast_config()).await;
+    server.up("payments", "pay-1", 9000, 15_000).await;
+    let (status, app) = get_json(&server, "/eureka/apps/PAYMENTS").await;
+    assert_eq!(status, 200);
+    let instance = &app["application"]["instance"][0];
+    assert_eq!(instance["app"], "PAYMENTS");
+    assert_eq!(instance["hostName"], "127.0.0.1");
+    assert_eq!(instance["vipAddress"], "payments");
+    assert_eq!(instance["leaseInfo"]["durationInSecs"], 15);
+    let (status, _) = get_json(&server, "/eureka/apps/NOBODY").await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn lease_duration_is_honoured_without_doubling() {
+    let server = TestServer::start(fast_config()).await;
+    let mut body = instance("short-1", 8080);
+    body["instance"]["leaseInfo"]["durationInSecs"] = json!(1);
+    let registered = Instant::now();
+    assert_eq!(post(&server, "ORDERS", &body).await, 204);
+    wait_until(Duration::from_secs(5), || async {
+        server.instance_ids("orders").await.is_empty()
+    })
+    .await;
+    let elapsed = registered.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_millis(1800),
+        "{elapsed:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_registrations_get_400() {
+    let server = TestServer::start(fast_config()).await;
+    for field in ["hostName", "ipAddr", "app", "dataCenterInfo"] {
+        let mut body = instance("x", 1);
+        body["instance"].as_object_mut().unwrap().remove(field);
+        assert_eq!(post(&server, "ORDERS", &body).await, 400, "without {field}");
+    }
+    assert_eq!(
+        post(&server, "PAYMENTS", &instance("x", 1)).await,
+        400,
+        "app differs from the path"
+    );
+    let broken = server
+        .client
+        .post(server.at("/eureka/apps/ORDERS"))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(broken.status(), 400);
+    let broken = server
+        .client
+        .post(server.at("/eureka/apps/ORDERS"))
+        .header("content-type", "application/xml")
+        .body("<instance>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(broken.status(), 400);
+    let body: Value = broken.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "malformed_xml");
+    server.stop().await;
+}
