@@ -514,19 +514,6 @@ impl Registry {
             .expect("present under the lock"))
     }
 
-    /// Sets the status an instance reports (a Eureka heartbeat carries it).
-    pub(crate) fn set_reported_status(
-        &self,
-        namespace: &str,
-        service: &str,
-        id: &str,
-        status: InstanceStatus,
-    ) -> Result<Instance, RegistryError> {
-        self.update(namespace, service, id, |r| {
-            std::mem::replace(&mut r.reported, status) != status
-        })
-    }
-
     /// Adds or replaces metadata entries of an instance, within the metadata limits.
     pub(crate) fn merge_metadata(
         &self,

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use msakit_api::registry::{DEFAULT_NAMESPACE, InstanceStatus};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http::{ApiError, AppState};
@@ -33,6 +33,8 @@ const DELTA_WINDOW_MS: u64 = 3 * 60 * 1000;
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
         .route("/apps", get(apps))
+        // Clients ask for `apps/` as often as `apps`.
+        .route("/apps/", get(apps))
         .route("/apps/delta", get(delta))
         .route("/apps/{app}", get(application).post(register))
         .route(
@@ -293,32 +295,18 @@ async fn register(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Query of a Eureka heartbeat.
-#[derive(Debug, Deserialize, Serialize)]
-struct HeartbeatQuery {
-    status: Option<String>,
-    #[serde(rename = "lastDirtyTimestamp")]
-    last_dirty_timestamp: Option<String>,
-    overriddenstatus: Option<String>,
-}
-
-/// `PUT /apps/{APP}/{ID}`: renew → 200, or 404 so the client registers again.
+/// `PUT /apps/{APP}/{ID}?status=&lastDirtyTimestamp=`: renew → 200, or 404 so the client
+/// registers again. As in Eureka, the `status` a heartbeat carries does not change the
+/// instance's status (clients change it by registering again), so an operator's override
+/// removed later falls back to what the instance registered with.
 async fn heartbeat(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<HeartbeatQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path((app, id)) = path?;
-    let Query(query) = query?;
-    let service = service_of(&app);
-    let granted = state.registry.renew(DEFAULT_NAMESPACE, &service, &id)?;
-    if let Some(status) = query.status.as_deref().and_then(codec::status) {
-        if status != granted.instance.reported_status {
-            state
-                .registry
-                .set_reported_status(DEFAULT_NAMESPACE, &service, &id, status)?;
-        }
-    }
+    state
+        .registry
+        .renew(DEFAULT_NAMESPACE, &service_of(&app), &id)?;
     Ok(StatusCode::OK)
 }
 
