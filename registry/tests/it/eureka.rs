@@ -235,15 +235,37 @@ async fn xml_by_default_and_xml_registration() {
         ("/eureka/apps/delta", "<applications>"),
         ("/eureka/v2/apps/", "<applications>"),
     ] {
-        let r = server.client.get(server.at(path)).header("accept", "application/xml").send().await.unwrap();
+        let r = server
+            .client
+            .get(server.at(path))
+            .header("accept", "application/xml")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["content-type"], "application/xml", "{path}");
         let body = r.text().await.unwrap();
-        assert!(body.contains(root) && body.contains("<hostName>db-host</hostName>"), "{path}: {body}");
+        assert!(
+            body.contains(root) && body.contains("<hostName>db-host</hostName>"),
+            "{path}: {body}"
+        );
     }
-    let delta = server.client.get(server.at("/eureka/apps/delta")).send().await.unwrap().text().await.unwrap();
+    let delta = server
+        .client
+        .get(server.at("/eureka/apps/delta"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(delta.contains("<actionType>ADDED</actionType>"), "{delta}");
-    let missing = server.client.get(server.at("/eureka/apps/INVENTORY/nobody")).send().await.unwrap();
+    let missing = server
+        .client
+        .get(server.at("/eureka/apps/INVENTORY/nobody"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
     let gzip = server
         .client
