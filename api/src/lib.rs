@@ -5,5 +5,6 @@
 //! These are kept apart from each server's domain types, so the wire format stays stable while
 //! the internals change.
 
+pub mod config;
 pub mod error;
 pub mod registry;

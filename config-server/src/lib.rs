@@ -1,5 +1,19 @@
-//! The msakit config server: versioned, durable configuration per application, profile and
-//! label, with history, rollback, validation, secrets and push to watchers; it also speaks Spring
-//! Cloud Config's HTTP API.
+//! The msakit config server: durable, versioned configuration per application, profile and
+//! label, with history, rollback, validation (syntax and JSON Schema), `{cipher}` secrets and push
+//! to watchers by blocking query or Server-Sent Events.
 //!
-//! Not yet built: this crate is a placeholder in the workspace until its own issue fills it.
+//! The binary (`main.rs`) only parses configuration, sets up logging and calls [`run`]; tests call
+//! the same [`run`] on a port-0 listener.
+
+pub mod config;
+mod document;
+mod http;
+mod metrics;
+mod secrets;
+mod server;
+mod service;
+mod store;
+
+pub use config::{Cli, ConfigServerConfig};
+pub use server::{ServerError, run, shutdown_signal};
+pub use store::StoreError;

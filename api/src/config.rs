@@ -1,0 +1,128 @@
+//! The config server's native API (`/v1/...`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The request header that carries a write's message for the history.
+pub const MESSAGE_HEADER: &str = "x-msakit-message";
+
+/// The response header carrying the change index a response reflects; pass it back as
+/// `?index=` to block until the resolved configuration changes after it.
+pub const INDEX_HEADER: &str = "x-msakit-index";
+
+/// A document's text format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// YAML (`application/yaml`, `text/yaml`).
+    Yaml,
+    /// JSON (`application/json`).
+    Json,
+    /// Java properties (`text/x-java-properties`).
+    Properties,
+}
+
+/// One version of one document, as `GET /v1/config/{application}/{profile}/{label}` returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DocumentVersion {
+    /// The application (`application` is shared by all).
+    pub application: String,
+    /// The profile.
+    pub profile: String,
+    /// The label.
+    pub label: String,
+    /// This version's number, from 1; also the `ETag`.
+    pub version: u64,
+    /// The text's format.
+    pub format: Format,
+    /// The document, as written (secrets stay `{cipher}…`).
+    pub content: String,
+    /// Who wrote it.
+    pub author: String,
+    /// Why.
+    pub message: String,
+    /// When (Unix milliseconds).
+    pub created_at_ms: u64,
+    /// The change index of this write.
+    pub index: u64,
+}
+
+/// A write's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WriteResult {
+    /// The new version.
+    pub version: u64,
+    /// The change index of the write.
+    pub index: u64,
+}
+
+/// One entry of a document's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HistoryEntry {
+    /// The version.
+    pub version: u64,
+    /// Who wrote it.
+    pub author: String,
+    /// Why.
+    pub message: String,
+    /// When (Unix milliseconds).
+    pub created_at_ms: u64,
+    /// Whether this version deleted the document (a tombstone).
+    pub deleted: bool,
+    /// The version this one restored, if it was a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<u64>,
+}
+
+/// Response of `GET …/history`, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct History {
+    /// Every version, newest first.
+    pub versions: Vec<HistoryEntry>,
+}
+
+/// Body of `POST …/rollback`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// The version to restore; the restore is a new version.
+    pub version: u64,
+}
+
+/// A document that contributed to a resolved configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Source {
+    /// The application.
+    pub application: String,
+    /// The profile.
+    pub profile: String,
+    /// The version used.
+    pub version: u64,
+}
+
+/// Response of `GET /v1/resolve/{application}/{profiles}/{label}` and the data of a watch event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Resolved {
+    /// The application.
+    pub application: String,
+    /// The profiles, in request order (the last wins).
+    pub profiles: Vec<String>,
+    /// The label.
+    pub label: String,
+    /// The change index this view reflects.
+    pub index: u64,
+    /// The merged configuration with flattened keys (`a.b.c`, lists as `a[0]`).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub properties: BTreeMap<String, serde_json::Value>,
+    /// The documents merged, highest precedence first.
+    pub sources: Vec<Source>,
+}

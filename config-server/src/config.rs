@@ -1,0 +1,266 @@
+//! The config server's settings: one struct read from a YAML file, overridden by `MSAKIT_CONFIG_*`
+//! environment variables, overridden in turn by command-line flags. Merged in memory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the config server can be told. Every field has a documented default.
+///
+/// ```yaml
+/// listen: 0.0.0.0:8888
+/// data_dir: /var/lib/msakit/config
+/// auth:
+///   tokens:
+///     - { name: ci, token: "…", scopes: [read, write] }
+///     - { name: services, token: "…", scopes: [read] }
+/// secrets: { key_file: /etc/msakit/config.key }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConfigServerConfig {
+    /// Address to listen on. Default `0.0.0.0:8888`.
+    pub listen: SocketAddr,
+    /// Where documents and their history live. Default `./data/config`.
+    pub data_dir: PathBuf,
+    /// Largest document, in bytes. Default 1 MiB.
+    pub max_document_bytes: usize,
+    /// Who may read and write.
+    pub auth: AuthConfig,
+    /// The key for `{cipher}` values.
+    pub secrets: SecretsConfig,
+    /// Watch settings.
+    pub watch: WatchConfig,
+    /// How long shutdown waits for requests in flight. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// Authentication. With no tokens configured, everything is open and writes are by `anonymous`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accepted tokens, as `Authorization: Bearer <token>` or the password of HTTP Basic.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One token: who it is (the author recorded on writes) and what it may do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// The identity, recorded as the author of writes.
+    pub name: String,
+    /// The secret; never logged.
+    pub token: String,
+    /// `read`, `write` or both.
+    pub scopes: Vec<Scope>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read documents, history and resolved configuration; watch; see secrets decrypted.
+    Read,
+    /// Write, delete, roll back, set schemas; `/encrypt` and `/decrypt`.
+    Write,
+}
+
+/// Where the secrets key comes from: 32 bytes, base64-encoded, from a file or the
+/// `MSAKIT_CONFIG_ENCRYPT_KEY` variable. Without a key, `{cipher}` values are refused.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// A file holding the base64 key.
+    pub key_file: Option<PathBuf>,
+    /// The base64 key itself (prefer the file or the environment variable).
+    #[serde(skip_serializing)]
+    pub key: Option<String>,
+}
+
+/// Watch settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Comment lines on idle SSE streams. Default 15 s.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Longest `wait` a blocking query may ask for. Default 10 min; the default wait is 5 min.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for ConfigServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8888)),
+            data_dir: PathBuf::from("./data/config"),
+            max_document_bytes: 1024 * 1024,
+            auth: AuthConfig::default(),
+            secrets: SecretsConfig::default(),
+            watch: WatchConfig::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(15),
+            max_wait: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A setting that is out of range, or a config file that cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML for this struct.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why, with line and column.
+        source: serde_yaml_ng::Error,
+    },
+    /// A value is out of range.
+    #[error("invalid `{field}`: {reason}")]
+    Invalid {
+        /// The field, as spelled in YAML.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ConfigServerConfig {
+    /// Reads a YAML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// Checks every value; the error names the first field out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason: &str| {
+            Err(ConfigError::Invalid {
+                field,
+                reason: reason.into(),
+            })
+        };
+        if self.max_document_bytes < 1024 {
+            return invalid("max_document_bytes", "must be at least 1024");
+        }
+        for token in &self.auth.tokens {
+            if token.token.len() < 8 {
+                return invalid("auth.tokens", "every token must be at least 8 characters");
+            }
+            if token.scopes.is_empty() || token.name.is_empty() {
+                return invalid(
+                    "auth.tokens",
+                    "every token needs a name and at least one scope",
+                );
+            }
+        }
+        if self.watch.keep_alive.is_zero() {
+            return invalid("watch.keep_alive", "must be greater than zero");
+        }
+        Ok(())
+    }
+
+    /// The secrets key text, from the config or its file, if any.
+    pub(crate) fn secrets_key(&self) -> Result<Option<String>, ConfigError> {
+        if let Some(key) = &self.secrets.key {
+            return Ok(Some(key.clone()));
+        }
+        match &self.secrets.key_file {
+            Some(path) => std::fs::read_to_string(path)
+                .map(|k| Some(k.trim().to_owned()))
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                }),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Command-line flags; each can also be set with its `MSAKIT_CONFIG_*` environment variable.
+/// A flag beats its variable, which beats the config file.
+#[derive(Debug, Clone, Default, clap::Parser)]
+#[command(
+    name = "msakit-config-server",
+    version,
+    about = "The msakit config server"
+)]
+pub struct Cli {
+    /// YAML config file.
+    #[arg(long, env = "MSAKIT_CONFIG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:8888].
+    #[arg(long, env = "MSAKIT_CONFIG_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where documents live [default: ./data/config].
+    #[arg(long, env = "MSAKIT_CONFIG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The secrets key, base64 of 32 bytes.
+    #[arg(long, env = "MSAKIT_CONFIG_ENCRYPT_KEY", hide_env_values = true)]
+    pub encrypt_key: Option<String>,
+    /// A file holding the secrets key.
+    #[arg(long, env = "MSAKIT_CONFIG_ENCRYPT_KEY_FILE")]
+    pub encrypt_key_file: Option<PathBuf>,
+    /// Log format: `pretty` or `json`.
+    #[arg(long, env = "MSAKIT_CONFIG_LOG_FORMAT", default_value = "pretty")]
+    pub log_format: LogFormat,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// For people.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Cli {
+    /// The configuration: the file (if any), then the flags and variables over it; validated.
+    pub fn resolve(&self) -> Result<ConfigServerConfig, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => ConfigServerConfig::from_file(path)?,
+            None => ConfigServerConfig::default(),
+        };
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(key) = &self.encrypt_key {
+            config.secrets.key = Some(key.clone());
+        }
+        if let Some(file) = &self.encrypt_key_file {
+            config.secrets.key_file = Some(file.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,233 @@
+//! Documents: their address (application / profile / label), their formats, parsing with
+//! line-and-column errors, and flattening into Spring's `a.b.c` / `a[0]` keys.
+
+use std::collections::BTreeMap;
+
+use msakit_api::config::Format;
+use serde_json::{Map, Value};
+
+/// The application every application inherits from.
+pub(crate) const SHARED: &str = "application";
+/// The profile of a document that applies to every profile.
+pub(crate) const DEFAULT_PROFILE: &str = "default";
+/// The label used when none is given; `master` is its alias.
+pub(crate) const DEFAULT_LABEL: &str = "main";
+
+/// Where a document lives.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct DocKey {
+    pub(crate) application: String,
+    pub(crate) profile: String,
+    pub(crate) label: String,
+}
+
+/// Why a name, a format or a document was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum DocumentError {
+    /// A name is not allowed.
+    #[error("{0}")]
+    InvalidName(String),
+    /// The document does not parse.
+    #[error("{format} does not parse at line {line}, column {column}: {message}")]
+    Syntax {
+        /// The format tried.
+        format: &'static str,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// The top level is not a map of keys.
+    #[error("the document's top level must be a map of keys")]
+    NotAMap,
+}
+
+/// Checks one name: 1–128 characters of `[A-Za-z0-9._-]`, not starting with `.`, so no path or
+/// traversal can be spelled.
+pub(crate) fn check_name(kind: &str, value: &str) -> Result<(), DocumentError> {
+    let ok = !value.is_empty()
+        && value.len() <= 128
+        && !value.starts_with('.')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DocumentError::InvalidName(format!(
+            "{kind} must be 1-128 characters of letters, digits, '.', '_', '-' and not start with '.', got {value:?}"
+        )))
+    }
+}
+
+/// `master` is `main`.
+pub(crate) fn normalize_label(label: &str) -> &str {
+    if label == "master" {
+        DEFAULT_LABEL
+    } else {
+        label
+    }
+}
+
+impl DocKey {
+    /// A validated key.
+    pub(crate) fn new(
+        application: &str,
+        profile: &str,
+        label: &str,
+    ) -> Result<Self, DocumentError> {
+        let label = normalize_label(label);
+        check_name("application", application)?;
+        check_name("profile", profile)?;
+        check_name("label", label)?;
+        Ok(Self {
+            application: application.to_owned(),
+            profile: profile.to_owned(),
+            label: label.to_owned(),
+        })
+    }
+
+    /// The storage key; NUL cannot occur in names.
+    pub(crate) fn storage_key(&self) -> String {
+        format!("{}\0{}\0{}", self.application, self.profile, self.label)
+    }
+}
+
+/// The format named by a `Content-Type`.
+pub(crate) fn format_of(content_type: &str) -> Option<Format> {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/yaml" | "application/x-yaml" | "text/yaml" | "text/x-yaml" => {
+            Some(Format::Yaml)
+        }
+        "application/json" => Some(Format::Json),
+        "text/x-java-properties" | "text/x-properties" | "text/plain" => Some(Format::Properties),
+        _ => None,
+    }
+}
+
+/// Parses a document into a tree (properties become a tree by their dotted keys).
+pub(crate) fn parse(format: Format, text: &str) -> Result<Value, DocumentError> {
+    let value = match format {
+        Format::Json => serde_json::from_str::<Value>(text).map_err(|e| DocumentError::Syntax {
+            format: "JSON",
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?,
+        Format::Yaml => {
+            if text.trim().is_empty() {
+                Value::Object(Map::new())
+            } else {
+                serde_yaml_ng::from_str::<Value>(text).map_err(|e| {
+                    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+                    DocumentError::Syntax {
+                        format: "YAML",
+                        line,
+                        column,
+                        message: e.to_string(),
+                    }
+                })?
+            }
+        }
+        Format::Properties => {
+            let map =
+                java_properties::read(text.as_bytes()).map_err(|e| DocumentError::Syntax {
+                    format: "properties",
+                    line: e.line_number().unwrap_or(0),
+                    column: 1,
+                    message: e.to_string(),
+                })?;
+            let mut root = Map::new();
+            for (key, value) in map {
+                root.insert(key, Value::String(value));
+            }
+            Value::Object(root)
+        }
+    };
+    match value {
+        Value::Object(_) => Ok(value),
+        Value::Null => Ok(Value::Object(Map::new())),
+        _ => Err(DocumentError::NotAMap),
+    }
+}
+
+/// Flattens a tree into Spring's keys: `a.b.c`, lists as `a[0]`.
+pub(crate) fn flatten(value: &Value) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    fn walk(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (key, child) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    walk(&path, child, out);
+                }
+            }
+            Value::Array(items) if !items.is_empty() => {
+                for (i, child) in items.iter().enumerate() {
+                    walk(&format!("{prefix}[{i}]"), child, out);
+                }
+            }
+            Value::Object(_) | Value::Array(_) => {
+                out.insert(prefix.to_owned(), Value::String(String::new()));
+            }
+            other => {
+                out.insert(prefix.to_owned(), other.clone());
+            }
+        }
+    }
+    walk("", value, &mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn flattening_uses_springs_keys() {
+        let tree = parse(Format::Yaml, "a:\n  b: 1\n  c: [x, y]\nd: true\n").unwrap();
+        let flat = flatten(&tree);
+        assert_eq!(flat["a.b"], json!(1));
+        assert_eq!(flat["a.c[1]"], json!("y"));
+        assert_eq!(flat["d"], json!(true));
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        match parse(Format::Yaml, "a: 1\nb: [unclosed\n") {
+            Err(DocumentError::Syntax { line, .. }) => assert!(line >= 2),
+            other => panic!("{other:?}"),
+        }
+        match parse(Format::Json, "{\n  \"a\": ,\n}") {
+            Err(DocumentError::Syntax { line, column, .. }) => assert_eq!((line, column), (2, 8)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse(Format::Json, "[1]"), Err(DocumentError::NotAMap));
+        let props = parse(Format::Properties, "a.b=1\nc = two\n").unwrap();
+        assert_eq!(flatten(&props)["a.b"], json!("1"));
+    }
+
+    #[test]
+    fn names_cannot_spell_paths() {
+        for bad in ["", "..", "../x", "a/b", ".env", "a b"] {
+            assert!(check_name("application", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            DocKey::new("orders", "dev", "master").unwrap().label,
+            "main"
+        );
+    }
+}

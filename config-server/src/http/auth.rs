@@ -1,0 +1,102 @@
+//! Who is calling: a token (`Authorization: Bearer …`, or HTTP Basic with the token as password)
+//! names an identity with scopes. Without configured tokens everyone may do everything, as
+//! `anonymous`.
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::Scope;
+
+/// The caller, in each request's extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    /// Recorded as the author of writes.
+    pub(crate) name: String,
+    scopes: Vec<Scope>,
+}
+
+impl Identity {
+    /// Whether the caller may do `scope`.
+    pub(crate) fn may(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+    }
+
+    /// `Ok` when the caller may do `scope`; else 401 (no valid token) or 403 (wrong scope).
+    pub(crate) fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.may(scope) {
+            Ok(())
+        } else if self.scopes.is_empty() {
+            Err(ApiError::new(
+                axum::http::StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token or HTTP Basic password is required",
+            ))
+        } else {
+            Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("this token lacks the {scope:?} scope"),
+            ))
+        }
+    }
+}
+
+/// Attaches the caller's [`Identity`] to the request.
+pub(crate) async fn identify(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let tokens = &state.config.auth.tokens;
+    let identity = if tokens.is_empty() {
+        Identity {
+            name: "anonymous".into(),
+            scopes: vec![Scope::Read, Scope::Write],
+        }
+    } else {
+        let presented = presented_token(&request).unwrap_or_default();
+        // Every token is compared, in time independent of where the bytes differ.
+        let mut found = None;
+        for token in tokens {
+            if constant_time_eq(token.token.as_bytes(), presented.as_bytes()) {
+                found = Some(token);
+            }
+        }
+        match found {
+            Some(token) => Identity {
+                name: token.name.clone(),
+                scopes: token.scopes.clone(),
+            },
+            None => Identity {
+                name: "anonymous".into(),
+                scopes: Vec::new(),
+            },
+        }
+    };
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
+fn presented_token(request: &Request) -> Option<String> {
+    let value = request
+        .headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    if let Some(token) = value.strip_prefix("Bearer ") {
+        return Some(token.trim().to_owned());
+    }
+    let decoded = STANDARD.decode(value.strip_prefix("Basic ")?.trim()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split_once(':')?.1.to_owned())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,92 @@
+//! The config server's HTTP surface: the native `/v1` API, watches, secrets and the operational
+//! endpoints.
+
+mod auth;
+mod error;
+mod native;
+mod ops;
+mod watch;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ConfigServerConfig;
+use crate::metrics::Metrics;
+use crate::service::ConfigService;
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) service: Arc<ConfigService>,
+    pub(crate) config: Arc<ConfigServerConfig>,
+    pub(crate) metrics: Metrics,
+    /// Cancelled at shutdown, to end watch streams.
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The whole router.
+pub(crate) fn router(state: AppState) -> Router {
+    let doc = "/v1/config/{application}/{profile}/{label}";
+    Router::new()
+        .route(
+            doc,
+            put(native::put_document)
+                .get(native::get_document)
+                .delete(native::delete_document),
+        )
+        .route(&format!("{doc}/history"), get(native::history))
+        .route(&format!("{doc}/rollback"), post(native::rollback))
+        .route(
+            "/v1/resolve/{application}/{profiles}/{label}",
+            get(native::resolve),
+        )
+        .route(
+            "/v1/watch/{application}/{profiles}/{label}",
+            get(watch::stream),
+        )
+        .route("/v1/schemas/{application}", put(native::put_schema))
+        .route("/encrypt", post(native::encrypt))
+        .route("/decrypt", post(native::decrypt))
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(
+            state.config.max_document_bytes + 64 * 1024,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::identify,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_request,
+        ))
+        .with_state(state)
+}
+
+/// Times every request for the latency histogram.
+async fn record_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let response = next.run(request).await;
+    state.metrics.request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}

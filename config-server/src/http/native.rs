@@ -1,0 +1,342 @@
+//! The native `/v1` API: documents with versions, history and rollback; the resolved view with
+//! blocking queries; schemas; `/encrypt` and `/decrypt`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use msakit_api::config::{
+    DocumentVersion, History, INDEX_HEADER, MESSAGE_HEADER, Resolved, Rollback, WriteResult,
+};
+use msakit_api::error::ErrorBody;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::AppState;
+use super::auth::Identity;
+use super::error::ApiError;
+use crate::config::Scope;
+use crate::document::{self, DocKey};
+use crate::secrets::PREFIX;
+
+type DocPath = Result<Path<(String, String, String)>, PathRejection>;
+
+fn doc_key(path: DocPath) -> Result<DocKey, ApiError> {
+    let Path((application, profile, label)) = path?;
+    Ok(DocKey::new(&application, &profile, &label)?)
+}
+
+/// `If-Match: "3"` (or `3`, or `W/"3"`) → 3.
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(value) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    text.parse().map(Some).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_if_match",
+            format!("If-Match must be a version number, got {text:?}"),
+        )
+    })
+}
+
+fn message(headers: &HeaderMap) -> String {
+    headers
+        .get(MESSAGE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|m| m.chars().take(500).collect())
+        .unwrap_or_default()
+}
+
+fn written(result: WriteResult) -> Response {
+    let mut response = Json(result).into_response();
+    response.headers_mut().insert(
+        header::ETAG,
+        HeaderValue::from_str(&format!("\"{}\"", result.version)).expect("digits"),
+    );
+    response
+}
+
+/// Write a new version of a document; `Content-Type` names the format; `If-Match` makes it a
+/// compare-and-set.
+#[utoipa::path(put, path = "/v1/config/{application}/{profile}/{label}",
+    params(("application" = String, Path), ("profile" = String, Path), ("label" = String, Path)),
+    request_body(content = String, content_type = "application/yaml"),
+    responses((status = 200, body = WriteResult), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn put_document(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: DocPath,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    identity.require(Scope::Write)?;
+    let key = doc_key(path)?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let format = document::format_of(content_type).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type must be application/yaml, text/yaml, application/json or text/x-java-properties, got {content_type:?}"),
+        )
+    })?;
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("invalid_body", "the document is not UTF-8"))?;
+    let result = state
+        .service
+        .write(
+            key,
+            format,
+            text,
+            &identity.name,
+            &message(&headers),
+            if_match(&headers)?,
+        )
+        .await?;
+    state.metrics.write();
+    Ok(written(result))
+}
+
+/// The newest version of a document.
+#[utoipa::path(get, path = "/v1/config/{application}/{profile}/{label}",
+    params(("application" = String, Path), ("profile" = String, Path), ("label" = String, Path)),
+    responses((status = 200, body = DocumentVersion), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_document(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: DocPath,
+) -> Result<Response, ApiError> {
+    identity.require(Scope::Read)?;
+    let document = state.service.get(&doc_key(path)?)?;
+    state.metrics.read();
+    let etag = format!("\"{}\"", document.version);
+    let mut response = Json(document).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, HeaderValue::from_str(&etag).expect("digits"));
+    Ok(response)
+}
+
+/// Delete a document: a tombstone version; the history stays.
+#[utoipa::path(delete, path = "/v1/config/{application}/{profile}/{label}",
+    params(("application" = String, Path), ("profile" = String, Path), ("label" = String, Path)),
+    responses((status = 200, body = WriteResult), (status = 404, body = ErrorBody)))]
+pub(crate) async fn delete_document(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: DocPath,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    identity.require(Scope::Write)?;
+    let result = state
+        .service
+        .delete(
+            doc_key(path)?,
+            &identity.name,
+            &message(&headers),
+            if_match(&headers)?,
+        )
+        .await?;
+    state.metrics.write();
+    Ok(written(result))
+}
+
+/// Every version of a document, newest first.
+#[utoipa::path(get, path = "/v1/config/{application}/{profile}/{label}/history",
+    params(("application" = String, Path), ("profile" = String, Path), ("label" = String, Path)),
+    responses((status = 200, body = History), (status = 404, body = ErrorBody)))]
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: DocPath,
+) -> Result<Json<History>, ApiError> {
+    identity.require(Scope::Read)?;
+    let versions = state.service.history(&doc_key(path)?).await?;
+    Ok(Json(History { versions }))
+}
+
+/// Restore an earlier version, as a new version.
+#[utoipa::path(post, path = "/v1/config/{application}/{profile}/{label}/rollback",
+    params(("application" = String, Path), ("profile" = String, Path), ("label" = String, Path)),
+    request_body = Rollback,
+    responses((status = 200, body = WriteResult), (status = 404, body = ErrorBody)))]
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: DocPath,
+    body: Result<Json<Rollback>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    identity.require(Scope::Write)?;
+    let key = doc_key(path)?;
+    let Json(body) = body.map_err(|r| ApiError::new(r.status(), "invalid_body", r.body_text()))?;
+    let result = state
+        .service
+        .rollback(key, body.version, &identity.name)
+        .await?;
+    state.metrics.write();
+    Ok(written(result))
+}
+
+/// Query of the resolve endpoint.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ResolveQuery {
+    /// Block until the view changes after this index (from `X-Msakit-Index`).
+    index: Option<u64>,
+    /// How long to block: `30s`, `500ms` or seconds. Default 5 min, capped by the server.
+    wait: Option<String>,
+}
+
+/// The profiles of a path segment: comma-separated, each validated.
+pub(crate) fn profiles(segment: &str) -> Result<Vec<String>, ApiError> {
+    let profiles: Vec<String> = segment
+        .split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if profiles.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "at least one profile is required",
+        ));
+    }
+    for profile in &profiles {
+        document::check_name("profile", profile)?;
+    }
+    Ok(profiles)
+}
+
+/// The merged configuration of (application, profiles, label); with `index`, a blocking query.
+#[utoipa::path(get, path = "/v1/resolve/{application}/{profiles}/{label}",
+    params(("application" = String, Path), ("profiles" = String, Path, description = "comma-separated; the last wins"),
+        ("label" = String, Path), ResolveQuery),
+    responses((status = 200, body = Resolved, headers(("x-msakit-index" = u64)))))]
+pub(crate) async fn resolve(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: DocPath,
+    query: Result<Query<ResolveQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    identity.require(Scope::Read)?;
+    let Path((application, profile_segment, label)) = path?;
+    let label = document::normalize_label(&label).to_owned();
+    document::check_name("application", &application)?;
+    document::check_name("label", &label)?;
+    let profiles = profiles(&profile_segment)?;
+    let Query(query) = query?;
+    if let Some(index) = query.index {
+        let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
+        let mut updates = state.service.index_updates();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let current = *updates.borrow_and_update();
+            let view = state
+                .service
+                .resolve(&application, &profiles, &label, false)
+                .index;
+            if view > index || index > current {
+                break;
+            }
+            tokio::select! {
+                changed = updates.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = state.shutdown.cancelled() => break,
+            }
+        }
+    }
+    let resolved =
+        state
+            .service
+            .resolve(&application, &profiles, &label, identity.may(Scope::Read));
+    state.metrics.read();
+    let mut response = Json(&resolved).into_response();
+    response
+        .headers_mut()
+        .insert(INDEX_HEADER, HeaderValue::from(resolved.index));
+    Ok(response)
+}
+
+fn parse_wait(wait: Option<&str>, max: Duration) -> Result<Duration, ApiError> {
+    let wait = match wait {
+        None => Duration::from_secs(300),
+        Some(text) => match text.parse::<u64>() {
+            Ok(secs) => Duration::from_secs(secs),
+            Err(_) => humantime::parse_duration(text).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_wait",
+                    format!("wait must look like 30s or 500ms, got {text:?}"),
+                )
+            })?,
+        },
+    };
+    Ok(wait.min(max))
+}
+
+/// Set an application's JSON Schema; its later writes must satisfy it.
+#[utoipa::path(put, path = "/v1/schemas/{application}", params(("application" = String, Path)),
+    request_body = Object, responses((status = 204), (status = 422, body = ErrorBody)))]
+pub(crate) async fn put_schema(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    identity.require(Scope::Write)?;
+    let Path(application) = path?;
+    let Json(schema) =
+        body.map_err(|r| ApiError::new(r.status(), "invalid_body", r.body_text()))?;
+    state.service.set_schema(&application, schema).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn cipher(state: &AppState) -> Result<&crate::secrets::Cipher, ApiError> {
+    state.service.cipher().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_secrets_key",
+            "this server has no secrets key configured",
+        )
+    })
+}
+
+/// Encrypt a value (text/plain in and out); write `{cipher}<output>` into a document.
+pub(crate) async fn encrypt(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    body: Bytes,
+) -> Result<String, ApiError> {
+    identity.require(Scope::Write)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("invalid_body", "the body is not UTF-8"))?;
+    Ok(cipher(&state)?.encrypt(text))
+}
+
+/// Decrypt a value (text/plain in and out); a leading `{cipher}` is accepted.
+pub(crate) async fn decrypt(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    body: Bytes,
+) -> Result<String, ApiError> {
+    identity.require(Scope::Write)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("invalid_body", "the body is not UTF-8"))?;
+    let text = text.trim();
+    cipher(&state)?
+        .decrypt(text.strip_prefix(PREFIX).unwrap_or(text))
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "undecryptable",
+                e.to_string(),
+            )
+        })
+}

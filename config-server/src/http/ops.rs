@@ -1,0 +1,76 @@
+//! Operational endpoints: health, Prometheus metrics and the OpenAPI document.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+use utoipa::OpenApi;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// The OpenAPI document of the native API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "msakit-config-server",
+        description = "The msakit config server's native API."
+    ),
+    paths(
+        super::native::put_document,
+        super::native::get_document,
+        super::native::delete_document,
+        super::native::history,
+        super::native::rollback,
+        super::native::resolve,
+        super::native::put_schema,
+        super::watch::stream,
+        health,
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Body of `/health`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Health {
+    /// `UP`.
+    status: &'static str,
+    /// Documents held.
+    documents: usize,
+    /// The last change index.
+    index: u64,
+    /// Whether `{cipher}` values can be served.
+    secrets: bool,
+}
+
+/// Liveness and state.
+#[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
+pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "UP",
+        documents: state.service.document_count(),
+        index: state.service.index(),
+        secrets: state.service.cipher().is_some(),
+    })
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state
+            .metrics
+            .render(state.service.document_count(), state.service.index()),
+    )
+}
+
+pub(crate) async fn openapi() -> impl IntoResponse {
+    Json(ApiDoc::openapi())
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}

@@ -1,0 +1,74 @@
+//! Prometheus metrics for one config server (its own recorder, so servers in one process stay
+//! apart).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+
+/// Buckets of the latency histograms, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+/// The server's metrics.
+#[derive(Debug, Clone)]
+pub(crate) struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        Self {
+            recorder: Arc::new(recorder),
+        }
+    }
+
+    fn with(&self, f: impl FnOnce()) {
+        metrics::with_local_recorder(&*self.recorder, f);
+    }
+
+    /// One HTTP request.
+    pub(crate) fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let (method, route) = (method.to_owned(), route.to_owned());
+        self.with(|| {
+            metrics::histogram!("config_http_request_duration_seconds", "method" => method, "route" => route, "status" => status.to_string())
+                .record(elapsed.as_secs_f64());
+        });
+    }
+
+    /// A read of a document or a resolved view.
+    pub(crate) fn read(&self) {
+        self.with(|| metrics::counter!("config_reads_total").increment(1));
+    }
+
+    /// A committed write (new version, deletion or rollback).
+    pub(crate) fn write(&self) {
+        self.with(|| metrics::counter!("config_writes_total").increment(1));
+    }
+
+    /// A watcher came or went.
+    pub(crate) fn watchers(&self, delta: f64) {
+        self.with(|| metrics::gauge!("config_watchers").increment(delta));
+    }
+
+    /// Time from a commit to its push on one watch stream.
+    pub(crate) fn pushed(&self, latency: Duration) {
+        self.with(|| {
+            metrics::histogram!("config_push_latency_seconds").record(latency.as_secs_f64())
+        });
+    }
+
+    /// The Prometheus text exposition.
+    pub(crate) fn render(&self, documents: usize, index: u64) -> String {
+        self.with(|| {
+            metrics::gauge!("config_documents").set(documents as f64);
+            metrics::gauge!("config_index").set(index as f64);
+        });
+        self.recorder.handle().render()
+    }
+}

@@ -1,0 +1,106 @@
+//! Running a config server: open the store, serve until shutdown, then drain.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, ConfigServerConfig};
+use crate::http::{AppState, router};
+use crate::metrics::Metrics;
+use crate::secrets::Cipher;
+use crate::service::ConfigService;
+use crate::store::{Store, StoreError};
+
+/// Why the server stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The secrets key is malformed.
+    #[error("the secrets key must be base64 of 32 bytes")]
+    BadKey,
+    /// The data directory could not be used.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Serving failed.
+    #[error("serving failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves on `listener` until `shutdown` completes; then stops accepting, ends watch streams
+/// and waits up to `shutdown_grace` for requests in flight. Every acknowledged write is already
+/// durable, so nothing needs flushing.
+pub async fn run(
+    listener: TcpListener,
+    config: ConfigServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate()?;
+    let cipher = config
+        .secrets_key()?
+        .map(|key| Cipher::from_base64(&key).map_err(|_| ServerError::BadKey))
+        .transpose()?;
+    let store = Store::open(&config.data_dir)?;
+    let service = Arc::new(ConfigService::open(
+        store,
+        cipher,
+        config.max_document_bytes,
+    )?);
+    tracing::info!(
+        documents = service.document_count(),
+        index = service.index(),
+        "config store opened"
+    );
+
+    let token = CancellationToken::new();
+    let grace = config.shutdown_grace;
+    let state = AppState {
+        service,
+        config: Arc::new(config),
+        metrics: Metrics::new(),
+        shutdown: token.clone(),
+    };
+    tracing::info!(addr = %listener.local_addr()?, "config server listening");
+    let stop = token.clone();
+    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; closing watch streams");
+        stop.cancel();
+    });
+    let serve = serve.into_future();
+    tokio::pin!(serve);
+    tokio::select! {
+        result = &mut serve => result?,
+        _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "requests still in flight after the grace period; stopping anyway");
+        }
+    }
+    tracing::info!("config server stopped");
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

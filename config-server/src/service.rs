@@ -1,0 +1,530 @@
+//! The config service: validated, versioned writes with compare-and-set; reads of documents and
+//! history; the resolved view of (application, profiles, label) in Spring's precedence; and the
+//! stream of changes that watchers follow.
+//!
+//! Writes are serialised by one async mutex (the compare-and-set check and the durable commit
+//! happen under it); reads use the in-memory heads under a read lock and never touch the disk.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use msakit_api::config::{DocumentVersion, Format, HistoryEntry, Resolved, Source, WriteResult};
+use serde_json::Value;
+use tokio::sync::{Mutex, broadcast, watch};
+
+use crate::document::{self, DEFAULT_PROFILE, DocKey, DocumentError, SHARED};
+use crate::secrets::{Cipher, PREFIX};
+use crate::store::{Store, StoreError, StoredVersion, blocking};
+
+/// Why an operation was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ServiceError {
+    /// A name or the document is invalid.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    /// The document is larger than allowed.
+    #[error("the document has {0} bytes, more than the {1} allowed")]
+    TooLarge(usize, usize),
+    /// The application's JSON Schema refuses the document.
+    #[error("{0}")]
+    Schema(String),
+    /// A `{cipher}` value cannot be decrypted (or no key is configured).
+    #[error("{0}")]
+    Secret(String),
+    /// The schema itself is not a valid JSON Schema.
+    #[error("{0}")]
+    InvalidSchema(String),
+    /// No such document or version.
+    #[error("{0}")]
+    NotFound(String),
+    /// `If-Match` named a version that is no longer the newest.
+    #[error("the document is at version {current}, not {expected}")]
+    Conflict {
+        /// The version the writer expected.
+        expected: u64,
+        /// The newest version.
+        current: u64,
+    },
+    /// Storage failed; nothing was written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A change, as sent to watchers.
+#[derive(Debug)]
+pub(crate) struct Change {
+    pub(crate) key: DocKey,
+    /// When it was committed, for the push-latency histogram.
+    pub(crate) committed: std::time::Instant,
+}
+
+struct Head {
+    stored: StoredVersion,
+    /// The flattened document; `None` for a tombstone.
+    flat: Option<BTreeMap<String, Value>>,
+}
+
+#[derive(Default)]
+struct State {
+    index: u64,
+    heads: HashMap<DocKey, Head>,
+    schemas: HashMap<String, Arc<jsonschema::Validator>>,
+}
+
+/// The config service.
+pub(crate) struct ConfigService {
+    store: Store,
+    state: RwLock<State>,
+    writes: Mutex<()>,
+    changes: broadcast::Sender<Arc<Change>>,
+    index: watch::Sender<u64>,
+    cipher: Option<Cipher>,
+    max_bytes: usize,
+}
+
+impl std::fmt::Debug for ConfigService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigService").finish_non_exhaustive()
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn key_of(storage_key: &str) -> Option<DocKey> {
+    let mut parts = storage_key.split('\0');
+    Some(DocKey {
+        application: parts.next()?.to_owned(),
+        profile: parts.next()?.to_owned(),
+        label: parts.next()?.to_owned(),
+    })
+}
+
+fn flat_of(stored: &StoredVersion) -> Option<BTreeMap<String, Value>> {
+    if stored.deleted {
+        return None;
+    }
+    document::parse(stored.format, &stored.content)
+        .ok()
+        .map(|tree| document::flatten(&tree))
+}
+
+impl ConfigService {
+    /// The service over `store`, with everything it holds loaded.
+    pub(crate) fn open(
+        store: Store,
+        cipher: Option<Cipher>,
+        max_bytes: usize,
+    ) -> Result<Self, StoreError> {
+        let loaded = store.load()?;
+        let mut state = State {
+            index: loaded.index,
+            ..State::default()
+        };
+        for (doc, stored) in loaded.heads {
+            if let Some(key) = key_of(&doc) {
+                state.heads.insert(
+                    key,
+                    Head {
+                        flat: flat_of(&stored),
+                        stored,
+                    },
+                );
+            }
+        }
+        for (app, schema) in loaded.schemas {
+            if let Ok(validator) = serde_json::from_str(&schema)
+                .map_err(|e| e.to_string())
+                .and_then(|s: Value| jsonschema::validator_for(&s).map_err(|e| e.to_string()))
+            {
+                state.schemas.insert(app, Arc::new(validator));
+            }
+        }
+        let index = state.index;
+        Ok(Self {
+            store,
+            state: RwLock::new(state),
+            writes: Mutex::new(()),
+            changes: broadcast::channel(4096).0,
+            index: watch::channel(index).0,
+            cipher,
+            max_bytes,
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The last change index.
+    pub(crate) fn index(&self) -> u64 {
+        self.read().index
+    }
+
+    /// Documents held (tombstones excluded).
+    pub(crate) fn document_count(&self) -> usize {
+        self.read()
+            .heads
+            .values()
+            .filter(|h| !h.stored.deleted)
+            .count()
+    }
+
+    /// The secrets key, if configured.
+    pub(crate) fn cipher(&self) -> Option<&Cipher> {
+        self.cipher.as_ref()
+    }
+
+    /// Writes a new version of a document.
+    pub(crate) async fn write(
+        &self,
+        key: DocKey,
+        format: Format,
+        content: String,
+        author: &str,
+        message: &str,
+        if_match: Option<u64>,
+    ) -> Result<WriteResult, ServiceError> {
+        self.check(&key, format, &content)?;
+        self.commit(key, format, content, author, message, if_match, false, None)
+            .await
+    }
+
+    /// Deletes a document: a tombstone version, history kept.
+    pub(crate) async fn delete(
+        &self,
+        key: DocKey,
+        author: &str,
+        message: &str,
+        if_match: Option<u64>,
+    ) -> Result<WriteResult, ServiceError> {
+        let format = {
+            let state = self.read();
+            match state.heads.get(&key) {
+                Some(head) if !head.stored.deleted => head.stored.format,
+                _ => return Err(not_found(&key)),
+            }
+        };
+        self.commit(
+            key,
+            format,
+            String::new(),
+            author,
+            message,
+            if_match,
+            true,
+            None,
+        )
+        .await
+    }
+
+    /// Restores an earlier version as a new version; history is never rewritten.
+    pub(crate) async fn rollback(
+        &self,
+        key: DocKey,
+        version: u64,
+        author: &str,
+    ) -> Result<WriteResult, ServiceError> {
+        let store = self.store.clone();
+        let doc = key.storage_key();
+        let old = blocking(move || store.version(&doc, version))
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("version {version} does not exist")))?;
+        if old.deleted {
+            return Err(ServiceError::NotFound(format!(
+                "version {version} is a deletion; nothing to restore"
+            )));
+        }
+        let message = format!("rollback to version {version}");
+        self.commit(
+            key,
+            old.format,
+            old.content,
+            author,
+            &message,
+            None,
+            false,
+            Some(version),
+        )
+        .await
+    }
+
+    /// Size, syntax, secrets and schema.
+    fn check(&self, key: &DocKey, format: Format, content: &str) -> Result<(), ServiceError> {
+        if content.len() > self.max_bytes {
+            return Err(ServiceError::TooLarge(content.len(), self.max_bytes));
+        }
+        let tree = document::parse(format, content)?;
+        let flat = document::flatten(&tree);
+        for (name, value) in &flat {
+            if let Some(sealed) = value.as_str().and_then(|v| v.strip_prefix(PREFIX)) {
+                let cipher = self.cipher.as_ref().ok_or_else(|| {
+                    ServiceError::Secret(format!(
+                        "{name} is a {{cipher}} value but this server has no secrets key"
+                    ))
+                })?;
+                cipher.decrypt(sealed).map_err(|_| {
+                    ServiceError::Secret(format!(
+                        "{name} is not a value this server encrypted; use POST /encrypt and write {{cipher}}<its output>"
+                    ))
+                })?;
+            }
+        }
+        let validator = self.read().schemas.get(&key.application).cloned();
+        if let Some(validator) = validator {
+            if let Some(error) = validator.iter_errors(&tree).next() {
+                return Err(ServiceError::Schema(format!(
+                    "schema violation at {}: {}",
+                    if error.instance_path().as_str().is_empty() {
+                        "/"
+                    } else {
+                        error.instance_path().as_str()
+                    },
+                    error
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        key: DocKey,
+        format: Format,
+        content: String,
+        author: &str,
+        message: &str,
+        if_match: Option<u64>,
+        deleted: bool,
+        rolled_back_to: Option<u64>,
+    ) -> Result<WriteResult, ServiceError> {
+        let _serial = self.writes.lock().await;
+        let (current, index) = {
+            let state = self.read();
+            (
+                state.heads.get(&key).map_or(0, |h| h.stored.version),
+                state.index + 1,
+            )
+        };
+        if let Some(expected) = if_match {
+            if expected != current {
+                return Err(ServiceError::Conflict { expected, current });
+            }
+        }
+        let stored = StoredVersion {
+            version: current + 1,
+            format,
+            content,
+            author: author.to_owned(),
+            message: message.to_owned(),
+            created_at_ms: unix_ms(),
+            deleted,
+            rolled_back_to,
+            index,
+        };
+        let store = self.store.clone();
+        let doc = key.storage_key();
+        let to_store = stored.clone();
+        blocking(move || store.append(&doc, &to_store)).await?;
+        // Durable: now visible.
+        let result = WriteResult {
+            version: stored.version,
+            index,
+        };
+        {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            state.index = index;
+            state.heads.insert(
+                key.clone(),
+                Head {
+                    flat: flat_of(&stored),
+                    stored,
+                },
+            );
+        }
+        let _ = self.changes.send(Arc::new(Change {
+            key,
+            committed: std::time::Instant::now(),
+        }));
+        self.index.send_replace(index);
+        Ok(result)
+    }
+
+    /// The newest version of a document.
+    pub(crate) fn get(&self, key: &DocKey) -> Result<DocumentVersion, ServiceError> {
+        let state = self.read();
+        match state.heads.get(key) {
+            Some(head) if !head.stored.deleted => Ok(to_wire(key, &head.stored)),
+            _ => Err(not_found(key)),
+        }
+    }
+
+    /// Every version of a document, newest first.
+    pub(crate) async fn history(&self, key: &DocKey) -> Result<Vec<HistoryEntry>, ServiceError> {
+        let store = self.store.clone();
+        let doc = key.storage_key();
+        let versions = blocking(move || store.history(&doc)).await?;
+        if versions.is_empty() {
+            return Err(not_found(key));
+        }
+        Ok(versions
+            .into_iter()
+            .map(|v| HistoryEntry {
+                version: v.version,
+                author: v.author,
+                message: v.message,
+                created_at_ms: v.created_at_ms,
+                deleted: v.deleted,
+                rolled_back_to: v.rolled_back_to,
+            })
+            .collect())
+    }
+
+    /// Sets an application's JSON Schema; later writes of its documents must satisfy it.
+    pub(crate) async fn set_schema(
+        &self,
+        application: &str,
+        schema: Value,
+    ) -> Result<(), ServiceError> {
+        document::check_name("application", application)?;
+        let validator = jsonschema::validator_for(&schema)
+            .map_err(|e| ServiceError::InvalidSchema(format!("not a valid JSON Schema: {e}")))?;
+        let _serial = self.writes.lock().await;
+        let store = self.store.clone();
+        let (app, text) = (application.to_owned(), schema.to_string());
+        blocking(move || store.put_schema(&app, &text)).await?;
+        self.state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .schemas
+            .insert(application.to_owned(), Arc::new(validator));
+        Ok(())
+    }
+
+    /// The documents that make up (application, profiles, label), highest precedence first:
+    /// app+profile (the last profile first), app, application+profile, application.
+    pub(crate) fn sources(application: &str, profiles: &[String], label: &str) -> Vec<DocKey> {
+        let mut keys = Vec::new();
+        let mut apps = vec![application];
+        if application != SHARED {
+            apps.push(SHARED);
+        }
+        for app in apps {
+            for profile in profiles
+                .iter()
+                .rev()
+                .filter(|p| p.as_str() != DEFAULT_PROFILE)
+            {
+                keys.push(DocKey {
+                    application: app.to_owned(),
+                    profile: profile.clone(),
+                    label: label.to_owned(),
+                });
+            }
+            keys.push(DocKey {
+                application: app.to_owned(),
+                profile: DEFAULT_PROFILE.to_owned(),
+                label: label.to_owned(),
+            });
+        }
+        keys
+    }
+
+    /// The merged view; `{cipher}` values are decrypted when `decrypt` (an authorised reader),
+    /// and one that cannot be is reported as Spring does: `invalid.<key>` = `<n/a>`.
+    pub(crate) fn resolve(
+        &self,
+        application: &str,
+        profiles: &[String],
+        label: &str,
+        decrypt: bool,
+    ) -> Resolved {
+        let keys = Self::sources(application, profiles, label);
+        let state = self.read();
+        let mut properties = BTreeMap::new();
+        let mut sources = Vec::new();
+        let mut index = 0;
+        for key in keys.iter().rev() {
+            let Some(head) = state.heads.get(key) else {
+                continue;
+            };
+            index = index.max(head.stored.index);
+            let Some(flat) = &head.flat else { continue };
+            for (name, value) in flat {
+                properties.insert(name.clone(), value.clone());
+            }
+            sources.push(Source {
+                application: key.application.clone(),
+                profile: key.profile.clone(),
+                version: head.stored.version,
+            });
+        }
+        drop(state);
+        sources.reverse();
+        if decrypt {
+            let sealed: Vec<String> = properties
+                .iter()
+                .filter(|(_, v)| v.as_str().is_some_and(|s| s.starts_with(PREFIX)))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for name in sealed {
+                let text =
+                    properties[&name].as_str().unwrap_or_default()[PREFIX.len()..].to_owned();
+                match self.cipher.as_ref().map(|c| c.decrypt(&text)) {
+                    Some(Ok(plain)) => {
+                        properties.insert(name, Value::String(plain));
+                    }
+                    _ => {
+                        properties.remove(&name);
+                        properties.insert(format!("invalid.{name}"), Value::String("<n/a>".into()));
+                    }
+                }
+            }
+        }
+        Resolved {
+            application: application.to_owned(),
+            profiles: profiles.to_vec(),
+            label: label.to_owned(),
+            index,
+            properties,
+            sources,
+        }
+    }
+
+    /// Receives every committed change.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Change>> {
+        self.changes.subscribe()
+    }
+
+    /// Told every new change index.
+    pub(crate) fn index_updates(&self) -> watch::Receiver<u64> {
+        self.index.subscribe()
+    }
+}
+
+fn not_found(key: &DocKey) -> ServiceError {
+    ServiceError::NotFound(format!(
+        "no document for application {}, profile {}, label {}",
+        key.application, key.profile, key.label
+    ))
+}
+
+fn to_wire(key: &DocKey, stored: &StoredVersion) -> DocumentVersion {
+    DocumentVersion {
+        application: key.application.clone(),
+        profile: key.profile.clone(),
+        label: key.label.clone(),
+        version: stored.version,
+        format: stored.format,
+        content: stored.content.clone(),
+        author: stored.author.clone(),
+        message: stored.message.clone(),
+        created_at_ms: stored.created_at_ms,
+        index: stored.index,
+    }
+}

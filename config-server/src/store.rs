@@ -1,0 +1,193 @@
+//! Documents, their history and schemas in `redb`. Every write is one transaction committed with
+//! fsync (redb's immediate durability) before it is acknowledged, so an acknowledged write
+//! survives `kill -9` and power loss.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use msakit_api::config::Format;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+/// `{document key}\0{version:020}` → [`StoredVersion`] JSON.
+const VERSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("versions");
+/// `{document key}` → its newest version number.
+const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("heads");
+/// `{application}` → its JSON Schema.
+const SCHEMAS: TableDefinition<'_, &str, &str> = TableDefinition::new("schemas");
+/// `index` → the last change index.
+const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+
+/// One version of a document as stored. Secrets stay `{cipher}…`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct StoredVersion {
+    pub(crate) version: u64,
+    pub(crate) format: Format,
+    pub(crate) content: String,
+    pub(crate) author: String,
+    pub(crate) message: String,
+    pub(crate) created_at_ms: u64,
+    pub(crate) deleted: bool,
+    pub(crate) rolled_back_to: Option<u64>,
+    pub(crate) index: u64,
+}
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+#[error("config store: {0}")]
+pub struct StoreError(#[from] redb::Error);
+
+impl StoreError {
+    /// The blocking task running a store operation failed (panicked or was cancelled).
+    pub(crate) fn task_failed(e: tokio::task::JoinError) -> Self {
+        StoreError(redb::Error::Io(std::io::Error::other(e)))
+    }
+}
+
+/// Runs a store operation off the async threads (redb commits wait for fsync).
+pub(crate) async fn blocking<T: Send + 'static>(
+    operation: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(operation)
+        .await
+        .map_err(StoreError::task_failed)?
+}
+
+fn wrap<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError(e.into())
+}
+
+fn version_key(doc: &str, version: u64) -> String {
+    format!("{doc}\0{version:020}")
+}
+
+/// The durable store.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    db: Arc<Database>,
+}
+
+/// Everything read back at start.
+pub(crate) struct Loaded {
+    pub(crate) heads: Vec<(String, StoredVersion)>,
+    pub(crate) schemas: Vec<(String, String)>,
+    pub(crate) index: u64,
+}
+
+impl Store {
+    /// Opens (or creates) `config.redb` in `dir`.
+    pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError(redb::Error::Io(e)))?;
+        let db = Database::create(dir.join("config.redb")).map_err(wrap)?;
+        let write = db.begin_write().map_err(wrap)?;
+        write.open_table(VERSIONS).map_err(wrap)?;
+        write.open_table(HEADS).map_err(wrap)?;
+        write.open_table(SCHEMAS).map_err(wrap)?;
+        write.open_table(META).map_err(wrap)?;
+        write.commit().map_err(wrap)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The newest version of every document, every schema, and the last index.
+    pub(crate) fn load(&self) -> Result<Loaded, StoreError> {
+        let read = self.db.begin_read().map_err(wrap)?;
+        let heads_table = read.open_table(HEADS).map_err(wrap)?;
+        let versions = read.open_table(VERSIONS).map_err(wrap)?;
+        let mut heads = Vec::new();
+        for row in heads_table.iter().map_err(wrap)? {
+            let (doc, version) = row.map_err(wrap)?;
+            let key = version_key(doc.value(), version.value());
+            if let Some(bytes) = versions.get(key.as_str()).map_err(wrap)? {
+                if let Ok(stored) = serde_json::from_slice(bytes.value()) {
+                    heads.push((doc.value().to_owned(), stored));
+                }
+            }
+        }
+        let mut schemas = Vec::new();
+        for row in read
+            .open_table(SCHEMAS)
+            .map_err(wrap)?
+            .iter()
+            .map_err(wrap)?
+        {
+            let (app, schema) = row.map_err(wrap)?;
+            schemas.push((app.value().to_owned(), schema.value().to_owned()));
+        }
+        let index = read
+            .open_table(META)
+            .map_err(wrap)?
+            .get("index")
+            .map_err(wrap)?
+            .map_or(0, |v| v.value());
+        Ok(Loaded {
+            heads,
+            schemas,
+            index,
+        })
+    }
+
+    /// Appends a version and makes it the head, durably.
+    pub(crate) fn append(&self, doc: &str, stored: &StoredVersion) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(stored).expect("plain data serialises");
+        let write = self.db.begin_write().map_err(wrap)?;
+        {
+            write
+                .open_table(VERSIONS)
+                .map_err(wrap)?
+                .insert(version_key(doc, stored.version).as_str(), bytes.as_slice())
+                .map_err(wrap)?;
+            write
+                .open_table(HEADS)
+                .map_err(wrap)?
+                .insert(doc, stored.version)
+                .map_err(wrap)?;
+            write
+                .open_table(META)
+                .map_err(wrap)?
+                .insert("index", stored.index)
+                .map_err(wrap)?;
+        }
+        write.commit().map_err(wrap)
+    }
+
+    /// One version of a document.
+    pub(crate) fn version(
+        &self,
+        doc: &str,
+        version: u64,
+    ) -> Result<Option<StoredVersion>, StoreError> {
+        let read = self.db.begin_read().map_err(wrap)?;
+        let table = read.open_table(VERSIONS).map_err(wrap)?;
+        let found = table
+            .get(version_key(doc, version).as_str())
+            .map_err(wrap)?;
+        Ok(found.and_then(|bytes| serde_json::from_slice(bytes.value()).ok()))
+    }
+
+    /// Every version of a document, newest first.
+    pub(crate) fn history(&self, doc: &str) -> Result<Vec<StoredVersion>, StoreError> {
+        let read = self.db.begin_read().map_err(wrap)?;
+        let table = read.open_table(VERSIONS).map_err(wrap)?;
+        let (from, to) = (format!("{doc}\0"), format!("{doc}\u{1}"));
+        let mut out = Vec::new();
+        for row in table.range(from.as_str()..to.as_str()).map_err(wrap)? {
+            let (_, bytes) = row.map_err(wrap)?;
+            if let Ok(stored) = serde_json::from_slice(bytes.value()) {
+                out.push(stored);
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Sets an application's schema, durably.
+    pub(crate) fn put_schema(&self, application: &str, schema: &str) -> Result<(), StoreError> {
+        let write = self.db.begin_write().map_err(wrap)?;
+        write
+            .open_table(SCHEMAS)
+            .map_err(wrap)?
+            .insert(application, schema)
+            .map_err(wrap)?;
+        write.commit().map_err(wrap)
+    }
+}

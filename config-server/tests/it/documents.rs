@@ -1,0 +1,129 @@
+//! Write, read, versions, compare-and-set, history, rollback and delete.
+
+use serde_json::Value;
+
+use crate::support::{TestServer, config_in};
+
+#[tokio::test]
+async fn versions_history_rollback_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config_in(dir.path())).await;
+    let doc = "orders/default/main";
+    assert_eq!(server.put_yaml(doc, "pool: 4\n").await, 1);
+    let response = server
+        .client
+        .put(server.at(&format!("/v1/config/{doc}")))
+        .header("content-type", "application/yaml")
+        .header("x-msakit-message", "bigger pool")
+        .body("pool: 8\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["etag"], "\"2\"");
+
+    let got = server
+        .client
+        .get(server.at(&format!("/v1/config/{doc}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.headers()["etag"], "\"2\"");
+    let got: Value = got.json().await.unwrap();
+    assert_eq!(got["content"], "pool: 8\n");
+    assert_eq!(got["author"], "anonymous");
+    assert_eq!(got["message"], "bigger pool");
+    assert_eq!(got["format"], "yaml");
+
+    // `master` is an alias of `main`.
+    let alias = server.get_json("/v1/config/orders/default/master").await;
+    assert_eq!(alias["version"], 2);
+
+    // Compare-and-set: a stale If-Match is refused, the current one accepted.
+    let stale = server
+        .client
+        .put(server.at(&format!("/v1/config/{doc}")))
+        .header("content-type", "application/yaml")
+        .header("if-match", "\"1\"")
+        .body("pool: 16\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 409);
+    let body: Value = stale.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "version_conflict");
+    let fresh = server
+        .client
+        .put(server.at(&format!("/v1/config/{doc}")))
+        .header("content-type", "application/yaml")
+        .header("if-match", "2")
+        .body("pool: 16\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+
+    // Rolling back to the first version is a new version; nothing is lost.
+    let rolled = server
+        .client
+        .post(server.at(&format!("/v1/config/{doc}/rollback")))
+        .json(&serde_json::json!({"version": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rolled.status(), 200);
+    let rolled: Value = rolled.json().await.unwrap();
+    assert_eq!(rolled["version"], 4);
+    assert_eq!(
+        server.get_json(&format!("/v1/config/{doc}")).await["content"],
+        "pool: 4\n"
+    );
+    let history = server.get_json(&format!("/v1/config/{doc}/history")).await;
+    let versions: Vec<u64> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [4, 3, 2, 1]);
+    assert_eq!(history["versions"][0]["rolled_back_to"], 1);
+
+    // Delete is a tombstone: the document is gone, its history is not, and it can come back.
+    let deleted = server
+        .client
+        .delete(server.at(&format!("/v1/config/{doc}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 200);
+    let gone = server
+        .client
+        .get(server.at(&format!("/v1/config/{doc}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    let history = server.get_json(&format!("/v1/config/{doc}/history")).await;
+    assert_eq!(history["versions"][0]["deleted"], true);
+    assert_eq!(history["versions"].as_array().unwrap().len(), 5);
+    let back = server
+        .client
+        .post(server.at(&format!("/v1/config/{doc}/rollback")))
+        .json(&serde_json::json!({"version": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(back.status(), 200);
+    assert_eq!(
+        server.get_json(&format!("/v1/config/{doc}")).await["content"],
+        "pool: 8\n"
+    );
+    let missing = server
+        .client
+        .post(server.at(&format!("/v1/config/{doc}/rollback")))
+        .json(&serde_json::json!({"version": 99}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    server.stop().await;
+}
