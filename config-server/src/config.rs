@@ -228,17 +228,7 @@ pub struct Cli {
     pub encrypt_key_file: Option<PathBuf>,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "MSAKIT_CONFIG_LOG_FORMAT", default_value = "pretty")]
-    pub log_format: LogFormat,
-}
-
-/// How logs are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    /// For people.
-    #[default]
-    Pretty,
-    /// One JSON object per line.
-    Json,
+    pub log_format: msakit_server_kit::LogFormat,
 }
 
 impl Cli {

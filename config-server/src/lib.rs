@@ -15,5 +15,6 @@ mod service;
 mod store;
 
 pub use config::{Cli, ConfigServerConfig};
-pub use server::{ServerError, run, shutdown_signal};
+pub use msakit_server_kit::shutdown_signal;
+pub use server::{ServerError, run};
 pub use store::StoreError;

@@ -4,12 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
-
-/// Buckets of the latency histograms, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-];
+use metrics_exporter_prometheus::PrometheusRecorder;
 
 /// The server's metrics.
 #[derive(Debug, Clone)]
@@ -19,13 +14,17 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new() -> Self {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &BUCKETS)
-            .expect("the bucket list is not empty")
-            .build_recorder();
         Self {
-            recorder: Arc::new(recorder),
+            recorder: Arc::new(msakit_server_kit::prometheus_recorder()),
         }
+    }
+
+    /// Records every request's latency through the shared middleware.
+    pub(crate) fn observer(&self) -> msakit_server_kit::RequestObserver {
+        let metrics = self.clone();
+        Arc::new(move |method, route, status, elapsed| {
+            metrics.request(method, route, status, elapsed)
+        })
     }
 
     fn with(&self, f: impl FnOnce()) {

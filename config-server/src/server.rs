@@ -63,44 +63,7 @@ pub async fn run(
         shutdown: token.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "config server listening");
-    let stop = token.clone();
-    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections; closing watch streams");
-        stop.cancel();
-    });
-    let serve = serve.into_future();
-    tokio::pin!(serve);
-    tokio::select! {
-        result = &mut serve => result?,
-        _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "requests still in flight after the grace period; stopping anyway");
-        }
-    }
+    msakit_server_kit::serve_until(listener, router(state), shutdown, token, grace).await?;
     tracing::info!("config server stopped");
     Ok(())
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
 }

@@ -16,5 +16,6 @@ mod store;
 mod validate;
 
 pub use config::{Cli, RegistryConfig};
-pub use server::{ServerError, run, shutdown_signal};
+pub use msakit_server_kit::shutdown_signal;
+pub use server::{ServerError, run};
 pub use store::StoreError;

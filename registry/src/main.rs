@@ -2,21 +2,12 @@
 
 use anyhow::Context;
 use clap::Parser;
-use msakit_registry::config::LogFormat;
 use msakit_registry::{Cli, run, shutdown_signal};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    match cli.log_format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-        LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).init(),
-    }
+    msakit_server_kit::init_logging(cli.log_format);
     let config = cli.resolve().context("configuration")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -8,15 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+use metrics_exporter_prometheus::PrometheusRecorder;
 use msakit_api::registry::InstanceStatus;
 
 use crate::registry::Registry;
-
-/// Buckets of the request-latency histogram, in seconds.
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
-];
 
 /// The server's metrics.
 #[derive(Debug, Clone)]
@@ -26,16 +21,17 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     pub(crate) fn new() -> Self {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(
-                Matcher::Full("registry_http_request_duration_seconds".into()),
-                &LATENCY_BUCKETS,
-            )
-            .expect("the bucket list is not empty")
-            .build_recorder();
         Self {
-            recorder: Arc::new(recorder),
+            recorder: Arc::new(msakit_server_kit::prometheus_recorder()),
         }
+    }
+
+    /// Records every request's latency through the shared middleware.
+    pub(crate) fn observer(&self) -> msakit_server_kit::RequestObserver {
+        let metrics = self.clone();
+        Arc::new(move |method, route, status, elapsed| {
+            metrics.request(method, route, status, elapsed)
+        })
     }
 
     /// Records one HTTP request.

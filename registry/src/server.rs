@@ -90,24 +90,9 @@ pub async fn run(
         shutdown: token.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "registry listening");
-    let stop = token.clone();
-    let serve = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections; closing watch streams");
-        stop.cancel();
-    });
-    let drained = async {
-        let serve = serve.into_future();
-        tokio::pin!(serve);
-        tokio::select! {
-            result = &mut serve => result,
-            _ = async { token.cancelled().await; tokio::time::sleep(grace).await } => {
-                tracing::warn!(?grace, "requests still in flight after the grace period; stopping anyway");
-                Ok(())
-            }
-        }
-    };
-    let result = drained.await;
+    let result =
+        msakit_server_kit::serve_until(listener, router(state), shutdown, token.clone(), grace)
+            .await;
     token.cancel();
     let _ = sweeper.await;
     if let Some(checker) = checker {
@@ -124,28 +109,4 @@ pub async fn run(
         }
     }
     result.map_err(ServerError::from)
-}
-
-/// Completes on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = terminate => {}
-    }
 }

@@ -3,11 +3,9 @@
 //! `anonymous`.
 
 use axum::extract::{Request, State};
-use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use msakit_server_kit::{constant_time_eq, presented_token};
 
 use super::AppState;
 use super::error::ApiError;
@@ -32,11 +30,7 @@ impl Identity {
         if self.may(scope) {
             Ok(())
         } else if self.scopes.is_empty() {
-            Err(ApiError::new(
-                axum::http::StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "a valid bearer token or HTTP Basic password is required",
-            ))
+            Err(ApiError::unauthorized())
         } else {
             Err(ApiError::new(
                 axum::http::StatusCode::FORBIDDEN,
@@ -60,7 +54,7 @@ pub(crate) async fn identify(
             scopes: vec![Scope::Read, Scope::Write],
         }
     } else {
-        let presented = presented_token(&request).unwrap_or_default();
+        let presented = presented_token(request.headers()).unwrap_or_default();
         // Every token is compared, in time independent of where the bytes differ.
         let mut found = None;
         for token in tokens {
@@ -81,22 +75,4 @@ pub(crate) async fn identify(
     };
     request.extensions_mut().insert(identity);
     next.run(request).await
-}
-
-fn presented_token(request: &Request) -> Option<String> {
-    let value = request
-        .headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    if let Some(token) = value.strip_prefix("Bearer ") {
-        return Some(token.trim().to_owned());
-    }
-    let decoded = STANDARD.decode(value.strip_prefix("Basic ")?.trim()).ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    Some(text.split_once(':')?.1.to_owned())
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

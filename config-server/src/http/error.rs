@@ -1,50 +1,11 @@
-//! The config server's one HTTP error type: `{"error": {"code", "message"}}` with the right
-//! status; storage failures are a 500 that says nothing internal.
+//! How the config server's errors become HTTP errors (the shared `ApiError`).
 
-use axum::Json;
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use msakit_api::error::ErrorBody;
+use axum::http::StatusCode;
 
 use crate::document::DocumentError;
 use crate::service::ServiceError;
 
-/// An error response.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status;
-        let mut response = (status, Json(ErrorBody::new(self.code, self.message))).into_response();
-        if status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"msakit-config\", Bearer"),
-            );
-        }
-        response
-    }
-}
+pub(crate) use msakit_server_kit::ApiError;
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
@@ -94,17 +55,5 @@ impl From<ServiceError> for ApiError {
 impl From<DocumentError> for ApiError {
     fn from(e: DocumentError) -> Self {
         ServiceError::from(e).into()
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        ApiError::bad_request("invalid_path", rejection.body_text())
-    }
-}
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        ApiError::bad_request("invalid_query", rejection.body_text())
     }
 }

@@ -1,8 +1,6 @@
 //! The native `/v1` API: documents with versions, history and rollback; the resolved view with
 //! blocking queries; schemas; `/encrypt` and `/decrypt`.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -22,6 +20,7 @@ use super::error::ApiError;
 use crate::config::Scope;
 use crate::document::{self, DocKey};
 use crate::secrets::PREFIX;
+use msakit_server_kit::parse_wait;
 
 type DocPath = Result<Path<(String, String, String)>, PathRejection>;
 
@@ -263,22 +262,6 @@ pub(crate) async fn resolve(
         .headers_mut()
         .insert(INDEX_HEADER, HeaderValue::from(resolved.index));
     Ok(response)
-}
-
-fn parse_wait(wait: Option<&str>, max: Duration) -> Result<Duration, ApiError> {
-    let wait = match wait {
-        None => Duration::from_secs(300),
-        Some(text) => match text.parse::<u64>() {
-            Ok(secs) => Duration::from_secs(secs),
-            Err(_) => humantime::parse_duration(text).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_wait",
-                    format!("wait must look like 30s or 500ms, got {text:?}"),
-                )
-            })?,
-        },
-    };
-    Ok(wait.min(max))
 }
 
 /// Set an application's JSON Schema; its later writes must satisfy it.

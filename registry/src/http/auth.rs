@@ -1,11 +1,10 @@
 //! Token checks: `Authorization: Bearer <token>`, or HTTP Basic with the token as password.
 
 use axum::extract::{Request, State};
-use axum::http::{Method, header};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use msakit_server_kit::{constant_time_eq, presented_token};
 
 use super::AppState;
 use super::error::ApiError;
@@ -27,36 +26,11 @@ pub(crate) async fn require_token(
 }
 
 fn presented_token_valid(request: &Request, tokens: &[String]) -> bool {
-    let Some(value) = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(presented) = presented_token(request.headers()) else {
         return false;
     };
-    let presented = if let Some(token) = value.strip_prefix("Bearer ") {
-        token.trim().as_bytes().to_vec()
-    } else if let Some(encoded) = value.strip_prefix("Basic ") {
-        match STANDARD.decode(encoded.trim()) {
-            Ok(decoded) => match decoded.iter().position(|&b| b == b':') {
-                Some(colon) => decoded[colon + 1..].to_vec(),
-                None => return false,
-            },
-            Err(_) => return false,
-        }
-    } else {
-        return false;
-    };
-    // Compare against every token without stopping early, in time independent of where the
-    // bytes differ.
+    // Compare against every token without stopping early.
     tokens.iter().fold(false, |found, token| {
-        found | constant_time_eq(token.as_bytes(), &presented)
+        found | constant_time_eq(token.as_bytes(), presented.as_bytes())
     })
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use crate::registry::InstanceFilter;
+use msakit_server_kit::parse_wait;
 
 /// `?namespace=` on every endpoint.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -198,23 +199,6 @@ pub(crate) async fn get_service(
     }
     let instances = state.registry.service(namespace, &service, &filter);
     Ok(with_index(instances.index, instances))
-}
-
-/// Parses `wait`: `30s`, `1m`, `500ms`, or plain seconds; capped at `max`.
-fn parse_wait(wait: Option<&str>, max: Duration) -> Result<Duration, ApiError> {
-    let wait = match wait {
-        None => Duration::from_secs(300),
-        Some(text) => match text.parse::<u64>() {
-            Ok(secs) => Duration::from_secs(secs),
-            Err(_) => humantime::parse_duration(text).map_err(|_| {
-                ApiError::bad_request(
-                    "invalid_wait",
-                    format!("wait must look like 30s or 500ms, got {text:?}"),
-                )
-            })?,
-        },
-    };
-    Ok(wait.min(max))
 }
 
 /// Returns once `service` has changed after `index`, or after `wait`.

@@ -1,0 +1,32 @@
+//! The plumbing every msakit server shares, so each server crate holds only its own domain:
+//! the JSON error type, token parsing, `wait=` parsing, graceful serving, logging setup and the
+//! request-latency middleware.
+
+mod error;
+mod logging;
+mod serve;
+mod tokens;
+mod wait;
+
+pub use error::ApiError;
+pub use logging::{LogFormat, init_logging};
+pub use serve::{RequestObserver, serve_until, shutdown_signal, time_requests};
+pub use tokens::{constant_time_eq, presented_token};
+pub use wait::parse_wait;
+
+/// Buckets of the servers' latency histograms, in seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+/// A Prometheus recorder of the server's own (not installed globally, so servers in one process
+/// stay apart), with [`LATENCY_BUCKETS`] for every metric ending in `_seconds`.
+pub fn prometheus_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            &LATENCY_BUCKETS,
+        )
+        .expect("the bucket list is not empty")
+        .build_recorder()
+}
