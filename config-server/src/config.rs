@@ -33,6 +33,8 @@ pub struct ConfigServerConfig {
     pub secrets: SecretsConfig,
     /// Watch settings.
     pub watch: WatchConfig,
+    /// The Spring Cloud Config API.
+    pub spring: SpringConfig,
     /// How long shutdown waits for requests in flight. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
@@ -101,7 +103,28 @@ impl Default for ConfigServerConfig {
             auth: AuthConfig::default(),
             secrets: SecretsConfig::default(),
             watch: WatchConfig::default(),
+            spring: SpringConfig::default(),
             shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Spring Cloud Config's HTTP API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpringConfig {
+    /// Where it is mounted: `""` (the root, as Spring serves it) or a prefix such as `/spring`.
+    pub prefix: String,
+    /// Answer an application with no documents with an empty Environment (Spring's default)
+    /// rather than 404.
+    pub accept_empty: bool,
+}
+
+impl Default for SpringConfig {
+    fn default() -> Self {
+        Self {
+            prefix: String::new(),
+            accept_empty: true,
         }
     }
 }
@@ -179,6 +202,15 @@ impl ConfigServerConfig {
                 );
             }
         }
+        let prefix = &self.spring.prefix;
+        if !prefix.is_empty()
+            && (!prefix.starts_with('/') || prefix.ends_with('/') || prefix.starts_with("/v1"))
+        {
+            return invalid(
+                "spring.prefix",
+                "must be empty or like /spring (not under /v1)",
+            );
+        }
         if self.watch.keep_alive.is_zero() {
             return invalid("watch.keep_alive", "must be greater than zero");
         }
@@ -226,6 +258,9 @@ pub struct Cli {
     /// A file holding the secrets key.
     #[arg(long, env = "MSAKIT_CONFIG_ENCRYPT_KEY_FILE")]
     pub encrypt_key_file: Option<PathBuf>,
+    /// Mount Spring Cloud Config's API under this prefix instead of the root.
+    #[arg(long, env = "MSAKIT_CONFIG_SPRING_PREFIX")]
+    pub spring_prefix: Option<String>,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "MSAKIT_CONFIG_LOG_FORMAT", default_value = "pretty")]
     pub log_format: msakit_server_kit::LogFormat,
@@ -249,6 +284,9 @@ impl Cli {
         }
         if let Some(file) = &self.encrypt_key_file {
             config.secrets.key_file = Some(file.clone());
+        }
+        if let Some(prefix) = &self.spring_prefix {
+            config.spring.prefix = prefix.clone();
         }
         config.validate()?;
         Ok(config)

@@ -435,8 +435,64 @@ impl ConfigService {
         keys
     }
 
-    /// The merged view; `{cipher}` values are decrypted when `decrypt` (an authorised reader),
-    /// and one that cannot be is reported as Spring does: `invalid.<key>` = `<n/a>`.
+    /// The documents of (application, profiles, label) that exist, highest precedence first,
+    /// each flattened, with the change index of the view. `{cipher}` values are decrypted when
+    /// `decrypt` (an authorised reader); one that cannot be is reported as Spring does:
+    /// `invalid.<key>` = `<n/a>`.
+    pub(crate) fn sources_view(
+        &self,
+        application: &str,
+        profiles: &[String],
+        label: &str,
+        decrypt: bool,
+    ) -> (u64, Vec<(Source, BTreeMap<String, Value>)>) {
+        let keys = Self::sources(application, profiles, label);
+        let state = self.read();
+        let mut index = 0;
+        let mut found = Vec::new();
+        for key in &keys {
+            let Some(head) = state.heads.get(key) else {
+                continue;
+            };
+            index = index.max(head.stored.index);
+            let Some(flat) = &head.flat else { continue };
+            let source = Source {
+                application: key.application.clone(),
+                profile: key.profile.clone(),
+                version: head.stored.version,
+            };
+            found.push((source, flat.clone()));
+        }
+        drop(state);
+        if decrypt {
+            for (_, flat) in &mut found {
+                self.open_secrets(flat);
+            }
+        }
+        (index, found)
+    }
+
+    fn open_secrets(&self, flat: &mut BTreeMap<String, Value>) {
+        let sealed: Vec<String> = flat
+            .iter()
+            .filter(|(_, v)| v.as_str().is_some_and(|s| s.starts_with(PREFIX)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for name in sealed {
+            let text = flat[&name].as_str().unwrap_or_default()[PREFIX.len()..].to_owned();
+            match self.cipher.as_ref().map(|c| c.decrypt(&text)) {
+                Some(Ok(plain)) => {
+                    flat.insert(name, Value::String(plain));
+                }
+                _ => {
+                    flat.remove(&name);
+                    flat.insert(format!("invalid.{name}"), Value::String("<n/a>".into()));
+                }
+            }
+        }
+    }
+
+    /// The merged view of [`sources_view`](Self::sources_view).
     pub(crate) fn resolve(
         &self,
         application: &str,
@@ -444,47 +500,10 @@ impl ConfigService {
         label: &str,
         decrypt: bool,
     ) -> Resolved {
-        let keys = Self::sources(application, profiles, label);
-        let state = self.read();
+        let (index, found) = self.sources_view(application, profiles, label, decrypt);
         let mut properties = BTreeMap::new();
-        let mut sources = Vec::new();
-        let mut index = 0;
-        for key in keys.iter().rev() {
-            let Some(head) = state.heads.get(key) else {
-                continue;
-            };
-            index = index.max(head.stored.index);
-            let Some(flat) = &head.flat else { continue };
-            for (name, value) in flat {
-                properties.insert(name.clone(), value.clone());
-            }
-            sources.push(Source {
-                application: key.application.clone(),
-                profile: key.profile.clone(),
-                version: head.stored.version,
-            });
-        }
-        drop(state);
-        sources.reverse();
-        if decrypt {
-            let sealed: Vec<String> = properties
-                .iter()
-                .filter(|(_, v)| v.as_str().is_some_and(|s| s.starts_with(PREFIX)))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for name in sealed {
-                let text =
-                    properties[&name].as_str().unwrap_or_default()[PREFIX.len()..].to_owned();
-                match self.cipher.as_ref().map(|c| c.decrypt(&text)) {
-                    Some(Ok(plain)) => {
-                        properties.insert(name, Value::String(plain));
-                    }
-                    _ => {
-                        properties.remove(&name);
-                        properties.insert(format!("invalid.{name}"), Value::String("<n/a>".into()));
-                    }
-                }
-            }
+        for (_, flat) in found.iter().rev() {
+            properties.extend(flat.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
         Resolved {
             application: application.to_owned(),
@@ -492,7 +511,7 @@ impl ConfigService {
             label: label.to_owned(),
             index,
             properties,
-            sources,
+            sources: found.into_iter().map(|(source, _)| source).collect(),
         }
     }
 

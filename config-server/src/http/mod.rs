@@ -5,6 +5,7 @@ mod auth;
 mod error;
 mod native;
 mod ops;
+mod spring;
 mod watch;
 
 use std::sync::Arc;
@@ -27,6 +28,19 @@ pub(crate) struct AppState {
     pub(crate) metrics: Metrics,
     /// Cancelled at shutdown, to end watch streams.
     pub(crate) shutdown: CancellationToken,
+}
+
+/// Spring Cloud Config's read endpoints, at the root or under `prefix`.
+fn spring_routes(prefix: &str) -> Router<AppState> {
+    let routes = Router::new()
+        .route("/{one}", get(spring::one_segment))
+        .route("/{one}/{two}", get(spring::two_segments))
+        .route("/{one}/{two}/{three}", get(spring::three_segments));
+    if prefix.is_empty() {
+        routes
+    } else {
+        Router::new().nest(prefix, routes.fallback(spring::unknown))
+    }
 }
 
 /// The whole router.
@@ -55,6 +69,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(spring_routes(&state.config.spring.prefix))
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(
             state.config.max_document_bytes + 64 * 1024,

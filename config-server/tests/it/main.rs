@@ -7,6 +7,7 @@ mod durability;
 mod ops;
 mod resolve;
 mod secrets;
+mod spring;
 mod support;
 mod validation;
 mod watch;

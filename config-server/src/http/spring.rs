@@ -1,0 +1,184 @@
+//! Spring Cloud Config's HTTP API over the same store, so existing config clients work
+//! unchanged: the Environment document (`/{application}/{profiles}[/{label}]`) and the merged
+//! configuration as a file (`/{application}-{profiles}.yml|.yaml|.properties|.json`, optionally
+//! under `/{label}/`). `/encrypt` and `/decrypt` are shared with the native API.
+
+use axum::Json;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Extension, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::auth::Identity;
+use super::error::ApiError;
+use super::native::profiles;
+use crate::config::Scope;
+use crate::document::{self, DEFAULT_LABEL};
+
+/// A label as Spring spells it: `(_)` stands for `/`, `master` for `main`.
+fn label(raw: &str) -> Result<String, ApiError> {
+    let label = document::normalize_label(raw).replace("(_)", "/");
+    document::check_name("label", &label)?;
+    Ok(label)
+}
+
+/// The Environment document Spring clients read: property sources, highest precedence first.
+fn environment(
+    state: &AppState,
+    identity: &Identity,
+    application: &str,
+    profile_segment: &str,
+    label: &str,
+) -> Result<Response, ApiError> {
+    identity.require(Scope::Read)?;
+    document::check_name("application", application)?;
+    let profiles = profiles(profile_segment)?;
+    let (index, sources) =
+        state
+            .service
+            .sources_view(application, &profiles, label, identity.may(Scope::Read));
+    if sources.is_empty() && !state.config.spring.accept_empty {
+        return Err(ApiError::not_found(format!(
+            "no configuration for application {application}, profiles {profile_segment}, label {label}"
+        )));
+    }
+    state.metrics.read();
+    let property_sources: Vec<Value> = sources
+        .into_iter()
+        .map(|(source, flat)| {
+            let name = if source.profile == document::DEFAULT_PROFILE {
+                format!("msakit:{label}/{}.yml", source.application)
+            } else {
+                format!(
+                    "msakit:{label}/{}-{}.yml",
+                    source.application, source.profile
+                )
+            };
+            json!({"name": name, "source": flat})
+        })
+        .collect();
+    Ok(Json(json!({
+        "name": application,
+        "profiles": profiles,
+        "label": label,
+        "version": index.to_string(),
+        "state": null,
+        "propertySources": property_sources,
+    }))
+    .into_response())
+}
+
+/// `{application}-{profiles}.{ext}` split at the last `-` before the extension.
+fn file_name(name: &str) -> Option<(&str, &str, &str)> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    if !matches!(ext, "yml" | "yaml" | "properties" | "json") {
+        return None;
+    }
+    let (application, profiles) = stem.rsplit_once('-')?;
+    Some((application, profiles, ext))
+}
+
+/// The merged configuration as a file in the format of its extension.
+fn file(
+    state: &AppState,
+    identity: &Identity,
+    label: &str,
+    name: &str,
+) -> Result<Response, ApiError> {
+    identity.require(Scope::Read)?;
+    let (application, profile_segment, ext) =
+        file_name(name).ok_or_else(|| ApiError::not_found(format!("no such resource {name:?}")))?;
+    document::check_name("application", application)?;
+    let profiles = profiles(profile_segment)?;
+    let resolved = state
+        .service
+        .resolve(application, &profiles, label, identity.may(Scope::Read));
+    state.metrics.read();
+    let tree = document::unflatten(&resolved.properties);
+    let (content_type, body) = match ext {
+        "json" => (
+            "application/json",
+            serde_json::to_string_pretty(&tree).unwrap_or_default(),
+        ),
+        "properties" => (
+            "text/plain; charset=utf-8",
+            resolved
+                .properties
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k}: {}\n",
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned)
+                    )
+                })
+                .collect(),
+        ),
+        _ => (
+            "text/plain; charset=utf-8",
+            serde_yaml_ng::to_string(&tree).unwrap_or_default(),
+        ),
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+/// `GET /{one}`: a file under the default label.
+pub(crate) async fn one_segment(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(name) = path?;
+    file(&state, &identity, DEFAULT_LABEL, &name)
+}
+
+/// `GET /{one}/{two}`: `/{label}/{application}-{profiles}.{ext}` or `/{application}/{profiles}`.
+pub(crate) async fn two_segments(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((first, second)) = path?;
+    if file_name(&second).is_some() {
+        return file(&state, &identity, &label(&first)?, &second);
+    }
+    environment(&state, &identity, &first, &second, DEFAULT_LABEL)
+}
+
+/// `GET /{application}/{profiles}/{label}`.
+pub(crate) async fn three_segments(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path((application, profile_segment, raw_label)) = path?;
+    environment(
+        &state,
+        &identity,
+        &application,
+        &profile_segment,
+        &label(&raw_label)?,
+    )
+}
+
+/// Anything else under the Spring prefix.
+pub(crate) async fn unknown() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_split_at_the_last_dash() {
+        assert_eq!(file_name("orders-dev.yml"), Some(("orders", "dev", "yml")));
+        assert_eq!(
+            file_name("my-app-dev,eu.properties"),
+            Some(("my-app", "dev,eu", "properties"))
+        );
+        assert_eq!(file_name("orders.yml"), None);
+        assert_eq!(file_name("orders-dev.exe"), None);
+    }
+}

@@ -1,0 +1,117 @@
+//! Spring Cloud Config's HTTP API over raw HTTP.
+
+use serde_json::Value;
+
+use crate::support::{TestServer, config_in};
+
+async fn seed(server: &TestServer) {
+    server
+        .put_yaml("application/default/main", "shared: base\ntimeout: 1s\n")
+        .await;
+    server
+        .put_yaml("orders/default/main", "timeout: 2s\npool:\n  size: 4\n")
+        .await;
+    server
+        .put_yaml("orders/dev/main", "pool:\n  size: 8\nhosts: [a, b]\n")
+        .await;
+}
+
+#[tokio::test]
+async fn environment_documents_in_springs_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config_in(dir.path())).await;
+    seed(&server).await;
+    for path in ["/orders/dev", "/orders/dev/main", "/orders/dev/master"] {
+        let env = server.get_json(path).await;
+        assert_eq!(env["name"], "orders", "{path}");
+        assert_eq!(env["profiles"], serde_json::json!(["dev"]));
+        assert_eq!(env["label"], "main");
+        let sources = env["propertySources"].as_array().unwrap();
+        let names: Vec<&str> = sources
+            .iter()
+            .map(|s| s["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "msakit:main/orders-dev.yml",
+                "msakit:main/orders.yml",
+                "msakit:main/application.yml"
+            ]
+        );
+        assert_eq!(sources[0]["source"]["pool.size"], 8);
+        assert_eq!(sources[0]["source"]["hosts[1]"], "b");
+    }
+    // Several profiles, URL-encoded comma.
+    let env = server.get_json("/orders/dev%2Ceu/main").await;
+    assert_eq!(env["profiles"], serde_json::json!(["dev", "eu"]));
+    // Another application gets the shared documents; a label with nothing stored is an empty
+    // Environment, as Spring answers by default.
+    let other = server.get_json("/nobody/default").await;
+    assert_eq!(other["propertySources"].as_array().unwrap().len(), 1);
+    let empty = server.get_json("/nobody/default/nothing-here").await;
+    assert_eq!(empty["propertySources"], serde_json::json!([]));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn merged_files_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config_in(dir.path())).await;
+    seed(&server).await;
+    let text = |path: &'static str| {
+        let client = server.client.clone();
+        let url = server.at(path);
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let yaml = text("/orders-dev.yml").await;
+    assert!(yaml.contains("pool:\n  size: 8"), "{yaml}");
+    assert!(yaml.contains("timeout: 2s"), "{yaml}");
+    let json: Value = serde_json::from_str(&text("/main/orders-dev.json").await).unwrap();
+    assert_eq!(json["pool"]["size"], 8);
+    assert_eq!(json["hosts"][0], "a");
+    assert_eq!(json["shared"], "base");
+    let properties = text("/orders-dev.properties").await;
+    assert!(properties.contains("pool.size: 8\n"), "{properties}");
+    assert!(properties.contains("hosts[1]: b\n"), "{properties}");
+    assert_eq!(text("/master/orders-dev.yaml").await, yaml);
+    let missing = server
+        .client
+        .get(server.at("/nothing-here.exe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_prefix_moves_the_api_and_empty_results_can_be_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_in(dir.path());
+    config.spring.prefix = "/spring".into();
+    config.spring.accept_empty = false;
+    let server = TestServer::start(config).await;
+    seed(&server).await;
+    assert_eq!(
+        server.get_json("/spring/orders/dev").await["name"],
+        "orders"
+    );
+    let root = server
+        .client
+        .get(server.at("/orders/dev"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(root.status(), 404);
+    let empty = server
+        .client
+        .get(server.at("/spring/nobody/default/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 404);
+    let body: Value = empty.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    server.stop().await;
+}
