@@ -51,6 +51,9 @@ pub(crate) enum ServiceError {
     Store(#[from] StoreError),
 }
 
+/// One document of a view: where it came from, and its flattened properties.
+pub(crate) type SourceView = (Source, BTreeMap<String, Value>);
+
 /// A change, as sent to watchers.
 #[derive(Debug)]
 pub(crate) struct Change {
@@ -445,7 +448,7 @@ impl ConfigService {
         profiles: &[String],
         label: &str,
         decrypt: bool,
-    ) -> (u64, Vec<(Source, BTreeMap<String, Value>)>) {
+    ) -> (u64, Vec<SourceView>) {
         let keys = Self::sources(application, profiles, label);
         let state = self.read();
         let mut index = 0;
