@@ -25,6 +25,8 @@ pub struct ConfigServerConfig {
     pub listen: SocketAddr,
     /// Where documents and their history live. Default `./data/config`.
     pub data_dir: PathBuf,
+    /// A directory in Spring's native layout to serve read-only, reloaded on change. Default none.
+    pub native_dir: Option<PathBuf>,
     /// Largest document, in bytes. Default 1 MiB.
     pub max_document_bytes: usize,
     /// Who may read and write.
@@ -99,6 +101,7 @@ impl Default for ConfigServerConfig {
         Self {
             listen: SocketAddr::from(([0, 0, 0, 0], 8888)),
             data_dir: PathBuf::from("./data/config"),
+            native_dir: None,
             max_document_bytes: 1024 * 1024,
             auth: AuthConfig::default(),
             secrets: SecretsConfig::default(),
@@ -258,6 +261,9 @@ pub struct Cli {
     /// A file holding the secrets key.
     #[arg(long, env = "MSAKIT_CONFIG_ENCRYPT_KEY_FILE")]
     pub encrypt_key_file: Option<PathBuf>,
+    /// Serve this directory (Spring's native layout) read-only, reloading on change.
+    #[arg(long, env = "MSAKIT_CONFIG_NATIVE_DIR")]
+    pub native_dir: Option<PathBuf>,
     /// Mount Spring Cloud Config's API under this prefix instead of the root.
     #[arg(long, env = "MSAKIT_CONFIG_SPRING_PREFIX")]
     pub spring_prefix: Option<String>,
@@ -284,6 +290,9 @@ impl Cli {
         }
         if let Some(file) = &self.encrypt_key_file {
             config.secrets.key_file = Some(file.clone());
+        }
+        if let Some(dir) = &self.native_dir {
+            config.native_dir = Some(dir.clone());
         }
         if let Some(prefix) = &self.spring_prefix {
             config.spring.prefix = prefix.clone();

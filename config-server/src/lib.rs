@@ -9,6 +9,7 @@ pub mod config;
 mod document;
 mod http;
 mod metrics;
+mod native_dir;
 mod secrets;
 mod server;
 mod service;

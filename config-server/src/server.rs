@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{ConfigError, ConfigServerConfig};
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
+use crate::native_dir::NativeDir;
 use crate::secrets::Cipher;
 use crate::service::ConfigService;
 use crate::store::{Store, StoreError};
@@ -55,8 +56,19 @@ pub async fn run(
     );
 
     let token = CancellationToken::new();
+    let native = match &config.native_dir {
+        Some(dir) => {
+            let native = Arc::new(NativeDir::new(dir.clone()));
+            native.sync(&service).await;
+            tracing::info!(dir = %dir.display(), errors = native.errors().len(), "native directory loaded");
+            tokio::spawn(Arc::clone(&native).watch(Arc::clone(&service), token.clone()));
+            Some(native)
+        }
+        None => None,
+    };
     let grace = config.shutdown_grace;
     let state = AppState {
+        native,
         service,
         config: Arc::new(config),
         metrics: Metrics::new(),

@@ -24,6 +24,8 @@ use crate::service::ConfigService;
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     pub(crate) service: Arc<ConfigService>,
+    /// The native directory, when one is served.
+    pub(crate) native: Option<Arc<crate::native_dir::NativeDir>>,
     pub(crate) config: Arc<ConfigServerConfig>,
     pub(crate) metrics: Metrics,
     /// Cancelled at shutdown, to end watch streams.
@@ -35,7 +37,8 @@ fn spring_routes(prefix: &str) -> Router<AppState> {
     let routes = Router::new()
         .route("/{one}", get(spring::one_segment))
         .route("/{one}/{two}", get(spring::two_segments))
-        .route("/{one}/{two}/{three}", get(spring::three_segments));
+        .route("/{one}/{two}/{three}", get(spring::three_segments))
+        .route("/{one}/{two}/{three}/{*path}", get(spring::plain_file));
     if prefix.is_empty() {
         routes
     } else {

@@ -29,6 +29,21 @@ fn doc_key(path: DocPath) -> Result<DocKey, ApiError> {
     Ok(DocKey::new(&application, &profile, &label)?)
 }
 
+/// Documents mirrored from the native directory change only with their files.
+fn writable(state: &AppState, key: &DocKey) -> Result<(), ApiError> {
+    match &state.native {
+        Some(native) if native.manages(key) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "managed_by_native_dir",
+            format!(
+                "this document comes from {}; change the file instead",
+                native.root().display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `If-Match: "3"` (or `3`, or `W/"3"`) → 3.
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(value) = headers.get(header::IF_MATCH) else {
@@ -77,6 +92,7 @@ pub(crate) async fn put_document(
 ) -> Result<Response, ApiError> {
     identity.require(Scope::Write)?;
     let key = doc_key(path)?;
+    writable(&state, &key)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -176,6 +192,7 @@ pub(crate) async fn rollback(
 ) -> Result<Response, ApiError> {
     identity.require(Scope::Write)?;
     let key = doc_key(path)?;
+    writable(&state, &key)?;
     let Json(body) = body.map_err(|r| ApiError::new(r.status(), "invalid_body", r.body_text()))?;
     let result = state
         .service

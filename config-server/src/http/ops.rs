@@ -34,7 +34,7 @@ pub(crate) struct ApiDoc;
 /// Body of `/health`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct Health {
-    /// `UP`.
+    /// `UP`, or `DEGRADED` while a native-directory file fails to parse.
     status: &'static str,
     /// Documents held.
     documents: usize,
@@ -42,13 +42,19 @@ pub(crate) struct Health {
     index: u64,
     /// Whether `{cipher}` values can be served.
     secrets: bool,
+    /// The native directory's files that fail to parse (their last good version is served).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    native_dir_errors: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// Liveness and state.
 #[utoipa::path(get, path = "/health", responses((status = 200, body = Health)))]
 pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
+    let native_dir_errors = state.native.as_ref().map(|n| n.errors());
+    let degraded = native_dir_errors.as_ref().is_some_and(|e| !e.is_empty());
     Json(Health {
-        status: "UP",
+        status: if degraded { "DEGRADED" } else { "UP" },
+        native_dir_errors,
         documents: state.service.document_count(),
         index: state.service.index(),
         secrets: state.service.cipher().is_some(),

@@ -162,6 +162,65 @@ pub(crate) async fn three_segments(
     )
 }
 
+/// `GET /{application}/{profile}/{label}/{path}`: a plain file from the native directory, with
+/// `${key}` and `${key:default}` placeholders filled from that application's configuration.
+pub(crate) async fn plain_file(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: Result<Path<(String, String, String, String)>, PathRejection>,
+) -> Result<Response, ApiError> {
+    identity.require(Scope::Read)?;
+    let Path((application, profile_segment, raw_label, file_path)) = path?;
+    document::check_name("application", &application)?;
+    let profiles = profiles(&profile_segment)?;
+    let label = label(&raw_label)?;
+    let not_found = || ApiError::not_found(format!("no file {file_path:?} for label {label}"));
+    let native = state.native.as_ref().ok_or_else(not_found)?;
+    let text = native
+        .plain_file(&label, &file_path)
+        .ok_or_else(not_found)?;
+    let resolved =
+        state
+            .service
+            .resolve(&application, &profiles, &label, identity.may(Scope::Read));
+    state.metrics.read();
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        fill_placeholders(&text, &resolved.properties),
+    )
+        .into_response())
+}
+
+/// Replaces `${key}` and `${key:default}`; unknown keys without a default stay as written.
+fn fill_placeholders(text: &str, properties: &std::collections::BTreeMap<String, Value>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            rest = &rest[start..];
+            break;
+        };
+        let inner = &rest[start + 2..start + end];
+        let (name, default) = match inner.split_once(':') {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        match (properties.get(name), default) {
+            (Some(value), _) => out.push_str(
+                &value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned),
+            ),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => out.push_str(&rest[start..=start + end]),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Anything else under the Spring prefix.
 pub(crate) async fn unknown() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -170,6 +229,22 @@ pub(crate) async fn unknown() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn placeholders_are_filled() {
+        let properties = [
+            ("server.port".to_owned(), json!(8080)),
+            ("host".to_owned(), json!("a")),
+        ]
+        .into();
+        assert_eq!(
+            fill_placeholders(
+                "listen ${server.port}; host ${host}; x ${missing:7}; ${unknown}; ${open",
+                &properties
+            ),
+            "listen 8080; host a; x 7; ${unknown}; ${open"
+        );
+    }
 
     #[test]
     fn file_names_split_at_the_last_dash() {

@@ -4,6 +4,7 @@
 mod auth;
 mod documents;
 mod durability;
+mod native_dir;
 mod ops;
 mod resolve;
 mod secrets;
