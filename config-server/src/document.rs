@@ -62,13 +62,28 @@ pub(crate) fn check_name(kind: &str, value: &str) -> Result<(), DocumentError> {
     }
 }
 
+/// A label as written in a URL: `(_)` stands for `/` (git branches like `feature(_)x`), and
 /// `master` is `main`.
-pub(crate) fn normalize_label(label: &str) -> &str {
+pub(crate) fn normalize_label(label: &str) -> String {
+    let label = label.replace("(_)", "/");
     if label == "master" {
-        DEFAULT_LABEL
+        DEFAULT_LABEL.to_owned()
     } else {
         label
     }
+}
+
+/// Checks a label: names separated by `/`, at most 8 deep.
+pub(crate) fn check_label(label: &str) -> Result<(), DocumentError> {
+    let segments: Vec<&str> = label.split('/').collect();
+    if segments.len() > 8 {
+        return Err(DocumentError::InvalidName(
+            "a label has at most 8 '/'-separated parts".into(),
+        ));
+    }
+    segments
+        .into_iter()
+        .try_for_each(|segment| check_name("label", segment))
 }
 
 impl DocKey {
@@ -81,11 +96,11 @@ impl DocKey {
         let label = normalize_label(label);
         check_name("application", application)?;
         check_name("profile", profile)?;
-        check_name("label", label)?;
+        check_label(&label)?;
         Ok(Self {
             application: application.to_owned(),
             profile: profile.to_owned(),
-            label: label.to_owned(),
+            label,
         })
     }
 
@@ -306,5 +321,10 @@ mod tests {
             DocKey::new("orders", "dev", "master").unwrap().label,
             "main"
         );
+        assert_eq!(
+            DocKey::new("orders", "dev", "feature(_)x").unwrap().label,
+            "feature/x"
+        );
+        assert!(DocKey::new("orders", "dev", "a(_)..").is_err());
     }
 }

@@ -173,7 +173,11 @@ impl NativeDir {
     pub(crate) fn plain_file(&self, label: &str, path: &str) -> Option<String> {
         let mut full = self.root.clone();
         if label != DEFAULT_LABEL {
-            full.push(label);
+            // Nested folders hold labels with '/', segment by segment.
+            for segment in label.split('/') {
+                document::check_name("label", segment).ok()?;
+                full.push(segment);
+            }
         }
         for segment in path.split('/') {
             document::check_name("path", segment).ok()?;

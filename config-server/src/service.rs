@@ -388,6 +388,62 @@ impl ConfigService {
             .collect())
     }
 
+    /// Stores a plain-text file (an nginx.conf, say) for (application, profile, label).
+    pub(crate) async fn put_file(
+        &self,
+        key: &DocKey,
+        path: &str,
+        content: String,
+    ) -> Result<(), ServiceError> {
+        check_file_path(path)?;
+        if content.len() > self.max_bytes {
+            return Err(ServiceError::TooLarge(content.len(), self.max_bytes));
+        }
+        let (store, doc, path) = (self.store.clone(), key.storage_key(), path.to_owned());
+        blocking(move || store.put_file(&doc, &path, Some(&content))).await?;
+        Ok(())
+    }
+
+    /// Removes a plain-text file.
+    pub(crate) async fn delete_file(&self, key: &DocKey, path: &str) -> Result<(), ServiceError> {
+        check_file_path(path)?;
+        let (store, doc, owned) = (self.store.clone(), key.storage_key(), path.to_owned());
+        if blocking(move || store.put_file(&doc, &owned, None)).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!("no file {path:?}")))
+        }
+    }
+
+    /// A plain-text file for (application, profile, label), falling back to the default profile
+    /// and then to the shared `application`, as Spring looks resources up.
+    pub(crate) async fn file(
+        &self,
+        key: &DocKey,
+        path: &str,
+    ) -> Result<Option<String>, ServiceError> {
+        check_file_path(path)?;
+        let candidates = [
+            key.clone(),
+            DocKey {
+                profile: DEFAULT_PROFILE.to_owned(),
+                ..key.clone()
+            },
+            DocKey {
+                application: SHARED.to_owned(),
+                profile: DEFAULT_PROFILE.to_owned(),
+                ..key.clone()
+            },
+        ];
+        for candidate in candidates {
+            let (store, doc, path) = (self.store.clone(), candidate.storage_key(), path.to_owned());
+            if let Some(text) = blocking(move || store.file(&doc, &path)).await? {
+                return Ok(Some(text));
+            }
+        }
+        Ok(None)
+    }
+
     /// Sets an application's JSON Schema; later writes of its documents must satisfy it.
     pub(crate) async fn set_schema(
         &self,
@@ -527,6 +583,18 @@ impl ConfigService {
     pub(crate) fn index_updates(&self) -> watch::Receiver<u64> {
         self.index.subscribe()
     }
+}
+
+/// A file path: names separated by `/`, at most 8 deep; nothing that could climb or hide.
+fn check_file_path(path: &str) -> Result<(), ServiceError> {
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() > 8 {
+        return Err(DocumentError::InvalidName("a file path has at most 8 parts".into()).into());
+    }
+    for segment in segments {
+        document::check_name("path", segment)?;
+    }
+    Ok(())
 }
 
 fn not_found(key: &DocKey) -> ServiceError {

@@ -15,6 +15,8 @@ const VERSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("version
 const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("heads");
 /// `{application}` → its JSON Schema.
 const SCHEMAS: TableDefinition<'_, &str, &str> = TableDefinition::new("schemas");
+/// `{document key}\0{path}` → a plain-text file served with placeholders filled.
+const FILES: TableDefinition<'_, &str, &str> = TableDefinition::new("files");
 /// `index` → the last change index.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 
@@ -83,6 +85,7 @@ impl Store {
         write.open_table(VERSIONS).map_err(wrap)?;
         write.open_table(HEADS).map_err(wrap)?;
         write.open_table(SCHEMAS).map_err(wrap)?;
+        write.open_table(FILES).map_err(wrap)?;
         write.open_table(META).map_err(wrap)?;
         write.commit().map_err(wrap)?;
         Ok(Self { db: Arc::new(db) })
@@ -178,6 +181,34 @@ impl Store {
         }
         out.reverse();
         Ok(out)
+    }
+
+    /// Stores (or, with `None`, removes) a plain-text file, durably; says whether one was there.
+    pub(crate) fn put_file(
+        &self,
+        doc: &str,
+        path: &str,
+        content: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let key = format!("{doc}\0{path}");
+        let write = self.db.begin_write().map_err(wrap)?;
+        let existed = {
+            let mut table = write.open_table(FILES).map_err(wrap)?;
+            match content {
+                Some(text) => table.insert(key.as_str(), text).map_err(wrap)?.is_some(),
+                None => table.remove(key.as_str()).map_err(wrap)?.is_some(),
+            }
+        };
+        write.commit().map_err(wrap)?;
+        Ok(existed)
+    }
+
+    /// A stored plain-text file.
+    pub(crate) fn file(&self, doc: &str, path: &str) -> Result<Option<String>, StoreError> {
+        let read = self.db.begin_read().map_err(wrap)?;
+        let table = read.open_table(FILES).map_err(wrap)?;
+        let found = table.get(format!("{doc}\0{path}").as_str()).map_err(wrap)?;
+        Ok(found.map(|v| v.value().to_owned()))
     }
 
     /// Sets an application's schema, durably.

@@ -67,6 +67,10 @@ pub(crate) fn router(state: AppState) -> Router {
             get(watch::stream),
         )
         .route("/v1/schemas/{application}", put(native::put_schema))
+        .route(
+            "/v1/files/{application}/{profile}/{label}/{*path}",
+            put(native::put_file).delete(native::delete_file),
+        )
         .route("/encrypt", post(native::encrypt))
         .route("/decrypt", post(native::decrypt))
         .route("/health", get(ops::health))

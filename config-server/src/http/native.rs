@@ -244,9 +244,9 @@ pub(crate) async fn resolve(
 ) -> Result<Response, ApiError> {
     identity.require(Scope::Read)?;
     let Path((application, profile_segment, label)) = path?;
-    let label = document::normalize_label(&label).to_owned();
+    let label = document::normalize_label(&label);
     document::check_name("application", &application)?;
-    document::check_name("label", &label)?;
+    document::check_label(&label)?;
     let profiles = profiles(&profile_segment)?;
     let Query(query) = query?;
     if let Some(index) = query.index {
@@ -295,6 +295,47 @@ pub(crate) async fn put_schema(
     let Json(schema) =
         body.map_err(|r| ApiError::new(r.status(), "invalid_body", r.body_text()))?;
     state.service.set_schema(&application, schema).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+type FilePath = Result<Path<(String, String, String, String)>, PathRejection>;
+
+/// Store a plain-text file (an nginx.conf, say), served by the Spring API at
+/// `/{application}/{profile}/{label}/{path}` with placeholders filled.
+#[utoipa::path(put, path = "/v1/files/{application}/{profile}/{label}/{path}",
+    params(("application" = String, Path), ("profile" = String, Path), ("label" = String, Path), ("path" = String, Path)),
+    request_body(content = String, content_type = "text/plain"),
+    responses((status = 204), (status = 400, body = ErrorBody)))]
+pub(crate) async fn put_file(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: FilePath,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    identity.require(Scope::Write)?;
+    let Path((application, profile, label, file)) = path?;
+    let key = DocKey::new(&application, &profile, &label)?;
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_request("invalid_body", "the file is not UTF-8"))?;
+    state.service.put_file(&key, &file, text).await?;
+    state.metrics.write();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove a plain-text file.
+#[utoipa::path(delete, path = "/v1/files/{application}/{profile}/{label}/{path}",
+    params(("application" = String, Path), ("profile" = String, Path), ("label" = String, Path), ("path" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+pub(crate) async fn delete_file(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    path: FilePath,
+) -> Result<StatusCode, ApiError> {
+    identity.require(Scope::Write)?;
+    let Path((application, profile, label, file)) = path?;
+    let key = DocKey::new(&application, &profile, &label)?;
+    state.service.delete_file(&key, &file).await?;
+    state.metrics.write();
     Ok(StatusCode::NO_CONTENT)
 }
 

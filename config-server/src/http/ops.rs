@@ -25,6 +25,8 @@ use super::error::ApiError;
         super::native::rollback,
         super::native::resolve,
         super::native::put_schema,
+        super::native::put_file,
+        super::native::delete_file,
         super::watch::stream,
         health,
     )

@@ -19,8 +19,8 @@ use crate::document::{self, DEFAULT_LABEL};
 
 /// A label as Spring spells it: `(_)` stands for `/`, `master` for `main`.
 fn label(raw: &str) -> Result<String, ApiError> {
-    let label = document::normalize_label(raw).replace("(_)", "/");
-    document::check_name("label", &label)?;
+    let label = document::normalize_label(raw);
+    document::check_label(&label)?;
     Ok(label)
 }
 
@@ -162,7 +162,8 @@ pub(crate) async fn three_segments(
     )
 }
 
-/// `GET /{application}/{profile}/{label}/{path}`: a plain file from the native directory, with
+/// `GET /{application}/{profile}/{label}/{path}`: a stored plain file (or one from the native
+/// directory), with
 /// `${key}` and `${key:default}` placeholders filled from that application's configuration.
 pub(crate) async fn plain_file(
     State(state): State<AppState>,
@@ -175,10 +176,19 @@ pub(crate) async fn plain_file(
     let profiles = profiles(&profile_segment)?;
     let label = label(&raw_label)?;
     let not_found = || ApiError::not_found(format!("no file {file_path:?} for label {label}"));
-    let native = state.native.as_ref().ok_or_else(not_found)?;
-    let text = native
-        .plain_file(&label, &file_path)
-        .ok_or_else(not_found)?;
+    let profile = profiles
+        .last()
+        .cloned()
+        .unwrap_or_else(|| document::DEFAULT_PROFILE.to_owned());
+    let key = document::DocKey::new(&application, &profile, &label)?;
+    let text = match state.service.file(&key, &file_path).await? {
+        Some(text) => text,
+        None => state
+            .native
+            .as_ref()
+            .and_then(|native| native.plain_file(&label, &file_path))
+            .ok_or_else(not_found)?,
+    };
     let resolved =
         state
             .service

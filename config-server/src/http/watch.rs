@@ -32,9 +32,9 @@ pub(crate) async fn stream(
 ) -> Result<Response, ApiError> {
     identity.require(Scope::Read)?;
     let Path((application, profile_segment, label)) = path?;
-    let label = document::normalize_label(&label).to_owned();
+    let label = document::normalize_label(&label);
     document::check_name("application", &application)?;
-    document::check_name("label", &label)?;
+    document::check_label(&label)?;
     let profiles = profiles(&profile_segment)?;
     // Subscribe before the first resolve, so no change falls between them.
     let receiver = state.service.subscribe();

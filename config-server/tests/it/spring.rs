@@ -115,3 +115,82 @@ async fn a_prefix_moves_the_api_and_empty_results_can_be_refused() {
     assert_eq!(body["error"]["code"], "not_found");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn labels_with_slashes_are_spelled_with_underscores_in_parentheses() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config_in(dir.path())).await;
+    server
+        .put_yaml("orders/default/feature(_)x", "flag: on\n")
+        .await;
+    let env = server.get_json("/orders/default/feature(_)x").await;
+    assert_eq!(env["label"], "feature/x");
+    assert_eq!(env["propertySources"][0]["source"]["flag"], "on");
+    let yaml = server
+        .client
+        .get(server.at("/feature(_)x/orders-default.yml"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(yaml.contains("flag: on"), "{yaml}");
+    let bad = server
+        .client
+        .get(server.at("/orders/default/a(_).."))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stored_plain_files_with_placeholders() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config_in(dir.path())).await;
+    seed(&server).await;
+    let put = server
+        .client
+        .put(server.at("/v1/files/orders/default/main/conf/nginx.conf"))
+        .body("worker_connections ${pool.size};\ntimeout ${timeout};\nkeep ${nothing:on};\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    // The dev profile falls back to the default profile's file, filled from the dev view.
+    let text = server
+        .client
+        .get(server.at("/orders/dev/main/conf/nginx.conf"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "worker_connections 8;\ntimeout 2s;\nkeep on;\n");
+    let traversal = server
+        .client
+        .put(server.at("/v1/files/orders/default/main/..%2Fx"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(traversal.status(), 400);
+    let deleted = server
+        .client
+        .delete(server.at("/v1/files/orders/default/main/conf/nginx.conf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone = server
+        .client
+        .get(server.at("/orders/dev/main/conf/nginx.conf"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    server.stop().await;
+}
