@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 /// The request header that carries a write's message for the history.
 pub const MESSAGE_HEADER: &str = "x-msakit-message";
@@ -125,4 +126,96 @@ pub struct Resolved {
     pub properties: BTreeMap<String, serde_json::Value>,
     /// The documents merged, highest precedence first.
     pub sources: Vec<Source>,
+}
+
+/// Rebuilds a tree from flattened keys (`a.b.c`, `a[0]`), for rendering as YAML or JSON.
+pub fn unflatten(flat: &BTreeMap<String, Value>) -> Value {
+    let mut root = Value::Object(Map::new());
+    for (key, value) in flat {
+        let mut node = &mut root;
+        let parts = key_parts(key);
+        for (i, part) in parts.iter().enumerate() {
+            let last = i == parts.len() - 1;
+            node = match part {
+                KeyPart::Name(name) => {
+                    if !node.is_object() {
+                        *node = Value::Object(Map::new());
+                    }
+                    let map = node.as_object_mut().expect("just made an object");
+                    map.entry(name.clone()).or_insert(Value::Null)
+                }
+                KeyPart::Index(index) => {
+                    if !node.is_array() {
+                        *node = Value::Array(Vec::new());
+                    }
+                    let items = node.as_array_mut().expect("just made an array");
+                    if items.len() <= *index {
+                        items.resize(index + 1, Value::Null);
+                    }
+                    &mut items[*index]
+                }
+            };
+            if last {
+                *node = value.clone();
+            }
+        }
+    }
+    root
+}
+
+enum KeyPart {
+    Name(String),
+    Index(usize),
+}
+
+/// `a.b[2].c` → a, b, 2, c. Indexes too large to be real list positions stay part of the name.
+fn key_parts(key: &str) -> Vec<KeyPart> {
+    let mut parts = Vec::new();
+    for segment in key.split('.') {
+        let (name, mut rest) = match segment.find('[') {
+            Some(at) => segment.split_at(at),
+            None => (segment, ""),
+        };
+        let mut name = name.to_owned();
+        let mut indexes = Vec::new();
+        while let Some(close) = rest.find(']') {
+            match rest[1..close].parse::<usize>() {
+                Ok(i) if rest.starts_with('[') && i < 10_000 => indexes.push(i),
+                _ => {
+                    name.push_str(rest);
+                    indexes.clear();
+                    rest = "";
+                    break;
+                }
+            }
+            rest = &rest[close + 1..];
+        }
+        name.push_str(rest);
+        if !name.is_empty() {
+            parts.push(KeyPart::Name(name));
+        }
+        parts.extend(indexes.into_iter().map(KeyPart::Index));
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unflatten_rebuilds_maps_and_lists() {
+        let flat: BTreeMap<String, Value> = [
+            ("a.b".to_owned(), json!(1)),
+            ("a.c[0]".to_owned(), json!("x")),
+            ("a.c[1].d".to_owned(), json!(true)),
+            ("e".to_owned(), json!("f")),
+        ]
+        .into();
+        assert_eq!(
+            unflatten(&flat),
+            json!({"a": {"b": 1, "c": ["x", {"d": true}]}, "e": "f"})
+        );
+    }
 }

@@ -206,76 +206,7 @@ pub(crate) fn flatten(value: &Value) -> BTreeMap<String, Value> {
     out
 }
 
-/// Rebuilds a tree from flattened keys (`a.b.c`, `a[0]`), for rendering as YAML or JSON.
-pub(crate) fn unflatten(flat: &BTreeMap<String, Value>) -> Value {
-    let mut root = Value::Object(Map::new());
-    for (key, value) in flat {
-        let mut node = &mut root;
-        let parts = key_parts(key);
-        for (i, part) in parts.iter().enumerate() {
-            let last = i == parts.len() - 1;
-            node = match part {
-                KeyPart::Name(name) => {
-                    if !node.is_object() {
-                        *node = Value::Object(Map::new());
-                    }
-                    let map = node.as_object_mut().expect("just made an object");
-                    map.entry(name.clone()).or_insert(Value::Null)
-                }
-                KeyPart::Index(index) => {
-                    if !node.is_array() {
-                        *node = Value::Array(Vec::new());
-                    }
-                    let items = node.as_array_mut().expect("just made an array");
-                    if items.len() <= *index {
-                        items.resize(index + 1, Value::Null);
-                    }
-                    &mut items[*index]
-                }
-            };
-            if last {
-                *node = value.clone();
-            }
-        }
-    }
-    root
-}
-
-enum KeyPart {
-    Name(String),
-    Index(usize),
-}
-
-/// `a.b[2].c` → a, b, 2, c. Indexes too large to be real list positions stay part of the name.
-fn key_parts(key: &str) -> Vec<KeyPart> {
-    let mut parts = Vec::new();
-    for segment in key.split('.') {
-        let (name, mut rest) = match segment.find('[') {
-            Some(at) => segment.split_at(at),
-            None => (segment, ""),
-        };
-        let mut name = name.to_owned();
-        let mut indexes = Vec::new();
-        while let Some(close) = rest.find(']') {
-            match rest[1..close].parse::<usize>() {
-                Ok(i) if rest.starts_with('[') && i < 10_000 => indexes.push(i),
-                _ => {
-                    name.push_str(rest);
-                    indexes.clear();
-                    rest = "";
-                    break;
-                }
-            }
-            rest = &rest[close + 1..];
-        }
-        name.push_str(rest);
-        if !name.is_empty() {
-            parts.push(KeyPart::Name(name));
-        }
-        parts.extend(indexes.into_iter().map(KeyPart::Index));
-    }
-    parts
-}
+pub(crate) use msakit_api::config::unflatten;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,308 @@
+//! A local cache of other services' instances, filled on first use and then kept current by the
+//! registry's watch stream. Once a service's instances are known, a lookup never waits for the
+//! registry: when it is down, the last known instances keep being served (and the cache says how
+//! old it is).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use msakit_api::registry::{
+    Change, ChangeEvent, Instance, InstanceStatus, ServiceInstances, Snapshot,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff::Reconnect;
+use crate::sse::SseReader;
+
+/// Where the registry is.
+#[derive(Debug, Clone)]
+pub struct DiscoveryOptions {
+    /// Registry base URLs; the next is tried when one fails.
+    pub registry_urls: Vec<String>,
+    /// This service's zone: instances in it are preferred.
+    pub zone: Option<String>,
+    /// A bearer token, when the registry protects reads.
+    pub token: Option<String>,
+}
+
+impl DiscoveryOptions {
+    /// Options for one registry.
+    pub fn new(registry_url: impl Into<String>) -> Self {
+        Self {
+            registry_urls: vec![registry_url.into()],
+            zone: None,
+            token: None,
+        }
+    }
+}
+
+/// Why instances could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// The service has never been seen and no registry answered.
+    #[error("no registry answered for service {service}: {reason}")]
+    Unavailable {
+        /// The service.
+        service: String,
+        /// The last failure.
+        reason: String,
+    },
+}
+
+/// A service's instances as last seen.
+#[derive(Debug, Clone)]
+struct Known {
+    instances: Arc<Vec<Instance>>,
+    /// When the registry last confirmed them.
+    fresh_at: Instant,
+    /// Whether the watch stream is connected.
+    live: bool,
+}
+
+/// The discovery cache. Cheap to clone; clones share the cache and its watch tasks.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    options: DiscoveryOptions,
+    client: reqwest::Client,
+    streaming: reqwest::Client,
+    services: RwLock<HashMap<String, Known>>,
+    stop: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Discovery {
+    /// A cache over these registries.
+    pub fn new(options: DiscoveryOptions) -> Self {
+        assert!(
+            !options.registry_urls.is_empty(),
+            "at least one registry URL"
+        );
+        Self {
+            inner: Arc::new(Inner {
+                options,
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .build()
+                    .expect("builds"),
+                streaming: reqwest::Client::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .build()
+                    .expect("builds"),
+                services: RwLock::new(HashMap::new()),
+                stop: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Every known instance of `service`, whatever its status. The first call asks the registry
+    /// and starts watching; later calls answer from the cache at once.
+    pub async fn instances(&self, service: &str) -> Result<Arc<Vec<Instance>>, DiscoveryError> {
+        if let Some(known) = self
+            .inner
+            .services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(service)
+        {
+            return Ok(Arc::clone(&known.instances));
+        }
+        let fetched = self.fetch(service).await?;
+        let instances = Arc::new(fetched.instances);
+        let first = {
+            let mut services = self
+                .inner
+                .services
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            let first = !services.contains_key(service);
+            services.entry(service.to_owned()).or_insert(Known {
+                instances: Arc::clone(&instances),
+                fresh_at: Instant::now(),
+                live: false,
+            });
+            first
+        };
+        if first {
+            tokio::spawn(watch(Arc::downgrade(&self.inner), service.to_owned()));
+        }
+        Ok(instances)
+    }
+
+    /// The instances to call: UP ones, those in this service's zone first when there are any.
+    pub async fn available(&self, service: &str) -> Result<Vec<Instance>, DiscoveryError> {
+        let all = self.instances(service).await?;
+        let up: Vec<Instance> = all
+            .iter()
+            .filter(|i| i.status == InstanceStatus::Up)
+            .cloned()
+            .collect();
+        if let Some(zone) = &self.inner.options.zone {
+            let local: Vec<Instance> = up
+                .iter()
+                .filter(|i| i.zone.as_ref() == Some(zone))
+                .cloned()
+                .collect();
+            if !local.is_empty() {
+                return Ok(local);
+            }
+        }
+        Ok(up)
+    }
+
+    /// How long ago the registry last confirmed `service`'s instances, and whether the watch is
+    /// connected; `None` for a service never looked up.
+    pub fn staleness(&self, service: &str) -> Option<(Duration, bool)> {
+        let services = self
+            .inner
+            .services
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        services.get(service).map(|k| {
+            if k.live {
+                (Duration::ZERO, true)
+            } else {
+                (k.fresh_at.elapsed(), false)
+            }
+        })
+    }
+
+    async fn fetch(&self, service: &str) -> Result<ServiceInstances, DiscoveryError> {
+        let mut reason = String::new();
+        for base in &self.inner.options.registry_urls {
+            let url = format!("{}/v1/services/{service}", base.trim_end_matches('/'));
+            let mut request = self.inner.client.get(url);
+            if let Some(token) = &self.inner.options.token {
+                request = request.bearer_auth(token);
+            }
+            match request.send().await {
+                Ok(response) if response.status().is_success() => match response.json().await {
+                    Ok(found) => return Ok(found),
+                    Err(e) => reason = e.to_string(),
+                },
+                Ok(response) => reason = format!("registry answered {}", response.status()),
+                Err(e) => reason = e.to_string(),
+            }
+        }
+        Err(DiscoveryError::Unavailable {
+            service: service.to_owned(),
+            reason,
+        })
+    }
+}
+
+/// Follows the registry's watch stream for one service, reconnecting (and resuming from the
+/// last event id) with backoff, across the registry URLs, for as long as the cache lives.
+async fn watch(inner: std::sync::Weak<Inner>, service: String) {
+    let mut reconnect = Reconnect::new(Duration::from_secs(10));
+    let mut last_id: Option<String> = None;
+    let mut attempt = 0usize;
+    loop {
+        let Some(strong) = inner.upgrade() else {
+            return;
+        };
+        let stop = strong.stop.clone();
+        let urls = strong.options.registry_urls.clone();
+        let base = urls[attempt % urls.len()].trim_end_matches('/').to_owned();
+        let mut request = strong
+            .streaming
+            .get(format!("{base}/v1/watch?service={service}"));
+        if let Some(token) = &strong.options.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(id) = &last_id {
+            request = request.header("last-event-id", id);
+        }
+        drop(strong);
+        let connected = tokio::select! {
+            response = request.send() => response.ok().filter(|r| r.status().is_success()),
+            _ = stop.cancelled() => return,
+        };
+        if let Some(response) = connected {
+            reconnect.reset();
+            let mut events = SseReader::new(response);
+            loop {
+                let event = tokio::select! {
+                    event = events.next() => event,
+                    _ = stop.cancelled() => return,
+                };
+                let Some(event) = event else { break };
+                let Some(strong) = inner.upgrade() else {
+                    return;
+                };
+                apply(&strong, &service, &event.event, &event.data);
+                last_id = event.id.or(last_id);
+            }
+        }
+        if let Some(strong) = inner.upgrade() {
+            if let Some(known) = strong
+                .services
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(&service)
+            {
+                if known.live {
+                    known.live = false;
+                    known.fresh_at = Instant::now();
+                    tracing::warn!(%service, "registry watch lost; serving the last known instances");
+                }
+            }
+        }
+        attempt += 1;
+        tokio::select! {
+            _ = tokio::time::sleep(reconnect.next_delay()) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+fn apply(inner: &Inner, service: &str, event: &str, data: &str) {
+    let mut services = inner.services.write().unwrap_or_else(|e| e.into_inner());
+    let Some(known) = services.get_mut(service) else {
+        return;
+    };
+    match event {
+        "snapshot" => {
+            if let Ok(snapshot) = serde_json::from_str::<Snapshot>(data) {
+                let instances = snapshot
+                    .services
+                    .into_iter()
+                    .find(|s| s.service == service)
+                    .map(|s| s.instances)
+                    .unwrap_or_default();
+                known.instances = Arc::new(instances);
+            }
+        }
+        "change" => {
+            if let Ok(change) = serde_json::from_str::<ChangeEvent>(data) {
+                let mut instances = (*known.instances).clone();
+                match change.change {
+                    Change::Upserted { instance } => {
+                        match instances.iter_mut().find(|i| i.id == instance.id) {
+                            Some(existing) => *existing = instance,
+                            None => {
+                                instances.push(instance);
+                                instances.sort_by(|a, b| a.id.cmp(&b.id));
+                            }
+                        }
+                    }
+                    Change::Removed { id, .. } => instances.retain(|i| i.id != id),
+                }
+                known.instances = Arc::new(instances);
+            }
+        }
+        _ => return,
+    }
+    known.live = true;
+    known.fresh_at = Instant::now();
+}
