@@ -8,16 +8,21 @@
 //!   change, with a last-known-good copy on disk.
 //! - [`resilience`]: the fault-tolerance primitives, re-exported.
 //!
-//! Load-balanced calls (`ServiceClient`: P2C, outlier ejection, retries on another instance) are
-//! the next step of the SDK and are not here yet.
+//! - [`ServiceClient`]: calls by service name — P2C over peak-EWMA latency, per-instance
+//!   ejection, a per-service breaker, retries on another instance within a retry budget, a
+//!   per-attempt timeout and a deadline passed downstream.
 
 mod backoff;
 pub mod config;
 pub mod discovery;
 pub mod registration;
+pub mod service_client;
 mod sse;
 
 pub use config::{ConfigClient, ConfigClientOptions, ConfigError};
 pub use discovery::{Discovery, DiscoveryError, DiscoveryOptions};
 pub use msakit_resilience as resilience;
 pub use registration::{Registration, RegistrationOptions};
+pub use service_client::{
+    CallError, CallErrorKind, DEADLINE_HEADER, ServiceClient, ServiceClientOptions,
+};

@@ -4,4 +4,5 @@
 mod config;
 mod discovery;
 mod registration;
+mod service_client;
 mod support;

@@ -1,0 +1,459 @@
+//! Calls to other services by name: discovery, power-of-two-choices balancing over peak-EWMA
+//! latency, per-instance outlier ejection, a per-service circuit breaker, retries on another
+//! instance within a shared retry budget, a per-attempt timeout and an overall deadline that is
+//! passed downstream.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use msakit_api::registry::Instance;
+use msakit_resilience::circuit_breaker::CallOutcome;
+use msakit_resilience::retry::{RetryBudget, RetryBudgetConfig};
+use msakit_resilience::{CircuitBreaker, CircuitBreakerConfig};
+use reqwest::{Method, StatusCode};
+
+use crate::discovery::Discovery;
+
+/// The request header carrying how many milliseconds the caller still waits, so the callee can
+/// give up when the caller already has.
+pub const DEADLINE_HEADER: &str = "x-msakit-deadline-ms";
+
+/// How calls behave.
+#[derive(Debug, Clone)]
+pub struct ServiceClientOptions {
+    /// Attempts in all, on different instances when there are. Default 3.
+    pub max_attempts: u32,
+    /// Time for one attempt. Default 2 s.
+    pub attempt_timeout: Duration,
+    /// Time for the whole call, attempts and pauses included. Default 5 s.
+    pub deadline: Duration,
+    /// The per-service breaker. Default: Resilience4j's, with a window of 20 calls.
+    pub breaker: CircuitBreakerConfig,
+    /// The retry budget shared by every call of this client. Default 20% + 10/s over 10 s.
+    pub budget: RetryBudgetConfig,
+    /// Failures in a row that eject an instance. Default 5.
+    pub eject_after_failures: u32,
+    /// The first ejection; each further one doubles, up to 5 min. Default 10 s.
+    pub ejection: Duration,
+    /// At most this share of a service's instances is ejected at once. Default 0.5.
+    pub max_ejected_share: f64,
+}
+
+impl Default for ServiceClientOptions {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            attempt_timeout: Duration::from_secs(2),
+            deadline: Duration::from_secs(5),
+            breaker: CircuitBreakerConfig {
+                sliding_window_size: 20,
+                minimum_number_of_calls: 20,
+                ..Default::default()
+            },
+            budget: RetryBudgetConfig::default(),
+            eject_after_failures: 5,
+            ejection: Duration::from_secs(10),
+            max_ejected_share: 0.5,
+        }
+    }
+}
+
+/// Why a call failed: which service, the last instance tried, how many attempts, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("call to {service} failed after {attempts} attempt(s){}: {kind}", instance.as_ref().map(|i| format!(" (last instance {i})")).unwrap_or_default())]
+pub struct CallError {
+    /// The service called.
+    pub service: String,
+    /// The last instance tried.
+    pub instance: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Why.
+    pub kind: CallErrorKind,
+}
+
+/// The reasons a call fails.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallErrorKind {
+    /// Discovery knows no available instance.
+    #[error("no available instance")]
+    NoInstances,
+    /// The service's breaker is open.
+    #[error("{0}")]
+    BreakerOpen(msakit_resilience::CallNotPermitted),
+    /// Retrying would exceed the retry budget.
+    #[error("retry budget exhausted; last: {0}")]
+    BudgetExhausted(String),
+    /// The overall deadline passed.
+    #[error("deadline of {0:?} exceeded")]
+    Deadline(Duration),
+    /// The last attempt answered with this server error.
+    #[error("status {0}")]
+    Status(StatusCode),
+    /// The last attempt failed in transport (connect, reset, attempt timeout).
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// What the balancer knows of one instance.
+#[derive(Debug)]
+struct InstanceStats {
+    /// Peak-EWMA latency in microseconds.
+    ewma_us: f64,
+    last_update: Instant,
+    in_flight: u32,
+    consecutive_failures: u32,
+    ejected_until: Option<Instant>,
+    ejections: u32,
+}
+
+impl InstanceStats {
+    fn new() -> Self {
+        Self {
+            ewma_us: 1_000.0,
+            last_update: Instant::now(),
+            in_flight: 0,
+            consecutive_failures: 0,
+            ejected_until: None,
+            ejections: 0,
+        }
+    }
+
+    /// Peak EWMA (Finagle): a slower sample counts at once, faster ones decay in over ~10 s.
+    fn observe(&mut self, latency: Duration) {
+        let sample = latency.as_secs_f64() * 1e6;
+        let elapsed = self.last_update.elapsed().as_secs_f64();
+        self.last_update = Instant::now();
+        if sample > self.ewma_us {
+            self.ewma_us = sample;
+        } else {
+            let weight = (-elapsed / 10.0).exp();
+            self.ewma_us = self.ewma_us * weight + sample * (1.0 - weight);
+        }
+    }
+
+    fn cost(&self) -> f64 {
+        self.ewma_us * f64::from(self.in_flight + 1)
+    }
+}
+
+/// One service's balancer state and breaker.
+#[derive(Debug)]
+struct ServiceState {
+    breaker: CircuitBreaker,
+    instances: Mutex<HashMap<String, InstanceStats>>,
+}
+
+/// Calls services by name. Cheap to clone; clones share balancer state, breakers and budget.
+#[derive(Debug, Clone)]
+pub struct ServiceClient {
+    discovery: Discovery,
+    http: reqwest::Client,
+    options: Arc<ServiceClientOptions>,
+    budget: RetryBudget,
+    services: Arc<Mutex<HashMap<String, Arc<ServiceState>>>>,
+}
+
+/// A request being built; see [`ServiceClient::request`].
+#[derive(Debug)]
+pub struct ServiceRequest {
+    client: ServiceClient,
+    service: String,
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+    retryable: bool,
+}
+
+impl ServiceClient {
+    /// A client over `discovery`.
+    pub fn new(
+        discovery: Discovery,
+        options: ServiceClientOptions,
+    ) -> Result<Self, msakit_resilience::ConfigError> {
+        options.breaker.validate()?;
+        Ok(Self {
+            discovery,
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build()
+                .expect("builds"),
+            budget: RetryBudget::new(&options.budget)?,
+            options: Arc::new(options),
+            services: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// A request to `path` on `service`. GET, HEAD, PUT, DELETE and OPTIONS are retried;
+    /// other methods only when marked [`retryable`](ServiceRequest::retryable).
+    pub fn request(&self, method: Method, service: &str, path: &str) -> ServiceRequest {
+        let retryable = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        );
+        ServiceRequest {
+            client: self.clone(),
+            service: service.to_owned(),
+            method,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: None,
+            retryable,
+        }
+    }
+
+    /// A GET to `path` on `service`.
+    pub fn get(&self, service: &str, path: &str) -> ServiceRequest {
+        self.request(Method::GET, service, path)
+    }
+
+    /// A POST to `path` on `service`.
+    pub fn post(&self, service: &str, path: &str) -> ServiceRequest {
+        self.request(Method::POST, service, path)
+    }
+
+    fn state(&self, service: &str) -> Arc<ServiceState> {
+        let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(services.entry(service.to_owned()).or_insert_with(|| {
+            Arc::new(ServiceState {
+                breaker: CircuitBreaker::new(service.to_owned(), self.options.breaker.clone())
+                    .expect("validated in new"),
+                instances: Mutex::new(HashMap::new()),
+            })
+        }))
+    }
+
+    /// Power of two choices over the instances not tried yet and not ejected (ejections never
+    /// cover more than `max_ejected_share` of them).
+    fn pick(
+        &self,
+        state: &ServiceState,
+        instances: &[Instance],
+        tried: &[String],
+    ) -> Option<Instance> {
+        let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let candidates: Vec<&Instance> = instances
+            .iter()
+            .filter(|i| !tried.contains(&i.id))
+            .collect();
+        let pool: Vec<&Instance> = if candidates.is_empty() {
+            instances.iter().collect()
+        } else {
+            candidates
+        };
+        let ejected = |i: &&Instance| {
+            stats
+                .get(&i.id)
+                .and_then(|s| s.ejected_until)
+                .is_some_and(|t| t > now)
+        };
+        let healthy: Vec<&Instance> = pool.iter().copied().filter(|i| !ejected(i)).collect();
+        let usable = if healthy.is_empty() { pool } else { healthy };
+        let chosen = match usable.len() {
+            0 => return None,
+            1 => usable[0],
+            n => {
+                let a = fastrand::usize(..n);
+                let mut b = fastrand::usize(..n - 1);
+                if b >= a {
+                    b += 1;
+                }
+                let cost = |i: &Instance| stats.get(&i.id).map_or(0.0, InstanceStats::cost);
+                if cost(usable[a]) <= cost(usable[b]) {
+                    usable[a]
+                } else {
+                    usable[b]
+                }
+            }
+        };
+        stats
+            .entry(chosen.id.clone())
+            .or_insert_with(InstanceStats::new)
+            .in_flight += 1;
+        Some(chosen.clone())
+    }
+
+    fn finish(
+        &self,
+        state: &ServiceState,
+        instance: &str,
+        total: usize,
+        latency: Duration,
+        failed: bool,
+    ) {
+        let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let ejected_now = stats
+            .values()
+            .filter(|s| s.ejected_until.is_some_and(|t| t > now))
+            .count();
+        let entry = stats
+            .entry(instance.to_owned())
+            .or_insert_with(InstanceStats::new);
+        entry.in_flight = entry.in_flight.saturating_sub(1);
+        entry.observe(latency);
+        if !failed {
+            entry.consecutive_failures = 0;
+            return;
+        }
+        entry.consecutive_failures += 1;
+        let share_allows =
+            ((ejected_now + 1) as f64) <= self.options.max_ejected_share * total as f64;
+        if entry.consecutive_failures >= self.options.eject_after_failures && share_allows {
+            let factor = 1u32 << entry.ejections.min(5);
+            let duration = self
+                .options
+                .ejection
+                .saturating_mul(factor)
+                .min(Duration::from_secs(300));
+            entry.ejected_until = Some(now + duration);
+            entry.ejections += 1;
+            entry.consecutive_failures = 0;
+            tracing::warn!(%instance, ?duration, "instance ejected after repeated failures");
+        }
+    }
+}
+
+impl ServiceRequest {
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// A JSON body (kept, so attempts can replay it).
+    pub fn json<B: serde::Serialize>(mut self, body: &B) -> Self {
+        self.body = serde_json::to_vec(body).ok();
+        self.headers
+            .push(("content-type".into(), "application/json".into()));
+        self
+    }
+
+    /// Allows retrying a method that is not idempotent by nature (say, a POST with an
+    /// idempotency key).
+    pub fn retryable(mut self) -> Self {
+        self.retryable = true;
+        self
+    }
+
+    /// Sends, retrying on other instances as allowed.
+    pub async fn send(self) -> Result<reqwest::Response, CallError> {
+        let client = &self.client;
+        let options = &client.options;
+        let state = client.state(&self.service);
+        let started = Instant::now();
+        let deadline = started + options.deadline;
+        client.budget.deposit();
+        let mut tried: Vec<String> = Vec::new();
+        let mut attempts = 0;
+        let fail = |attempts, instance: Option<String>, kind| CallError {
+            service: self.service.clone(),
+            instance,
+            attempts,
+            kind,
+        };
+        loop {
+            let instances = client
+                .discovery
+                .available(&self.service)
+                .await
+                .map_err(|_| fail(attempts, None, CallErrorKind::NoInstances))?;
+            let permit = state.breaker.try_acquire_owned().map_err(|e| {
+                fail(
+                    attempts,
+                    tried.last().cloned(),
+                    CallErrorKind::BreakerOpen(e),
+                )
+            })?;
+            let Some(instance) = client.pick(&state, &instances, &tried) else {
+                drop(permit);
+                return Err(fail(attempts, None, CallErrorKind::NoInstances));
+            };
+            attempts += 1;
+            tried.push(instance.id.clone());
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let scheme = if instance.scheme == msakit_api::registry::Scheme::Https {
+                "https"
+            } else {
+                "http"
+            };
+            let url = format!(
+                "{scheme}://{}:{}{}",
+                instance.host, instance.port, self.path
+            );
+            let mut request = client
+                .http
+                .request(self.method.clone(), url)
+                .timeout(options.attempt_timeout.min(remaining))
+                .header(DEADLINE_HEADER, remaining.as_millis().to_string());
+            for (name, value) in &self.headers {
+                request = request.header(name, value);
+            }
+            if let Some(body) = &self.body {
+                request = request.body(body.clone());
+            }
+            let attempt_started = Instant::now();
+            let result = request.send().await;
+            let latency = attempt_started.elapsed();
+            let (failed, retry_after, error) = match &result {
+                Ok(response)
+                    if response.status().is_server_error()
+                        || response.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    let after = response
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    (true, after, CallErrorKind::Status(response.status()))
+                }
+                Ok(_) => (false, None, CallErrorKind::NoInstances),
+                Err(e) => (true, None, CallErrorKind::Transport(e.to_string())),
+            };
+            client.finish(&state, &instance.id, instances.len(), latency, failed);
+            permit.record(if failed {
+                CallOutcome::Failure
+            } else {
+                CallOutcome::Success
+            });
+            if !failed {
+                return result.map_err(|e| {
+                    fail(
+                        attempts,
+                        Some(instance.id),
+                        CallErrorKind::Transport(e.to_string()),
+                    )
+                });
+            }
+            if !self.retryable || attempts >= options.max_attempts {
+                return match result {
+                    Ok(response) => Ok(response),
+                    Err(_) => Err(fail(attempts, Some(instance.id), error)),
+                };
+            }
+            let pause = retry_after.unwrap_or_else(|| {
+                Duration::from_millis(fastrand::u64(10..=50 * u64::from(attempts)))
+            });
+            if Instant::now() + pause >= deadline {
+                return Err(fail(
+                    attempts,
+                    Some(instance.id),
+                    CallErrorKind::Deadline(options.deadline),
+                ));
+            }
+            if !client.budget.try_withdraw() {
+                return Err(fail(
+                    attempts,
+                    Some(instance.id),
+                    CallErrorKind::BudgetExhausted(error.to_string()),
+                ));
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! `ServiceClient` against real backends registered in a real registry.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use msakit::{
+    CallErrorKind, DEADLINE_HEADER, Discovery, DiscoveryOptions, ServiceClient,
+    ServiceClientOptions,
+};
+
+use crate::support::registry;
+
+const HEALTHY: u8 = 0;
+const FAILING: u8 = 1;
+const SLOW: u8 = 2;
+
+/// A backend whose behaviour the test sets, counting its requests.
+struct Backend {
+    id: String,
+    hits: Arc<AtomicU64>,
+}
+
+async fn backend(registry_url: &str, service: &str, id: &str, mode: u8) -> Backend {
+    let (mode, hits) = (Arc::new(AtomicU8::new(mode)), Arc::new(AtomicU64::new(0)));
+    let (m, h) = (mode, Arc::clone(&hits));
+    let app = axum::Router::new().fallback(move |headers: HeaderMap| {
+        let (m, h) = (Arc::clone(&m), Arc::clone(&h));
+        async move {
+            h.fetch_add(1, Ordering::SeqCst);
+            let deadline = headers
+                .get(DEADLINE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_owned();
+            match m.load(Ordering::SeqCst) {
+                FAILING => (StatusCode::SERVICE_UNAVAILABLE, deadline),
+                SLOW => {
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                    (StatusCode::OK, deadline)
+                }
+                _ => (StatusCode::OK, deadline),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let response = reqwest::Client::new()
+        .put(format!(
+            "{registry_url}/v1/services/{service}/instances/{id}"
+        ))
+        .json(&serde_json::json!({"host": "127.0.0.1", "port": port}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+    Backend {
+        id: id.to_owned(),
+        hits,
+    }
+}
+
+fn client(registry_url: &str, options: ServiceClientOptions) -> ServiceClient {
+    ServiceClient::new(Discovery::new(DiscoveryOptions::new(registry_url)), options).unwrap()
+}
+
+#[tokio::test]
+async fn p2c_moves_load_away_from_a_slow_instance() {
+    let server = registry(None).await;
+    let url = server.url();
+    let fast_a = backend(&url, "catalog", "a", HEALTHY).await;
+    let fast_b = backend(&url, "catalog", "b", HEALTHY).await;
+    let slow = backend(&url, "catalog", "c", SLOW).await;
+    let client = client(&url, ServiceClientOptions::default());
+    for _ in 0..150 {
+        let response = client.get("catalog", "/items").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let (a, b, c) = (
+        fast_a.hits.load(Ordering::SeqCst),
+        fast_b.hits.load(Ordering::SeqCst),
+        slow.hits.load(Ordering::SeqCst),
+    );
+    assert!(
+        c < 15,
+        "the slow instance got {c} of 150 ({} {a}, {} {b})",
+        fast_a.id,
+        fast_b.id
+    );
+    assert!(
+        a > 40 && b > 40,
+        "load spread over the fast ones: {a} / {b}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_instance_is_retried_around_and_ejected() {
+    let server = registry(None).await;
+    let url = server.url();
+    let good_a = backend(&url, "stock", "a", HEALTHY).await;
+    let good_b = backend(&url, "stock", "b", HEALTHY).await;
+    let bad = backend(&url, "stock", "c", FAILING).await;
+    let client = client(&url, ServiceClientOptions::default());
+    for _ in 0..100 {
+        let response = client.get("stock", "/level").send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            200,
+            "a retry on another instance succeeds"
+        );
+    }
+    let failures = bad.hits.load(Ordering::SeqCst);
+    assert!(
+        failures <= 8,
+        "ejected after 5 failures in a row, got {failures} requests"
+    );
+    assert!(good_a.hits.load(Ordering::SeqCst) + good_b.hits.load(Ordering::SeqCst) >= 100);
+    let _ = (&good_a.id, &good_b.id, &bad.id);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_when_everything_fails_and_errors_say_why() {
+    let server = registry(None).await;
+    let url = server.url();
+    let only = backend(&url, "ledger", "a", FAILING).await;
+    let mut options = ServiceClientOptions::default();
+    options.breaker.sliding_window_size = 5;
+    options.breaker.minimum_number_of_calls = 5;
+    options.max_attempts = 1;
+    let client = client(&url, options);
+    let mut kinds = Vec::new();
+    for _ in 0..8 {
+        match client.post("ledger", "/entries").send().await {
+            Ok(response) => kinds.push(format!("status {}", response.status().as_u16())),
+            Err(e) => {
+                assert_eq!(e.service, "ledger");
+                kinds.push(match e.kind {
+                    CallErrorKind::BreakerOpen(_) => "open".to_owned(),
+                    other => other.to_string(),
+                });
+            }
+        }
+    }
+    assert_eq!(&kinds[..5], ["status 503"; 5]);
+    assert_eq!(&kinds[5..], ["open"; 3]);
+    assert_eq!(
+        only.hits.load(Ordering::SeqCst),
+        5,
+        "an open breaker sends nothing"
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_travels_downstream_and_calls_survive_the_registry() {
+    let server = registry(None).await;
+    let url = server.url();
+    let _backend = backend(&url, "pricing", "a", HEALTHY).await;
+    let options = ServiceClientOptions {
+        deadline: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    let client = client(&url, options);
+    let first = client.get("pricing", "/quote").send().await.unwrap();
+    let remaining: u64 = first.text().await.unwrap().parse().unwrap();
+    assert!(remaining > 1000 && remaining <= 1500, "{remaining}");
+    server.stop().await;
+    for _ in 0..5 {
+        let response = client.get("pricing", "/quote").send().await.unwrap();
+        assert_eq!(response.status(), 200, "served from the discovery cache");
+    }
+    let error = client.get("unknown", "/x").send().await.unwrap_err();
+    assert!(matches!(error.kind, CallErrorKind::NoInstances), "{error}");
+    assert!(
+        error.to_string().contains("call to unknown failed"),
+        "{error}"
+    );
+}
