@@ -19,9 +19,26 @@ use crate::discovery::Discovery;
 /// give up when the caller already has.
 pub const DEADLINE_HEADER: &str = "x-msakit-deadline-ms";
 
+/// How an instance is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balancer {
+    /// Two instances at random, the one with the lower peak-EWMA latency × load (Finagle,
+    /// Linkerd). Moves load away from slow instances at once.
+    #[default]
+    PowerOfTwoChoices,
+    /// Each instance in turn.
+    RoundRobin,
+    /// Uniformly at random.
+    Random,
+    /// At random, in proportion to the instances' registered weights.
+    Weighted,
+}
+
 /// How calls behave.
 #[derive(Debug, Clone)]
 pub struct ServiceClientOptions {
+    /// How an instance is chosen. Default power of two choices.
+    pub balancer: Balancer,
     /// Attempts in all, on different instances when there are. Default 3.
     pub max_attempts: u32,
     /// Time for one attempt. Default 2 s.
@@ -43,6 +60,7 @@ pub struct ServiceClientOptions {
 impl Default for ServiceClientOptions {
     fn default() -> Self {
         Self {
+            balancer: Balancer::PowerOfTwoChoices,
             max_attempts: 3,
             attempt_timeout: Duration::from_secs(2),
             deadline: Duration::from_secs(5),
@@ -144,6 +162,8 @@ impl InstanceStats {
 struct ServiceState {
     breaker: CircuitBreaker,
     instances: Mutex<HashMap<String, InstanceStats>>,
+    /// The round-robin position.
+    next: std::sync::atomic::AtomicUsize,
 }
 
 /// Calls services by name. Cheap to clone; clones share balancer state, breakers and budget.
@@ -166,6 +186,8 @@ pub struct ServiceRequest {
     headers: Vec<(String, String)>,
     body: Option<Vec<u8>>,
     retryable: bool,
+    /// The W3C trace this call belongs to (32 hex digits); a new one when none is given.
+    trace_id: Option<String>,
 }
 
 impl ServiceClient {
@@ -202,6 +224,7 @@ impl ServiceClient {
             headers: Vec::new(),
             body: None,
             retryable,
+            trace_id: None,
         }
     }
 
@@ -222,6 +245,7 @@ impl ServiceClient {
                 breaker: CircuitBreaker::new(service.to_owned(), self.options.breaker.clone())
                     .expect("validated in new"),
                 instances: Mutex::new(HashMap::new()),
+                next: std::sync::atomic::AtomicUsize::new(0),
             })
         }))
     }
@@ -253,10 +277,11 @@ impl ServiceClient {
         };
         let healthy: Vec<&Instance> = pool.iter().copied().filter(|i| !ejected(i)).collect();
         let usable = if healthy.is_empty() { pool } else { healthy };
-        let chosen = match usable.len() {
-            0 => return None,
-            1 => usable[0],
-            n => {
+        let n = usable.len();
+        let chosen = match (n, self.options.balancer) {
+            (0, _) => return None,
+            (1, _) => usable[0],
+            (_, Balancer::PowerOfTwoChoices) => {
                 let a = fastrand::usize(..n);
                 let mut b = fastrand::usize(..n - 1);
                 if b >= a {
@@ -268,6 +293,27 @@ impl ServiceClient {
                 } else {
                     usable[b]
                 }
+            }
+            (_, Balancer::RoundRobin) => {
+                usable[state
+                    .next
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    % n]
+            }
+            (_, Balancer::Random) => usable[fastrand::usize(..n)],
+            (_, Balancer::Weighted) => {
+                let total: u64 = usable.iter().map(|i| u64::from(i.weight.max(1))).sum();
+                let mut ticket = fastrand::u64(..total);
+                let mut chosen = usable[0];
+                for candidate in &usable {
+                    let weight = u64::from(candidate.weight.max(1));
+                    if ticket < weight {
+                        chosen = candidate;
+                        break;
+                    }
+                    ticket -= weight;
+                }
+                chosen
             }
         };
         stats
@@ -313,6 +359,7 @@ impl ServiceClient {
             entry.ejected_until = Some(now + duration);
             entry.ejections += 1;
             entry.consecutive_failures = 0;
+            metrics::counter!("msakit_ejections_total").increment(1);
             tracing::warn!(%instance, ?duration, "instance ejected after repeated failures");
         }
     }
@@ -333,6 +380,19 @@ impl ServiceRequest {
         self
     }
 
+    /// Continues the W3C trace of an incoming `traceparent` header (each attempt gets a span id
+    /// of its own); without it, the call starts a new trace.
+    pub fn traceparent(mut self, incoming: &str) -> Self {
+        let parts: Vec<&str> = incoming.split('-').collect();
+        if parts.len() == 4
+            && parts[1].len() == 32
+            && parts[1].bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            self.trace_id = Some(parts[1].to_ascii_lowercase());
+        }
+        self
+    }
+
     /// Allows retrying a method that is not idempotent by nature (say, a POST with an
     /// idempotency key).
     pub fn retryable(mut self) -> Self {
@@ -350,6 +410,11 @@ impl ServiceRequest {
         client.budget.deposit();
         let mut tried: Vec<String> = Vec::new();
         let mut attempts = 0;
+        let trace_id = self
+            .trace_id
+            .clone()
+            .unwrap_or_else(|| format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(1..)));
+        let service_label = self.service.clone();
         let fail = |attempts, instance: Option<String>, kind| CallError {
             service: self.service.clone(),
             instance,
@@ -389,7 +454,11 @@ impl ServiceRequest {
                 .http
                 .request(self.method.clone(), url)
                 .timeout(options.attempt_timeout.min(remaining))
-                .header(DEADLINE_HEADER, remaining.as_millis().to_string());
+                .header(DEADLINE_HEADER, remaining.as_millis().to_string())
+                .header(
+                    "traceparent",
+                    format!("00-{trace_id}-{:016x}-01", fastrand::u64(1..)),
+                );
             for (name, value) in &self.headers {
                 request = request.header(name, value);
             }
@@ -421,6 +490,25 @@ impl ServiceRequest {
             } else {
                 CallOutcome::Success
             });
+            let outcome = if failed { "failure" } else { "success" };
+            tracing::debug!(
+                service = %self.service,
+                instance = %instance.id,
+                attempt = attempts,
+                outcome,
+                latency_ms = latency.as_millis() as u64,
+                breaker = %state.breaker.state(),
+                trace_id = %trace_id,
+                "service call attempt"
+            );
+            metrics::counter!("msakit_calls_total", "service" => service_label.clone(), "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("msakit_call_duration_seconds", "service" => service_label.clone())
+                .record(latency.as_secs_f64());
+            if attempts > 1 {
+                metrics::counter!("msakit_retries_total", "service" => service_label.clone())
+                    .increment(1);
+            }
             if !failed {
                 return result.map_err(|e| {
                     fail(
@@ -447,6 +535,7 @@ impl ServiceRequest {
                 ));
             }
             if !client.budget.try_withdraw() {
+                metrics::counter!("msakit_retry_budget_exhausted_total", "service" => service_label.clone()).increment(1);
                 return Err(fail(
                     attempts,
                     Some(instance.id),

@@ -29,11 +29,17 @@ async fn backend(registry_url: &str, service: &str, id: &str, mode: u8) -> Backe
         let (m, h) = (Arc::clone(&m), Arc::clone(&h));
         async move {
             h.fetch_add(1, Ordering::SeqCst);
+            let trace = headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_owned();
             let deadline = headers
                 .get(DEADLINE_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("none")
                 .to_owned();
+            let deadline = format!("{deadline}|{trace}");
             match m.load(Ordering::SeqCst) {
                 FAILING => (StatusCode::SERVICE_UNAVAILABLE, deadline),
                 SLOW => {
@@ -163,8 +169,28 @@ async fn the_deadline_travels_downstream_and_calls_survive_the_registry() {
     };
     let client = client(&url, options);
     let first = client.get("pricing", "/quote").send().await.unwrap();
-    let remaining: u64 = first.text().await.unwrap().parse().unwrap();
+    let body = first.text().await.unwrap();
+    let (remaining, trace) = body.split_once('|').unwrap();
+    let remaining: u64 = remaining.parse().unwrap();
     assert!(remaining > 1000 && remaining <= 1500, "{remaining}");
+    // A W3C traceparent goes with every call, continuing the caller's trace when given.
+    assert!(trace.starts_with("00-") && trace.len() == 55, "{trace}");
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let continued = client
+        .get("pricing", "/quote")
+        .traceparent(incoming)
+        .send()
+        .await
+        .unwrap();
+    let body = continued.text().await.unwrap();
+    assert!(
+        body.contains("-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("00f067aa0ba902b7"),
+        "a new span id per attempt: {body}"
+    );
     server.stop().await;
     for _ in 0..5 {
         let response = client.get("pricing", "/quote").send().await.unwrap();
@@ -176,4 +202,26 @@ async fn the_deadline_travels_downstream_and_calls_survive_the_registry() {
         error.to_string().contains("call to unknown failed"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn round_robin_takes_turns() {
+    let server = registry(None).await;
+    let url = server.url();
+    let backends = [
+        backend(&url, "search", "a", HEALTHY).await,
+        backend(&url, "search", "b", HEALTHY).await,
+        backend(&url, "search", "c", HEALTHY).await,
+    ];
+    let options = ServiceClientOptions {
+        balancer: msakit::Balancer::RoundRobin,
+        ..Default::default()
+    };
+    let client = client(&url, options);
+    for _ in 0..99 {
+        client.get("search", "/q").send().await.unwrap();
+    }
+    for backend in &backends {
+        assert_eq!(backend.hits.load(Ordering::SeqCst), 33, "{}", backend.id);
+    }
 }
