@@ -160,6 +160,11 @@ impl Discovery {
         Ok(up)
     }
 
+    /// This service's zone, if set.
+    pub fn zone(&self) -> Option<&str> {
+        self.inner.options.zone.as_deref()
+    }
+
     /// How long ago the registry last confirmed `service`'s instances, and whether the watch is
     /// connected; `None` for a service never looked up.
     pub fn staleness(&self, service: &str) -> Option<(Duration, bool)> {

@@ -164,6 +164,30 @@ struct ServiceState {
     instances: Mutex<HashMap<String, InstanceStats>>,
     /// The round-robin position.
     next: std::sync::atomic::AtomicUsize,
+    /// Metric handles, registered once per service.
+    metrics: ServiceMetrics,
+}
+
+#[derive(Debug)]
+struct ServiceMetrics {
+    succeeded: metrics::Counter,
+    failed: metrics::Counter,
+    retries: metrics::Counter,
+    budget_exhausted: metrics::Counter,
+    latency: metrics::Histogram,
+}
+
+impl ServiceMetrics {
+    fn new(service: &str) -> Self {
+        let service = service.to_owned();
+        Self {
+            succeeded: metrics::counter!("msakit_calls_total", "service" => service.clone(), "outcome" => "success"),
+            failed: metrics::counter!("msakit_calls_total", "service" => service.clone(), "outcome" => "failure"),
+            retries: metrics::counter!("msakit_retries_total", "service" => service.clone()),
+            budget_exhausted: metrics::counter!("msakit_retry_budget_exhausted_total", "service" => service.clone()),
+            latency: metrics::histogram!("msakit_call_duration_seconds", "service" => service),
+        }
+    }
 }
 
 /// Calls services by name. Cheap to clone; clones share balancer state, breakers and budget.
@@ -246,26 +270,41 @@ impl ServiceClient {
                     .expect("validated in new"),
                 instances: Mutex::new(HashMap::new()),
                 next: std::sync::atomic::AtomicUsize::new(0),
+                metrics: ServiceMetrics::new(service),
             })
         }))
     }
 
     /// Power of two choices over the instances not tried yet and not ejected (ejections never
     /// cover more than `max_ejected_share` of them).
-    fn pick(
+    fn pick<'a>(
         &self,
         state: &ServiceState,
-        instances: &[Instance],
+        instances: &'a [Instance],
         tried: &[String],
-    ) -> Option<Instance> {
+    ) -> Option<&'a Instance> {
         let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
+        // UP instances, in this service's zone when any of them is.
+        let zone = self.discovery.zone();
+        let up = |i: &&Instance| i.status == msakit_api::registry::InstanceStatus::Up;
+        let local = zone.is_some()
+            && instances
+                .iter()
+                .filter(up)
+                .any(|i| i.zone.as_deref() == zone);
+        let instances: Vec<&Instance> = instances
+            .iter()
+            .filter(up)
+            .filter(|i| !local || i.zone.as_deref() == zone)
+            .collect();
         let candidates: Vec<&Instance> = instances
             .iter()
+            .copied()
             .filter(|i| !tried.contains(&i.id))
             .collect();
         let pool: Vec<&Instance> = if candidates.is_empty() {
-            instances.iter().collect()
+            instances
         } else {
             candidates
         };
@@ -316,11 +355,15 @@ impl ServiceClient {
                 chosen
             }
         };
-        stats
-            .entry(chosen.id.clone())
-            .or_insert_with(InstanceStats::new)
-            .in_flight += 1;
-        Some(chosen.clone())
+        match stats.get_mut(&chosen.id) {
+            Some(entry) => entry.in_flight += 1,
+            None => {
+                let mut entry = InstanceStats::new();
+                entry.in_flight = 1;
+                stats.insert(chosen.id.clone(), entry);
+            }
+        }
+        Some(chosen)
     }
 
     fn finish(
@@ -414,7 +457,6 @@ impl ServiceRequest {
             .trace_id
             .clone()
             .unwrap_or_else(|| format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(1..)));
-        let service_label = self.service.clone();
         let fail = |attempts, instance: Option<String>, kind| CallError {
             service: self.service.clone(),
             instance,
@@ -424,7 +466,7 @@ impl ServiceRequest {
         loop {
             let instances = client
                 .discovery
-                .available(&self.service)
+                .instances(&self.service)
                 .await
                 .map_err(|_| fail(attempts, None, CallErrorKind::NoInstances))?;
             let permit = state.breaker.try_acquire_owned().map_err(|e| {
@@ -501,19 +543,21 @@ impl ServiceRequest {
                 trace_id = %trace_id,
                 "service call attempt"
             );
-            metrics::counter!("msakit_calls_total", "service" => service_label.clone(), "outcome" => outcome)
-                .increment(1);
-            metrics::histogram!("msakit_call_duration_seconds", "service" => service_label.clone())
-                .record(latency.as_secs_f64());
+            let calls = if failed {
+                &state.metrics.failed
+            } else {
+                &state.metrics.succeeded
+            };
+            calls.increment(1);
+            state.metrics.latency.record(latency.as_secs_f64());
             if attempts > 1 {
-                metrics::counter!("msakit_retries_total", "service" => service_label.clone())
-                    .increment(1);
+                state.metrics.retries.increment(1);
             }
             if !failed {
                 return result.map_err(|e| {
                     fail(
                         attempts,
-                        Some(instance.id),
+                        Some(instance.id.clone()),
                         CallErrorKind::Transport(e.to_string()),
                     )
                 });
@@ -521,7 +565,7 @@ impl ServiceRequest {
             if !self.retryable || attempts >= options.max_attempts {
                 return match result {
                     Ok(response) => Ok(response),
-                    Err(_) => Err(fail(attempts, Some(instance.id), error)),
+                    Err(_) => Err(fail(attempts, Some(instance.id.clone()), error)),
                 };
             }
             let pause = retry_after.unwrap_or_else(|| {
@@ -530,15 +574,15 @@ impl ServiceRequest {
             if Instant::now() + pause >= deadline {
                 return Err(fail(
                     attempts,
-                    Some(instance.id),
+                    Some(instance.id.clone()),
                     CallErrorKind::Deadline(options.deadline),
                 ));
             }
             if !client.budget.try_withdraw() {
-                metrics::counter!("msakit_retry_budget_exhausted_total", "service" => service_label.clone()).increment(1);
+                state.metrics.budget_exhausted.increment(1);
                 return Err(fail(
                     attempts,
-                    Some(instance.id),
+                    Some(instance.id.clone()),
                     CallErrorKind::BudgetExhausted(error.to_string()),
                 ));
             }
