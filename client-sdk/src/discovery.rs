@@ -24,6 +24,9 @@ pub struct DiscoveryOptions {
     pub zone: Option<String>,
     /// A bearer token, when the registry protects reads.
     pub token: Option<String>,
+    /// Where each service's last known instances are kept (`{service}.json`), so a service can
+    /// start while the registry is down. Default none.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl DiscoveryOptions {
@@ -33,6 +36,7 @@ impl DiscoveryOptions {
             registry_urls: vec![registry_url.into()],
             zone: None,
             token: None,
+            cache_dir: None,
         }
     }
 }
@@ -117,8 +121,19 @@ impl Discovery {
         {
             return Ok(Arc::clone(&known.instances));
         }
-        let fetched = self.fetch(service).await?;
-        let instances = Arc::new(fetched.instances);
+        let instances = match self.fetch(service).await {
+            Ok(fetched) => {
+                persist(&self.inner, service, &fetched.instances);
+                Arc::new(fetched.instances)
+            }
+            Err(error) => match load(&self.inner, service) {
+                Some(cached) => {
+                    tracing::warn!(%service, %error, "registry unreachable; starting from the instances kept on disk");
+                    Arc::new(cached)
+                }
+                None => return Err(error),
+            },
+        };
         let first = {
             let mut services = self
                 .inner
@@ -271,6 +286,33 @@ async fn watch(inner: std::sync::Weak<Inner>, service: String) {
     }
 }
 
+/// Keeps a service's instances on disk, when a cache directory is set (written aside, then
+/// renamed, so a crash never leaves half a file).
+fn persist(inner: &Inner, service: &str, instances: &[Instance]) {
+    let Some(dir) = &inner.options.cache_dir else {
+        return;
+    };
+    let path = dir.join(format!("{service}.json"));
+    let temporary = dir.join(format!("{service}.json.tmp"));
+    let result = std::fs::create_dir_all(dir)
+        .and_then(|()| {
+            std::fs::write(
+                &temporary,
+                serde_json::to_vec(instances).unwrap_or_default(),
+            )
+        })
+        .and_then(|()| std::fs::rename(&temporary, &path));
+    if let Err(e) = result {
+        tracing::warn!(%service, error = %e, "could not keep the instances on disk");
+    }
+}
+
+fn load(inner: &Inner, service: &str) -> Option<Vec<Instance>> {
+    let dir = inner.options.cache_dir.as_ref()?;
+    let bytes = std::fs::read(dir.join(format!("{service}.json"))).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 fn apply(inner: &Inner, service: &str, event: &str, data: &str) {
     let mut services = inner.services.write().unwrap_or_else(|e| e.into_inner());
     let Some(known) = services.get_mut(service) else {
@@ -310,4 +352,7 @@ fn apply(inner: &Inner, service: &str, event: &str, data: &str) {
     }
     known.live = true;
     known.fresh_at = Instant::now();
+    let instances = Arc::clone(&known.instances);
+    drop(services);
+    persist(inner, service, &instances);
 }

@@ -24,5 +24,6 @@ pub use discovery::{Discovery, DiscoveryError, DiscoveryOptions};
 pub use msakit_resilience as resilience;
 pub use registration::{Registration, RegistrationOptions};
 pub use service_client::{
-    Balancer, CallError, CallErrorKind, DEADLINE_HEADER, ServiceClient, ServiceClientOptions,
+    Balancer, CallError, CallErrorKind, DEADLINE_HEADER, Fallback, ServiceCall, ServiceClient,
+    ServiceClientOptions,
 };

@@ -191,19 +191,82 @@ impl ServiceMetrics {
 }
 
 /// Calls services by name. Cheap to clone; clones share balancer state, breakers and budget.
-#[derive(Debug, Clone)]
+///
+/// It is also a `tower::Service<ServiceCall>`, for stacks that add their own layers.
+#[derive(Clone)]
 pub struct ServiceClient {
     discovery: Discovery,
     http: reqwest::Client,
     options: Arc<ServiceClientOptions>,
     budget: RetryBudget,
     services: Arc<Mutex<HashMap<String, Arc<ServiceState>>>>,
+    fallbacks: Arc<Mutex<HashMap<String, Fallback>>>,
 }
 
+impl std::fmt::Debug for ServiceClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceClient")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One call, for the `tower::Service` face of [`ServiceClient`].
+#[derive(Debug, Clone)]
+pub struct ServiceCall {
+    /// The service called.
+    pub service: String,
+    /// The method.
+    pub method: Method,
+    /// The path and query, e.g. `/pay?x=1`.
+    pub path: String,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The body, replayable across attempts.
+    pub body: Option<Vec<u8>>,
+}
+
+impl tower::Service<ServiceCall> for ServiceClient {
+    type Response = reqwest::Response;
+    type Error = CallError;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<reqwest::Response, CallError>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), CallError>> {
+        // Balancing, breaking and retrying happen per call; the client is always ready.
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, call: ServiceCall) -> Self::Future {
+        let mut request = self.request(call.method, &call.service, &call.path);
+        request.headers = call.headers;
+        request.body = call.body;
+        Box::pin(request.send())
+    }
+}
+
+/// A per-call fallback (see [`ServiceRequest::fallback`]).
+type CallFallback = Box<dyn FnOnce(&CallError) -> Option<reqwest::Response> + Send>;
+
+/// Which instance answered a response, and after how many attempts; kept in the response's
+/// extensions so a fallback can be told about a final server error.
+#[derive(Debug, Clone)]
+struct Answered {
+    instance: String,
+    attempts: u32,
+}
+
+/// A per-service fallback: given the error, a response to answer with instead, or `None`.
+pub type Fallback = Arc<dyn Fn(&CallError) -> Option<reqwest::Response> + Send + Sync>;
+
 /// A request being built; see [`ServiceClient::request`].
-#[derive(Debug)]
 pub struct ServiceRequest {
     client: ServiceClient,
+    /// Answers instead of an error, for this call.
+    fallback: Option<CallFallback>,
     service: String,
     method: Method,
     path: String,
@@ -230,6 +293,7 @@ impl ServiceClient {
             budget: RetryBudget::new(&options.budget)?,
             options: Arc::new(options),
             services: Arc::new(Mutex::new(HashMap::new())),
+            fallbacks: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
@@ -249,7 +313,17 @@ impl ServiceClient {
             body: None,
             retryable,
             trace_id: None,
+            fallback: None,
         }
+    }
+
+    /// Answers calls to `service` that fail (after retries) with what `fallback` returns, when it
+    /// returns something: a cached or default response, say.
+    pub fn set_fallback(&self, service: &str, fallback: Fallback) {
+        self.fallbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(service.to_owned(), fallback);
     }
 
     /// A GET to `path` on `service`.
@@ -408,6 +482,16 @@ impl ServiceClient {
     }
 }
 
+impl std::fmt::Debug for ServiceRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceRequest")
+            .field("service", &self.service)
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ServiceRequest {
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
@@ -444,7 +528,66 @@ impl ServiceRequest {
     }
 
     /// Sends, retrying on other instances as allowed.
-    pub async fn send(self) -> Result<reqwest::Response, CallError> {
+    /// Answers with what `fallback` returns when the call fails (after retries), if it returns
+    /// something; takes precedence over the service's fallback.
+    pub fn fallback(
+        mut self,
+        fallback: impl FnOnce(&CallError) -> Option<reqwest::Response> + Send + 'static,
+    ) -> Self {
+        self.fallback = Some(Box::new(fallback));
+        self
+    }
+
+    /// Sends, retrying on other instances as allowed; a failure goes to the call's fallback, then
+    /// the service's.
+    pub async fn send(mut self) -> Result<reqwest::Response, CallError> {
+        let fallback = self.fallback.take();
+        let service_fallback = self
+            .client
+            .fallbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.service)
+            .cloned();
+        let service = self.service.clone();
+        let outcome = match self.send_once().await {
+            // A server error after the last attempt is a failure too, for the fallbacks.
+            Ok(response)
+                if response.status().is_server_error()
+                    && (fallback.is_some() || service_fallback.is_some()) =>
+            {
+                let answered = response.extensions().get::<Answered>().cloned();
+                let error = CallError {
+                    service,
+                    instance: answered.as_ref().map(|a| a.instance.clone()),
+                    attempts: answered.map_or(0, |a| a.attempts),
+                    kind: CallErrorKind::Status(response.status()),
+                };
+                Err((error, Some(response)))
+            }
+            Ok(response) => Ok(response),
+            Err(error) => Err((error, None)),
+        };
+        match outcome {
+            Ok(response) => Ok(response),
+            Err((error, original)) => {
+                let answer = match fallback {
+                    Some(fallback) => fallback(&error),
+                    None => None,
+                }
+                .or_else(|| service_fallback.and_then(|f| f(&error)));
+                match answer {
+                    Some(response) => {
+                        tracing::info!(service = %error.service, %error, "answered by the fallback");
+                        Ok(response)
+                    }
+                    None => original.ok_or(error),
+                }
+            }
+        }
+    }
+
+    async fn send_once(self) -> Result<reqwest::Response, CallError> {
         let client = &self.client;
         let options = &client.options;
         let state = client.state(&self.service);
@@ -564,7 +707,13 @@ impl ServiceRequest {
             }
             if !self.retryable || attempts >= options.max_attempts {
                 return match result {
-                    Ok(response) => Ok(response),
+                    Ok(mut response) => {
+                        response.extensions_mut().insert(Answered {
+                            instance: instance.id.clone(),
+                            attempts,
+                        });
+                        Ok(response)
+                    }
                     Err(_) => Err(fail(attempts, Some(instance.id.clone()), error)),
                 };
             }

@@ -69,3 +69,22 @@ async fn follows_changes_and_survives_the_registry_going_away() {
     // A service never seen before cannot be found.
     assert!(discovery.instances("unknown").await.is_err());
 }
+
+#[tokio::test]
+async fn starts_from_the_disk_cache_while_the_registry_is_down() {
+    let cache = tempfile::tempdir().unwrap();
+    let server = registry(None).await;
+    let url = server.url();
+    register(&url, "pay-1", 9001, "eu-1").await;
+    let mut options = DiscoveryOptions::new(url.clone());
+    options.cache_dir = Some(cache.path().to_owned());
+    {
+        let discovery = Discovery::new(options.clone());
+        assert_eq!(discovery.instances("payment").await.unwrap().len(), 1);
+    }
+    server.stop().await;
+    // A new process (a new cache) with the registry gone starts from the disk.
+    let discovery = Discovery::new(options);
+    let instances = discovery.instances("payment").await.unwrap();
+    assert_eq!(instances[0].id, "pay-1");
+}

@@ -225,3 +225,48 @@ async fn round_robin_takes_turns() {
         assert_eq!(backend.hits.load(Ordering::SeqCst), 33, "{}", backend.id);
     }
 }
+
+#[tokio::test]
+async fn fallbacks_answer_when_calls_fail_and_the_client_is_a_tower_service() {
+    use tower::{Service, ServiceExt};
+
+    let server = registry(None).await;
+    let url = server.url();
+    let _down = backend(&url, "reviews", "a", FAILING).await;
+    let options = ServiceClientOptions {
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let mut client = client(&url, options);
+
+    // A per-call fallback.
+    let answered = client
+        .get("reviews", "/top")
+        .fallback(|error| {
+            assert!(matches!(error.kind, CallErrorKind::Status(_)));
+            Some(reqwest::Response::from(axum::http::Response::new(
+                "cached reviews",
+            )))
+        })
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.text().await.unwrap(), "cached reviews");
+
+    // A per-service fallback, also through the tower face.
+    client.set_fallback(
+        "reviews",
+        std::sync::Arc::new(|_: &msakit::CallError| {
+            Some(reqwest::Response::from(axum::http::Response::new("[]")))
+        }),
+    );
+    let call = msakit::ServiceCall {
+        service: "reviews".into(),
+        method: reqwest::Method::GET,
+        path: "/top".into(),
+        headers: Vec::new(),
+        body: None,
+    };
+    let response = client.ready().await.unwrap().call(call).await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "[]");
+}
