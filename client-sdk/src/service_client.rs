@@ -338,6 +338,9 @@ impl ServiceClient {
 
     fn state(&self, service: &str) -> Arc<ServiceState> {
         let mut services = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = services.get(service) {
+            return Arc::clone(state);
+        }
         Arc::clone(services.entry(service.to_owned()).or_insert_with(|| {
             Arc::new(ServiceState {
                 breaker: CircuitBreaker::new(service.to_owned(), self.options.breaker.clone())
@@ -367,29 +370,21 @@ impl ServiceClient {
                 .iter()
                 .filter(up)
                 .any(|i| i.zone.as_deref() == zone);
-        let instances: Vec<&Instance> = instances
-            .iter()
-            .filter(up)
-            .filter(|i| !local || i.zone.as_deref() == zone)
-            .collect();
-        let candidates: Vec<&Instance> = instances
-            .iter()
-            .copied()
-            .filter(|i| !tried.contains(&i.id))
-            .collect();
-        let pool: Vec<&Instance> = if candidates.is_empty() {
-            instances
-        } else {
-            candidates
-        };
-        let ejected = |i: &&Instance| {
-            stats
+        let eligible = |i: &&Instance| up(i) && (!local || i.zone.as_deref() == zone);
+        // Untried and healthy first; then untried but ejected; then tried ones.
+        let tier = |i: &Instance| {
+            let ejected = stats
                 .get(&i.id)
                 .and_then(|s| s.ejected_until)
-                .is_some_and(|t| t > now)
+                .is_some_and(|t| t > now);
+            u8::from(tried.contains(&i.id)) * 2 + u8::from(ejected)
         };
-        let healthy: Vec<&Instance> = pool.iter().copied().filter(|i| !ejected(i)).collect();
-        let usable = if healthy.is_empty() { pool } else { healthy };
+        let best = instances.iter().filter(eligible).map(tier).min()?;
+        let usable: Vec<&Instance> = instances
+            .iter()
+            .filter(eligible)
+            .filter(|i| tier(i) == best)
+            .collect();
         let n = usable.len();
         let chosen = match (n, self.options.balancer) {
             (0, _) => return None,
@@ -454,9 +449,12 @@ impl ServiceClient {
             .values()
             .filter(|s| s.ejected_until.is_some_and(|t| t > now))
             .count();
-        let entry = stats
-            .entry(instance.to_owned())
-            .or_insert_with(InstanceStats::new);
+        if !stats.contains_key(instance) {
+            stats.insert(instance.to_owned(), InstanceStats::new());
+        }
+        let Some(entry) = stats.get_mut(instance) else {
+            return;
+        };
         entry.in_flight = entry.in_flight.saturating_sub(1);
         entry.observe(latency);
         if !failed {
