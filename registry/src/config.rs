@@ -206,22 +206,9 @@ impl Default for WatchConfig {
 /// A setting that is out of range, or a config file that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file is not valid YAML for this struct.
-    #[error("invalid config file {path}: {source}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// Why, with line and column.
-        source: serde_yaml_ng::Error,
-    },
+    /// The config file cannot be used.
+    #[error(transparent)]
+    File(#[from] msakit_server_kit::ConfigFileError),
     /// A value is out of range.
     #[error("invalid `{field}`: {reason}")]
     Invalid {
@@ -242,14 +229,7 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
 impl RegistryConfig {
     /// Reads a YAML file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source,
-        })
+        Ok(msakit_server_kit::read_yaml_file(path)?)
     }
 
     /// Checks every value; the error names the first field out of range.

@@ -1,13 +1,15 @@
 //! The plumbing every msakit server shares, so each server crate holds only its own domain:
-//! the JSON error type, token parsing, `wait=` parsing, graceful serving, logging setup and the
-//! request-latency middleware.
+//! the JSON error type, token parsing, `wait=` parsing, config files, graceful serving, logging
+//! setup and the request-latency middleware.
 
+mod config_file;
 mod error;
 mod logging;
 mod serve;
 mod tokens;
 mod wait;
 
+pub use config_file::{ConfigFileError, read_yaml_file};
 pub use error::ApiError;
 pub use logging::{LogFormat, init_logging};
 pub use serve::{RequestObserver, serve_until, shutdown_signal, time_requests};
