@@ -28,15 +28,15 @@ async fn registers_heartbeats_survives_a_registry_restart_and_deregisters() {
     let url = server.url();
     let mut options =
         RegistrationOptions::new(url.clone(), "orders", "orders-1", "127.0.0.1", 8080);
-    options.lease = Duration::from_millis(300);
+    options.lease = Duration::from_millis(1200);
     let registration = Registration::start(options);
     tokio::time::timeout(Duration::from_secs(5), registration.registered())
         .await
         .unwrap();
     assert_eq!(ids(&url).await, ["orders-1"]);
 
-    // Heartbeats keep a 300 ms lease alive well past its length.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    // Heartbeats keep a 1.2 s lease alive well past its length.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
     assert_eq!(ids(&url).await, ["orders-1"]);
 
     // A status change reaches the registry at once.
