@@ -65,7 +65,10 @@ async fn follows_changes_and_survives_the_registry_going_away() {
     .await;
     let started = std::time::Instant::now();
     assert_eq!(discovery.instances("payment").await.unwrap().len(), 3);
-    assert!(started.elapsed() < Duration::from_millis(50));
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "answered from the cache, not the registry"
+    );
     // A service never seen before cannot be found.
     assert!(discovery.instances("unknown").await.is_err());
 }
