@@ -445,10 +445,6 @@ impl ServiceClient {
     ) {
         let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let ejected_now = stats
-            .values()
-            .filter(|s| s.ejected_until.is_some_and(|t| t > now))
-            .count();
         if !stats.contains_key(instance) {
             stats.insert(instance.to_owned(), InstanceStats::new());
         }
@@ -462,21 +458,31 @@ impl ServiceClient {
             return;
         }
         entry.consecutive_failures += 1;
-        let share_allows =
-            ((ejected_now + 1) as f64) <= self.options.max_ejected_share * total as f64;
-        if entry.consecutive_failures >= self.options.eject_after_failures && share_allows {
-            let factor = 1u32 << entry.ejections.min(5);
-            let duration = self
-                .options
-                .ejection
-                .saturating_mul(factor)
-                .min(Duration::from_secs(300));
-            entry.ejected_until = Some(now + duration);
-            entry.ejections += 1;
-            entry.consecutive_failures = 0;
-            metrics::counter!("msakit_ejections_total").increment(1);
-            tracing::warn!(%instance, ?duration, "instance ejected after repeated failures");
+        if entry.consecutive_failures < self.options.eject_after_failures {
+            return;
         }
+        // Only now, on the rare way to an ejection, count the instances already ejected.
+        let ejected_now = stats
+            .values()
+            .filter(|s| s.ejected_until.is_some_and(|t| t > now))
+            .count();
+        if ((ejected_now + 1) as f64) > self.options.max_ejected_share * total as f64 {
+            return;
+        }
+        let Some(entry) = stats.get_mut(instance) else {
+            return;
+        };
+        let factor = 1u32 << entry.ejections.min(5);
+        let duration = self
+            .options
+            .ejection
+            .saturating_mul(factor)
+            .min(Duration::from_secs(300));
+        entry.ejected_until = Some(now + duration);
+        entry.ejections += 1;
+        entry.consecutive_failures = 0;
+        metrics::counter!("msakit_ejections_total").increment(1);
+        tracing::warn!(%instance, ?duration, "instance ejected after repeated failures");
     }
 }
 

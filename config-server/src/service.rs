@@ -551,6 +551,17 @@ impl ConfigService {
         }
     }
 
+    /// The change index of the view of (application, profiles, label), without building it:
+    /// what a blocking query compares on every wake-up.
+    pub(crate) fn view_index(&self, application: &str, profiles: &[String], label: &str) -> u64 {
+        let keys = Self::sources(application, profiles, label);
+        let state = self.read();
+        keys.iter()
+            .filter_map(|key| state.heads.get(key).map(|head| head.stored.index))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The merged view of [`sources_view`](Self::sources_view).
     pub(crate) fn resolve(
         &self,

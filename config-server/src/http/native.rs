@@ -255,10 +255,7 @@ pub(crate) async fn resolve(
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let current = *updates.borrow_and_update();
-            let view = state
-                .service
-                .resolve(&application, &profiles, &label, false)
-                .index;
+            let view = state.service.view_index(&application, &profiles, &label);
             if view > index || index > current {
                 break;
             }
