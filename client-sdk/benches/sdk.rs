@@ -4,25 +4,24 @@
 //!
 //! `cargo bench -p msakit --bench sdk`. Backend and registry share one single-threaded runtime;
 //! the client runs on a current-thread runtime of its own, whose thread's CPU time is measured;
-//! calls are sequential, alternating in rounds so drift hits both alike.
+//! calls are sequential, in alternating rounds of 200 so drift hits both alike.
 
 use std::time::{Duration, Instant};
 
 use msakit::{Discovery, DiscoveryOptions, ServiceClient, ServiceClientOptions};
 
-/// User + system CPU time of the calling thread, from /proc (Linux), in clock ticks of 10 ms.
-/// The client runs on one current-thread runtime, so this is the client's whole cost: the
-/// caller, reqwest's connection tasks and the SDK's background tasks; the backend and registry
-/// run on other threads and are not counted.
+/// On-CPU time of the calling thread, in nanoseconds, from the scheduler's own accounting
+/// (`/proc/thread-self/schedstat`, Linux). The client runs on one current-thread runtime, so this
+/// is the client's whole cost: the caller, reqwest's connection tasks and the SDK's background
+/// tasks; the backend and registry run on other threads and are not counted.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+    let nanos = stat
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Duration::from_nanos(nanos)
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -54,9 +53,9 @@ fn main() {
         tokio::spawn(async move { axum::serve(backend, app).await });
         (registry_url, format!("http://127.0.0.1:{port}"), port)
     });
-    let rounds = 20;
-    let per_round = 1000;
-    let (plain, sdk, plain_cpu, sdk_cpu) = client_rt.block_on(async move {
+    let rounds = 100;
+    let per_round = 200;
+    let (samples, cpu) = client_rt.block_on(async move {
         let http = reqwest::Client::new();
         http.put(format!("{registry_url}/v1/services/backend/instances/b1"))
             .json(&serde_json::json!({"host": "127.0.0.1", "port": port}))
@@ -68,80 +67,98 @@ fn main() {
             ServiceClientOptions::default(),
         )
         .unwrap();
-        // Warm both paths (connections, discovery cache, watch).
-        for _ in 0..500 {
+        // The same request by hand: plain reqwest plus what the SDK adds on the wire (a
+        // per-request timeout, the deadline and traceparent headers). It tells the SDK's own
+        // logic apart from the cost of those features in reqwest and the kernel.
+        let by_hand = |http: &reqwest::Client| {
             http.get(format!("{backend_url}/x"))
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            client
-                .get("backend", "/x")
-                .send()
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-        }
-        let (mut plain, mut sdk) = (Vec::new(), Vec::new());
-        let (mut plain_cpu, mut sdk_cpu) = (Duration::ZERO, Duration::ZERO);
-        for _ in 0..rounds {
-            let cpu = cpu_time();
-            for _ in 0..per_round {
-                let t = Instant::now();
-                http.get(format!("{backend_url}/x"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
-                plain.push(t.elapsed());
+                .timeout(Duration::from_secs(2))
+                .header("x-msakit-deadline-ms", "5000")
+                .header(
+                    "traceparent",
+                    format!(
+                        "00-{:032x}-{:016x}-01",
+                        fastrand::u128(1..),
+                        fastrand::u64(1..)
+                    ),
+                )
+        };
+        let only: Option<usize> = std::env::var("SDK_BENCH_ONLY")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+        let mut cpu = [Duration::ZERO; 3];
+        // Warm every path (connections, discovery cache, watch), then measure in rounds, the
+        // variants in turn.
+        for round in 0..=rounds {
+            for (variant, (samples, cpu)) in samples.iter_mut().zip(&mut cpu).enumerate() {
+                // `SDK_BENCH_ONLY=<0|1|2>` runs one variant alone, for a profiler.
+                if only.is_some_and(|only| only != variant) {
+                    continue;
+                }
+                let started_cpu = cpu_time();
+                for _ in 0..per_round {
+                    let t = Instant::now();
+                    let response = match variant {
+                        0 => http.get(format!("{backend_url}/x")).send().await.unwrap(),
+                        1 => by_hand(&http).send().await.unwrap(),
+                        _ => client.get("backend", "/x").send().await.unwrap(),
+                    };
+                    response.bytes().await.unwrap();
+                    if round > 0 {
+                        samples.push(t.elapsed());
+                    }
+                }
+                if round > 0 {
+                    *cpu += cpu_time() - started_cpu;
+                }
             }
-            plain_cpu += cpu_time() - cpu;
-            let cpu = cpu_time();
-            for _ in 0..per_round {
-                let t = Instant::now();
-                client
-                    .get("backend", "/x")
-                    .send()
-                    .await
-                    .unwrap()
-                    .bytes()
-                    .await
-                    .unwrap();
-                sdk.push(t.elapsed());
-            }
-            sdk_cpu += cpu_time() - cpu;
         }
-        (plain, sdk, plain_cpu, sdk_cpu)
+        (samples, cpu)
     });
     let calls = (rounds * per_round) as u32;
-    let (mut plain, mut sdk) = (plain, sdk);
-    let (p50_plain, p50_sdk) = (percentile(&mut plain, 0.5), percentile(&mut sdk, 0.5));
-    let (p99_plain, p99_sdk) = (percentile(&mut plain, 0.99), percentile(&mut sdk, 0.99));
+    let [mut plain, mut by_hand, mut sdk] = samples;
+    let p50 = [
+        percentile(&mut plain, 0.5),
+        percentile(&mut by_hand, 0.5),
+        percentile(&mut sdk, 0.5),
+    ];
+    let p99 = [
+        percentile(&mut plain, 0.99),
+        percentile(&mut by_hand, 0.99),
+        percentile(&mut sdk, 0.99),
+    ];
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let per_call = |d: Duration| us(d) / f64::from(calls);
     println!(
         "\n## SDK call stack vs plain reqwest, {calls} sequential calls each, same loopback backend"
     );
-    println!("| | plain reqwest | msakit ServiceClient | added |\n|---|---:|---:|---:|");
     println!(
-        "| p50 latency | {:.1} µs | {:.1} µs | {:+.1}% |",
-        p50_plain.as_secs_f64() * 1e6,
-        p50_sdk.as_secs_f64() * 1e6,
-        (p50_sdk.as_secs_f64() / p50_plain.as_secs_f64() - 1.0) * 100.0
+        "| | plain reqwest | reqwest + timeout + SDK headers | msakit ServiceClient | SDK vs plain | SDK vs by hand |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| p50 latency | {:.1} µs | {:.1} µs | {:.1} µs | {:+.1}% | {:+.1}% |",
+        us(p50[0]),
+        us(p50[1]),
+        us(p50[2]),
+        (us(p50[2]) / us(p50[0]) - 1.0) * 100.0,
+        (us(p50[2]) / us(p50[1]) - 1.0) * 100.0
     );
     println!(
-        "| p99 latency | {:.1} µs | {:.1} µs | |",
-        p99_plain.as_secs_f64() * 1e6,
-        p99_sdk.as_secs_f64() * 1e6
+        "| p99 latency | {:.1} µs | {:.1} µs | {:.1} µs | {:+.1}% | {:+.1}% |",
+        us(p99[0]),
+        us(p99[1]),
+        us(p99[2]),
+        (us(p99[2]) / us(p99[0]) - 1.0) * 100.0,
+        (us(p99[2]) / us(p99[1]) - 1.0) * 100.0
     );
     println!(
-        "| client CPU per call | {:.2} µs | {:.2} µs | {:+.2} µs |",
-        plain_cpu.as_secs_f64() * 1e6 / f64::from(calls),
-        sdk_cpu.as_secs_f64() * 1e6 / f64::from(calls),
-        (sdk_cpu.as_secs_f64() - plain_cpu.as_secs_f64()) * 1e6 / f64::from(calls)
+        "| client CPU per call | {:.2} µs | {:.2} µs | {:.2} µs | {:+.2} µs | {:+.2} µs |",
+        per_call(cpu[0]),
+        per_call(cpu[1]),
+        per_call(cpu[2]),
+        per_call(cpu[2]) - per_call(cpu[0]),
+        per_call(cpu[2]) - per_call(cpu[1])
     );
 }

@@ -274,8 +274,14 @@ async fn watch(inner: std::sync::Weak<Inner>, service: String) {
                 if known.live {
                     known.live = false;
                     known.fresh_at = Instant::now();
+                    metrics::gauge!("msakit_discovery_watch_connected", "service" => service.clone())
+                        .set(0.0);
                     tracing::warn!(%service, "registry watch lost; serving the last known instances");
                 }
+                // Refreshed at each reconnection attempt, so at most the reconnect backoff
+                // (10 s) behind.
+                metrics::gauge!("msakit_discovery_cache_age_seconds", "service" => service.clone())
+                    .set(known.fresh_at.elapsed().as_secs_f64());
             }
         }
         attempt += 1;
@@ -349,6 +355,12 @@ fn apply(inner: &Inner, service: &str, event: &str, data: &str) {
             }
         }
         _ => return,
+    }
+    if !known.live {
+        metrics::gauge!("msakit_discovery_watch_connected", "service" => service.to_owned())
+            .set(1.0);
+        metrics::gauge!("msakit_discovery_cache_age_seconds", "service" => service.to_owned())
+            .set(0.0);
     }
     known.live = true;
     known.fresh_at = Instant::now();

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 
 use msakit_api::registry::Instance;
 use msakit_resilience::circuit_breaker::CallOutcome;
+use msakit_resilience::circuit_breaker::State;
 use msakit_resilience::retry::{RetryBudget, RetryBudgetConfig};
 use msakit_resilience::{CircuitBreaker, CircuitBreakerConfig};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use crate::discovery::Discovery;
@@ -125,6 +127,8 @@ struct InstanceStats {
     consecutive_failures: u32,
     ejected_until: Option<Instant>,
     ejections: u32,
+    /// The instance's parsed base URL, kept so a call does not parse a host each time.
+    base: Option<reqwest::Url>,
 }
 
 impl InstanceStats {
@@ -136,7 +140,41 @@ impl InstanceStats {
             consecutive_failures: 0,
             ejected_until: None,
             ejections: 0,
+            base: None,
         }
+    }
+
+    /// `path` (with its query) on this instance; the base URL is parsed once and reused while
+    /// the instance keeps its address.
+    fn url(&mut self, instance: &Instance, path: &str) -> Option<reqwest::Url> {
+        let scheme = if instance.scheme == msakit_api::registry::Scheme::Https {
+            "https"
+        } else {
+            "http"
+        };
+        let current = self.base.as_ref().is_some_and(|base| {
+            base.scheme() == scheme
+                && base.port_or_known_default() == Some(instance.port)
+                && base.host_str().is_some_and(|h| {
+                    h == instance.host || h.trim_matches(['[', ']']) == instance.host
+                })
+        });
+        if !current {
+            let host = &instance.host;
+            let authority = if host.contains(':') && !host.starts_with('[') {
+                format!("[{host}]:{}", instance.port)
+            } else {
+                format!("{host}:{}", instance.port)
+            };
+            self.base = reqwest::Url::parse(&format!("{scheme}://{authority}")).ok();
+        }
+        let mut url = self.base.clone()?;
+        let (path, query) = path
+            .split_once('?')
+            .map_or((path, None), |(p, q)| (p, Some(q)));
+        url.set_path(path);
+        url.set_query(query);
+        Some(url)
     }
 
     /// Peak EWMA (Finagle): a slower sample counts at once, faster ones decay in over ~10 s.
@@ -175,6 +213,11 @@ struct ServiceMetrics {
     retries: metrics::Counter,
     budget_exhausted: metrics::Counter,
     latency: metrics::Histogram,
+    /// `msakit_circuit_breaker_state{service, state}`: 1 for the breaker's state, 0 for the
+    /// others (as Resilience4j's Micrometer binding does).
+    breaker_states: [metrics::Gauge; 6],
+    /// The state last exported, as an index into `breaker_states`.
+    exported_state: std::sync::atomic::AtomicUsize,
 }
 
 impl ServiceMetrics {
@@ -185,10 +228,41 @@ impl ServiceMetrics {
             failed: metrics::counter!("msakit_calls_total", "service" => service.clone(), "outcome" => "failure"),
             retries: metrics::counter!("msakit_retries_total", "service" => service.clone()),
             budget_exhausted: metrics::counter!("msakit_retry_budget_exhausted_total", "service" => service.clone()),
+            breaker_states: BREAKER_STATES.map(|(_, name)| {
+                metrics::gauge!("msakit_circuit_breaker_state", "service" => service.clone(), "state" => name)
+            }),
+            exported_state: std::sync::atomic::AtomicUsize::new(usize::MAX),
             latency: metrics::histogram!("msakit_call_duration_seconds", "service" => service),
         }
     }
+
+    /// Exports the breaker's state when it differs from the one last exported.
+    fn export_breaker_state(&self, state: State) {
+        let index = BREAKER_STATES
+            .iter()
+            .position(|(s, _)| *s == state)
+            .unwrap_or(0);
+        let previous = self
+            .exported_state
+            .swap(index, std::sync::atomic::Ordering::Relaxed);
+        if previous != index {
+            if let Some(gauge) = self.breaker_states.get(previous) {
+                gauge.set(0.0);
+            }
+            self.breaker_states[index].set(1.0);
+        }
+    }
 }
+
+/// The breaker states, with their names as metric labels.
+const BREAKER_STATES: [(State, &str); 6] = [
+    (State::Closed, "closed"),
+    (State::Open, "open"),
+    (State::HalfOpen, "half_open"),
+    (State::Disabled, "disabled"),
+    (State::ForcedOpen, "forced_open"),
+    (State::MetricsOnly, "metrics_only"),
+];
 
 /// Calls services by name. Cheap to clone; clones share balancer state, breakers and budget.
 ///
@@ -242,8 +316,10 @@ impl tower::Service<ServiceCall> for ServiceClient {
 
     fn call(&mut self, call: ServiceCall) -> Self::Future {
         let mut request = self.request(call.method, &call.service, &call.path);
-        request.headers = call.headers;
-        request.body = call.body;
+        for (name, value) in &call.headers {
+            request = request.header(name, value);
+        }
+        request.body = call.body.map(bytes::Bytes::from);
         Box::pin(request.send())
     }
 }
@@ -270,11 +346,13 @@ pub struct ServiceRequest {
     service: String,
     method: Method,
     path: String,
-    headers: Vec<(String, String)>,
-    body: Option<Vec<u8>>,
+    headers: HeaderMap,
+    body: Option<bytes::Bytes>,
     retryable: bool,
-    /// The W3C trace this call belongs to (32 hex digits); a new one when none is given.
-    trace_id: Option<String>,
+    /// The W3C trace this call belongs to; a new one when none is given.
+    trace_id: Option<u128>,
+    /// A header that could not be made (bad name or value), reported when the call is sent.
+    invalid_header: Option<String>,
 }
 
 impl ServiceClient {
@@ -309,10 +387,11 @@ impl ServiceClient {
             service: service.to_owned(),
             method,
             path: path.to_owned(),
-            headers: Vec::new(),
+            headers: HeaderMap::new(),
             body: None,
             retryable,
             trace_id: None,
+            invalid_header: None,
             fallback: None,
         }
     }
@@ -359,7 +438,8 @@ impl ServiceClient {
         state: &ServiceState,
         instances: &'a [Instance],
         tried: &[String],
-    ) -> Option<&'a Instance> {
+        path: &str,
+    ) -> Option<(&'a Instance, Option<reqwest::Url>)> {
         let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         // UP instances, in this service's zone when any of them is.
@@ -424,15 +504,14 @@ impl ServiceClient {
                 chosen
             }
         };
-        match stats.get_mut(&chosen.id) {
-            Some(entry) => entry.in_flight += 1,
-            None => {
-                let mut entry = InstanceStats::new();
-                entry.in_flight = 1;
-                stats.insert(chosen.id.clone(), entry);
-            }
-        }
-        Some(chosen)
+        let entry = match stats.get_mut(&chosen.id) {
+            Some(entry) => entry,
+            None => stats
+                .entry(chosen.id.clone())
+                .or_insert_with(InstanceStats::new),
+        };
+        entry.in_flight += 1;
+        Some((chosen, entry.url(chosen, path)))
     }
 
     fn finish(
@@ -499,15 +578,31 @@ impl std::fmt::Debug for ServiceRequest {
 impl ServiceRequest {
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                self.headers.append(name, value);
+            }
+            _ => self.invalid_header = Some(name.to_owned()),
+        }
         self
     }
 
     /// A JSON body (kept, so attempts can replay it).
     pub fn json<B: serde::Serialize>(mut self, body: &B) -> Self {
-        self.body = serde_json::to_vec(body).ok();
-        self.headers
-            .push(("content-type".into(), "application/json".into()));
+        self.body = serde_json::to_vec(body).ok().map(bytes::Bytes::from);
+        self.headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        self
+    }
+
+    /// A raw body (kept, so attempts can replay it).
+    pub fn body(mut self, body: impl Into<bytes::Bytes>) -> Self {
+        self.body = Some(body.into());
         self
     }
 
@@ -515,11 +610,10 @@ impl ServiceRequest {
     /// of its own); without it, the call starts a new trace.
     pub fn traceparent(mut self, incoming: &str) -> Self {
         let parts: Vec<&str> = incoming.split('-').collect();
-        if parts.len() == 4
-            && parts[1].len() == 32
-            && parts[1].bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            self.trace_id = Some(parts[1].to_ascii_lowercase());
+        if parts.len() == 4 && parts[1].len() == 32 {
+            self.trace_id = u128::from_str_radix(parts[1], 16)
+                .ok()
+                .filter(|&id| id != 0);
         }
         self
     }
@@ -600,16 +694,20 @@ impl ServiceRequest {
         client.budget.deposit();
         let mut tried: Vec<String> = Vec::new();
         let mut attempts = 0;
-        let trace_id = self
-            .trace_id
-            .clone()
-            .unwrap_or_else(|| format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(1..)));
+        let trace_id = self.trace_id.unwrap_or_else(|| fastrand::u128(1..));
         let fail = |attempts, instance: Option<String>, kind| CallError {
             service: self.service.clone(),
             instance,
             attempts,
             kind,
         };
+        if let Some(name) = &self.invalid_header {
+            return Err(fail(
+                0,
+                None,
+                CallErrorKind::Transport(format!("invalid header {name:?}")),
+            ));
+        }
         loop {
             let instances = client
                 .discovery
@@ -617,40 +715,43 @@ impl ServiceRequest {
                 .await
                 .map_err(|_| fail(attempts, None, CallErrorKind::NoInstances))?;
             let permit = state.breaker.try_acquire_owned().map_err(|e| {
+                state.metrics.export_breaker_state(state.breaker.state());
                 fail(
                     attempts,
                     tried.last().cloned(),
                     CallErrorKind::BreakerOpen(e),
                 )
             })?;
-            let Some(instance) = client.pick(&state, &instances, &tried) else {
+            let Some((instance, url)) = client.pick(&state, &instances, &tried, &self.path) else {
                 drop(permit);
                 return Err(fail(attempts, None, CallErrorKind::NoInstances));
             };
             attempts += 1;
             tried.push(instance.id.clone());
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let scheme = if instance.scheme == msakit_api::registry::Scheme::Https {
-                "https"
-            } else {
-                "http"
+            let Some(url) = url else {
+                client.finish(&state, &instance.id, instances.len(), Duration::ZERO, true);
+                permit.record(CallOutcome::Ignored);
+                return Err(fail(
+                    attempts,
+                    Some(instance.id.clone()),
+                    CallErrorKind::Transport(format!(
+                        "no valid URL for {}:{}{}",
+                        instance.host, instance.port, self.path
+                    )),
+                ));
             };
-            let url = format!(
-                "{scheme}://{}:{}{}",
-                instance.host, instance.port, self.path
+            let mut headers = self.headers.clone();
+            headers.insert(
+                DEADLINE_HEADER,
+                HeaderValue::from(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
             );
+            headers.insert("traceparent", traceparent(trace_id, fastrand::u64(1..)));
             let mut request = client
                 .http
                 .request(self.method.clone(), url)
                 .timeout(options.attempt_timeout.min(remaining))
-                .header(DEADLINE_HEADER, remaining.as_millis().to_string())
-                .header(
-                    "traceparent",
-                    format!("00-{trace_id}-{:016x}-01", fastrand::u64(1..)),
-                );
-            for (name, value) in &self.headers {
-                request = request.header(name, value);
-            }
+                .headers(headers);
             if let Some(body) = &self.body {
                 request = request.body(body.clone());
             }
@@ -679,6 +780,7 @@ impl ServiceRequest {
             } else {
                 CallOutcome::Success
             });
+            state.metrics.export_breaker_state(state.breaker.state());
             let outcome = if failed { "failure" } else { "success" };
             tracing::debug!(
                 service = %self.service,
@@ -687,7 +789,7 @@ impl ServiceRequest {
                 outcome,
                 latency_ms = latency.as_millis() as u64,
                 breaker = %state.breaker.state(),
-                trace_id = %trace_id,
+                trace_id = %format_args!("{trace_id:032x}"),
                 "service call attempt"
             );
             let calls = if failed {
@@ -741,5 +843,60 @@ impl ServiceRequest {
             }
             tokio::time::sleep(pause).await;
         }
+    }
+}
+
+/// A W3C `traceparent` value: version 00, the trace, this attempt's span, sampled.
+fn traceparent(trace_id: u128, span_id: u64) -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut value = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    for (i, slot) in value[3..35].iter_mut().enumerate() {
+        *slot = HEX[((trace_id >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    for (i, slot) in value[36..52].iter_mut().enumerate() {
+        *slot = HEX[((span_id >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&value).expect("hex digits and dashes are a valid header value")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_w3c_shaped() {
+        let value = traceparent(0x0af7651916cd43dd8448eb211c80319c, 0xb7ad6b7169203331);
+        assert_eq!(
+            value.to_str().unwrap(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        );
+    }
+
+    #[test]
+    fn instance_url_is_parsed_once_and_follows_a_moved_instance() {
+        let mut stats = InstanceStats::new();
+        let mut instance: Instance = serde_json::from_value(serde_json::json!({
+            "id": "a", "service": "s", "namespace": "default", "host": "127.0.0.1",
+            "port": 8080, "scheme": "http", "weight": 1, "metadata": {}, "status": "UP",
+            "reported_status": "UP", "lease_ttl_ms": 30000, "registered_at_ms": 0,
+            "last_renewed_at_ms": 0, "modify_index": 1,
+        }))
+        .unwrap();
+        let url = stats.url(&instance, "/pay?x=1&y=2").unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:8080/pay?x=1&y=2");
+        assert_eq!(
+            stats.url(&instance, "/b").unwrap().as_str(),
+            "http://127.0.0.1:8080/b"
+        );
+        instance.port = 9090;
+        assert_eq!(
+            stats.url(&instance, "/c").unwrap().as_str(),
+            "http://127.0.0.1:9090/c"
+        );
+        instance.host = "::1".into();
+        assert_eq!(
+            stats.url(&instance, "/d").unwrap().as_str(),
+            "http://[::1]:9090/d"
+        );
     }
 }

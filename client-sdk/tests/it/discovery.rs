@@ -18,6 +18,7 @@ async fn register(url: &str, id: &str, port: u16, zone: &str) {
 
 #[tokio::test]
 async fn follows_changes_and_survives_the_registry_going_away() {
+    let metrics = crate::support::metrics();
     let server = registry(None).await;
     let url = server.url();
     register(&url, "pay-1", 9001, "eu-1").await;
@@ -71,6 +72,13 @@ async fn follows_changes_and_survives_the_registry_going_away() {
     );
     // A service never seen before cannot be found.
     assert!(discovery.instances("unknown").await.is_err());
+    // And the metrics say the cache is no longer confirmed.
+    let exported = metrics.render();
+    assert!(
+        exported.contains(r#"msakit_discovery_watch_connected{service="payment"} 0"#)
+            && exported.contains(r#"msakit_discovery_cache_age_seconds{service="payment"}"#),
+        "{exported}"
+    );
 }
 
 #[tokio::test]

@@ -128,6 +128,7 @@ async fn a_failing_instance_is_retried_around_and_ejected() {
 
 #[tokio::test]
 async fn the_breaker_opens_when_everything_fails_and_errors_say_why() {
+    let metrics = crate::support::metrics();
     let server = registry(None).await;
     let url = server.url();
     let only = backend(&url, "ledger", "a", FAILING).await;
@@ -155,6 +156,14 @@ async fn the_breaker_opens_when_everything_fails_and_errors_say_why() {
         only.hits.load(Ordering::SeqCst),
         5,
         "an open breaker sends nothing"
+    );
+    let exported = metrics.render();
+    assert!(
+        exported.contains(r#"msakit_circuit_breaker_state{service="ledger",state="open"} 1"#)
+            && exported
+                .contains(r#"msakit_circuit_breaker_state{service="ledger",state="closed"} 0"#)
+            && exported.contains(r#"msakit_calls_total{service="ledger",outcome="failure"} 5"#),
+        "{exported}"
     );
 }
 

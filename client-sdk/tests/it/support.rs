@@ -106,3 +106,15 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The test binary's Prometheus recorder, installed on first use, so tests can read the
+/// metrics the SDK exports (each test uses service names of its own).
+pub(crate) fn metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("the only recorder of this test binary")
+    })
+}
