@@ -207,9 +207,12 @@ async fn run(
     stop: CancellationToken,
 ) {
     let mut registrar = registrar;
-    let mut reconnect = Reconnect::new(Duration::from_secs(30));
-    let mut need_register = true;
     let every = registrar.options.lease / 3;
+    // While the registry is down, retries back off with jitter but never wait longer than a
+    // heartbeat: one request per instance per heartbeat interval is the load the registry
+    // expects anyway, and an instance is back within one heartbeat of the registry's return.
+    let mut reconnect = Reconnect::new(every);
+    let mut need_register = true;
     loop {
         let current = *status.borrow_and_update();
         let outcome = if need_register {

@@ -190,8 +190,14 @@ impl InstanceStats {
         }
     }
 
-    fn cost(&self) -> f64 {
-        self.ewma_us * f64::from(self.in_flight + 1)
+    /// The load-weighted latency, decayed toward zero since the last sample (as Finagle's peak
+    /// EWMA does at read time), so an instance that was slow is probed again after a while
+    /// rather than starved for ever.
+    fn cost(&self, now: Instant) -> f64 {
+        let idle = now
+            .saturating_duration_since(self.last_update)
+            .as_secs_f64();
+        self.ewma_us * (-idle / 10.0).exp() * f64::from(self.in_flight + 1)
     }
 }
 
@@ -475,7 +481,7 @@ impl ServiceClient {
                 if b >= a {
                     b += 1;
                 }
-                let cost = |i: &Instance| stats.get(&i.id).map_or(0.0, InstanceStats::cost);
+                let cost = |i: &Instance| stats.get(&i.id).map_or(0.0, |s| s.cost(now));
                 if cost(usable[a]) <= cost(usable[b]) {
                     usable[a]
                 } else {

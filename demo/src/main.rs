@@ -1,170 +1,82 @@
-//! `cargo run --release -p msakit-demo`: a scripted fault scenario against a real HTTP
-//! dependency, with a client protected by a msakit resilience policy.
+//! `cargo run --release -p msakit-demo`: msakit's main job. A registry, a config server, a
+//! gateway, two order, two payment and one delivery instances — each its own OS process with
+//! its own database — under steady traffic, through a scripted fault scenario, ending with a
+//! report of what was expected, what was measured, and the invariants across the databases.
 //!
-//! Today the demo shows the resilience layer: a "payment" service on a loopback port goes through
-//! healthy → failing → slow → healthy phases while an "order" client calls it through
-//! retry + circuit breaker + timeout + bulkhead. The timeline shows the breaker opening within
-//! milliseconds of the fault, rejecting calls without touching the sick service, probing, and
-//! closing again once it recovers. The full gateway / order / payment / delivery system with a
-//! registry and a config server replaces this as those parts land.
+//! The same binary is every process: with no subcommand it orchestrates; `registry`,
+//! `config-server` and `service <kind>` are the children it starts.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+mod cluster;
+mod ledger;
+mod scenario;
+mod servers;
+mod services;
+mod traffic;
+mod view;
 
-use anyhow::Context;
-use axum::extract::State;
-use axum::http::StatusCode;
-use msakit_resilience::circuit_breaker::CircuitBreakerEventKind;
-use msakit_resilience::{Error, Policy, PolicyConfig};
+use std::path::PathBuf;
 
-/// The client's policy, as a service would keep it in its YAML config.
-const POLICY: &str = "
-retry:
-  max_attempts: 3
-  backoff: { type: full_jitter, initial: 20ms, multiplier: 2 }
-circuit_breaker:
-  sliding_window_size: 20
-  minimum_number_of_calls: 10
-  failure_rate_threshold: 50
-  wait_duration_in_open_state: 1s
-  permitted_number_of_calls_in_half_open_state: 3
-  automatic_transition_from_open_to_half_open_enabled: true
-timeout:
-  timeout: 150ms
-bulkhead:
-  max_concurrent_calls: 16
-";
+use clap::{Parser, Subcommand};
 
-/// The scripted health of the payment service.
-const SCENARIO: [(&str, Health, Duration); 4] = [
-    ("healthy", Health::Healthy, Duration::from_secs(2)),
-    (
-        "failing (HTTP 503)",
-        Health::Failing,
-        Duration::from_secs(3),
-    ),
-    ("slow (2 s answers)", Health::Slow, Duration::from_secs(3)),
-    ("recovered", Health::Healthy, Duration::from_secs(3)),
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum Health {
-    Healthy,
-    Failing,
-    Slow,
+/// A gateway, order, payment and delivery services, a registry and a config server, each its
+/// own process, through a scripted fault scenario.
+#[derive(Debug, Parser)]
+#[command(name = "msakit-demo", version)]
+struct Cli {
+    /// Short phases (about 40 s in all).
+    #[arg(long)]
+    quick: bool,
+    /// Leave the cluster up at the end and print its URLs; Ctrl-C stops it.
+    #[arg(long)]
+    keep_running: bool,
+    /// Plain log lines instead of a redrawn view.
+    #[arg(long)]
+    no_tui: bool,
+    #[command(subcommand)]
+    child: Option<Child>,
 }
 
-#[derive(Default)]
-struct Payment {
-    health: AtomicU8,
-    requests: AtomicU64,
-}
-
-async fn pay(State(payment): State<Arc<Payment>>) -> StatusCode {
-    payment.requests.fetch_add(1, Ordering::Relaxed);
-    match payment.health.load(Ordering::Relaxed) {
-        0 => StatusCode::OK,
-        1 => StatusCode::SERVICE_UNAVAILABLE,
-        _ => {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            StatusCode::OK
-        }
-    }
-}
-
-#[derive(Default, Debug)]
-struct Tally {
-    ok: u64,
-    failed: u64,
-    timed_out: u64,
-    rejected: u64,
+/// The processes the orchestrator starts (not for direct use).
+#[derive(Debug, Subcommand)]
+enum Child {
+    /// The registry.
+    #[command(hide = true)]
+    Registry {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
+    /// The config server.
+    #[command(hide = true)]
+    ConfigServer {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// One instance of one service.
+    #[command(hide = true)]
+    Service(services::ServiceArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-
-    let payment = Arc::new(Payment::default());
-    let app = axum::Router::new()
-        .route("/pay", axum::routing::post(pay))
-        .with_state(Arc::clone(&payment));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/pay", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    tracing::info!(%url, "payment service listening");
-
-    let config: PolicyConfig = serde_yaml_ng::from_str(POLICY).context("policy YAML")?;
-    let policy = Policy::from_config("order→payment", &config)?;
-    let breaker = policy
-        .circuit_breaker()
-        .context("the policy has a breaker")?
-        .clone();
-    let started = Instant::now();
-    let mut events = breaker.events();
-    tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if let CircuitBreakerEventKind::StateTransition { from, to } = event.kind {
-                println!(
-                    "  {:>6} ms  breaker {from} → {to}",
-                    started.elapsed().as_millis()
-                );
-            }
-        }
-    });
-
-    let client = reqwest::Client::new();
-    println!("msakit demo: an order client calls a payment service through a resilience policy\n");
-    for (name, health, duration) in SCENARIO {
-        payment.health.store(health as u8, Ordering::Relaxed);
-        println!(
-            "{:>8} ms  payment service is {name}",
-            started.elapsed().as_millis()
-        );
-        let before = payment.requests.load(Ordering::Relaxed);
-        let phase_end = Instant::now() + duration;
-        let mut tally = Tally::default();
-        let mut latency = Duration::ZERO;
-        while Instant::now() < phase_end {
-            let t = Instant::now();
-            let result = policy
-                .call(|| async {
-                    let response = client.post(&url).send().await?.error_for_status()?;
-                    Ok::<_, reqwest::Error>(response.status())
-                })
-                .await;
-            latency += t.elapsed();
-            match result {
-                Ok(_) => tally.ok += 1,
-                Err(Error::CallNotPermitted(_)) => tally.rejected += 1,
-                Err(Error::Timeout(_)) => tally.timed_out += 1,
-                Err(_) => tally.failed += 1,
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let calls = tally.ok + tally.failed + tally.timed_out + tally.rejected;
-        println!(
-            "            {calls} calls: {} ok, {} failed, {} timed out, {} rejected at once; \
-             mean {:.1} ms; payment saw {} requests",
-            tally.ok,
-            tally.failed,
-            tally.timed_out,
-            tally.rejected,
-            latency.as_secs_f64() * 1000.0 / calls.max(1) as f64,
-            payment.requests.load(Ordering::Relaxed) - before,
-        );
+    let cli = Cli::parse();
+    let Some(child) = cli.child else {
+        let tui = !cli.no_tui && std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let options = scenario::Options {
+            quick: cli.quick,
+            keep_running: cli.keep_running,
+            tui,
+        };
+        let held = scenario::run(options).await?;
+        std::process::exit(if held { 0 } else { 1 });
+    };
+    // Children log to stderr, which the orchestrator sends to a file per process.
+    msakit_server_kit::init_logging(msakit_server_kit::LogFormat::Json);
+    services::leave_with_parent();
+    match child {
+        Child::Registry { port } => servers::registry(port).await,
+        Child::ConfigServer { port, data_dir } => servers::config_server(port, data_dir).await,
+        Child::Service(args) => services::run(args).await,
     }
-    let retry = policy.retry().context("the policy retries")?.metrics();
-    println!(
-        "\nretries: {} made, {} refused by the retry budget; breaker ends {}",
-        retry.retries,
-        retry.denied_by_budget,
-        breaker.state()
-    );
-    Ok(())
 }

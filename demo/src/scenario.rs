@@ -1,0 +1,603 @@
+//! The scripted run: start the cluster, drive traffic, play the six phases, check the ledger,
+//! print the report. Each phase states what it expects and measures whether it happened.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Cluster;
+use crate::ledger::Ledger;
+use crate::traffic::{self, Recorder};
+use crate::view::{self, Scrape};
+
+/// How the run goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    /// Short phases (the tests use this).
+    pub(crate) quick: bool,
+    /// Leave the cluster up at the end, until Ctrl-C.
+    pub(crate) keep_running: bool,
+    /// Redraw a live view (otherwise plain lines).
+    pub(crate) tui: bool,
+}
+
+/// The lease every instance asks for; heartbeats go every third of it.
+const LEASE: Duration = Duration::from_secs(3);
+
+/// One line of the report.
+struct Expectation {
+    phase: &'static str,
+    expected: String,
+    measured: String,
+    held: bool,
+}
+
+/// The run in progress.
+struct Run {
+    options: Options,
+    cluster: Cluster,
+    http: reqwest::Client,
+    registry: String,
+    config: String,
+    recorder: Arc<Recorder>,
+    report: Vec<Expectation>,
+    phase_name: &'static str,
+    last: Scrape,
+}
+
+/// Runs the demo; whether every expectation held.
+pub(crate) async fn run(options: Options) -> anyhow::Result<bool> {
+    let dir = tempfile::Builder::new().prefix("msakit-demo-").tempdir()?;
+    let mut cluster = Cluster::new(dir.path())?;
+    let held = tokio::select! {
+        result = play(options, &mut cluster) => result,
+        _ = msakit_server_kit::shutdown_signal() => {
+            eprintln!("interrupted: stopping every process");
+            Ok(false)
+        }
+    };
+    cluster.stop().await;
+    if options.keep_running {
+        // Keep the logs and databases for a look.
+        let kept = dir.keep();
+        println!("logs and databases kept in {}", kept.display());
+    }
+    held
+}
+
+async fn play(options: Options, cluster: &mut Cluster) -> anyhow::Result<bool> {
+    let dir = cluster.dir().to_owned();
+    let path = |name: &str| dir.join(name).display().to_string();
+    say(options, "starting the registry and the config server");
+    let registry_port = cluster.start("registry", &["registry".into()]).await?;
+    let config_port = cluster
+        .start(
+            "config-server",
+            &[
+                "config-server".into(),
+                "--data-dir".into(),
+                path("config-data"),
+            ],
+        )
+        .await?;
+    let registry = format!("http://127.0.0.1:{registry_port}");
+    let config = format!("http://127.0.0.1:{config_port}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    for (application, document) in [
+        ("gateway", GATEWAY_DOC.to_owned()),
+        ("order", ORDER_DOC.to_owned()),
+        ("payment", faults_doc(0.0, 0)),
+        ("delivery", faults_doc(0.0, 0)),
+    ] {
+        put_config(&http, &config, application, &document).await?;
+    }
+    let mut run = Run {
+        options,
+        cluster: Cluster::new(&dir)?,
+        http,
+        registry: registry.clone(),
+        config: config.clone(),
+        recorder: Arc::new(Recorder::default()),
+        report: Vec::new(),
+        phase_name: "starting",
+        last: Scrape::default(),
+    };
+    // The run's cluster handle is the caller's: swap it in for the run, back out at the end.
+    std::mem::swap(&mut run.cluster, cluster);
+    let result = run.play(registry_port, &path).await;
+    std::mem::swap(&mut run.cluster, cluster);
+    let held = result?;
+    if options.keep_running {
+        println!("\nthe cluster is still up; Ctrl-C stops it");
+        println!("  registry dashboard  {registry}/");
+        println!("  config server       {config}/v1/resolve/payment/demo/main");
+        if let Some(port) = cluster.port("gateway-1") {
+            println!(
+                "  gateway             http://127.0.0.1:{port}/api/orders  (x-api-key: {})",
+                traffic::API_KEY
+            );
+        }
+        println!("  logs                {}", dir.display());
+        println!(
+            "PIDS {}",
+            cluster
+                .pids()
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        std::future::pending::<()>().await;
+    }
+    Ok(held)
+}
+
+impl Run {
+    async fn play(
+        &mut self,
+        registry_port: u16,
+        path: &dyn Fn(&str) -> String,
+    ) -> anyhow::Result<bool> {
+        let phase_time = if self.options.quick {
+            Duration::from_secs(4)
+        } else {
+            Duration::from_secs(8)
+        };
+        let outage = if self.options.quick {
+            Duration::from_secs(4)
+        } else {
+            Duration::from_secs(10)
+        };
+        say(
+            self.options,
+            "starting payment ×2, delivery ×1, order ×2 and the gateway",
+        );
+        for (name, kind) in [
+            ("payment-1", "payment"),
+            ("payment-2", "payment"),
+            ("delivery-1", "delivery"),
+            ("order-1", "order"),
+            ("order-2", "order"),
+            ("gateway-1", "gateway"),
+        ] {
+            self.start_service(name, kind, path).await?;
+        }
+        self.wait_registered(
+            &[("order", 2), ("payment", 2), ("delivery", 1)],
+            Duration::from_secs(15),
+        )
+        .await
+        .context("instances did not all register")?;
+        let gateway = format!(
+            "http://127.0.0.1:{}",
+            self.cluster.port("gateway-1").context("gateway")?
+        );
+        let stop = CancellationToken::new();
+        let driver = tokio::spawn(traffic::drive(
+            gateway,
+            40,
+            Arc::clone(&self.recorder),
+            stop.clone(),
+        ));
+
+        // 1. Steady state.
+        self.enter(1, "steady state");
+        self.watch(phase_time, |_, _| false).await;
+        let samples = self.recorder.phase(1);
+        self.expect(
+            "1 steady",
+            "≥ 99% of orders answered 2xx",
+            format!(
+                "{:.1}% of {} ({} completed)",
+                traffic::ok_share(&samples) * 100.0,
+                samples.len(),
+                count_state(&samples, "COMPLETED")
+            ),
+            traffic::ok_share(&samples) >= 0.99,
+        );
+
+        // 2. SIGKILL one payment instance.
+        self.enter(2, "payment-1 killed with SIGKILL");
+        self.cluster.kill("payment-1").await?;
+        let killed = Instant::now();
+        let evicted = self
+            .watch(phase_time, |scrape, _| {
+                scrape
+                    .registered
+                    .as_ref()
+                    .and_then(|r| r.get("payment").copied())
+                    == Some(1)
+            })
+            .await;
+        let samples = self.recorder.phase(2);
+        self.expect(
+            "2 kill payment-1",
+            format!("evicted within lease + 1 s ({} s)", LEASE.as_secs() + 1),
+            evicted.map_or("not evicted".to_owned(), |t| {
+                format!("evicted after {:.1} s", (t - killed).as_secs_f64())
+            }),
+            evicted.is_some_and(|t| t - killed <= LEASE + Duration::from_secs(1)),
+        );
+        self.expect(
+            "2 kill payment-1",
+            "≥ 97% of orders answered 2xx (retried on payment-2)",
+            format!(
+                "{:.1}% of {}",
+                traffic::ok_share(&samples) * 100.0,
+                samples.len()
+            ),
+            traffic::ok_share(&samples) >= 0.97,
+        );
+        say(self.options, "a replacement, payment-3, is started");
+        self.start_service("payment-3", "payment", path).await?;
+
+        // 3. Payment turns slow and failing, by config.
+        self.enter(3, "config: payment slow (400 ms) and failing (50%)");
+        put_config(&self.http, &self.config, "payment", &faults_doc(0.5, 400)).await?;
+        let changed = Instant::now();
+        let opened = self
+            .watch(phase_time, |scrape, _| scrape.open_breakers("payment") > 0)
+            .await;
+        let samples = self.recorder.phase(3);
+        let unanswered = samples
+            .iter()
+            .filter(|s| s.status == 0 || s.status >= 500 && s.status != 503)
+            .count();
+        self.expect(
+            "3 payment sick",
+            "order's breaker for payment opens",
+            opened.map_or("never opened".to_owned(), |t| {
+                format!("open {:.1} s after the change", (t - changed).as_secs_f64())
+            }),
+            opened.is_some(),
+        );
+        self.expect(
+            "3 payment sick",
+            "no pile-up: p99 ≤ 1.5 s, every request answered",
+            format!(
+                "p99 {:.0} ms, {} unanswered or timed out",
+                traffic::quantile(&samples, 0.99).as_secs_f64() * 1e3,
+                unanswered
+            ),
+            traffic::quantile(&samples, 0.99) <= Duration::from_millis(1500) && unanswered == 0,
+        );
+        self.expect(
+            "3 payment sick",
+            "orders accepted with \"payment pending\" or rejected fast",
+            format!(
+                "{} accepted pending, {} completed, {} rejected 503",
+                count_state(&samples, "PAYMENT_PENDING"),
+                count_state(&samples, "COMPLETED"),
+                samples.iter().filter(|s| s.status == 503).count()
+            ),
+            count_state(&samples, "PAYMENT_PENDING") > 0,
+        );
+
+        // 4. Payment healed, by config.
+        self.enter(4, "config: payment healed");
+        put_config(&self.http, &self.config, "payment", &faults_doc(0.0, 0)).await?;
+        let healed = Instant::now();
+        let closed = self
+            .watch(phase_time + Duration::from_secs(4), |scrape, _| {
+                scrape.open_breakers("payment") == 0 && scrape.closed_breakers("payment") >= 2
+            })
+            .await;
+        self.expect(
+            "4 payment healed",
+            "breakers half-open and close by themselves",
+            closed.map_or("still open".to_owned(), |t| {
+                format!(
+                    "all closed {:.1} s after the heal",
+                    (t - healed).as_secs_f64()
+                )
+            }),
+            closed.is_some(),
+        );
+
+        // 5. The registry goes away for a while.
+        self.enter(5, "registry stopped");
+        self.cluster.kill("registry").await?;
+        self.watch(outage, |_, _| false).await;
+        let samples = self.recorder.phase(5);
+        self.expect(
+            "5 registry down",
+            "≥ 97% of orders answered 2xx from the SDK caches",
+            format!(
+                "{:.1}% of {} during {} s without a registry",
+                traffic::ok_share(&samples) * 100.0,
+                samples.len(),
+                outage.as_secs()
+            ),
+            traffic::ok_share(&samples) >= 0.97,
+        );
+        say(self.options, "registry restarted (empty: no data dir)");
+        self.cluster
+            .start(
+                "registry",
+                &[
+                    "registry".into(),
+                    "--port".into(),
+                    registry_port.to_string(),
+                ],
+            )
+            .await?;
+        let restarted = Instant::now();
+        let back = self
+            .wait_registered(
+                &[("order", 2), ("payment", 2), ("delivery", 1)],
+                Duration::from_secs(10),
+            )
+            .await;
+        let heartbeat = LEASE / 3;
+        self.expect(
+            "5 registry back",
+            format!(
+                "every instance registered again within one heartbeat ({} ms) + 1 s slack",
+                heartbeat.as_millis()
+            ),
+            back.as_ref()
+                .map_or("not all back in 10 s".to_owned(), |_| {
+                    format!("all back after {:.2} s", restarted.elapsed().as_secs_f64())
+                }),
+            back.is_ok() && restarted.elapsed() <= heartbeat + Duration::from_secs(1),
+        );
+
+        // 6. Delivery fails: sagas compensate.
+        self.enter(6, "config: delivery failing (100%)");
+        put_config(&self.http, &self.config, "delivery", &faults_doc(1.0, 0)).await?;
+        self.watch(phase_time, |_, _| false).await;
+        let samples = self.recorder.phase(6);
+        let ledger = Ledger::read(self.cluster.dir())?;
+        self.expect(
+            "6 delivery fails",
+            "sagas compensate: orders CANCELLED, payments refunded",
+            format!(
+                "{} orders cancelled in the phase, {} refunds in payment's database",
+                count_state(&samples, "CANCELLED"),
+                ledger.refunds.len()
+            ),
+            count_state(&samples, "CANCELLED") > 0 && !ledger.refunds.is_empty(),
+        );
+        put_config(&self.http, &self.config, "delivery", &faults_doc(0.0, 0)).await?;
+
+        // Drain: stop the traffic, let the reconcilers finish, check the ledger.
+        self.enter(7, "draining");
+        stop.cancel();
+        driver.await?;
+        let drained = self
+            .watch(Duration::from_secs(30), |_, dir| {
+                Ledger::read(dir).is_ok_and(|l| l.open_orders() == 0)
+            })
+            .await;
+        if drained.is_none() {
+            say(self.options, "some orders still open after 30 s");
+        }
+        let accepted: HashSet<String> = self
+            .recorder
+            .samples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|s| (200..300).contains(&s.status))
+            .map(|s| s.order_id.clone())
+            .collect();
+        let ledger = Ledger::read(self.cluster.dir())?;
+        for (expected, measured, held) in ledger.check(&accepted) {
+            self.expect("invariants", expected, measured, held);
+        }
+        Ok(self.print_report())
+    }
+
+    async fn start_service(
+        &mut self,
+        name: &str,
+        kind: &str,
+        path: &dyn Fn(&str) -> String,
+    ) -> anyhow::Result<()> {
+        let args: Vec<String> = [
+            "service",
+            kind,
+            "--instance",
+            name,
+            "--registry",
+            &self.registry,
+            "--config",
+            &self.config,
+            "--db",
+            &path(&format!("{kind}.db")),
+            "--lease",
+            &format!("{}s", LEASE.as_secs()),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        self.cluster.start(name, &args).await?;
+        Ok(())
+    }
+
+    /// Waits until the registry lists at least these UP instances.
+    async fn wait_registered(&self, want: &[(&str, u64)], within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let scrape = view::scrape(&self.http, &self.registry, &[]).await;
+            if let Some(registered) = scrape.registered {
+                if want
+                    .iter()
+                    .all(|(s, n)| registered.get(*s).copied().unwrap_or(0) >= *n)
+                {
+                    return Ok(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("not registered within {within:?}")
+    }
+
+    fn enter(&mut self, phase: usize, name: &'static str) {
+        self.recorder.phase.store(phase, Ordering::Relaxed);
+        self.phase_name = name;
+        say(self.options, &format!("phase {phase}: {name}"));
+    }
+
+    /// Shows the view for `duration`; the first moment `until` held, if it did.
+    async fn watch(
+        &mut self,
+        duration: Duration,
+        until: impl Fn(&Scrape, &std::path::Path) -> bool,
+    ) -> Option<Instant> {
+        let started = Instant::now();
+        let mut seen = None;
+        let mut last_frame = Instant::now();
+        let every = Duration::from_millis(250);
+        while started.elapsed() < duration {
+            let targets: Vec<String> = self
+                .cluster
+                .names()
+                .iter()
+                .filter(|n| !matches!(n.as_str(), "registry" | "config-server"))
+                .filter_map(|n| self.cluster.port(n))
+                .map(|p| format!("http://127.0.0.1:{p}/metrics"))
+                .collect();
+            let scrape = view::scrape(&self.http, &self.registry, &targets).await;
+            if seen.is_none() && until(&scrape, self.cluster.dir()) {
+                seen = Some(Instant::now());
+            }
+            if last_frame.elapsed() >= Duration::from_secs(1) {
+                let gateway = self.recorder.since(last_frame);
+                let frame = view::render(
+                    self.phase_name,
+                    &self.last,
+                    &scrape,
+                    last_frame.elapsed(),
+                    &gateway,
+                );
+                if self.options.tui {
+                    print!("\x1b[2J\x1b[H{frame}");
+                } else {
+                    // Plain lines: the table's rows, without the phase heading.
+                    for line in frame.lines().skip(1) {
+                        println!("  {line}");
+                    }
+                }
+                self.last = scrape;
+                last_frame = Instant::now();
+            }
+            if seen.is_some() && self.phase_name == "draining" {
+                break;
+            }
+            tokio::time::sleep(every).await;
+        }
+        seen
+    }
+
+    fn expect(
+        &mut self,
+        phase: &'static str,
+        expected: impl Into<String>,
+        measured: String,
+        held: bool,
+    ) {
+        self.report.push(Expectation {
+            phase,
+            expected: expected.into(),
+            measured,
+            held,
+        });
+    }
+
+    fn print_report(&self) -> bool {
+        println!("\n## msakit demo report\n");
+        println!("| phase | expected | measured | result |\n|---|---|---|---|");
+        for e in &self.report {
+            println!(
+                "| {} | {} | {} | {} |",
+                e.phase,
+                e.expected,
+                e.measured,
+                if e.held { "PASS" } else { "FAIL" }
+            );
+        }
+        let held = self.report.iter().all(|e| e.held);
+        println!(
+            "\n{}",
+            if held {
+                "RESULT: PASS — every expectation held"
+            } else {
+                "RESULT: FAIL"
+            }
+        );
+        held
+    }
+}
+
+fn count_state(samples: &[traffic::Sample], state: &str) -> usize {
+    samples.iter().filter(|s| s.state == state).count()
+}
+
+fn say(options: Options, line: &str) {
+    if options.tui {
+        println!("\x1b[2J\x1b[H» {line}");
+    } else {
+        println!("» {line}");
+    }
+}
+
+async fn put_config(
+    http: &reqwest::Client,
+    config: &str,
+    application: &str,
+    document: &str,
+) -> anyhow::Result<()> {
+    let response = http
+        .put(format!("{config}/v1/config/{application}/demo/main"))
+        .header("content-type", "application/yaml")
+        .header("x-msakit-message", "msakit-demo scenario")
+        .body(document.to_owned())
+        .send()
+        .await?;
+    if !response.status().is_success() {
+        bail!(
+            "config write for {application} answered {}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn faults_doc(error_rate: f64, latency_ms: u64) -> String {
+    format!("faults:\n  error_rate: {error_rate}\n  latency_ms: {latency_ms}\n  hang: false\n")
+}
+
+const GATEWAY_DOC: &str = "
+api_keys: [demo-key-1]
+rate_per_client: 500
+orders_route:
+  attempt_timeout_ms: 2500
+  deadline_ms: 3000
+  max_attempts: 2
+  breaker:
+    sliding_window_size: 50
+    minimum_number_of_calls: 50
+";
+
+const ORDER_DOC: &str = "
+calls:
+  attempt_timeout_ms: 300
+  deadline_ms: 1000
+  max_attempts: 3
+  eject_after_failures: 2
+  breaker:
+    sliding_window_size: 10
+    minimum_number_of_calls: 10
+    failure_rate_threshold: 50
+    wait_duration_in_open_state: 2s
+    permitted_number_of_calls_in_half_open_state: 3
+    automatic_transition_from_open_to_half_open_enabled: true
+";

@@ -1,0 +1,42 @@
+//! `msakit-demo registry` and `msakit-demo config-server`: the real servers (their libraries'
+//! `run`), tuned for a demo that must show evictions within seconds, as child processes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+/// Runs the registry on `port` (0: any): 1 s minimum lease, sweeps every 100 ms, and no
+/// self-preservation (a demo of 5 instances losing one would otherwise trip it).
+pub(crate) async fn registry(port: u16) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .context("binding the registry")?;
+    let mut config = msakit_registry::RegistryConfig {
+        listen: listener.local_addr()?,
+        sweep_interval: Duration::from_millis(100),
+        shutdown_grace: Duration::from_secs(1),
+        ..Default::default()
+    };
+    config.lease.min_ttl = Duration::from_secs(1);
+    config.self_preservation.enabled = false;
+    println!("READY {}", listener.local_addr()?.port());
+    msakit_registry::run(listener, config, msakit_registry::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Runs the config server on `port` (0: any), keeping its data in `data_dir`.
+pub(crate) async fn config_server(port: u16, data_dir: PathBuf) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .context("binding the config server")?;
+    let config = msakit_config_server::ConfigServerConfig {
+        listen: listener.local_addr()?,
+        data_dir,
+        shutdown_grace: Duration::from_secs(1),
+        ..Default::default()
+    };
+    println!("READY {}", listener.local_addr()?.port());
+    msakit_config_server::run(listener, config, msakit_config_server::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,4 @@
+//! The demo, as a user runs it: the binary, its child processes, its report.
+
+mod scenario;
+mod support;

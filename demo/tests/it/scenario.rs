@@ -1,0 +1,67 @@
+//! The quick scenario passes and says so; no process outlives the orchestrator.
+
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::support::{alive, children_of, demo, read_until, wait_until};
+
+#[test]
+fn the_quick_scenario_passes_every_expectation() {
+    let mut child = demo(&["--quick", "--no-tui"]);
+    let lines = read_until(&mut child, "RESULT:", Duration::from_secs(240));
+    let status = child.wait().unwrap();
+    let output = lines.join("\n");
+    assert!(output.contains("RESULT: PASS"), "{output}");
+    assert!(status.success(), "exit status {status}: {output}");
+    for phase in [
+        "1 steady",
+        "2 kill payment-1",
+        "3 payment sick",
+        "4 payment healed",
+        "5 registry down",
+        "5 registry back",
+        "6 delivery fails",
+        "invariants",
+    ] {
+        assert!(
+            output.contains(&format!("| {phase} |")),
+            "no report line for {phase}: {output}"
+        );
+    }
+    assert!(!output.contains("| FAIL |"), "{output}");
+}
+
+/// Starts the demo, waits until its cluster is up, and returns it with its children's pids.
+fn started_cluster() -> (std::process::Child, Vec<u32>) {
+    let mut child = demo(&["--quick", "--no-tui"]);
+    read_until(&mut child, "phase 1", Duration::from_secs(120));
+    let children = children_of(child.id());
+    assert!(
+        children.len() >= 8,
+        "registry, config server and 6 service instances: {children:?}"
+    );
+    (child, children)
+}
+
+#[test]
+fn no_child_outlives_a_killed_orchestrator() {
+    let (mut orchestrator, children) = started_cluster();
+    orchestrator.kill().unwrap(); // SIGKILL: no chance to clean up
+    orchestrator.wait().unwrap();
+    wait_until(Duration::from_secs(10), "every child gone", || {
+        children.iter().all(|pid| !alive(*pid))
+    });
+}
+
+#[test]
+fn ctrl_c_stops_every_child_and_fails_the_run() {
+    let (mut orchestrator, children) = started_cluster();
+    kill(Pid::from_raw(orchestrator.id() as i32), Signal::SIGINT).unwrap();
+    let status = orchestrator.wait().unwrap();
+    assert!(!status.success(), "an interrupted run is not a pass");
+    wait_until(Duration::from_secs(10), "every child gone", || {
+        children.iter().all(|pid| !alive(*pid))
+    });
+}
