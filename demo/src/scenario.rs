@@ -47,6 +47,9 @@ struct Run {
     report: Vec<Expectation>,
     phase_name: &'static str,
     last: Scrape,
+    /// What happened so far, shown under the live view.
+    events: Vec<String>,
+    started: Instant,
 }
 
 /// Runs the demo; whether every expectation held.
@@ -72,7 +75,7 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<bool> {
 async fn play(options: Options, cluster: &mut Cluster) -> anyhow::Result<bool> {
     let dir = cluster.dir().to_owned();
     let path = |name: &str| dir.join(name).display().to_string();
-    say(options, "starting the registry and the config server");
+    say("starting the registry and the config server");
     let registry_port = cluster.start("registry", &["registry".into()]).await?;
     let config_port = cluster
         .start(
@@ -107,6 +110,8 @@ async fn play(options: Options, cluster: &mut Cluster) -> anyhow::Result<bool> {
         report: Vec::new(),
         phase_name: "starting",
         last: Scrape::default(),
+        events: Vec::new(),
+        started: Instant::now(),
     };
     // The run's cluster handle is the caller's: swap it in for the run, back out at the end.
     std::mem::swap(&mut run.cluster, cluster);
@@ -154,10 +159,7 @@ impl Run {
         } else {
             Duration::from_secs(10)
         };
-        say(
-            self.options,
-            "starting payment ×2, delivery ×1, order ×2 and the gateway",
-        );
+        self.say("starting payment ×2, delivery ×1, order ×2 and the gateway");
         for (name, kind) in [
             ("payment-1", "payment"),
             ("payment-2", "payment"),
@@ -234,7 +236,7 @@ impl Run {
             ),
             traffic::ok_share(&samples) >= 0.97,
         );
-        say(self.options, "a replacement, payment-3, is started");
+        self.say("a replacement, payment-3, is started");
         self.start_service("payment-3", "payment", path).await?;
 
         // 3. Payment turns slow and failing, by config.
@@ -316,7 +318,7 @@ impl Run {
             ),
             traffic::ok_share(&samples) >= 0.97,
         );
-        say(self.options, "registry restarted (empty: no data dir)");
+        self.say("registry restarted (empty: no data dir)");
         self.cluster
             .start(
                 "registry",
@@ -376,7 +378,7 @@ impl Run {
             })
             .await;
         if drained.is_none() {
-            say(self.options, "some orders still open after 30 s");
+            self.say("some orders still open after 30 s");
         }
         let accepted: HashSet<String> = self
             .recorder
@@ -439,10 +441,19 @@ impl Run {
         bail!("not registered within {within:?}")
     }
 
+    /// Notes an event: printed at once in plain mode, listed under the view otherwise.
+    fn say(&mut self, line: &str) {
+        say(line);
+        self.events.push(format!(
+            "{:>5.1}s  {line}",
+            self.started.elapsed().as_secs_f64()
+        ));
+    }
+
     fn enter(&mut self, phase: usize, name: &'static str) {
         self.recorder.phase.store(phase, Ordering::Relaxed);
         self.phase_name = name;
-        say(self.options, &format!("phase {phase}: {name}"));
+        self.say(&format!("phase {phase}: {name}"));
     }
 
     /// Shows the view for `duration`; the first moment `until` held, if it did.
@@ -478,7 +489,11 @@ impl Run {
                     &gateway,
                 );
                 if self.options.tui {
-                    print!("\x1b[2J\x1b[H{frame}");
+                    let recent = self.events.len().saturating_sub(12);
+                    print!(
+                        "\x1b[2J\x1b[H{frame}\n{}\n",
+                        self.events[recent..].join("\n")
+                    );
                 } else {
                     // Plain lines: the table's rows, without the phase heading.
                     for line in frame.lines().skip(1) {
@@ -540,12 +555,8 @@ fn count_state(samples: &[traffic::Sample], state: &str) -> usize {
     samples.iter().filter(|s| s.state == state).count()
 }
 
-fn say(options: Options, line: &str) {
-    if options.tui {
-        println!("\x1b[2J\x1b[H» {line}");
-    } else {
-        println!("» {line}");
-    }
+fn say(line: &str) {
+    println!("» {line}");
 }
 
 async fn put_config(

@@ -5,10 +5,11 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{alive, children_of, demo, read_until, wait_until};
+use crate::support::{alive, children_of, demo, one_at_a_time, read_until, wait_until};
 
 #[test]
 fn the_quick_scenario_passes_every_expectation() {
+    let _one = one_at_a_time();
     let mut child = demo(&["--quick", "--no-tui"]);
     let lines = read_until(&mut child, "RESULT:", Duration::from_secs(240));
     let status = child.wait().unwrap();
@@ -47,6 +48,7 @@ fn started_cluster() -> (std::process::Child, Vec<u32>) {
 
 #[test]
 fn no_child_outlives_a_killed_orchestrator() {
+    let _one = one_at_a_time();
     let (mut orchestrator, children) = started_cluster();
     orchestrator.kill().unwrap(); // SIGKILL: no chance to clean up
     orchestrator.wait().unwrap();
@@ -57,6 +59,7 @@ fn no_child_outlives_a_killed_orchestrator() {
 
 #[test]
 fn ctrl_c_stops_every_child_and_fails_the_run() {
+    let _one = one_at_a_time();
     let (mut orchestrator, children) = started_cluster();
     kill(Pid::from_raw(orchestrator.id() as i32), Signal::SIGINT).unwrap();
     let status = orchestrator.wait().unwrap();

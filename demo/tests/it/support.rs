@@ -4,6 +4,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// One demo cluster at a time: three at once on a 2-core machine would make the scenario's
+/// timing expectations a test of the machine instead.
+pub(crate) fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The demo binary with `args`, stdout piped.
 pub(crate) fn demo(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_msakit-demo"))
