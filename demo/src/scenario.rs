@@ -180,9 +180,10 @@ impl Run {
             "http://127.0.0.1:{}",
             self.cluster.port("gateway-1").context("gateway")?
         );
+        self.check_gateway(&gateway).await;
         let stop = CancellationToken::new();
         let driver = tokio::spawn(traffic::drive(
-            gateway,
+            gateway.clone(),
             40,
             Arc::clone(&self.recorder),
             stop.clone(),
@@ -300,6 +301,34 @@ impl Run {
                 )
             }),
             closed.is_some(),
+        );
+        // The gateway's route settings change live too: a longer attempt timeout, pushed now.
+        let reloads = |scrape: &Scrape| -> f64 {
+            scrape
+                .metrics
+                .iter()
+                .filter(|m| m.name == "demo_gateway_reloads_total")
+                .map(|m| m.value)
+                .sum()
+        };
+        let before = reloads(&self.last);
+        put_config(
+            &self.http,
+            &self.config,
+            "gateway",
+            &GATEWAY_DOC.replace("2500", "2600"),
+        )
+        .await?;
+        let reloaded = self
+            .watch(Duration::from_secs(3), |scrape, _| reloads(scrape) > before)
+            .await;
+        self.expect(
+            "4 gateway config",
+            "the gateway swaps in changed route settings live",
+            reloaded.map_or("no reload seen".to_owned(), |_| {
+                "reloaded (demo_gateway_reloads_total grew)".to_owned()
+            }),
+            reloaded.is_some(),
         );
 
         // 5. The registry goes away for a while.
@@ -421,6 +450,44 @@ impl Run {
         .collect();
         self.cluster.start(name, &args).await?;
         Ok(())
+    }
+
+    /// The gateway's front door: no key → 401; a burst over one client's quota → 429s.
+    async fn check_gateway(&mut self, gateway: &str) {
+        let url = format!("{gateway}/api/orders/none");
+        let anonymous = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        self.expect(
+            "0 gateway",
+            "a request without an API key is refused with 401",
+            format!("answered {anonymous}"),
+            anonymous == 401,
+        );
+        // 700 requests at once from one client whose quota is 500/s.
+        let burst = (0..700).map(|_| {
+            let request = self.http.get(&url).header("x-api-key", "demo-key-2");
+            async move {
+                request
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }
+        });
+        let statuses = futures_util::future::join_all(burst).await;
+        let limited = statuses.iter().filter(|s| **s == 429).count();
+        let served = statuses.iter().filter(|s| **s == 404).count();
+        self.expect(
+            "0 gateway",
+            "one client over its rate (500/s) gets 429s, the rest is routed",
+            format!("{limited} × 429, {served} × 404 from order"),
+            limited > 0 && served > 0 && limited + served == statuses.len(),
+        );
     }
 
     /// Waits until the registry lists at least these UP instances.
@@ -587,7 +654,7 @@ fn faults_doc(error_rate: f64, latency_ms: u64) -> String {
 }
 
 const GATEWAY_DOC: &str = "
-api_keys: [demo-key-1]
+api_keys: [demo-key-1, demo-key-2]
 rate_per_client: 500
 orders_route:
   attempt_timeout_ms: 2500

@@ -96,6 +96,7 @@ pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
             match build(&config, &discovery, Some(&previous)) {
                 Ok(next) => {
                     tracing::info!(route = %next.settings, "gateway settings reloaded");
+                    metrics::counter!("demo_gateway_reloads_total").increment(1);
                     *swap.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
                 }
                 Err(e) => tracing::error!(error = %e, "new gateway settings refused"),

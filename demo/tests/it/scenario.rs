@@ -17,10 +17,12 @@ fn the_quick_scenario_passes_every_expectation() {
     assert!(output.contains("RESULT: PASS"), "{output}");
     assert!(status.success(), "exit status {status}: {output}");
     for phase in [
+        "0 gateway",
         "1 steady",
         "2 kill payment-1",
         "3 payment sick",
         "4 payment healed",
+        "4 gateway config",
         "5 registry down",
         "5 registry back",
         "6 delivery fails",
