@@ -1,0 +1,354 @@
+//! `msakit-bench compare`: both sides, the same workloads, the same client concurrency, measured
+//! alternately (msakit, etcd, msakit, etcd, …) with the median of the per-pair ratios reported,
+//! because the machine is noisy. Writes a Markdown table to stdout and into `BENCHMARKS.md`.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::load::{Measured, quantile};
+use crate::workload::{Side, Sizes, with_cpu};
+
+/// How the comparison runs.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct CompareArgs {
+    /// Instances registered per round.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) instances: u64,
+    /// Seconds per throughput run.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) seconds: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) concurrency: usize,
+    /// Watchers in the propagation workload.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) watchers: usize,
+    /// msakit/etcd pairs per workload (A B A B …).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) pairs: u32,
+    /// Where to write the table (a section between markers); `-` for stdout only.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub(crate) write: String,
+}
+
+/// One line of the table.
+struct Row {
+    workload: String,
+    ours: Vec<Measured>,
+    theirs: Vec<Measured>,
+    /// Whether more is better (throughput) or less (latency, memory).
+    higher_is_better: bool,
+    /// The headline of one run: ops/s, p99 in ms, or MiB.
+    headline: fn(&Measured) -> f64,
+    unit: &'static str,
+}
+
+impl Row {
+    fn median_ratio(&self) -> f64 {
+        let mut ratios: Vec<f64> = self
+            .ours
+            .iter()
+            .zip(&self.theirs)
+            .map(|(a, b)| (self.headline)(a) / (self.headline)(b).max(1e-9))
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        match ratios.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => ratios[n / 2],
+            n => (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0,
+        }
+    }
+
+    fn ahead(&self) -> bool {
+        let ratio = self.median_ratio();
+        if self.higher_is_better {
+            ratio >= 1.0
+        } else {
+            ratio <= 1.0
+        }
+    }
+}
+
+fn median(runs: &[Measured], f: impl Fn(&Measured) -> f64) -> f64 {
+    let mut values: Vec<f64> = runs.iter().map(f).collect();
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn ops(m: &Measured) -> f64 {
+    m.per_second()
+}
+
+fn p99_ms(m: &Measured) -> f64 {
+    m.quantile(0.99).as_secs_f64() * 1e3
+}
+
+fn rss(m: &Measured) -> f64 {
+    // The memory row keeps RSS (MiB) in `ops`.
+    m.ops as f64
+}
+
+/// Runs every workload on both sides; the Markdown report.
+pub(crate) async fn compare<A: Side, B: Side>(
+    ours: &A,
+    theirs: &B,
+    args: &CompareArgs,
+) -> anyhow::Result<String> {
+    let sizes = Sizes {
+        instances: args.instances,
+        services: (args.instances / 100).max(1),
+        duration: Duration::from_secs(args.seconds),
+        concurrency: args.concurrency,
+        watchers: args.watchers,
+        changes: 20,
+    };
+    let pairs = args.pairs.max(1);
+    let mut rows = Vec::new();
+
+    eprintln!(
+        "1/6 registering {} instances per round, {pairs} round(s) each side",
+        sizes.instances
+    );
+    let mut row = Row {
+        workload: format!(
+            "register {} instances (etcd: lease grant + put)",
+            sizes.instances
+        ),
+        ours: vec![],
+        theirs: vec![],
+        higher_is_better: true,
+        headline: ops,
+        unit: "/s",
+    };
+    let mut memory = Row {
+        workload: format!("memory with {} instances registered (RSS)", sizes.instances),
+        ours: vec![],
+        theirs: vec![],
+        higher_is_better: false,
+        headline: rss,
+        unit: "MiB",
+    };
+    for round in 0..pairs {
+        row.ours
+            .push(with_cpu(ours.registry_server(), ours.register(round, sizes)).await);
+        row.theirs
+            .push(with_cpu(theirs.registry_server(), theirs.register(round, sizes)).await);
+        if round == 0 {
+            memory.ours.push(Measured {
+                ops: ours.registry_server().rss_mib().round() as u64,
+                ..Default::default()
+            });
+            memory.theirs.push(Measured {
+                ops: theirs.registry_server().rss_mib().round() as u64,
+                ..Default::default()
+            });
+        }
+    }
+    rows.push(row);
+
+    eprintln!("2/6 heartbeats at saturation");
+    let mut row = Row {
+        workload: "heartbeats at saturation (etcd: lease keep-alive)".into(),
+        ours: vec![],
+        theirs: vec![],
+        higher_is_better: true,
+        headline: ops,
+        unit: "/s",
+    };
+    for _ in 0..pairs {
+        row.ours
+            .push(with_cpu(ours.registry_server(), ours.heartbeats(sizes)).await);
+        row.theirs
+            .push(with_cpu(theirs.registry_server(), theirs.heartbeats(sizes)).await);
+    }
+    rows.push(row);
+
+    eprintln!("3/6 lookups of one service of 10 instances");
+    ours.prepare_lookup().await?;
+    theirs.prepare_lookup().await?;
+    let mut row = Row {
+        workload: "look up 1 service of 10 instances (etcd: serializable prefix range)".into(),
+        ours: vec![],
+        theirs: vec![],
+        higher_is_better: true,
+        headline: ops,
+        unit: "/s",
+    };
+    for _ in 0..pairs {
+        row.ours
+            .push(with_cpu(ours.registry_server(), ours.lookup(sizes)).await);
+        row.theirs
+            .push(with_cpu(theirs.registry_server(), theirs.lookup(sizes)).await);
+    }
+    rows.push(row);
+
+    eprintln!(
+        "4/6 propagation of one change to {} watchers",
+        sizes.watchers
+    );
+    let mut row = Row {
+        workload: format!(
+            "propagate 1 change to {} watchers, p99 (etcd: prefix watch)",
+            sizes.watchers
+        ),
+        ours: vec![],
+        theirs: vec![],
+        higher_is_better: false,
+        headline: p99_ms,
+        unit: "ms",
+    };
+    for round in 0..pairs {
+        let delays = ours.propagation(round, sizes).await?;
+        row.ours.push(Measured {
+            ops: delays.len() as u64,
+            latencies: delays,
+            ..Default::default()
+        });
+        let delays = theirs.propagation(round, sizes).await?;
+        row.theirs.push(Measured {
+            ops: delays.len() as u64,
+            latencies: delays,
+            ..Default::default()
+        });
+    }
+    rows.push(row);
+
+    eprintln!("5/6 durable config writes and reads");
+    let writes = Sizes {
+        concurrency: args.concurrency.min(16),
+        ..sizes
+    };
+    let mut row = Row {
+        workload: format!(
+            "durable config writes, fsync'd, {} writers (etcd: put)",
+            writes.concurrency
+        ),
+        ours: vec![],
+        theirs: vec![],
+        higher_is_better: true,
+        headline: ops,
+        unit: "/s",
+    };
+    for _ in 0..pairs {
+        row.ours
+            .push(with_cpu(ours.config_server(), ours.config_writes(writes)).await);
+        row.theirs
+            .push(with_cpu(theirs.config_server(), theirs.config_writes(writes)).await);
+    }
+    rows.push(row);
+    let mut row = Row {
+        workload: "config reads (etcd: serializable get)".into(),
+        ours: vec![],
+        theirs: vec![],
+        higher_is_better: true,
+        headline: ops,
+        unit: "/s",
+    };
+    for _ in 0..pairs {
+        row.ours
+            .push(with_cpu(ours.config_server(), ours.config_reads(sizes)).await);
+        row.theirs
+            .push(with_cpu(theirs.config_server(), theirs.config_reads(sizes)).await);
+    }
+    rows.push(row);
+    eprintln!("6/6 memory");
+    rows.push(memory);
+    Ok(table(&rows, args, pairs))
+}
+
+fn table(rows: &[Row], args: &CompareArgs, pairs: u32) -> String {
+    let mut out = String::new();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let _ = writeln!(
+        out,
+        "Command: `cargo run --release -p msakit-bench --features etcd -- compare --instances {} --seconds {} --concurrency {} --watchers {} --pairs {pairs}`. \
+         Machine: {cores} cores, Linux {}. Servers and load generator on the same machine, loopback; \
+         each side measured {pairs} time(s), alternately; the ratio is the median of the per-pair ratios. \
+         CPU is the server process's user + system time during the runs (median run).\n",
+        args.instances,
+        args.seconds,
+        args.concurrency,
+        args.watchers,
+        kernel.trim()
+    );
+    let _ = writeln!(
+        out,
+        "| workload | msakit | etcd | msakit p50 / p99 | etcd p50 / p99 | CPU s msakit / etcd | ratio msakit / etcd | |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|");
+    for row in rows {
+        let value = |runs: &[Measured]| {
+            let v = median(runs, row.headline);
+            if row.unit == "/s" {
+                format!("{v:.0}/s")
+            } else {
+                format!("{v:.1} {}", row.unit)
+            }
+        };
+        let latency = |runs: &[Measured]| {
+            if row.unit == "MiB" {
+                return "–".to_owned();
+            }
+            let all: Vec<Duration> = {
+                let mut all: Vec<Duration> = runs
+                    .iter()
+                    .flat_map(|m| m.latencies.iter().copied())
+                    .collect();
+                all.sort();
+                all
+            };
+            format!(
+                "{:.2} / {:.2} ms",
+                quantile(&all, 0.5).as_secs_f64() * 1e3,
+                quantile(&all, 0.99).as_secs_f64() * 1e3
+            )
+        };
+        let cpu = |runs: &[Measured]| median(runs, |m| m.cpu.as_secs_f64());
+        let cpu_text = if row.unit == "/s" {
+            format!("{:.2} / {:.2}", cpu(&row.ours), cpu(&row.theirs))
+        } else {
+            "–".to_owned()
+        };
+        let ratio = row.median_ratio();
+        let verdict = match (row.ahead(), row.higher_is_better) {
+            (true, _) => "**ahead**",
+            (false, true) => "behind (higher is better)",
+            (false, false) => "behind (lower is better)",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {ratio:.2}× | {verdict} |",
+            row.workload,
+            value(&row.ours),
+            value(&row.theirs),
+            latency(&row.ours),
+            latency(&row.theirs),
+            cpu_text
+        );
+    }
+    let errors: u64 = rows
+        .iter()
+        .flat_map(|r| r.ours.iter().chain(&r.theirs))
+        .map(|m| m.errors)
+        .sum();
+    let _ = writeln!(out, "\nFailed requests across all runs: {errors}.");
+    out
+}
+
+/// Replaces the section between the compare markers in `path` (appending it if absent).
+pub(crate) fn write_section(path: &PathBuf, table: &str) -> anyhow::Result<()> {
+    const BEGIN: &str = "<!-- msakit-bench compare: begin -->";
+    const END: &str = "<!-- msakit-bench compare: end -->";
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let section = format!("{BEGIN}\n{table}{END}");
+    let updated = match (text.find(BEGIN), text.find(END)) {
+        (Some(begin), Some(end)) if end > begin => {
+            format!("{}{section}{}", &text[..begin], &text[end + END.len()..])
+        }
+        _ => format!("{text}\n## Side by side with etcd\n\n{section}\n"),
+    };
+    std::fs::write(path, updated)?;
+    Ok(())
+}

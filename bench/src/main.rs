@@ -1,0 +1,112 @@
+//! `msakit-bench`: our registry and config server side by side with etcd (`compare`), and our
+//! registry at a million instances (`scale`). Every load loop stops by itself (a count and a
+//! time) and targets loopback only.
+
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+mod compare;
+#[cfg(feature = "etcd")]
+mod etcd;
+mod load;
+mod ours;
+mod process;
+mod scale;
+mod workload;
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+
+/// msakit side by side with etcd, and at scale.
+#[derive(Debug, Parser)]
+#[command(name = "msakit-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// msakit's registry and config server against a single-node etcd, same workloads.
+    Compare(compare::CompareArgs),
+    /// The registry with a million instances.
+    Scale(scale::ScaleArgs),
+    /// (internal) the registry under test.
+    #[command(hide = true)]
+    ServeRegistry {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// (internal) the config server under test.
+    #[command(hide = true)]
+    ServeConfig {
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+/// A scratch directory on the same disk as the repository (not a tmpfs, so fsyncs are real).
+fn scratch() -> anyhow::Result<tempfile::TempDir> {
+    let target = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target");
+    std::fs::create_dir_all(&target)?;
+    Ok(tempfile::Builder::new()
+        .prefix("msakit-bench-")
+        .tempdir_in(target)?)
+}
+
+async fn start_ours(dir: &std::path::Path) -> anyhow::Result<ours::Ours> {
+    let registry = process::start_ours("registry", &dir.join("registry")).await?;
+    let config = process::start_ours("config", &dir.join("config")).await?;
+    Ok(ours::Ours::new(registry, config))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::ServeRegistry { data_dir } => process::serve_registry(&data_dir).await,
+        Command::ServeConfig { data_dir } => process::serve_config(&data_dir).await,
+        Command::Scale(args) => {
+            let dir = scratch()?;
+            let ours = start_ours(dir.path()).await?;
+            let report = scale::scale(&ours, &args).await?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Compare(args) => {
+            if !process::etcd_installed() {
+                bail!(
+                    "`etcd` is not on PATH. Install it (Debian: `apt-get install -y etcd-server`) and run again; nothing is installed silently."
+                );
+            }
+            compare_with_etcd(&args).await
+        }
+    }
+}
+
+#[cfg(feature = "etcd")]
+async fn compare_with_etcd(args: &compare::CompareArgs) -> anyhow::Result<()> {
+    let dir = scratch()?;
+    let ours = start_ours(dir.path()).await?;
+    let etcd = etcd::Etcd::connect(etcd::start_etcd(&dir.path().join("etcd")).await?, 8).await?;
+    let report = compare::compare(&ours, &etcd, args).await?;
+    println!("{report}");
+    if args.write != "-" {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(&args.write);
+        anyhow::Context::with_context(compare::write_section(&path, &report), || {
+            format!("writing {}", path.display())
+        })?;
+        eprintln!("written into {}", path.display());
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn compare_with_etcd(_: &compare::CompareArgs) -> anyhow::Result<()> {
+    bail!(
+        "this msakit-bench was built without its etcd client, which needs `protoc` to build \
+         (Debian: `apt-get install -y protobuf-compiler`). Run \
+         `cargo run --release -p msakit-bench --features etcd -- compare`."
+    )
+}

@@ -1,0 +1,94 @@
+//! Small runs of `scale` and `compare`, checking the tables they print.
+
+use std::process::Command;
+
+fn bench(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_msakit-bench"))
+        .args(args)
+        .output()
+        .expect("msakit-bench runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_small_scale_run_reports_every_measure() {
+    let (ok, stdout, stderr) = bench(&[
+        "scale",
+        "--instances",
+        "3000",
+        "--interval-seconds",
+        "1",
+        "--seconds",
+        "3",
+        "--watchers",
+        "20",
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    for line in [
+        "| registration of 3000 instances",
+        "| RSS idle",
+        "| full fetch, one service",
+        "| full fetch, whole registry",
+        "| heartbeats: target 3000/s",
+        "| registry CPU during heartbeats",
+        "| propagation to 20 watchers",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in\n{stdout}");
+    }
+    assert!(stdout.contains(", 0 failed"), "{stdout}");
+}
+
+fn etcd_on_path() -> bool {
+    Command::new("etcd")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn compare_runs_against_etcd_or_says_what_is_missing() {
+    let (ok, stdout, stderr) = bench(&[
+        "compare",
+        "--instances",
+        "2000",
+        "--seconds",
+        "1",
+        "--concurrency",
+        "16",
+        "--watchers",
+        "50",
+        "--pairs",
+        "1",
+        "--write",
+        "-",
+    ]);
+    if !etcd_on_path() {
+        assert!(
+            !ok && stderr.contains("apt-get install -y etcd-server"),
+            "{stderr}"
+        );
+    } else if cfg!(feature = "etcd") {
+        assert!(ok, "{stdout}\n{stderr}");
+        for workload in [
+            "| register 2000 instances",
+            "| heartbeats at saturation",
+            "| look up 1 service",
+            "| propagate 1 change to 50 watchers",
+            "| durable config writes",
+            "| config reads",
+            "| memory with 2000 instances",
+        ] {
+            assert!(stdout.contains(workload), "no {workload:?} in\n{stdout}");
+        }
+        assert!(
+            stdout.contains("Failed requests across all runs: 0."),
+            "{stdout}"
+        );
+    } else {
+        assert!(!ok && stderr.contains("--features etcd"), "{stderr}");
+    }
+}
