@@ -73,7 +73,7 @@ impl Side for Etcd {
                 let mut client = clients[worker % clients.len()].clone();
                 let leases = Arc::clone(&leases);
                 async move {
-                    let Ok(lease) = client.lease_grant(60, None).await else {
+                    let Ok(lease) = client.lease_grant(600, None).await else {
                         return false;
                     };
                     let key = format!("/services/svc-{}/r{round}-{i}", i % sizes.services);
@@ -172,8 +172,13 @@ impl Side for Etcd {
     async fn propagation(&self, round: u32, sizes: Sizes) -> anyhow::Result<Vec<Duration>> {
         let prefix = format!("/services/prop{round}/");
         let mut tasks = Vec::new();
-        for worker in 0..sizes.watchers {
-            let mut client = self.client(worker);
+        // One connection per watcher, as 1,000 watching services would have (our watchers are
+        // 1,000 connections too).
+        let endpoint = self.server.url.trim_start_matches("http://").to_owned();
+        for _ in 0..sizes.watchers {
+            let mut client = Client::connect([endpoint.as_str()], None)
+                .await
+                .context("a watcher's connection")?;
             let mut stream = client
                 .watch(prefix.clone(), Some(WatchOptions::new().with_prefix()))
                 .await
@@ -185,6 +190,7 @@ impl Side for Etcd {
             anyhow::ensure!(created.is_some_and(|r| r.created()), "watch not created");
             let changes = sizes.changes;
             tasks.push(tokio::spawn(async move {
+                let _client = client;
                 let mut seen: Vec<(usize, Instant)> = Vec::new();
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
                 while seen.len() < changes {

@@ -62,7 +62,7 @@ impl Side for Ours {
                     i % sizes.services
                 );
                 let body = format!(
-                    r#"{{"host":"10.{}.{}.{}","port":8080,"lease_ttl_ms":60000}}"#,
+                    r#"{{"host":"10.{}.{}.{}","port":8080,"lease_ttl_ms":600000}}"#,
                     (i >> 16) & 255,
                     (i >> 8) & 255,
                     i & 255

@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use msakit_api::config::{DocumentVersion, Format, HistoryEntry, Resolved, Source, WriteResult};
 use serde_json::Value;
-use tokio::sync::{Mutex, broadcast, watch};
+use tokio::sync::{Mutex, broadcast, oneshot, watch};
 
 use crate::document::{self, DEFAULT_PROFILE, DocKey, DocumentError, SHARED};
 use crate::secrets::{Cipher, PREFIX};
@@ -75,13 +75,28 @@ struct State {
     schemas: HashMap<String, Arc<jsonschema::Validator>>,
 }
 
+/// Where a writer's outcome goes.
+type Reply = oneshot::Sender<Result<WriteResult, ServiceError>>;
+
+/// A document version waiting for the next group commit, and where its outcome goes.
+struct Pending {
+    key: DocKey,
+    /// Everything but `version` and `index`, which the commit assigns.
+    stored: StoredVersion,
+    if_match: Option<u64>,
+    reply: Reply,
+}
+
 /// The config service.
 pub(crate) struct ConfigService {
     store: Store,
-    state: RwLock<State>,
-    writes: Mutex<()>,
+    state: Arc<RwLock<State>>,
+    /// Held by the writer committing a batch (and by schema writes).
+    writes: Arc<Mutex<()>>,
+    /// Versions waiting for the next group commit.
+    queue: Arc<std::sync::Mutex<Vec<Pending>>>,
     changes: broadcast::Sender<Arc<Change>>,
-    index: watch::Sender<u64>,
+    index: Arc<watch::Sender<u64>>,
     cipher: Option<Cipher>,
     max_bytes: usize,
 }
@@ -150,10 +165,11 @@ impl ConfigService {
         let index = state.index;
         Ok(Self {
             store,
-            state: RwLock::new(state),
-            writes: Mutex::new(()),
+            state: Arc::new(RwLock::new(state)),
+            writes: Arc::new(Mutex::new(())),
+            queue: Arc::new(std::sync::Mutex::new(Vec::new())),
             changes: broadcast::channel(4096).0,
-            index: watch::channel(index).0,
+            index: Arc::new(watch::channel(index).0),
             cipher,
             max_bytes,
         })
@@ -294,6 +310,11 @@ impl ConfigService {
         Ok(())
     }
 
+    /// Commits a new version — with every other version waiting at that moment, in one fsync'd
+    /// transaction (group commit). The first writer to get the write lock commits the whole
+    /// queue; the writers whose versions it carried find their outcome when they get the lock in
+    /// turn. Versions and `If-Match` checks are decided in queue order against the durable heads,
+    /// so a batch is exactly the sequence of single commits it replaces, with one fsync.
     #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
@@ -306,21 +327,9 @@ impl ConfigService {
         deleted: bool,
         rolled_back_to: Option<u64>,
     ) -> Result<WriteResult, ServiceError> {
-        let _serial = self.writes.lock().await;
-        let (current, index) = {
-            let state = self.read();
-            (
-                state.heads.get(&key).map_or(0, |h| h.stored.version),
-                state.index + 1,
-            )
-        };
-        if let Some(expected) = if_match {
-            if expected != current {
-                return Err(ServiceError::Conflict { expected, current });
-            }
-        }
+        let (reply, mut outcome) = oneshot::channel();
         let stored = StoredVersion {
-            version: current + 1,
+            version: 0,
             format,
             content,
             author: author.to_owned(),
@@ -328,34 +337,40 @@ impl ConfigService {
             created_at_ms: unix_ms(),
             deleted,
             rolled_back_to,
-            index,
+            index: 0,
         };
-        let store = self.store.clone();
-        let doc = key.storage_key();
-        let to_store = stored.clone();
-        blocking(move || store.append(&doc, &to_store)).await?;
-        // Durable: now visible.
-        let result = WriteResult {
-            version: stored.version,
-            index,
-        };
-        {
-            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            state.index = index;
-            state.heads.insert(
-                key.clone(),
-                Head {
-                    flat: flat_of(&stored),
-                    stored,
-                },
-            );
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Pending {
+                key,
+                stored,
+                if_match,
+                reply,
+            });
+        let serial = Arc::clone(&self.writes).lock_owned().await;
+        if let Ok(done) = outcome.try_recv() {
+            return done;
         }
-        let _ = self.changes.send(Arc::new(Change {
-            key,
-            committed: std::time::Instant::now(),
-        }));
-        self.index.send_replace(index);
-        Ok(result)
+        let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+        let committer = Committer {
+            store: self.store.clone(),
+            state: Arc::clone(&self.state),
+            changes: self.changes.clone(),
+            index: Arc::clone(&self.index),
+        };
+        // On a blocking thread of its own, so a caller that goes away cannot stop a batch
+        // half-way: the lock is released only once every outcome is known.
+        let _ = tokio::task::spawn_blocking(move || {
+            let _serial = serial;
+            committer.commit(batch);
+        })
+        .await;
+        outcome.await.unwrap_or_else(|_| {
+            Err(ServiceError::Store(StoreError::failed(
+                "the commit did not complete",
+            )))
+        })
     }
 
     /// The newest version of a document.
@@ -627,5 +642,90 @@ fn to_wire(key: &DocKey, stored: &StoredVersion) -> DocumentVersion {
         message: stored.message.clone(),
         created_at_ms: stored.created_at_ms,
         index: stored.index,
+    }
+}
+
+/// What a group commit needs of the service.
+struct Committer {
+    store: Store,
+    state: Arc<RwLock<State>>,
+    changes: broadcast::Sender<Arc<Change>>,
+    index: Arc<watch::Sender<u64>>,
+}
+
+impl Committer {
+    /// Decides versions in queue order, writes the accepted ones in one transaction, then makes
+    /// them visible and answers every writer.
+    fn commit(&self, batch: Vec<Pending>) {
+        let mut accepted: Vec<(Reply, DocKey, StoredVersion)> = Vec::with_capacity(batch.len());
+        {
+            let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+            let mut versions: HashMap<DocKey, u64> = HashMap::new();
+            let mut index = state.index;
+            for pending in batch {
+                let current = versions.get(&pending.key).copied().unwrap_or_else(|| {
+                    state
+                        .heads
+                        .get(&pending.key)
+                        .map_or(0, |h| h.stored.version)
+                });
+                if let Some(expected) = pending.if_match {
+                    if expected != current {
+                        let _ = pending
+                            .reply
+                            .send(Err(ServiceError::Conflict { expected, current }));
+                        continue;
+                    }
+                }
+                index += 1;
+                let stored = StoredVersion {
+                    version: current + 1,
+                    index,
+                    ..pending.stored
+                };
+                versions.insert(pending.key.clone(), stored.version);
+                accepted.push((pending.reply, pending.key, stored));
+            }
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let rows: Vec<(String, &StoredVersion)> = accepted
+            .iter()
+            .map(|(_, key, stored)| (key.storage_key(), stored))
+            .collect();
+        if let Err(error) = self.store.append_batch(&rows) {
+            tracing::error!(%error, writes = accepted.len(), "config commit failed; nothing was written");
+            let message = error.to_string();
+            for (reply, _, _) in accepted {
+                let _ = reply.send(Err(ServiceError::Store(StoreError::failed(&message))));
+            }
+            return;
+        }
+        // Durable: now visible, in commit order.
+        let committed = std::time::Instant::now();
+        let mut last = 0;
+        {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            for (_, key, stored) in &accepted {
+                state.index = stored.index;
+                last = stored.index;
+                state.heads.insert(
+                    key.clone(),
+                    Head {
+                        flat: flat_of(stored),
+                        stored: stored.clone(),
+                    },
+                );
+            }
+        }
+        for (reply, key, stored) in accepted {
+            let _ = self.changes.send(Arc::new(Change { key, committed }));
+            let _ = reply.send(Ok(WriteResult {
+                version: stored.version,
+                index: stored.index,
+            }));
+        }
+        self.index.send_replace(last);
     }
 }

@@ -40,6 +40,11 @@ pub(crate) struct StoredVersion {
 pub struct StoreError(#[from] redb::Error);
 
 impl StoreError {
+    /// A failure to report to several writers (the original is reported once, in the log).
+    pub(crate) fn failed(message: &str) -> Self {
+        StoreError(redb::Error::Io(std::io::Error::other(message.to_owned())))
+    }
+
     /// The blocking task running a store operation failed (panicked or was cancelled).
     pub(crate) fn task_failed(e: tokio::task::JoinError) -> Self {
         StoreError(redb::Error::Io(std::io::Error::other(e)))
@@ -129,25 +134,26 @@ impl Store {
         })
     }
 
-    /// Appends a version and makes it the head, durably.
-    pub(crate) fn append(&self, doc: &str, stored: &StoredVersion) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(stored).expect("plain data serialises");
+    /// Appends versions (in order), each becoming its document's head, in one durable
+    /// transaction: one fsync for the whole batch.
+    pub(crate) fn append_batch(&self, rows: &[(String, &StoredVersion)]) -> Result<(), StoreError> {
         let write = self.db.begin_write().map_err(wrap)?;
         {
-            write
-                .open_table(VERSIONS)
-                .map_err(wrap)?
-                .insert(version_key(doc, stored.version).as_str(), bytes.as_slice())
-                .map_err(wrap)?;
-            write
-                .open_table(HEADS)
-                .map_err(wrap)?
-                .insert(doc, stored.version)
-                .map_err(wrap)?;
+            let mut versions = write.open_table(VERSIONS).map_err(wrap)?;
+            let mut heads = write.open_table(HEADS).map_err(wrap)?;
+            let mut last = 0;
+            for (doc, stored) in rows {
+                let bytes = serde_json::to_vec(stored).expect("plain data serialises");
+                versions
+                    .insert(version_key(doc, stored.version).as_str(), bytes.as_slice())
+                    .map_err(wrap)?;
+                heads.insert(doc.as_str(), stored.version).map_err(wrap)?;
+                last = last.max(stored.index);
+            }
             write
                 .open_table(META)
                 .map_err(wrap)?
-                .insert("index", stored.index)
+                .insert("index", last)
                 .map_err(wrap)?;
         }
         write.commit().map_err(wrap)
