@@ -55,12 +55,14 @@ impl Server {
 /// Starts `msakit-bench serve-<what> --data-dir <dir>` and waits for its `READY <port>` line.
 pub(crate) async fn start_ours(what: &str, data_dir: &Path) -> anyhow::Result<Server> {
     let exe = std::env::current_exe()?;
+    std::fs::create_dir_all(data_dir)?;
+    let log = std::fs::File::create(data_dir.with_extension("log"))?;
     let mut child = Command::new(exe)
         .args([&format!("serve-{what}"), "--data-dir"])
         .arg(data_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {what}"))?;

@@ -76,6 +76,8 @@ struct Inner {
     client: reqwest::Client,
     streaming: reqwest::Client,
     services: RwLock<HashMap<String, Known>>,
+    /// Bumped whenever any service's instances change, for followers (see `tower_discover`).
+    updates: tokio::sync::watch::Sender<u64>,
     stop: CancellationToken,
 }
 
@@ -104,6 +106,7 @@ impl Discovery {
                     .build()
                     .expect("builds"),
                 services: RwLock::new(HashMap::new()),
+                updates: tokio::sync::watch::channel(0).0,
                 stop: CancellationToken::new(),
             }),
         }
@@ -149,6 +152,7 @@ impl Discovery {
             first
         };
         if first {
+            self.inner.updates.send_modify(|n| *n += 1);
             tokio::spawn(watch(Arc::downgrade(&self.inner), service.to_owned()));
         }
         Ok(instances)
@@ -173,6 +177,11 @@ impl Discovery {
             }
         }
         Ok(up)
+    }
+
+    /// A receiver told of every change to any cached service's instances.
+    pub(crate) fn updates(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.updates.subscribe()
     }
 
     /// This service's zone, if set.
@@ -366,5 +375,6 @@ fn apply(inner: &Inner, service: &str, event: &str, data: &str) {
     known.fresh_at = Instant::now();
     let instances = Arc::clone(&known.instances);
     drop(services);
+    inner.updates.send_modify(|n| *n += 1);
     persist(inner, service, &instances);
 }

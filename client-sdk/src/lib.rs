@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod registration;
 pub mod service_client;
 mod sse;
+pub mod tower_discover;
 
 pub use config::{ConfigClient, ConfigClientOptions, ConfigError};
 pub use discovery::{Discovery, DiscoveryError, DiscoveryOptions};
@@ -27,3 +28,4 @@ pub use service_client::{
     Balancer, CallError, CallErrorKind, DEADLINE_HEADER, Fallback, ServiceCall, ServiceClient,
     ServiceClientOptions,
 };
+pub use tower_discover::discover;

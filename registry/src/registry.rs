@@ -544,6 +544,63 @@ impl Registry {
     }
 
     /// Every instance of a namespace with what it told the Eureka API, by service then id.
+    /// The names of the services of `namespace`, sorted.
+    pub(crate) fn service_names(&self, namespace: &str) -> Vec<String> {
+        let state = self.read();
+        let mut names: Vec<String> = state
+            .namespaces
+            .get(namespace)
+            .map(|services| services.keys().cloned().collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    /// One instance with its Eureka details.
+    pub(crate) fn eureka_instance(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Option<(Instance, Option<EurekaInfo>)> {
+        let state = self.read();
+        let entry = state
+            .namespaces
+            .get(namespace)?
+            .get(service)?
+            .instances
+            .get(id)?;
+        Some((
+            to_wire(namespace, service, id, entry),
+            entry.registration.eureka.clone(),
+        ))
+    }
+
+    /// One service's instances with their Eureka details.
+    pub(crate) fn eureka_service_view(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> Vec<(Instance, Option<EurekaInfo>)> {
+        let state = self.read();
+        state
+            .namespaces
+            .get(namespace)
+            .and_then(|services| services.get(service))
+            .map(|s| {
+                s.instances
+                    .iter()
+                    .map(|(id, entry)| {
+                        (
+                            to_wire(namespace, service, id, entry),
+                            entry.registration.eureka.clone(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub(crate) fn eureka_view(&self, namespace: &str) -> Vec<(Instance, Option<EurekaInfo>)> {
         let state = self.read();
         let mut out = Vec::new();

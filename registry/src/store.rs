@@ -38,7 +38,12 @@ impl Store {
     /// Opens (or creates) `registry.redb` in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError(redb::Error::Io(e)))?;
-        let db = Database::create(dir.join("registry.redb")).map_err(wrap)?;
+        // Written behind and read only at start: a small page cache is plenty, and redb's
+        // default (1 GiB) would otherwise count against the registry's memory at scale.
+        let db = redb::Builder::new()
+            .set_cache_size(32 * 1024 * 1024)
+            .create(dir.join("registry.redb"))
+            .map_err(wrap)?;
         let write = db.begin_write().map_err(wrap)?;
         write.open_table(INSTANCES).map_err(wrap)?;
         write.open_table(META).map_err(wrap)?;

@@ -18,6 +18,13 @@ pub(crate) fn to_xml(name: &str, value: &Value) -> String {
     String::from_utf8(writer.into_inner()).unwrap_or_default()
 }
 
+/// One element, without the XML declaration, to splice into a larger document.
+pub(crate) fn fragment(name: &str, value: &Value) -> Vec<u8> {
+    let mut writer = Writer::new(Vec::new());
+    element(&mut writer, name, value);
+    writer.into_inner()
+}
+
 fn scalar(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),

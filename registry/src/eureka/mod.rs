@@ -59,11 +59,7 @@ fn service_of(app: &str) -> String {
 
 /// Answers with `document` (`{"root": inner}`) as JSON or XML, as `headers` ask.
 fn respond(headers: &HeaderMap, root: &str, inner: Value) -> Response {
-    let json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.to_ascii_lowercase().contains("json"));
-    if json {
+    if wants_json(headers) {
         (
             [(header::CONTENT_TYPE, "application/json")],
             json!({ root: inner }).to_string(),
@@ -101,6 +97,95 @@ fn applications(state: &AppState, keep: impl Fn(&Value) -> bool) -> Value {
     })
 }
 
+/// The hash code of the whole namespace, from the status counts the registry keeps (no
+/// rendering).
+fn registry_hashcode(state: &AppState) -> String {
+    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for service in state.registry.services(DEFAULT_NAMESPACE).services {
+        for (status, n) in service.by_status {
+            *counts.entry(status.as_str()).or_default() += n;
+        }
+    }
+    counts
+        .iter()
+        .map(|(status, n)| format!("{status}_{n}_"))
+        .collect()
+}
+
+/// The whole registry for `GET /eureka/apps`, rendered one service at a time straight into
+/// the response bytes (never as one document tree), on a blocking thread: a million instances
+/// cost the size of the response, not many times it, and never stall the async threads.
+async fn full_registry(state: &AppState, json: bool) -> Vec<u8> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut apps: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for service in state.registry.service_names(DEFAULT_NAMESPACE) {
+            for (instance, eureka) in state.registry.eureka_service_view(DEFAULT_NAMESPACE, &service) {
+                let rendered = codec::render(&instance, eureka.as_ref(), "ADDED");
+                let app = rendered["app"].as_str().unwrap_or_default().to_owned();
+                *counts
+                    .entry(rendered["status"].as_str().unwrap_or("UNKNOWN").to_owned())
+                    .or_default() += 1;
+                let out = apps.entry(app).or_default();
+                if json {
+                    if !out.is_empty() {
+                        out.push(b',');
+                    }
+                    let _ = serde_json::to_writer(&mut *out, &rendered);
+                } else {
+                    out.extend_from_slice(&document::fragment("instance", &rendered));
+                }
+            }
+        }
+        let hashcode: String = counts.iter().map(|(s, n)| format!("{s}_{n}_")).collect();
+        let index = state.registry.index();
+        let mut body = Vec::with_capacity(apps.values().map(Vec::len).sum::<usize>() + 4096);
+        if json {
+            body.extend_from_slice(
+                format!(r#"{{"applications":{{"versions__delta":"{index}","apps__hashcode":"{hashcode}","application":["#)
+                    .as_bytes(),
+            );
+            for (n, (app, instances)) in apps.iter().enumerate() {
+                if n > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(b"{\"name\":");
+                let _ = serde_json::to_writer(&mut body, app);
+                body.extend_from_slice(b",\"instance\":[");
+                body.extend_from_slice(instances);
+                body.extend_from_slice(b"]}");
+            }
+            body.extend_from_slice(b"]}}");
+        } else {
+            body.extend_from_slice(
+                format!(
+                    r#"<?xml version="1.0" encoding="UTF-8"?><applications><versions__delta>{index}</versions__delta><apps__hashcode>{hashcode}</apps__hashcode>"#
+                )
+                .as_bytes(),
+            );
+            for (app, instances) in &apps {
+                body.extend_from_slice(b"<application><name>");
+                body.extend_from_slice(quick_xml::escape::escape(app.as_str()).as_bytes());
+                body.extend_from_slice(b"</name>");
+                body.extend_from_slice(instances);
+                body.extend_from_slice(b"</application>");
+            }
+            body.extend_from_slice(b"</applications>");
+        }
+        body
+    })
+    .await
+    .unwrap_or_default()
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.to_ascii_lowercase().contains("json"))
+}
+
 fn hashcode<'a>(instances: impl Iterator<Item = &'a Value>) -> String {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for instance in instances {
@@ -115,7 +200,17 @@ fn hashcode<'a>(instances: impl Iterator<Item = &'a Value>) -> String {
 }
 
 async fn apps(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    respond(&headers, "applications", applications(&state, |_| true))
+    let json = wants_json(&headers);
+    let content_type = if json {
+        "application/json"
+    } else {
+        "application/xml"
+    };
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        full_registry(&state, json).await,
+    )
+        .into_response()
 }
 
 /// Changes of the last three minutes, each instance with its `actionType`; the hash code is
@@ -127,13 +222,6 @@ async fn delta(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let (changes, _complete) = state
         .registry
         .changes_after(now.saturating_sub(DELTA_WINDOW_MS));
-    let current: BTreeMap<(String, String), (msakit_api::registry::Instance, Option<EurekaInfo>)> =
-        state
-            .registry
-            .eureka_view(DEFAULT_NAMESPACE)
-            .into_iter()
-            .map(|(i, e)| ((i.service.clone(), i.id.clone()), (i, e)))
-            .collect();
     // The last change per instance decides its action.
     let mut last: BTreeMap<(String, String), &crate::registry::ChangeRecord> = BTreeMap::new();
     for change in changes.iter().filter(|c| c.namespace == DEFAULT_NAMESPACE) {
@@ -142,7 +230,10 @@ async fn delta(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let cutoff = now.saturating_sub(DELTA_WINDOW_MS);
     let mut apps: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for (key, change) in last {
-        let rendered = match current.get(&key) {
+        let current = state
+            .registry
+            .eureka_instance(DEFAULT_NAMESPACE, &key.0, &key.1);
+        let rendered = match &current {
             Some((instance, eureka)) if !change.removed => {
                 let action = if instance.registered_at_ms >= cutoff {
                     "ADDED"
@@ -157,10 +248,9 @@ async fn delta(State(state): State<AppState>, headers: HeaderMap) -> Response {
         let app = rendered["app"].as_str().unwrap_or_default().to_owned();
         apps.entry(app).or_default().push(rendered);
     }
-    let full = applications(&state, |_| true);
     let body = json!({
-        "versions__delta": full["versions__delta"],
-        "apps__hashcode": full["apps__hashcode"],
+        "versions__delta": state.registry.index().to_string(),
+        "apps__hashcode": registry_hashcode(&state),
         "application": apps
             .into_iter()
             .map(|(name, instance)| json!({"name": name, "instance": instance}))
