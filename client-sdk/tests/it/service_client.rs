@@ -279,3 +279,61 @@ async fn fallbacks_answer_when_calls_fail_and_the_client_is_a_tower_service() {
     let response = client.ready().await.unwrap().call(call).await.unwrap();
     assert_eq!(response.text().await.unwrap(), "[]");
 }
+
+#[tokio::test]
+async fn tower_balance_follows_discovery_as_instances_come_and_go() {
+    use tower::{Service, ServiceExt};
+    let server = registry(None).await;
+    let url = server.url();
+    let a = backend(&url, "inventory", "a", HEALTHY).await;
+    let b = backend(&url, "inventory", "b", HEALTHY).await;
+    let discovery = Discovery::new(DiscoveryOptions::new(url.clone()));
+    let http = reqwest::Client::new();
+    let changes = msakit::discover(&discovery, "inventory", move |instance| {
+        let (http, base) = (
+            http.clone(),
+            format!("http://{}:{}", instance.host, instance.port),
+        );
+        tower::load::PendingRequests::new(
+            tower::service_fn(move |path: &'static str| {
+                let request = http.get(format!("{base}{path}"));
+                async move { request.send().await.map(|r| r.status()) }
+            }),
+            tower::load::CompleteOnResponse::default(),
+        )
+    });
+    let mut balance = tower::balance::p2c::Balance::new(changes);
+    for _ in 0..40 {
+        let status = balance.ready().await.unwrap().call("/x").await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (hits_a, hits_b) = (a.hits.load(Ordering::SeqCst), b.hits.load(Ordering::SeqCst));
+    assert_eq!(hits_a + hits_b, 40);
+    assert!(hits_a > 0 && hits_b > 0, "both used: {hits_a}/{hits_b}");
+
+    // `a` leaves the registry: the balancer is told and stops sending it anything.
+    let gone = reqwest::Client::new()
+        .delete(format!("{url}/v1/services/inventory/instances/a"))
+        .send()
+        .await
+        .unwrap();
+    assert!(gone.status().is_success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        balance.ready().await.unwrap();
+        if balance.len() == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "removal not seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = a.hits.load(Ordering::SeqCst);
+    for _ in 0..20 {
+        balance.ready().await.unwrap().call("/x").await.unwrap();
+    }
+    assert_eq!(
+        a.hits.load(Ordering::SeqCst),
+        before,
+        "nothing sent to a removed instance"
+    );
+}
