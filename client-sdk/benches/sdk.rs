@@ -55,7 +55,7 @@ fn main() {
     });
     let rounds = 100;
     let per_round = 200;
-    let (samples, cpu) = client_rt.block_on(async move {
+    let (http, client) = client_rt.block_on(async {
         let http = reqwest::Client::new();
         http.put(format!("{registry_url}/v1/services/backend/instances/b1"))
             .json(&serde_json::json!({"host": "127.0.0.1", "port": port}))
@@ -67,22 +67,37 @@ fn main() {
             ServiceClientOptions::default(),
         )
         .unwrap();
-        // The same request by hand: plain reqwest plus what the SDK adds on the wire (a
-        // per-request timeout, the deadline and traceparent headers). It tells the SDK's own
-        // logic apart from the cost of those features in reqwest and the kernel.
-        let by_hand = |http: &reqwest::Client| {
-            http.get(format!("{backend_url}/x"))
-                .timeout(Duration::from_secs(2))
-                .header("x-msakit-deadline-ms", "5000")
-                .header(
-                    "traceparent",
-                    format!(
-                        "00-{:032x}-{:016x}-01",
-                        fastrand::u128(1..),
-                        fastrand::u64(1..)
-                    ),
-                )
-        };
+        (http, client)
+    });
+    // One call of a variant: plain reqwest; the same request by hand with what the SDK adds on
+    // the wire (a per-request timeout, the deadline and traceparent headers), which tells the
+    // SDK's own logic apart from the cost of those features in reqwest and the kernel; the SDK.
+    let call = |variant: usize| {
+        let (http, client, backend_url) = (&http, &client, &backend_url);
+        async move {
+            let response = match variant {
+                0 => http.get(format!("{backend_url}/x")).send().await.unwrap(),
+                1 => http
+                    .get(format!("{backend_url}/x"))
+                    .timeout(Duration::from_secs(2))
+                    .header("x-msakit-deadline-ms", "5000")
+                    .header(
+                        "traceparent",
+                        format!(
+                            "00-{:032x}-{:016x}-01",
+                            fastrand::u128(1..),
+                            fastrand::u64(1..)
+                        ),
+                    )
+                    .send()
+                    .await
+                    .unwrap(),
+                _ => client.get("backend", "/x").send().await.unwrap(),
+            };
+            response.bytes().await.unwrap();
+        }
+    };
+    let (samples, cpu) = client_rt.block_on(async {
         let only: Option<usize> = std::env::var("SDK_BENCH_ONLY")
             .ok()
             .and_then(|v| v.parse().ok());
@@ -99,12 +114,7 @@ fn main() {
                 let started_cpu = cpu_time();
                 for _ in 0..per_round {
                     let t = Instant::now();
-                    let response = match variant {
-                        0 => http.get(format!("{backend_url}/x")).send().await.unwrap(),
-                        1 => by_hand(&http).send().await.unwrap(),
-                        _ => client.get("backend", "/x").send().await.unwrap(),
-                    };
-                    response.bytes().await.unwrap();
+                    call(variant).await;
                     if round > 0 {
                         samples.push(t.elapsed());
                     }
@@ -116,6 +126,20 @@ fn main() {
         }
         (samples, cpu)
     });
+    // Heap allocations per call on the client's thread (the caller, reqwest's connection tasks,
+    // the SDK's tasks), counted over 1,000 warm calls of each variant.
+    let allocations: Vec<u64> = (0..3)
+        .map(|variant| {
+            let counted = allocation_counter::measure(|| {
+                client_rt.block_on(async {
+                    for _ in 0..1000 {
+                        call(variant).await;
+                    }
+                })
+            });
+            counted.count_total / 1000
+        })
+        .collect();
     let calls = (rounds * per_round) as u32;
     let [mut plain, mut by_hand, mut sdk] = samples;
     let p50 = [
@@ -152,6 +176,14 @@ fn main() {
         us(p99[2]),
         (us(p99[2]) / us(p99[0]) - 1.0) * 100.0,
         (us(p99[2]) / us(p99[1]) - 1.0) * 100.0
+    );
+    println!(
+        "| heap allocations per call | {} | {} | {} | {:+} | {:+} |",
+        allocations[0],
+        allocations[1],
+        allocations[2],
+        allocations[2] as i64 - allocations[0] as i64,
+        allocations[2] as i64 - allocations[1] as i64
     );
     println!(
         "| client CPU per call | {:.2} µs | {:.2} µs | {:.2} µs | {:+.2} µs | {:+.2} µs |",
