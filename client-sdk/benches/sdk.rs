@@ -24,9 +24,22 @@ fn cpu_time() -> Duration {
     Duration::from_nanos(nanos)
 }
 
+/// User-mode CPU time of the calling thread (`/proc/thread-self/stat`, 10 ms ticks): the
+/// client's own code — the SDK, reqwest, hyper, tokio — without the kernel's loopback TCP and
+/// wake-up work, which moves by microseconds between runs on a VM.
+fn user_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let ticks: u64 = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(11)?.parse().ok())
+        .unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
-    samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)]
+    let at = ((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1));
+    samples.get(at).copied().unwrap_or_default()
 }
 
 fn main() {
@@ -97,12 +110,13 @@ fn main() {
             response.bytes().await.unwrap();
         }
     };
-    let (samples, cpu) = client_rt.block_on(async {
+    let (samples, cpu, user) = client_rt.block_on(async {
         let only: Option<usize> = std::env::var("SDK_BENCH_ONLY")
             .ok()
             .and_then(|v| v.parse().ok());
         let mut samples = [Vec::new(), Vec::new(), Vec::new()];
         let mut cpu = [Duration::ZERO; 3];
+        let mut user = [Duration::ZERO; 3];
         // Warm every path (connections, discovery cache, watch), then measure in rounds, the
         // variants in turn.
         for round in 0..=rounds {
@@ -112,6 +126,7 @@ fn main() {
                     continue;
                 }
                 let started_cpu = cpu_time();
+                let started_user = user_time();
                 for _ in 0..per_round {
                     let t = Instant::now();
                     call(variant).await;
@@ -121,10 +136,11 @@ fn main() {
                 }
                 if round > 0 {
                     *cpu += cpu_time() - started_cpu;
+                    user[variant] += user_time() - started_user;
                 }
             }
         }
-        (samples, cpu)
+        (samples, cpu, user)
     });
     // Heap allocations per call on the client's thread (the caller, reqwest's connection tasks,
     // the SDK's tasks), counted over 1,000 warm calls of each variant.
@@ -176,6 +192,14 @@ fn main() {
         us(p99[2]),
         (us(p99[2]) / us(p99[0]) - 1.0) * 100.0,
         (us(p99[2]) / us(p99[1]) - 1.0) * 100.0
+    );
+    println!(
+        "| client user-mode CPU per call | {:.2} µs | {:.2} µs | {:.2} µs | {:+.2} µs | {:+.2} µs |",
+        per_call(user[0]),
+        per_call(user[1]),
+        per_call(user[2]),
+        per_call(user[2]) - per_call(user[0]),
+        per_call(user[2]) - per_call(user[1])
     );
     println!(
         "| heap allocations per call | {} | {} | {} | {:+} | {:+} |",
