@@ -29,6 +29,8 @@ pub struct ConfigServerConfig {
     pub native_dir: Option<PathBuf>,
     /// Largest document, in bytes. Default 1 MiB.
     pub max_document_bytes: usize,
+    /// Documents per application, at most; creating one more is refused. Default 1,000.
+    pub max_documents_per_application: usize,
     /// Who may read and write.
     pub auth: AuthConfig,
     /// The key for `{cipher}` values.
@@ -40,6 +42,9 @@ pub struct ConfigServerConfig {
     /// How long shutdown waits for requests in flight. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Open connections at most (default 10,000) and the time a client has to send its request
+    /// headers (default 10 s).
+    pub connections: msakit_server_kit::ConnectionLimits,
 }
 
 /// Authentication. With no tokens configured, everything is open and writes are by `anonymous`.
@@ -88,6 +93,8 @@ pub struct SecretsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WatchConfig {
+    /// Open watch streams per client address; one more is refused with 429. Default 256.
+    pub max_per_client: usize,
     /// Comment lines on idle SSE streams. Default 15 s.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
@@ -103,11 +110,13 @@ impl Default for ConfigServerConfig {
             data_dir: PathBuf::from("./data/config"),
             native_dir: None,
             max_document_bytes: 1024 * 1024,
+            max_documents_per_application: 1000,
             auth: AuthConfig::default(),
             secrets: SecretsConfig::default(),
             watch: WatchConfig::default(),
             spring: SpringConfig::default(),
             shutdown_grace: Duration::from_secs(10),
+            connections: msakit_server_kit::ConnectionLimits::default(),
         }
     }
 }
@@ -135,6 +144,7 @@ impl Default for SpringConfig {
 impl Default for WatchConfig {
     fn default() -> Self {
         Self {
+            max_per_client: 256,
             keep_alive: Duration::from_secs(15),
             max_wait: Duration::from_secs(600),
         }
@@ -179,6 +189,18 @@ impl ConfigServerConfig {
                 reason: reason.into(),
             })
         };
+        if self.connections.max_connections == 0 {
+            return invalid("connections.max_connections", "must be at least 1");
+        }
+        if self.connections.header_read_timeout.is_zero() {
+            return invalid(
+                "connections.header_read_timeout",
+                "must be greater than zero",
+            );
+        }
+        if self.max_documents_per_application == 0 {
+            return invalid("max_documents_per_application", "must be at least 1");
+        }
         if self.max_document_bytes < 1024 {
             return invalid("max_document_bytes", "must be at least 1024");
         }
@@ -255,6 +277,9 @@ pub struct Cli {
     /// Mount Spring Cloud Config's API under this prefix instead of the root.
     #[arg(long, env = "MSAKIT_CONFIG_SPRING_PREFIX")]
     pub spring_prefix: Option<String>,
+    /// Open connections at most; one more is answered 503 and closed.
+    #[arg(long, env = "MSAKIT_CONFIG_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "MSAKIT_CONFIG_LOG_FORMAT", default_value = "pretty")]
     pub log_format: msakit_server_kit::LogFormat,
@@ -284,6 +309,9 @@ impl Cli {
         }
         if let Some(prefix) = &self.spring_prefix {
             config.spring.prefix = prefix.clone();
+        }
+        if let Some(max) = self.max_connections {
+            config.connections.max_connections = max;
         }
         config.validate()?;
         Ok(config)

@@ -10,12 +10,27 @@ use metrics_exporter_prometheus::PrometheusRecorder;
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
     recorder: Arc<PrometheusRecorder>,
+    /// What the server's limits refused.
+    rejections: Arc<msakit_server_kit::Rejections>,
 }
 
 impl Metrics {
     pub(crate) fn new() -> Self {
         Self {
             recorder: Arc::new(msakit_server_kit::prometheus_recorder()),
+            rejections: Arc::default(),
+        }
+    }
+
+    /// The counts of what the server's limits refused.
+    pub(crate) fn rejections(&self) -> Arc<msakit_server_kit::Rejections> {
+        Arc::clone(&self.rejections)
+    }
+
+    /// Exports the limits' refusals (called while rendering).
+    fn export_rejections(&self) {
+        for (limit, count) in self.rejections.snapshot() {
+            metrics::counter!("msakit_limit_rejections_total", "limit" => limit).absolute(count);
         }
     }
 
@@ -68,6 +83,7 @@ impl Metrics {
             metrics::gauge!("config_documents").set(documents as f64);
             metrics::gauge!("config_index").set(index as f64);
         });
+        metrics::with_local_recorder(&*self.recorder, || self.export_rejections());
         self.recorder.handle().render()
     }
 }

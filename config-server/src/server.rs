@@ -44,10 +44,13 @@ pub async fn run(
         .map(|key| Cipher::from_base64(&key).map_err(|_| ServerError::BadKey))
         .transpose()?;
     let store = Store::open(&config.data_dir)?;
+    let metrics = Metrics::new();
     let service = Arc::new(ConfigService::open(
         store,
         cipher,
         config.max_document_bytes,
+        config.max_documents_per_application,
+        metrics.rejections(),
     )?);
     tracing::info!(
         documents = service.document_count(),
@@ -67,15 +70,31 @@ pub async fn run(
         None => None,
     };
     let grace = config.shutdown_grace;
+    let connections = config.connections;
+    let watchers = msakit_server_kit::WatchersPerClient::new(
+        config.watch.max_per_client,
+        metrics.rejections(),
+    );
+    let rejections = metrics.rejections();
     let state = AppState {
         native,
         service,
         config: Arc::new(config),
-        metrics: Metrics::new(),
+        metrics,
+        watchers,
         shutdown: token.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "config server listening");
-    msakit_server_kit::serve_until(listener, router(state), shutdown, token, grace).await?;
+    msakit_server_kit::serve_until(
+        listener,
+        router(state),
+        shutdown,
+        token,
+        grace,
+        connections,
+        rejections,
+    )
+    .await?;
     tracing::info!("config server stopped");
     Ok(())
 }

@@ -46,6 +46,14 @@ pub(crate) enum ServiceError {
         /// The newest version.
         current: u64,
     },
+    /// Creating the document would give its application more documents than allowed.
+    #[error("application {application} already has {max} documents, the most allowed")]
+    TooManyDocuments {
+        /// The application.
+        application: String,
+        /// The limit.
+        max: usize,
+    },
     /// Storage failed; nothing was written.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -99,6 +107,9 @@ pub(crate) struct ConfigService {
     index: Arc<watch::Sender<u64>>,
     cipher: Option<Cipher>,
     max_bytes: usize,
+    /// Documents per application, at most.
+    max_documents: usize,
+    rejections: Arc<msakit_server_kit::Rejections>,
 }
 
 impl std::fmt::Debug for ConfigService {
@@ -137,6 +148,8 @@ impl ConfigService {
         store: Store,
         cipher: Option<Cipher>,
         max_bytes: usize,
+        max_documents: usize,
+        rejections: Arc<msakit_server_kit::Rejections>,
     ) -> Result<Self, StoreError> {
         let loaded = store.load()?;
         let mut state = State {
@@ -172,6 +185,8 @@ impl ConfigService {
             index: Arc::new(watch::channel(index).0),
             cipher,
             max_bytes,
+            max_documents,
+            rejections,
         })
     }
 
@@ -354,6 +369,8 @@ impl ConfigService {
         }
         let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
         let committer = Committer {
+            max_documents: self.max_documents,
+            rejections: Arc::clone(&self.rejections),
             store: self.store.clone(),
             state: Arc::clone(&self.state),
             changes: self.changes.clone(),
@@ -647,6 +664,8 @@ fn to_wire(key: &DocKey, stored: &StoredVersion) -> DocumentVersion {
 
 /// What a group commit needs of the service.
 struct Committer {
+    max_documents: usize,
+    rejections: Arc<msakit_server_kit::Rejections>,
     store: Store,
     state: Arc<RwLock<State>>,
     changes: broadcast::Sender<Arc<Change>>,
@@ -661,8 +680,31 @@ impl Committer {
         {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             let mut versions: HashMap<DocKey, u64> = HashMap::new();
+            let mut created: HashMap<String, usize> = HashMap::new();
             let mut index = state.index;
             for pending in batch {
+                let live = |key: &DocKey| state.heads.get(key).is_some_and(|h| !h.stored.deleted);
+                if !pending.stored.deleted
+                    && !live(&pending.key)
+                    && !versions.contains_key(&pending.key)
+                {
+                    let app = &pending.key.application;
+                    let existing = state
+                        .heads
+                        .iter()
+                        .filter(|(k, h)| &k.application == app && !h.stored.deleted)
+                        .count()
+                        + created.get(app).copied().unwrap_or(0);
+                    if existing >= self.max_documents {
+                        self.rejections.count(msakit_server_kit::Limit::Capacity);
+                        let _ = pending.reply.send(Err(ServiceError::TooManyDocuments {
+                            application: app.clone(),
+                            max: self.max_documents,
+                        }));
+                        continue;
+                    }
+                    *created.entry(app.clone()).or_default() += 1;
+                }
                 let current = versions.get(&pending.key).copied().unwrap_or_else(|| {
                     state
                         .heads

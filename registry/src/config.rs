@@ -43,6 +43,9 @@ pub struct RegistryConfig {
     /// How long shutdown waits for requests in flight. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Open connections at most (default 10,000) and the time a client has to send its request
+    /// headers (default 10 s).
+    pub connections: msakit_server_kit::ConnectionLimits,
 }
 
 /// Lease bounds: an instance asks for a TTL, the registry clamps it into `[min_ttl, max_ttl]`.
@@ -112,6 +115,8 @@ pub struct AuthConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WatchConfig {
+    /// Open watch streams per client address; one more is refused with 429. Default 256.
+    pub max_per_client: usize,
     /// Comment lines on idle SSE streams, so proxies keep them open. Default 15 s.
     #[serde(with = "humantime_serde")]
     pub keep_alive: Duration,
@@ -136,6 +141,7 @@ impl Default for RegistryConfig {
             watch: WatchConfig::default(),
             health_checks: HealthChecksConfig::default(),
             shutdown_grace: Duration::from_secs(10),
+            connections: msakit_server_kit::ConnectionLimits::default(),
         }
     }
 }
@@ -196,6 +202,7 @@ impl Default for HealthChecksConfig {
 impl Default for WatchConfig {
     fn default() -> Self {
         Self {
+            max_per_client: 256,
             keep_alive: Duration::from_secs(15),
             max_wait: Duration::from_secs(600),
             history: 10_000,
@@ -234,6 +241,15 @@ impl RegistryConfig {
 
     /// Checks every value; the error names the first field out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.connections.max_connections == 0 {
+            return Err(invalid("connections.max_connections", "must be at least 1"));
+        }
+        if self.connections.header_read_timeout.is_zero() {
+            return Err(invalid(
+                "connections.header_read_timeout",
+                "must be greater than zero",
+            ));
+        }
         let lease = &self.lease;
         if lease.min_ttl.is_zero() {
             return Err(invalid("lease.min_ttl", "must be greater than zero"));
@@ -308,6 +324,9 @@ pub struct Cli {
     /// Lease TTL for instances that ask for none, e.g. `15s`.
     #[arg(long, env = "MSAKIT_REGISTRY_DEFAULT_TTL", value_parser = humantime::parse_duration)]
     pub default_ttl: Option<Duration>,
+    /// Open connections at most; one more is answered 503 and closed.
+    #[arg(long, env = "MSAKIT_REGISTRY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "MSAKIT_REGISTRY_LOG_FORMAT", default_value = "pretty")]
     pub log_format: msakit_server_kit::LogFormat,
@@ -331,6 +350,9 @@ impl Cli {
         }
         if let Some(ttl) = self.default_ttl {
             config.lease.default_ttl = ttl;
+        }
+        if let Some(max) = self.max_connections {
+            config.connections.max_connections = max;
         }
         config.validate()?;
         Ok(config)

@@ -83,16 +83,31 @@ pub async fn run(
     });
 
     let grace = config.shutdown_grace;
+    let connections = config.connections;
+    let metrics = Metrics::new();
+    let watchers = msakit_server_kit::WatchersPerClient::new(
+        config.watch.max_per_client,
+        metrics.rejections(),
+    );
+    let rejections = metrics.rejections();
     let state = AppState {
         registry: Arc::clone(&registry),
         config: Arc::new(config),
-        metrics: Metrics::new(),
+        metrics,
+        watchers,
         shutdown: token.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "registry listening");
-    let result =
-        msakit_server_kit::serve_until(listener, router(state), shutdown, token.clone(), grace)
-            .await;
+    let result = msakit_server_kit::serve_until(
+        listener,
+        router(state),
+        shutdown,
+        token.clone(),
+        grace,
+        connections,
+        rejections,
+    )
+    .await;
     token.cancel();
     let _ = sweeper.await;
     if let Some(checker) = checker {

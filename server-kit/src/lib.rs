@@ -4,6 +4,7 @@
 
 mod config_file;
 mod error;
+mod limits;
 mod logging;
 mod serve;
 mod tokens;
@@ -11,8 +12,9 @@ mod wait;
 
 pub use config_file::{ConfigFileError, read_yaml_file};
 pub use error::ApiError;
+pub use limits::{Limit, Rejections, WatcherSlot, WatchersPerClient};
 pub use logging::{LogFormat, init_logging};
-pub use serve::{RequestObserver, serve_until, shutdown_signal, time_requests};
+pub use serve::{ConnectionLimits, RequestObserver, serve_until, shutdown_signal, time_requests};
 pub use tokens::{constant_time_eq, presented_token};
 pub use wait::parse_wait;
 

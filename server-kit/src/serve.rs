@@ -5,37 +5,124 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::Service;
+
+use crate::ApiError;
+
+/// Connection-level limits of a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionLimits {
+    /// Open connections at once; one more is answered 503 (JSON) and closed.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (slowloris), on HTTP/1.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Serves `router` on `listener` until `shutdown` completes; then cancels `streams` (so watch
 /// streams end) and waits up to `grace` for requests in flight.
+///
+/// Every request carries the peer's address as `axum::extract::ConnectInfo<SocketAddr>`. At most
+/// `limits.max_connections` connections are served at once: the next is answered 503 with a JSON
+/// error and closed (counted in `rejections`); an HTTP/1 client that
+/// takes longer than `limits.header_read_timeout` to send its headers is disconnected.
 pub async fn serve_until(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     streams: CancellationToken,
     grace: Duration,
+    limits: ConnectionLimits,
+    rejections: Arc<crate::Rejections>,
 ) -> std::io::Result<()> {
-    let stop = streams.clone();
-    let serve = axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections; closing watch streams");
-            stop.cancel();
-        })
-        .into_future();
-    tokio::pin!(serve);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let io = TokioIo::new(stream);
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            rejections.count(crate::Limit::Connections);
+            tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many open connections");
+            let refuse = hyper::service::service_fn(|_| async {
+                let mut response = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_connections",
+                    "the server has as many connections open as it allows; retry later",
+                )
+                .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                Ok::<_, std::convert::Infallible>(response)
+            });
+            let connection = builder.serve_connection(io, refuse).into_owned();
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+            });
+            continue;
+        };
+        let app = router.clone();
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                let mut app = app.clone();
+                async move { app.call(request.map(axum::body::Body::new)).await }
+            },
+        );
+        let connection = graceful.watch(
+            builder
+                .serve_connection_with_upgrades(io, service)
+                .into_owned(),
+        );
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections; closing watch streams");
+    streams.cancel();
     tokio::select! {
-        result = &mut serve => result,
-        _ = async { streams.cancelled().await; tokio::time::sleep(grace).await } => {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => {
             tracing::warn!(?grace, "requests still in flight after the grace period; stopping anyway");
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// Completes on Ctrl-C or SIGTERM.

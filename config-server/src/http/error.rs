@@ -20,6 +20,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Document(DocumentError::NotAMap) => {
                 ApiError::new(unprocessable, "not_a_map", e.to_string())
             }
+            ServiceError::TooManyDocuments { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too_many_documents",
+                e.to_string(),
+            ),
             ServiceError::TooLarge(..) => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "document_too_large",

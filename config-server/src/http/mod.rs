@@ -28,6 +28,8 @@ pub(crate) struct AppState {
     pub(crate) native: Option<Arc<crate::native_dir::NativeDir>>,
     pub(crate) config: Arc<ConfigServerConfig>,
     pub(crate) metrics: Metrics,
+    /// Open watch streams per client address.
+    pub(crate) watchers: msakit_server_kit::WatchersPerClient,
     /// Cancelled at shutdown, to end watch streams.
     pub(crate) shutdown: CancellationToken,
 }

@@ -29,8 +29,12 @@ pub(crate) async fn stream(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
     path: Result<Path<(String, String, String)>, PathRejection>,
+    peer: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
 ) -> Result<Response, ApiError> {
     identity.require(Scope::Read)?;
+    let slot = peer
+        .map(|Extension(axum::extract::ConnectInfo(peer))| state.watchers.admit(peer.ip()))
+        .transpose()?;
     let Path((application, profile_segment, label)) = path?;
     let label = document::normalize_label(&label);
     document::check_name("application", &application)?;
@@ -49,6 +53,7 @@ pub(crate) async fn stream(
         sources,
         decrypt: identity.may(Scope::Read),
         last_index: 0,
+        _slot: slot,
     };
     watch.keep_alive.reset();
     state.metrics.watchers(1.0);
@@ -75,6 +80,8 @@ struct Watch {
     sources: Vec<DocKey>,
     decrypt: bool,
     last_index: u64,
+    /// This client's watcher slot, given back when the stream ends.
+    _slot: Option<msakit_server_kit::WatcherSlot>,
 }
 
 impl Drop for Watch {

@@ -192,3 +192,44 @@ async fn concurrent_writers_get_distinct_versions_and_one_compare_and_set_winner
         49
     );
 }
+
+#[tokio::test]
+async fn documents_per_application_are_capped_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_in(dir.path());
+    config.max_documents_per_application = 2;
+    let server = TestServer::start(config).await;
+    server.put_yaml("capped/default/main", "a: 1\n").await;
+    server.put_yaml("capped/dev/main", "a: 2\n").await;
+    let refused = server
+        .put("capped/prod/main", "application/yaml", "a: 3\n")
+        .await;
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_documents");
+    // Existing documents still take new versions, other applications are unaffected.
+    assert_eq!(server.put_yaml("capped/dev/main", "a: 4\n").await, 2);
+    server.put_yaml("other/prod/main", "a: 5\n").await;
+    // Deleting one makes room.
+    let deleted = server
+        .client
+        .delete(server.at("/v1/config/capped/dev/main"))
+        .send()
+        .await
+        .unwrap();
+    assert!(deleted.status().is_success());
+    server.put_yaml("capped/prod/main", "a: 3\n").await;
+    let metrics = server
+        .client
+        .get(server.at("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"msakit_limit_rejections_total{limit="capacity"} 1"#),
+        "{metrics}"
+    );
+}

@@ -38,8 +38,13 @@ async fn a_restart_keeps_documents_history_schemas_and_the_index() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn sigkill_during_writes_loses_no_acknowledged_write() {
+/// `kill -9` twenty times in the middle of a stream of writes from four writers: every write that
+/// was acknowledged is there afterwards, with the version it was acknowledged with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sigkills_during_writes_lose_no_acknowledged_write() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
     let dir = tempfile::tempdir().unwrap();
     let start = || {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -58,11 +63,14 @@ async fn sigkill_during_writes_loses_no_acknowledged_write() {
             .unwrap();
         (child, format!("http://127.0.0.1:{port}"))
     };
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
     let ready = |url: String| {
         let client = client.clone();
         async move {
-            for _ in 0..200 {
+            for _ in 0..400 {
                 if client.get(format!("{url}/health")).send().await.is_ok() {
                     return;
                 }
@@ -71,78 +79,75 @@ async fn sigkill_during_writes_loses_no_acknowledged_write() {
             panic!("the server did not start");
         }
     };
-    let (mut child, url) = start();
-    ready(url.clone()).await;
-
-    // Four writers; kill -9 while they run.
-    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let current = Arc::new(Mutex::new(String::new()));
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..4)
         .map(|w| {
-            let (client, url, acknowledged) = (client.clone(), url.clone(), acknowledged.clone());
+            let (client, current, acknowledged, stop) = (
+                client.clone(),
+                current.clone(),
+                acknowledged.clone(),
+                stop.clone(),
+            );
             tokio::spawn(async move {
-                for n in 0.. {
-                    let body = format!("writer: {w}\nn: {n}\n");
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let url = current.lock().unwrap().clone();
                     let response = client
                         .put(format!("{url}/v1/config/app{w}/default/main"))
                         .header("content-type", "application/yaml")
-                        .body(body)
+                        .header("x-msakit-message", format!("w{w}-n{n}"))
+                        .body(format!("writer: {w}\nn: {n}\n"))
                         .send()
                         .await;
-                    match response {
-                        Ok(r) if r.status() == 200 => {
-                            let version = r
-                                .json::<serde_json::Value>()
-                                .await
-                                .map(|v| v["version"].as_u64());
-                            if let Ok(Some(version)) = version {
-                                acknowledged.lock().unwrap().push((w, n, version));
-                            }
-                        }
-                        _ => return,
+                    let version = match response {
+                        Ok(r) if r.status() == 200 => r
+                            .json::<serde_json::Value>()
+                            .await
+                            .ok()
+                            .and_then(|v| v["version"].as_u64()),
+                        _ => None,
+                    };
+                    match version {
+                        Some(version) => acknowledged.lock().unwrap().push((w, n, version)),
+                        // Not acknowledged (the server is down or died mid-write): try on.
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
                     }
                 }
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    Command::new("kill")
-        .args(["-KILL", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = child.wait();
-    for writer in writers {
-        let _ = writer.await;
+    let mut kills = 0;
+    let mut acknowledged_before = 0;
+    while kills < 20 {
+        let (mut child, url) = start();
+        ready(url.clone()).await;
+        *current.lock().unwrap() = url;
+        tokio::time::sleep(Duration::from_millis(150 + fastrand::u64(..200))).await;
+        Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let _ = child.wait();
+        kills += 1;
+        let now = acknowledged.lock().unwrap().len();
+        assert!(
+            now > acknowledged_before,
+            "writes went through before kill {kills}"
+        );
+        acknowledged_before = now;
     }
-    let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(
-        acknowledged.len() > 20,
-        "the writers made progress: {}",
-        acknowledged.len()
-    );
-
     let (mut child, url) = start();
     ready(url.clone()).await;
+    stop.store(true, Ordering::SeqCst);
+    *current.lock().unwrap() = url.clone();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
     for w in 0..4 {
-        let last = acknowledged
-            .iter()
-            .filter(|(writer, ..)| *writer == w)
-            .max_by_key(|(_, _, v)| *v);
-        let Some(&(_, n, version)) = last else {
-            continue;
-        };
-        let doc: serde_json::Value = client
-            .get(format!("{url}/v1/config/app{w}/default/main"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        // The last acknowledged version is there (a later, unacknowledged one may be too).
-        assert!(
-            doc["version"].as_u64().unwrap() >= version,
-            "writer {w}: {doc}"
-        );
         let history: serde_json::Value = client
             .get(format!("{url}/v1/config/app{w}/default/main/history"))
             .send()
@@ -151,11 +156,34 @@ async fn sigkill_during_writes_loses_no_acknowledged_write() {
             .json()
             .await
             .unwrap();
-        assert!(history["versions"].as_array().unwrap().len() as u64 >= version);
-        if doc["version"].as_u64() == Some(version) {
-            assert_eq!(doc["content"], format!("writer: {w}\nn: {n}\n"));
+        let messages: std::collections::HashMap<u64, String> = history["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    v["version"].as_u64().unwrap(),
+                    v["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        for (_, n, version) in acknowledged.iter().filter(|(writer, ..)| *writer == w) {
+            assert_eq!(
+                messages.get(version).map(String::as_str),
+                Some(format!("w{w}-n{n}").as_str()),
+                "writer {w}: acknowledged write {n} as version {version} is missing"
+            );
         }
     }
+    assert!(
+        acknowledged.len() > 100,
+        "{} writes acknowledged",
+        acknowledged.len()
+    );
+    eprintln!(
+        "{} writes acknowledged across {kills} SIGKILLs, all found",
+        acknowledged.len()
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -26,6 +26,8 @@ pub(crate) struct AppState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) config: Arc<RegistryConfig>,
     pub(crate) metrics: Metrics,
+    /// Open watch streams per client address.
+    pub(crate) watchers: msakit_server_kit::WatchersPerClient,
     /// Cancelled at shutdown, to end watch streams that would otherwise never finish.
     pub(crate) shutdown: CancellationToken,
 }

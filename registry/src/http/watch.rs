@@ -93,7 +93,11 @@ pub(crate) async fn stream(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
 ) -> Result<Response, ApiError> {
+    let slot = peer
+        .map(|axum::Extension(axum::extract::ConnectInfo(peer))| state.watchers.admit(peer.ip()))
+        .transpose()?;
     let mut request = parse(query.as_deref(), &headers)?;
     for service in &request.services {
         crate::validate::name("service", service)?;
@@ -141,6 +145,7 @@ pub(crate) async fn stream(
         namespace: request.namespace,
         wanted: Box::new(wanted),
         _gauge: WatcherGauge::new(state.metrics.clone()),
+        _slot: slot,
     };
     let frames = stream::iter(first.into_iter().map(Ok)).chain(stream::unfold(live, Live::next));
     Ok((
@@ -164,6 +169,8 @@ struct Live {
     namespace: String,
     wanted: Box<dyn Fn(&str) -> bool + Send + Sync>,
     _gauge: WatcherGauge,
+    /// This client's watcher slot, given back when the stream ends.
+    _slot: Option<msakit_server_kit::WatcherSlot>,
 }
 
 impl Live {

@@ -7,6 +7,7 @@ mod bad_input;
 mod eureka;
 mod expiry;
 mod health_checks;
+mod limits;
 mod ops;
 mod persistence;
 mod process;

@@ -73,3 +73,91 @@ async fn the_binary_serves_and_stops_cleanly_on_sigterm() {
     assert!(dir.path().join("data/registry.redb").exists());
     let _ = Duration::ZERO;
 }
+
+/// Starts the real binary on a free port with `data_dir`; the child and its base URL, once it
+/// answers.
+async fn start_with_data(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_msakit-registry"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..400 {
+        if client.get(format!("{url}/health")).send().await.is_ok() {
+            return (child, url);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the registry did not start");
+}
+
+/// `kill -9` with `--data-dir`: registrations (and an operator's override) made before the kill
+/// are restored on restart, three times over.
+#[tokio::test]
+async fn sigkill_with_a_data_dir_restores_registrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut expected = 0;
+    for round in 0..3 {
+        let (mut child, url) = start_with_data(dir.path()).await;
+        let listed: serde_json::Value = client
+            .get(format!("{url}/v1/services/orders"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let restored = listed["instances"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            restored, expected,
+            "round {round}: every registration restored"
+        );
+        if round > 0 {
+            let o0 = listed["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["id"] == "r0-0")
+                .unwrap();
+            assert_eq!(o0["status"], "OUT_OF_SERVICE", "the override survives");
+        }
+        for i in 0..50 {
+            let response = client
+                .put(format!("{url}/v1/services/orders/instances/r{round}-{i}"))
+                .json(&serde_json::json!({"host": "10.0.0.1", "port": 8000 + i, "lease_ttl_ms": 300_000}))
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+        }
+        if round == 0 {
+            client
+                .put(format!("{url}/v1/services/orders/instances/r0-0/status"))
+                .json(&serde_json::json!({"status": "OUT_OF_SERVICE"}))
+                .send()
+                .await
+                .unwrap();
+        }
+        expected += 50;
+        // Writes go to disk behind the answer, within milliseconds; give them that, then kill.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Command::new("kill")
+            .args(["-KILL", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let _ = child.wait();
+    }
+}

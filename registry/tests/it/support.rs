@@ -206,3 +206,16 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The body of a GET, retried for a few seconds until the server answers.
+pub(crate) async fn wait_for_text(url: &str) -> String {
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(url).await {
+            if let Ok(text) = response.text().await {
+                return text;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no answer from {url}");
+}
