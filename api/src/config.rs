@@ -179,10 +179,16 @@ fn key_parts(key: &str) -> Vec<KeyPart> {
         let mut name = name.to_owned();
         let mut indexes = Vec::new();
         while let Some(close) = rest.find(']') {
-            match rest[1..close].parse::<usize>() {
-                Ok(i) if rest.starts_with('[') && i < 10_000 => indexes.push(i),
+            // `rest` must open with `[` for an index; `]` first (as in `a]`) is part of the name.
+            let index = rest
+                .strip_prefix('[')
+                .and_then(|r| r.get(..close - 1))
+                .and_then(|digits| digits.parse::<usize>().ok());
+            match index {
+                Some(i) if i < 10_000 => indexes.push(i),
                 _ => {
-                    name.push_str(rest);
+                    // Not a well-formed index list: the whole segment is a name.
+                    name = segment.to_owned();
                     indexes.clear();
                     rest = "";
                     break;
@@ -217,5 +223,22 @@ mod tests {
             unflatten(&flat),
             json!({"a": {"b": 1, "c": ["x", {"d": true}]}, "e": "f"})
         );
+    }
+
+    /// Found by the `config_document` fuzz target: a `]` right after an index panicked.
+    #[test]
+    fn stray_brackets_stay_part_of_the_name() {
+        let flat: BTreeMap<String, Value> = [
+            ("list;t[0]]".to_owned(), json!(1)),
+            ("a]".to_owned(), json!(2)),
+            ("b[]".to_owned(), json!(3)),
+            ("c[x]".to_owned(), json!(4)),
+        ]
+        .into();
+        let tree = unflatten(&flat);
+        assert_eq!(tree["a]"], 2);
+        assert_eq!(tree["b[]"], 3);
+        assert_eq!(tree["c[x]"], 4);
+        assert_eq!(tree["list;t[0]]"], 1);
     }
 }

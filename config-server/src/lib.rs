@@ -7,6 +7,8 @@
 
 pub mod config;
 mod document;
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod metrics;
 mod native_dir;

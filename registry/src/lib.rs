@@ -7,6 +7,8 @@
 
 pub mod config;
 mod eureka;
+#[doc(hidden)]
+pub mod fuzzing;
 mod health_check;
 mod http;
 mod metrics;

@@ -93,3 +93,21 @@ pub(crate) fn router(state: AppState) -> Router {
         ))
         .with_state(state)
 }
+
+/// Reads each `/`-separated segment of `path` as every Spring endpoint might (label, file name,
+/// profiles, application name) and fills placeholders in it, for the fuzz targets.
+pub(crate) fn fuzz_spring_path(path: &str) {
+    let properties: std::collections::BTreeMap<String, serde_json::Value> = [
+        ("a".to_owned(), serde_json::json!("x")),
+        ("a.b".to_owned(), serde_json::json!(1)),
+    ]
+    .into_iter()
+    .collect();
+    for segment in path.split('/') {
+        let _ = spring::fuzz_segment(segment);
+        let _ = native::profiles(segment);
+        let _ = crate::document::check_name("application", segment);
+        let _ = crate::document::check_label(&crate::document::normalize_label(segment));
+    }
+    let _ = spring::fuzz_placeholders(path, &properties);
+}

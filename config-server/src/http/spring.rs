@@ -236,6 +236,19 @@ pub(crate) async fn unknown() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
 }
 
+/// A segment read as a label and as a file name, for the fuzz targets.
+pub(crate) fn fuzz_segment(segment: &str) -> bool {
+    label(segment).is_ok() | file_name(segment).is_some()
+}
+
+/// Placeholders filled in `text`, for the fuzz targets.
+pub(crate) fn fuzz_placeholders(
+    text: &str,
+    properties: &std::collections::BTreeMap<String, Value>,
+) -> String {
+    fill_placeholders(text, properties)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -159,7 +159,7 @@ pub(crate) fn parse(instance: &Value, app: &str) -> Result<Parsed, ApiError> {
             weight: 100,
             metadata,
             status: reported,
-            lease_ttl_ms: Some(lease_secs("durationInSecs", 90) * 1000),
+            lease_ttl_ms: Some(lease_secs("durationInSecs", 90).saturating_mul(1000)),
             health_check: None,
         },
         eureka: EurekaInfo {
@@ -318,5 +318,14 @@ mod tests {
             assert!(parse(&b, "ORDERS").is_err(), "{field}");
         }
         assert!(parse(&body(), "PAYMENTS").is_err());
+    }
+
+    /// Found by the `eureka_xml` fuzz target: a huge lease duration overflowed.
+    #[test]
+    fn a_huge_lease_duration_saturates() {
+        let mut instance = body();
+        instance["leaseInfo"] = json!({"durationInSecs": u64::MAX.to_string()});
+        let parsed = parse(&instance, "ORDERS").unwrap();
+        assert_eq!(parsed.request.lease_ttl_ms, Some(u64::MAX));
     }
 }

@@ -7,7 +7,7 @@
 //! Leases honour the instance's `leaseInfo.durationInSecs` exactly — without Eureka's doubling.
 
 mod codec;
-mod document;
+pub(crate) mod document;
 
 use std::collections::BTreeMap;
 
@@ -470,4 +470,11 @@ async fn metadata(
         .registry
         .merge_metadata(DEFAULT_NAMESPACE, &service_of(&app), &id, entries)?;
     Ok(StatusCode::OK)
+}
+
+/// Parses an instance body as `POST /eureka/apps/{app}` does (the app taken from the body), for
+/// the fuzz targets.
+pub(crate) fn fuzz_parse(instance: &Value) -> bool {
+    let app = instance.get("app").and_then(Value::as_str).unwrap_or("APP");
+    codec::parse(instance, app).is_ok()
 }

@@ -72,3 +72,8 @@ pub(crate) fn router(state: AppState) -> Router {
         ))
         .with_state(state)
 }
+
+/// Parses a watch request's query and headers, for the fuzz targets.
+pub(crate) fn fuzz_watch_request(query: Option<&str>, headers: &axum::http::HeaderMap) -> bool {
+    watch::parses(query, headers)
+}

@@ -193,3 +193,8 @@ impl Live {
         }
     }
 }
+
+/// Whether a watch request's query and headers parse, for the fuzz targets.
+pub(crate) fn parses(query: Option<&str>, headers: &HeaderMap) -> bool {
+    parse(query, headers).is_ok()
+}
