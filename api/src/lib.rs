@@ -5,6 +5,7 @@
 //! These are kept apart from each server's domain types, so the wire format stays stable while
 //! the internals change.
 
+pub mod audit;
 pub mod config;
 pub mod error;
 pub mod registry;

@@ -21,6 +21,12 @@ pub(crate) struct DocKey {
     pub(crate) label: String,
 }
 
+impl std::fmt::Display for DocKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.application, self.profile, self.label)
+    }
+}
+
 /// Why a name, a format or a document was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum DocumentError {

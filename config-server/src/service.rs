@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use msakit_api::audit::AuditEntry;
 use msakit_api::config::{DocumentVersion, Format, HistoryEntry, Resolved, Source, WriteResult};
 use serde_json::Value;
 use tokio::sync::{Mutex, broadcast, oneshot, watch};
@@ -426,21 +427,34 @@ impl ConfigService {
         key: &DocKey,
         path: &str,
         content: String,
+        author: &str,
     ) -> Result<(), ServiceError> {
         check_file_path(path)?;
         if content.len() > self.max_bytes {
             return Err(ServiceError::TooLarge(content.len(), self.max_bytes));
         }
+        let audit = audit_entry(author, "file", format!("{key}:{path}"), String::new());
         let (store, doc, path) = (self.store.clone(), key.storage_key(), path.to_owned());
-        blocking(move || store.put_file(&doc, &path, Some(&content))).await?;
+        blocking(move || store.put_file(&doc, &path, Some(&content), &audit)).await?;
         Ok(())
     }
 
     /// Removes a plain-text file.
-    pub(crate) async fn delete_file(&self, key: &DocKey, path: &str) -> Result<(), ServiceError> {
+    pub(crate) async fn delete_file(
+        &self,
+        key: &DocKey,
+        path: &str,
+        author: &str,
+    ) -> Result<(), ServiceError> {
         check_file_path(path)?;
+        let audit = audit_entry(
+            author,
+            "file_delete",
+            format!("{key}:{path}"),
+            String::new(),
+        );
         let (store, doc, owned) = (self.store.clone(), key.storage_key(), path.to_owned());
-        if blocking(move || store.put_file(&doc, &owned, None)).await? {
+        if blocking(move || store.put_file(&doc, &owned, None, &audit)).await? {
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!("no file {path:?}")))
@@ -476,11 +490,22 @@ impl ConfigService {
         Ok(None)
     }
 
+    /// Up to `limit` audit entries after `since`, oldest first.
+    pub(crate) async fn audit(
+        &self,
+        since: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, ServiceError> {
+        let store = self.store.clone();
+        Ok(blocking(move || store.audit(since, limit)).await?)
+    }
+
     /// Sets an application's JSON Schema; later writes of its documents must satisfy it.
     pub(crate) async fn set_schema(
         &self,
         application: &str,
         schema: Value,
+        author: &str,
     ) -> Result<(), ServiceError> {
         document::check_name("application", application)?;
         let validator = jsonschema::validator_for(&schema)
@@ -488,7 +513,8 @@ impl ConfigService {
         let _serial = self.writes.lock().await;
         let store = self.store.clone();
         let (app, text) = (application.to_owned(), schema.to_string());
-        blocking(move || store.put_schema(&app, &text)).await?;
+        let audit = audit_entry(author, "schema", app.clone(), String::new());
+        blocking(move || store.put_schema(&app, &text, &audit)).await?;
         self.state
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -662,6 +688,19 @@ fn to_wire(key: &DocKey, stored: &StoredVersion) -> DocumentVersion {
     }
 }
 
+/// An audit entry (numbered when stored).
+fn audit_entry(actor: &str, action: &str, target: String, detail: String) -> AuditEntry {
+    AuditEntry {
+        seq: 0,
+        at_ms: unix_ms(),
+        actor: actor.to_owned(),
+        client: None,
+        action: action.to_owned(),
+        target,
+        detail,
+    }
+}
+
 /// What a group commit needs of the service.
 struct Committer {
     max_documents: usize,
@@ -736,7 +775,28 @@ impl Committer {
             .iter()
             .map(|(_, key, stored)| (key.storage_key(), stored))
             .collect();
-        if let Err(error) = self.store.append_batch(&rows) {
+        let audit: Vec<AuditEntry> = accepted
+            .iter()
+            .map(|(_, key, stored)| {
+                let action = if stored.deleted {
+                    "delete"
+                } else if stored.rolled_back_to.is_some() {
+                    "rollback"
+                } else {
+                    "write"
+                };
+                AuditEntry {
+                    at_ms: stored.created_at_ms,
+                    ..audit_entry(
+                        &stored.author,
+                        action,
+                        format!("{key}@{}", stored.version),
+                        stored.message.clone(),
+                    )
+                }
+            })
+            .collect();
+        if let Err(error) = self.store.append_batch(&rows, &audit) {
             tracing::error!(%error, writes = accepted.len(), "config commit failed; nothing was written");
             let message = error.to_string();
             for (reply, _, _) in accepted {

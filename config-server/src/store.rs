@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use msakit_api::audit::AuditEntry;
 use msakit_api::config::Format;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -17,8 +18,31 @@ const HEADS: TableDefinition<'_, &str, u64> = TableDefinition::new("heads");
 const SCHEMAS: TableDefinition<'_, &str, &str> = TableDefinition::new("schemas");
 /// `{document key}\0{path}` → a plain-text file served with placeholders filled.
 const FILES: TableDefinition<'_, &str, &str> = TableDefinition::new("files");
-/// `index` → the last change index.
+/// `index` → the last change index; `audit` → the last audit entry's number.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
+/// Audit entry number → [`AuditEntry`] JSON, written in the same transaction as the write.
+const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
+
+/// Appends `entries` to the audit table inside `write`, numbering them after the last one.
+fn append_audit(write: &redb::WriteTransaction, entries: &[AuditEntry]) -> Result<(), StoreError> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut meta = write.open_table(META).map_err(wrap)?;
+    let mut seq = meta.get("audit").map_err(wrap)?.map_or(0, |v| v.value());
+    let mut audit = write.open_table(AUDIT).map_err(wrap)?;
+    for entry in entries {
+        seq += 1;
+        let entry = AuditEntry {
+            seq,
+            ..entry.clone()
+        };
+        let bytes = serde_json::to_vec(&entry).expect("plain data serialises");
+        audit.insert(seq, bytes.as_slice()).map_err(wrap)?;
+    }
+    meta.insert("audit", seq).map_err(wrap)?;
+    Ok(())
+}
 
 /// One version of a document as stored. Secrets stay `{cipher}…`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,8 +160,13 @@ impl Store {
 
     /// Appends versions (in order), each becoming its document's head, in one durable
     /// transaction: one fsync for the whole batch.
-    pub(crate) fn append_batch(&self, rows: &[(String, &StoredVersion)]) -> Result<(), StoreError> {
+    pub(crate) fn append_batch(
+        &self,
+        rows: &[(String, &StoredVersion)],
+        audit: &[AuditEntry],
+    ) -> Result<(), StoreError> {
         let write = self.db.begin_write().map_err(wrap)?;
+        append_audit(&write, audit)?;
         {
             let mut versions = write.open_table(VERSIONS).map_err(wrap)?;
             let mut heads = write.open_table(HEADS).map_err(wrap)?;
@@ -195,6 +224,7 @@ impl Store {
         doc: &str,
         path: &str,
         content: Option<&str>,
+        audit: &AuditEntry,
     ) -> Result<bool, StoreError> {
         let key = format!("{doc}\0{path}");
         let write = self.db.begin_write().map_err(wrap)?;
@@ -205,6 +235,9 @@ impl Store {
                 None => table.remove(key.as_str()).map_err(wrap)?.is_some(),
             }
         };
+        if content.is_some() || existed {
+            append_audit(&write, std::slice::from_ref(audit))?;
+        }
         write.commit().map_err(wrap)?;
         Ok(existed)
     }
@@ -218,13 +251,41 @@ impl Store {
     }
 
     /// Sets an application's schema, durably.
-    pub(crate) fn put_schema(&self, application: &str, schema: &str) -> Result<(), StoreError> {
+    pub(crate) fn put_schema(
+        &self,
+        application: &str,
+        schema: &str,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
         let write = self.db.begin_write().map_err(wrap)?;
+        append_audit(&write, std::slice::from_ref(audit))?;
         write
             .open_table(SCHEMAS)
             .map_err(wrap)?
             .insert(application, schema)
             .map_err(wrap)?;
         write.commit().map_err(wrap)
+    }
+
+    /// Up to `limit` audit entries after `since`, oldest first.
+    pub(crate) fn audit(&self, since: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let read = self.db.begin_read().map_err(wrap)?;
+        let table = match read.open_table(AUDIT) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(wrap(e)),
+        };
+        let mut out = Vec::new();
+        for row in table
+            .range(since.saturating_add(1)..)
+            .map_err(wrap)?
+            .take(limit)
+        {
+            let (_, bytes) = row.map_err(wrap)?;
+            if let Ok(entry) = serde_json::from_slice(bytes.value()) {
+                out.push(entry);
+            }
+        }
+        Ok(out)
     }
 }

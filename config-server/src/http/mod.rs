@@ -73,6 +73,7 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/files/{application}/{profile}/{label}/{*path}",
             put(native::put_file).delete(native::delete_file),
         )
+        .route("/v1/audit", get(native::audit))
         .route("/encrypt", post(native::encrypt))
         .route("/decrypt", post(native::decrypt))
         .route("/health", get(ops::health))

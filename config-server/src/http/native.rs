@@ -291,7 +291,10 @@ pub(crate) async fn put_schema(
     let Path(application) = path?;
     let Json(schema) =
         body.map_err(|r| ApiError::new(r.status(), "invalid_body", r.body_text()))?;
-    state.service.set_schema(&application, schema).await?;
+    state
+        .service
+        .set_schema(&application, schema, &identity.name)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -314,7 +317,10 @@ pub(crate) async fn put_file(
     let key = DocKey::new(&application, &profile, &label)?;
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("invalid_body", "the file is not UTF-8"))?;
-    state.service.put_file(&key, &file, text).await?;
+    state
+        .service
+        .put_file(&key, &file, text, &identity.name)
+        .await?;
     state.metrics.write();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -331,7 +337,10 @@ pub(crate) async fn delete_file(
     identity.require(Scope::Write)?;
     let Path((application, profile, label, file)) = path?;
     let key = DocKey::new(&application, &profile, &label)?;
-    state.service.delete_file(&key, &file).await?;
+    state
+        .service
+        .delete_file(&key, &file, &identity.name)
+        .await?;
     state.metrics.write();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -377,4 +386,20 @@ pub(crate) async fn decrypt(
                 e.to_string(),
             )
         })
+}
+
+/// The audit log: every write (documents, rollbacks, deletes, schemas, files), who made it and
+/// when, oldest first; page with `since`.
+#[utoipa::path(get, path = "/v1/audit", params(msakit_api::audit::AuditQuery),
+    responses((status = 200, body = msakit_api::audit::AuditPage), (status = 401, body = ErrorBody)))]
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
+    query: Result<Query<msakit_api::audit::AuditQuery>, QueryRejection>,
+) -> Result<Json<msakit_api::audit::AuditPage>, ApiError> {
+    identity.require(Scope::Read)?;
+    let Query(query) = query?;
+    let entries = state.service.audit(query.since, query.limit()).await?;
+    let next = entries.last().map_or(query.since, |e| e.seq);
+    Ok(Json(msakit_api::audit::AuditPage { entries, next }))
 }

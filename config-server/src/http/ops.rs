@@ -27,6 +27,7 @@ use super::error::ApiError;
         super::native::put_schema,
         super::native::put_file,
         super::native::delete_file,
+        super::native::audit,
         super::watch::stream,
         health,
     )

@@ -1,6 +1,7 @@
 //! Integration tests of `msakit-config-server`: real servers on port 0 in temp dirs, real HTTP
 //! clients, and the real binary killed with SIGKILL in the middle of a stream of writes.
 
+mod audit;
 mod auth;
 mod documents;
 mod durability;
