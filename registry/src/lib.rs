@@ -5,6 +5,7 @@
 //! The binary (`main.rs`) only parses configuration, sets up logging and calls [`run`]; tests call
 //! the same [`run`] on a port-0 listener.
 
+mod audit;
 pub mod config;
 mod eureka;
 #[doc(hidden)]

@@ -95,6 +95,7 @@ pub async fn run(
         config: Arc::new(config),
         metrics,
         watchers,
+        audit: Arc::default(),
         shutdown: token.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "registry listening");

@@ -39,9 +39,17 @@ async fn every_write_is_audited_with_its_author_and_survives_a_restart() {
             .json(&serde_json::json!({"version": 1})),
         as_alice(server.client.put(server.at("/v1/schemas/orders")))
             .json(&serde_json::json!({"type": "object"})),
-        as_alice(server.client.put(server.at("/v1/files/orders/prod/main/nginx.conf")))
-            .body("listen 80;"),
-        as_alice(server.client.delete(server.at("/v1/files/orders/prod/main/nginx.conf"))),
+        as_alice(
+            server
+                .client
+                .put(server.at("/v1/files/orders/prod/main/nginx.conf")),
+        )
+        .body("listen 80;"),
+        as_alice(
+            server
+                .client
+                .delete(server.at("/v1/files/orders/prod/main/nginx.conf")),
+        ),
         as_alice(server.client.delete(&doc)),
     ];
     for step in steps {
@@ -49,7 +57,12 @@ async fn every_write_is_audited_with_its_author_and_survives_a_restart() {
         assert!(response.status().is_success(), "{}", response.status());
     }
     // Unauthenticated readers see nothing; a reader sees everything.
-    let anonymous = server.client.get(server.at("/v1/audit")).send().await.unwrap();
+    let anonymous = server
+        .client
+        .get(server.at("/v1/audit"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
     let audit = |since: u64, limit: u64| {
         let request = server

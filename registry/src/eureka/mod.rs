@@ -403,12 +403,19 @@ async fn heartbeat(
 /// `DELETE /apps/{APP}/{ID}`: deregister → 200 / 404.
 async fn cancel(
     State(state): State<AppState>,
+    who: crate::audit::Who,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path((app, id)) = path?;
     state
         .registry
         .deregister(DEFAULT_NAMESPACE, &service_of(&app), &id)?;
+    state.audit.record(
+        &who,
+        "deregister",
+        format!("{DEFAULT_NAMESPACE}/{}/{id}", service_of(&app)),
+        "eureka".to_owned(),
+    );
     Ok(StatusCode::OK)
 }
 
@@ -420,6 +427,7 @@ struct StatusQuery {
 /// `PUT /apps/{APP}/{ID}/status?value=OUT_OF_SERVICE`: an operator override.
 async fn set_override(
     State(state): State<AppState>,
+    who: crate::audit::Who,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<StatusQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -437,18 +445,35 @@ async fn set_override(
     state
         .registry
         .set_override(DEFAULT_NAMESPACE, &service_of(&app), &id, status)?;
+    state.audit.record(
+        &who,
+        if status.is_some() {
+            "override"
+        } else {
+            "clear_override"
+        },
+        format!("{DEFAULT_NAMESPACE}/{}/{id}", service_of(&app)),
+        status.map_or_else(String::new, |s| s.as_str().to_owned()),
+    );
     Ok(StatusCode::OK)
 }
 
 /// `DELETE /apps/{APP}/{ID}/status`: remove the override.
 async fn clear_override(
     State(state): State<AppState>,
+    who: crate::audit::Who,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path((app, id)) = path?;
     state
         .registry
         .set_override(DEFAULT_NAMESPACE, &service_of(&app), &id, None)?;
+    state.audit.record(
+        &who,
+        "clear_override",
+        format!("{DEFAULT_NAMESPACE}/{}/{id}", service_of(&app)),
+        String::new(),
+    );
     Ok(StatusCode::OK)
 }
 

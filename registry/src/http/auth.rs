@@ -19,18 +19,26 @@ pub(crate) async fn require_token(
     let auth = &state.config.auth;
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
     let needed = !auth.tokens.is_empty() && (!is_read || auth.protect_reads);
-    if needed && !presented_token_valid(&request, &auth.tokens) {
+    let token = presented_token_index(&request, &auth.tokens);
+    if needed && token.is_none() {
         return ApiError::unauthorized().into_response();
     }
+    let mut request = request;
+    request.extensions_mut().insert(crate::audit::Actor(
+        token.map_or_else(|| "anonymous".to_owned(), |k| format!("token-{}", k + 1)),
+    ));
     next.run(request).await
 }
 
-fn presented_token_valid(request: &Request, tokens: &[String]) -> bool {
-    let Some(presented) = presented_token(request.headers()) else {
-        return false;
-    };
+/// The position of the presented token among the configured ones, if it is one of them.
+fn presented_token_index(request: &Request, tokens: &[String]) -> Option<usize> {
+    let presented = presented_token(request.headers())?;
     // Compare against every token without stopping early.
-    tokens.iter().fold(false, |found, token| {
-        found | constant_time_eq(token.as_bytes(), presented.as_bytes())
+    tokens.iter().enumerate().fold(None, |found, (k, token)| {
+        if constant_time_eq(token.as_bytes(), presented.as_bytes()) {
+            Some(k)
+        } else {
+            found
+        }
     })
 }

@@ -26,6 +26,8 @@ pub(crate) struct AppState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) config: Arc<RegistryConfig>,
     pub(crate) metrics: Metrics,
+    /// Operators' overrides and deregistrations.
+    pub(crate) audit: Arc<crate::audit::AuditLog>,
     /// Open watch streams per client address.
     pub(crate) watchers: msakit_server_kit::WatchersPerClient,
     /// Cancelled at shutdown, to end watch streams that would otherwise never finish.
@@ -52,6 +54,7 @@ pub(crate) fn router(state: AppState) -> Router {
             put(native::set_status),
         )
         .route("/v1/watch", get(watch::stream))
+        .route("/v1/audit", get(native::audit))
         .nest("/eureka", crate::eureka::router())
         .nest("/eureka/v2", crate::eureka::router())
         .layer(middleware::from_fn_with_state(

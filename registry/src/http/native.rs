@@ -101,6 +101,7 @@ pub(crate) async fn heartbeat(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(crate) async fn deregister(
     State(state): State<AppState>,
+    who: crate::audit::Who,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<NamespaceQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -109,6 +110,12 @@ pub(crate) async fn deregister(
     state
         .registry
         .deregister(query.namespace(), &service, &id)?;
+    state.audit.record(
+        &who,
+        "deregister",
+        format!("{}/{service}/{id}", query.namespace()),
+        String::new(),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -119,6 +126,7 @@ pub(crate) async fn deregister(
     responses((status = 200, body = Instance), (status = 404, body = ErrorBody)))]
 pub(crate) async fn set_status(
     State(state): State<AppState>,
+    who: crate::audit::Who,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<NamespaceQuery>, QueryRejection>,
     body: Result<Json<StatusOverride>, JsonRejection>,
@@ -129,7 +137,17 @@ pub(crate) async fn set_status(
     let instance = state
         .registry
         .set_override(query.namespace(), &service, &id, body.status)?;
-    tracing::info!(%service, %id, status = ?body.status, "status override set");
+    state.audit.record(
+        &who,
+        if body.status.is_some() {
+            "override"
+        } else {
+            "clear_override"
+        },
+        format!("{}/{service}/{id}", query.namespace()),
+        body.status
+            .map_or_else(String::new, |s| s.as_str().to_owned()),
+    );
     Ok(Json(instance))
 }
 
@@ -224,4 +242,16 @@ async fn wait_for_change(
             _ = state.shutdown.cancelled() => return,
         }
     }
+}
+
+/// The audit log: operators' status overrides and deregistrations (native and Eureka), who
+/// (which token) and from where, oldest first; page with `since`. The last 10,000 are kept.
+#[utoipa::path(get, path = "/v1/audit", params(msakit_api::audit::AuditQuery),
+    responses((status = 200, body = msakit_api::audit::AuditPage), (status = 400, body = ErrorBody)))]
+pub(crate) async fn audit(
+    State(state): State<AppState>,
+    query: Result<Query<msakit_api::audit::AuditQuery>, QueryRejection>,
+) -> Result<Json<msakit_api::audit::AuditPage>, ApiError> {
+    let Query(query) = query?;
+    Ok(Json(state.audit.page(query.since, query.limit())))
 }

@@ -25,6 +25,7 @@ use super::error::ApiError;
         super::native::get_instance,
         super::native::list_services,
         super::native::get_service,
+        super::native::audit,
         super::watch::stream,
         health,
     ),

@@ -2,6 +2,7 @@
 //! real binary under SIGTERM.
 
 mod api;
+mod audit;
 mod auth;
 mod bad_input;
 mod eureka;
