@@ -44,14 +44,19 @@ pub struct AuditQuery {
     /// Only entries after this one (default 0: from the start).
     #[serde(default)]
     pub since: u64,
-    /// At most this many (default 100, at most 1,000).
+    /// At most this many, 1 to 1,000 (default 100).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(minimum = 1, maximum = 1000))]
     pub limit: Option<usize>,
 }
 
 impl AuditQuery {
-    /// The page size asked for, within bounds.
-    pub fn limit(&self) -> usize {
-        self.limit.unwrap_or(100).clamp(1, 1000)
+    /// The page size asked for; `None` when it is out of bounds.
+    pub fn limit(&self) -> Option<usize> {
+        match self.limit {
+            None => Some(100),
+            Some(n) if (1..=1000).contains(&n) => Some(n),
+            Some(_) => None,
+        }
     }
 }

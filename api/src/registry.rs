@@ -99,6 +99,7 @@ pub enum Scheme {
 #[serde(deny_unknown_fields)]
 pub struct RegisterInstance {
     /// Host name or IP address.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 253))]
     pub host: String,
     /// Port, 1–65535.
     pub port: u16,

@@ -249,7 +249,8 @@ pub(crate) async fn resolve(
     document::check_label(&label)?;
     let profiles = profiles(&profile_segment)?;
     let Query(query) = query?;
-    if let Some(index) = query.index {
+    // As in Consul, `index=0` (a client that has seen nothing yet) answers at once.
+    if let Some(index) = query.index.filter(|index| *index > 0) {
         let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
         let mut updates = state.service.index_updates();
         let deadline = tokio::time::Instant::now() + wait;
@@ -399,7 +400,15 @@ pub(crate) async fn audit(
 ) -> Result<Json<msakit_api::audit::AuditPage>, ApiError> {
     identity.require(Scope::Read)?;
     let Query(query) = query?;
-    let entries = state.service.audit(query.since, query.limit()).await?;
+    let entries = state
+        .service
+        .audit(
+            query.since,
+            query.limit().ok_or_else(|| {
+                ApiError::bad_request("invalid_query", "limit must be between 1 and 1000")
+            })?,
+        )
+        .await?;
     let next = entries.last().map_or(query.since, |e| e.seq);
     Ok(Json(msakit_api::audit::AuditPage { entries, next }))
 }

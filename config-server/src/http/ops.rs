@@ -77,7 +77,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
 }
 
 pub(crate) async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    let mut document = ApiDoc::openapi();
+    msakit_api::error::document_error_responses(&mut document);
+    Json(document)
 }
 
 pub(crate) async fn not_found() -> ApiError {

@@ -41,6 +41,7 @@ pub(crate) struct ServiceQuery {
     /// The namespace; default `public`.
     namespace: Option<String>,
     /// Only instances with this status (`UP`, `DOWN`, `STARTING`, `OUT_OF_SERVICE`).
+    #[param(pattern = "^(UP|DOWN|STARTING|OUT_OF_SERVICE)$")]
     status: Option<String>,
     /// Only instances in this zone.
     zone: Option<String>,
@@ -211,7 +212,8 @@ pub(crate) async fn get_service(
             .map_err(|e| ApiError::bad_request("invalid_status", e.to_string()))?,
         zone: query.zone.clone(),
     };
-    if let Some(index) = query.index {
+    // As in Consul, `index=0` (a client that has seen nothing yet) answers at once.
+    if let Some(index) = query.index.filter(|index| *index > 0) {
         let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
         wait_for_change(&state, namespace, &service, index, wait).await;
     }
@@ -253,5 +255,10 @@ pub(crate) async fn audit(
     query: Result<Query<msakit_api::audit::AuditQuery>, QueryRejection>,
 ) -> Result<Json<msakit_api::audit::AuditPage>, ApiError> {
     let Query(query) = query?;
-    Ok(Json(state.audit.page(query.since, query.limit())))
+    Ok(Json(state.audit.page(
+        query.since,
+        query.limit().ok_or_else(|| {
+            ApiError::bad_request("invalid_query", "limit must be between 1 and 1000")
+        })?,
+    )))
 }

@@ -86,7 +86,8 @@ impl Drop for WatcherGauge {
 /// Watch changes: `?service=a&service=b` (none: all), `&namespace=`, resume with `&index=` or
 /// `Last-Event-ID`.
 #[utoipa::path(get, path = "/v1/watch",
-    params(("service" = Option<Vec<String>>, Query, description = "services to watch; none: all"),
+    params(("service" = Option<Vec<String>>, Query, description = "services to watch; none: all",
+            pattern = "^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$"),
         ("namespace" = Option<String>, Query), ("index" = Option<u64>, Query, description = "resume after this index")),
     responses((status = 200, content_type = "text/event-stream", description = "snapshot, then changes")))]
 pub(crate) async fn stream(

@@ -64,7 +64,12 @@ async fn overrides_and_deregistrations_are_audited_with_their_token() {
         ],
         "{page}"
     );
-    assert!(entries[0]["target"].as_str().unwrap().ends_with("/orders/o1"));
+    assert!(
+        entries[0]["target"]
+            .as_str()
+            .unwrap()
+            .ends_with("/orders/o1")
+    );
     assert_eq!(entries[0]["client"], "127.0.0.1");
     assert!(!page.to_string().contains("secret"), "tokens never appear");
     let later = server.get_json("/v1/audit?since=2").await;
