@@ -10,6 +10,7 @@ mod load;
 mod ours;
 mod process;
 mod scale;
+mod soak;
 mod workload;
 
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ enum Command {
     Compare(compare::CompareArgs),
     /// The registry with a million instances.
     Scale(scale::ScaleArgs),
+    /// Both servers under a steady mixed load for a bounded time: RSS, descriptors, errors.
+    Soak(soak::SoakArgs),
     /// (internal) the registry under test.
     #[command(hide = true)]
     ServeRegistry {
@@ -69,6 +72,13 @@ async fn main() -> anyhow::Result<()> {
             let dir = scratch()?;
             let ours = start_ours(dir.path()).await?;
             let report = scale::scale(&ours, &args).await?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Soak(args) => {
+            let dir = scratch()?;
+            let ours = start_ours(dir.path()).await?;
+            let report = soak::soak(&ours, &args).await?;
             println!("{report}");
             Ok(())
         }

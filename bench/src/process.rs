@@ -38,6 +38,11 @@ impl Server {
             .map_or(0.0, |kib| kib / 1024.0)
     }
 
+    /// Open file descriptors now.
+    pub(crate) fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, |d| d.count())
+    }
+
     /// User + system CPU time so far.
     pub(crate) fn cpu(&self) -> Duration {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();

@@ -92,3 +92,36 @@ fn compare_runs_against_etcd_or_says_what_is_missing() {
         assert!(!ok && stderr.contains("--features etcd"), "{stderr}");
     }
 }
+
+#[test]
+fn a_short_soak_reports_no_failures_and_both_servers() {
+    let (ok, stdout, stderr) = bench(&[
+        "soak",
+        "--seconds",
+        "6",
+        "--instances",
+        "200",
+        "--watchers",
+        "5",
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    for line in [
+        "| heartbeats |",
+        "| lookups |",
+        "| registrations and deregistrations |",
+        "| config writes (fsync'd) |",
+        "| config reads |",
+        "| registry |",
+        "| config server |",
+    ] {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("no {line:?} in\n{stdout}"));
+        if !line.ends_with("server |") && line != "| registry |" {
+            let failed: u64 = row.split('|').nth(3).unwrap().trim().parse().unwrap();
+            assert_eq!(failed, 0, "{row}");
+        }
+    }
+    assert!(stdout.contains("0 streams ended early"), "{stdout}");
+}
