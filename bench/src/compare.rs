@@ -45,6 +45,45 @@ struct Row {
 }
 
 impl Row {
+    fn new(
+        workload: String,
+        higher_is_better: bool,
+        headline: fn(&Measured) -> f64,
+        unit: &'static str,
+    ) -> Self {
+        Self {
+            workload,
+            ours: Vec::new(),
+            theirs: Vec::new(),
+            higher_is_better,
+            headline,
+            unit,
+        }
+    }
+
+    /// A throughput row: operations per second, more is better.
+    fn throughput(workload: impl Into<String>) -> Self {
+        Self::new(workload.into(), true, ops, "/s")
+    }
+
+    /// Runs the `rounds`, ours then theirs in each (A B A B …), into the row.
+    async fn alternate<FutA, FutB>(
+        &mut self,
+        rounds: std::ops::Range<u32>,
+        mut ours: impl FnMut(u32) -> FutA,
+        mut theirs: impl FnMut(u32) -> FutB,
+    ) -> anyhow::Result<()>
+    where
+        FutA: std::future::Future<Output = anyhow::Result<Measured>>,
+        FutB: std::future::Future<Output = anyhow::Result<Measured>>,
+    {
+        for round in rounds {
+            self.ours.push(ours(round).await?);
+            self.theirs.push(theirs(round).await?);
+        }
+        Ok(())
+    }
+
     fn median_ratio(&self) -> f64 {
         let mut ratios: Vec<f64> = self
             .ours
@@ -110,108 +149,81 @@ pub(crate) async fn compare<A: Side, B: Side>(
         "1/6 registering {} instances per round, {pairs} round(s) each side",
         sizes.instances
     );
-    let mut row = Row {
-        workload: format!(
-            "register {} instances (etcd: lease grant + put)",
-            sizes.instances
-        ),
-        ours: vec![],
-        theirs: vec![],
-        higher_is_better: true,
-        headline: ops,
-        unit: "/s",
+    let mut row = Row::throughput(format!(
+        "register {} instances (etcd: lease grant + put)",
+        sizes.instances
+    ));
+    // Round 0 first: memory is measured with exactly its instances registered.
+    let register_ours = |round| async move {
+        Ok(with_cpu(ours.registry_server(), ours.register(round, sizes)).await)
     };
-    let mut memory = Row {
-        workload: format!("memory with {} instances registered (RSS)", sizes.instances),
-        ours: vec![],
-        theirs: vec![],
-        higher_is_better: false,
-        headline: rss,
-        unit: "MiB",
+    let register_theirs = |round| async move {
+        Ok(with_cpu(theirs.registry_server(), theirs.register(round, sizes)).await)
     };
-    for round in 0..pairs {
-        row.ours
-            .push(with_cpu(ours.registry_server(), ours.register(round, sizes)).await);
-        row.theirs
-            .push(with_cpu(theirs.registry_server(), theirs.register(round, sizes)).await);
-        if round == 0 {
-            memory.ours.push(Measured {
-                ops: ours.registry_server().rss_mib().round() as u64,
-                ..Default::default()
-            });
-            memory.theirs.push(Measured {
-                ops: theirs.registry_server().rss_mib().round() as u64,
-                ..Default::default()
-            });
-        }
-    }
+    row.alternate(0..1, register_ours, register_theirs).await?;
+    let mut memory = Row::new(
+        format!("memory with {} instances registered (RSS)", sizes.instances),
+        false,
+        rss,
+        "MiB",
+    );
+    let resident = |server: &crate::process::Server| Measured {
+        ops: server.rss_mib().round() as u64,
+        ..Default::default()
+    };
+    memory.ours.push(resident(ours.registry_server()));
+    memory.theirs.push(resident(theirs.registry_server()));
+    row.alternate(1..pairs, register_ours, register_theirs)
+        .await?;
     rows.push(row);
 
     eprintln!("2/6 heartbeats at saturation");
-    let mut row = Row {
-        workload: "heartbeats at saturation (etcd: lease keep-alive)".into(),
-        ours: vec![],
-        theirs: vec![],
-        higher_is_better: true,
-        headline: ops,
-        unit: "/s",
-    };
-    for _ in 0..pairs {
-        row.ours
-            .push(with_cpu(ours.registry_server(), ours.heartbeats(sizes)).await);
-        row.theirs
-            .push(with_cpu(theirs.registry_server(), theirs.heartbeats(sizes)).await);
-    }
+    let mut row = Row::throughput("heartbeats at saturation (etcd: lease keep-alive)");
+    row.alternate(
+        0..pairs,
+        |_| async move { Ok(with_cpu(ours.registry_server(), ours.heartbeats(sizes)).await) },
+        |_| async move { Ok(with_cpu(theirs.registry_server(), theirs.heartbeats(sizes)).await) },
+    )
+    .await?;
     rows.push(row);
 
     eprintln!("3/6 lookups of one service of 10 instances");
     ours.prepare_lookup().await?;
     theirs.prepare_lookup().await?;
-    let mut row = Row {
-        workload: "look up 1 service of 10 instances (etcd: serializable prefix range)".into(),
-        ours: vec![],
-        theirs: vec![],
-        higher_is_better: true,
-        headline: ops,
-        unit: "/s",
-    };
-    for _ in 0..pairs {
-        row.ours
-            .push(with_cpu(ours.registry_server(), ours.lookup(sizes)).await);
-        row.theirs
-            .push(with_cpu(theirs.registry_server(), theirs.lookup(sizes)).await);
-    }
+    let mut row =
+        Row::throughput("look up 1 service of 10 instances (etcd: serializable prefix range)");
+    row.alternate(
+        0..pairs,
+        |_| async move { Ok(with_cpu(ours.registry_server(), ours.lookup(sizes)).await) },
+        |_| async move { Ok(with_cpu(theirs.registry_server(), theirs.lookup(sizes)).await) },
+    )
+    .await?;
     rows.push(row);
 
     eprintln!(
         "4/6 propagation of one change to {} watchers",
         sizes.watchers
     );
-    let mut row = Row {
-        workload: format!(
+    let delays = |delays: Vec<Duration>| Measured {
+        ops: delays.len() as u64,
+        latencies: delays,
+        ..Default::default()
+    };
+    let mut row = Row::new(
+        format!(
             "propagate 1 change to {} watchers, p99 (etcd: prefix watch)",
             sizes.watchers
         ),
-        ours: vec![],
-        theirs: vec![],
-        higher_is_better: false,
-        headline: p99_ms,
-        unit: "ms",
-    };
-    for round in 0..pairs {
-        let delays = ours.propagation(round, sizes).await?;
-        row.ours.push(Measured {
-            ops: delays.len() as u64,
-            latencies: delays,
-            ..Default::default()
-        });
-        let delays = theirs.propagation(round, sizes).await?;
-        row.theirs.push(Measured {
-            ops: delays.len() as u64,
-            latencies: delays,
-            ..Default::default()
-        });
-    }
+        false,
+        p99_ms,
+        "ms",
+    );
+    row.alternate(
+        0..pairs,
+        |round| async move { Ok(delays(ours.propagation(round, sizes).await?)) },
+        |round| async move { Ok(delays(theirs.propagation(round, sizes).await?)) },
+    )
+    .await?;
     rows.push(row);
 
     eprintln!("5/6 durable config writes and reads");
@@ -219,38 +231,24 @@ pub(crate) async fn compare<A: Side, B: Side>(
         concurrency: args.concurrency.min(16),
         ..sizes
     };
-    let mut row = Row {
-        workload: format!(
-            "durable config writes, fsync'd, {} writers (etcd: put)",
-            writes.concurrency
-        ),
-        ours: vec![],
-        theirs: vec![],
-        higher_is_better: true,
-        headline: ops,
-        unit: "/s",
-    };
-    for _ in 0..pairs {
-        row.ours
-            .push(with_cpu(ours.config_server(), ours.config_writes(writes)).await);
-        row.theirs
-            .push(with_cpu(theirs.config_server(), theirs.config_writes(writes)).await);
-    }
+    let mut row = Row::throughput(format!(
+        "durable config writes, fsync'd, {} writers (etcd: put)",
+        writes.concurrency
+    ));
+    row.alternate(
+        0..pairs,
+        |_| async move { Ok(with_cpu(ours.config_server(), ours.config_writes(writes)).await) },
+        |_| async move { Ok(with_cpu(theirs.config_server(), theirs.config_writes(writes)).await) },
+    )
+    .await?;
     rows.push(row);
-    let mut row = Row {
-        workload: "config reads (etcd: serializable get)".into(),
-        ours: vec![],
-        theirs: vec![],
-        higher_is_better: true,
-        headline: ops,
-        unit: "/s",
-    };
-    for _ in 0..pairs {
-        row.ours
-            .push(with_cpu(ours.config_server(), ours.config_reads(sizes)).await);
-        row.theirs
-            .push(with_cpu(theirs.config_server(), theirs.config_reads(sizes)).await);
-    }
+    let mut row = Row::throughput("config reads (etcd: serializable get)");
+    row.alternate(
+        0..pairs,
+        |_| async move { Ok(with_cpu(ours.config_server(), ours.config_reads(sizes)).await) },
+        |_| async move { Ok(with_cpu(theirs.config_server(), theirs.config_reads(sizes)).await) },
+    )
+    .await?;
     rows.push(row);
     eprintln!("6/6 memory");
     rows.push(memory);
