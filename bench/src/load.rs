@@ -74,17 +74,7 @@ where
             })
         })
         .collect();
-    let mut measured = Measured::default();
-    for worker in workers {
-        if let Ok((latencies, errors)) = worker.await {
-            measured.latencies.extend(latencies);
-            measured.errors += errors;
-        }
-    }
-    measured.elapsed = started.elapsed();
-    measured.ops = measured.latencies.len() as u64;
-    measured.latencies.sort();
-    measured
+    gather(workers, started).await
 }
 
 /// Runs `op(worker, i)` at `rate` per second in all, spread over `concurrency` workers, for
@@ -130,6 +120,14 @@ where
             })
         })
         .collect();
+    gather(workers, started).await
+}
+
+/// What the workers measured, together: each returns its latencies and its error count.
+async fn gather(
+    workers: Vec<tokio::task::JoinHandle<(Vec<Duration>, u64)>>,
+    started: Instant,
+) -> Measured {
     let mut measured = Measured::default();
     for worker in workers {
         if let Ok((latencies, errors)) = worker.await {

@@ -73,6 +73,19 @@ impl AuditLog {
         }
     }
 
+    /// Records an override set (or cleared, with `None`) on `target`.
+    pub(crate) fn record_override(
+        &self,
+        who: &Who,
+        target: String,
+        status: Option<msakit_api::registry::InstanceStatus>,
+    ) {
+        match status {
+            Some(status) => self.record(who, "override", target, status.as_str().to_owned()),
+            None => self.record(who, "clear_override", target, String::new()),
+        }
+    }
+
     /// Up to `limit` entries after `since`, oldest first.
     pub(crate) fn page(&self, since: u64, limit: usize) -> AuditPage {
         let guard = self.entries.lock().unwrap_or_else(|e| e.into_inner());

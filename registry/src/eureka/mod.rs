@@ -442,19 +442,24 @@ async fn set_override(
             ApiError::bad_request("invalid_status", format!("unknown status {value:?}"))
         })?),
     };
+    override_status(&state, &who, &app, &id, status)
+}
+
+/// Sets (or clears) an operator's override and audits it.
+fn override_status(
+    state: &AppState,
+    who: &crate::audit::Who,
+    app: &str,
+    id: &str,
+    status: Option<InstanceStatus>,
+) -> Result<StatusCode, ApiError> {
+    let service = service_of(app);
     state
         .registry
-        .set_override(DEFAULT_NAMESPACE, &service_of(&app), &id, status)?;
-    state.audit.record(
-        &who,
-        if status.is_some() {
-            "override"
-        } else {
-            "clear_override"
-        },
-        format!("{DEFAULT_NAMESPACE}/{}/{id}", service_of(&app)),
-        status.map_or_else(String::new, |s| s.as_str().to_owned()),
-    );
+        .set_override(DEFAULT_NAMESPACE, &service, id, status)?;
+    state
+        .audit
+        .record_override(who, format!("{DEFAULT_NAMESPACE}/{service}/{id}"), status);
     Ok(StatusCode::OK)
 }
 
@@ -465,16 +470,7 @@ async fn clear_override(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path((app, id)) = path?;
-    state
-        .registry
-        .set_override(DEFAULT_NAMESPACE, &service_of(&app), &id, None)?;
-    state.audit.record(
-        &who,
-        "clear_override",
-        format!("{DEFAULT_NAMESPACE}/{}/{id}", service_of(&app)),
-        String::new(),
-    );
-    Ok(StatusCode::OK)
+    override_status(&state, &who, &app, &id, None)
 }
 
 /// `PUT /apps/{APP}/{ID}/metadata?k=v`: add or replace metadata entries.

@@ -138,16 +138,10 @@ pub(crate) async fn set_status(
     let instance = state
         .registry
         .set_override(query.namespace(), &service, &id, body.status)?;
-    state.audit.record(
+    state.audit.record_override(
         &who,
-        if body.status.is_some() {
-            "override"
-        } else {
-            "clear_override"
-        },
         format!("{}/{service}/{id}", query.namespace()),
-        body.status
-            .map_or_else(String::new, |s| s.as_str().to_owned()),
+        body.status,
     );
     Ok(Json(instance))
 }
