@@ -33,6 +33,8 @@ pub struct ConfigClientOptions {
     pub cache_file: Option<PathBuf>,
     /// A bearer token with the read scope, when the server requires one.
     pub token: Option<String>,
+    /// Extra CAs to trust and a client certificate, for HTTPS. Default: public roots only.
+    pub tls: crate::TlsOptions,
 }
 
 impl ConfigClientOptions {
@@ -45,6 +47,7 @@ impl ConfigClientOptions {
             label: "main".to_owned(),
             cache_file: None,
             token: None,
+            tls: crate::TlsOptions::default(),
         }
     }
 }
@@ -158,14 +161,8 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ConfigClient<T> {
     /// follows the server's changes in the background.
     pub async fn start(options: ConfigClientOptions) -> Result<ConfigClient<T>, ConfigError> {
         let fetcher = Fetcher {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("builds"),
-            streaming: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .build()
-                .expect("builds"),
+            client: options.tls.short_client(Duration::from_secs(5)),
+            streaming: options.tls.streaming_client(Duration::from_secs(5)),
             options,
         };
         let initial = match fetcher.fetch().await {

@@ -27,6 +27,8 @@ pub struct DiscoveryOptions {
     /// Where each service's last known instances are kept (`{service}.json`), so a service can
     /// start while the registry is down. Default none.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// Extra CAs to trust and a client certificate, for HTTPS. Default: public roots only.
+    pub tls: crate::TlsOptions,
 }
 
 impl DiscoveryOptions {
@@ -37,6 +39,7 @@ impl DiscoveryOptions {
             zone: None,
             token: None,
             cache_dir: None,
+            tls: crate::TlsOptions::default(),
         }
     }
 }
@@ -96,15 +99,9 @@ impl Discovery {
         );
         Self {
             inner: Arc::new(Inner {
+                client: options.tls.short_client(Duration::from_secs(5)),
+                streaming: options.tls.streaming_client(Duration::from_secs(5)),
                 options,
-                client: reqwest::Client::builder()
-                    .timeout(Duration::from_secs(5))
-                    .build()
-                    .expect("builds"),
-                streaming: reqwest::Client::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .build()
-                    .expect("builds"),
                 services: RwLock::new(HashMap::new()),
                 updates: tokio::sync::watch::channel(0).0,
                 stop: CancellationToken::new(),

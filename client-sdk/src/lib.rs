@@ -18,6 +18,7 @@ pub mod discovery;
 pub mod registration;
 pub mod service_client;
 mod sse;
+pub mod tls;
 pub mod tower_discover;
 
 pub use config::{ConfigClient, ConfigClientOptions, ConfigError};
@@ -28,4 +29,5 @@ pub use service_client::{
     Balancer, CallError, CallErrorKind, DEADLINE_HEADER, Fallback, ServiceCall, ServiceClient,
     ServiceClientOptions,
 };
+pub use tls::{TlsError, TlsOptions};
 pub use tower_discover::discover;

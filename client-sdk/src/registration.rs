@@ -35,6 +35,8 @@ pub struct RegistrationOptions {
     pub lease: Duration,
     /// A bearer token, when the registry requires one.
     pub token: Option<String>,
+    /// Extra CAs to trust and a client certificate, for HTTPS. Default: public roots only.
+    pub tls: crate::TlsOptions,
 }
 
 impl RegistrationOptions {
@@ -57,6 +59,7 @@ impl RegistrationOptions {
             metadata: BTreeMap::new(),
             lease: Duration::from_secs(15),
             token: None,
+            tls: crate::TlsOptions::default(),
         }
     }
 }
@@ -152,10 +155,7 @@ impl Registration {
         let (status, status_rx) = watch::channel(InstanceStatus::Up);
         let (registered_tx, registered) = watch::channel(false);
         let registrar = Registrar {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .expect("a plain client builds"),
+            client: options.tls.short_client(Duration::from_secs(5)),
             options,
             current: 0,
         };

@@ -57,6 +57,8 @@ pub struct ServiceClientOptions {
     pub ejection: Duration,
     /// At most this share of a service's instances is ejected at once. Default 0.5.
     pub max_ejected_share: f64,
+    /// Extra CAs to trust and a client certificate, for HTTPS. Default: public roots only.
+    pub tls: crate::TlsOptions,
 }
 
 impl Default for ServiceClientOptions {
@@ -75,6 +77,7 @@ impl Default for ServiceClientOptions {
             eject_after_failures: 5,
             ejection: Duration::from_secs(10),
             max_ejected_share: 0.5,
+            tls: crate::TlsOptions::default(),
         }
     }
 }
@@ -370,7 +373,9 @@ impl ServiceClient {
         options.breaker.validate()?;
         Ok(Self {
             discovery,
-            http: reqwest::Client::builder()
+            http: options
+                .tls
+                .builder()
                 .pool_idle_timeout(Duration::from_secs(30))
                 .build()
                 .expect("builds"),

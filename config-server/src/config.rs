@@ -45,6 +45,9 @@ pub struct ConfigServerConfig {
     /// Open connections at most (default 10,000) and the time a client has to send its request
     /// headers (default 10 s).
     pub connections: msakit_server_kit::ConnectionLimits,
+    /// Serve HTTPS with this certificate and key (and, with `client_ca`, require client
+    /// certificates). Default none: plain HTTP.
+    pub tls: Option<msakit_server_kit::TlsConfig>,
 }
 
 /// Authentication. With no tokens configured, everything is open and writes are by `anonymous`.
@@ -117,6 +120,7 @@ impl Default for ConfigServerConfig {
             spring: SpringConfig::default(),
             shutdown_grace: Duration::from_secs(10),
             connections: msakit_server_kit::ConnectionLimits::default(),
+            tls: None,
         }
     }
 }
@@ -280,6 +284,15 @@ pub struct Cli {
     /// Open connections at most; one more is answered 503 and closed.
     #[arg(long, env = "MSAKIT_CONFIG_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Serve HTTPS with this certificate chain (PEM); needs `--tls-key`.
+    #[arg(long, env = "MSAKIT_CONFIG_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "MSAKIT_CONFIG_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM).
+    #[arg(long, env = "MSAKIT_CONFIG_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "MSAKIT_CONFIG_LOG_FORMAT", default_value = "pretty")]
     pub log_format: msakit_server_kit::LogFormat,
@@ -313,6 +326,16 @@ impl Cli {
         if let Some(max) = self.max_connections {
             config.connections.max_connections = max;
         }
+        config.tls = msakit_server_kit::TlsConfig::overlay(
+            config.tls.take(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_client_ca.as_deref(),
+        )
+        .map_err(|reason| ConfigError::Invalid {
+            field: "tls",
+            reason: reason.into(),
+        })?;
         config.validate()?;
         Ok(config)
     }

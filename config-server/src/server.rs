@@ -25,6 +25,9 @@ pub enum ServerError {
     /// The data directory could not be used.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TLS material cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] msakit_server_kit::TlsError),
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
@@ -39,6 +42,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let tls = config.tls.as_ref().map(|tls| tls.acceptor()).transpose()?;
     let cipher = config
         .secrets_key()?
         .map(|key| Cipher::from_base64(&key).map_err(|_| ServerError::BadKey))
@@ -69,13 +73,16 @@ pub async fn run(
         }
         None => None,
     };
-    let grace = config.shutdown_grace;
-    let connections = config.connections;
+    let serve_options = msakit_server_kit::ServeOptions {
+        limits: config.connections,
+        tls,
+        grace: config.shutdown_grace,
+        rejections: metrics.rejections(),
+    };
     let watchers = msakit_server_kit::WatchersPerClient::new(
         config.watch.max_per_client,
         metrics.rejections(),
     );
-    let rejections = metrics.rejections();
     let state = AppState {
         native,
         service,
@@ -85,16 +92,7 @@ pub async fn run(
         shutdown: token.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "config server listening");
-    msakit_server_kit::serve_until(
-        listener,
-        router(state),
-        shutdown,
-        token,
-        grace,
-        connections,
-        rejections,
-    )
-    .await?;
+    msakit_server_kit::serve_until(listener, router(state), shutdown, token, serve_options).await?;
     tracing::info!("config server stopped");
     Ok(())
 }

@@ -46,6 +46,9 @@ pub struct RegistryConfig {
     /// Open connections at most (default 10,000) and the time a client has to send its request
     /// headers (default 10 s).
     pub connections: msakit_server_kit::ConnectionLimits,
+    /// Serve HTTPS with this certificate and key (and, with `client_ca`, require client
+    /// certificates). Default none: plain HTTP.
+    pub tls: Option<msakit_server_kit::TlsConfig>,
 }
 
 /// Lease bounds: an instance asks for a TTL, the registry clamps it into `[min_ttl, max_ttl]`.
@@ -142,6 +145,7 @@ impl Default for RegistryConfig {
             health_checks: HealthChecksConfig::default(),
             shutdown_grace: Duration::from_secs(10),
             connections: msakit_server_kit::ConnectionLimits::default(),
+            tls: None,
         }
     }
 }
@@ -327,6 +331,15 @@ pub struct Cli {
     /// Open connections at most; one more is answered 503 and closed.
     #[arg(long, env = "MSAKIT_REGISTRY_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Serve HTTPS with this certificate chain (PEM); needs `--tls-key`.
+    #[arg(long, env = "MSAKIT_REGISTRY_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "MSAKIT_REGISTRY_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM).
+    #[arg(long, env = "MSAKIT_REGISTRY_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "MSAKIT_REGISTRY_LOG_FORMAT", default_value = "pretty")]
     pub log_format: msakit_server_kit::LogFormat,
@@ -354,6 +367,16 @@ impl Cli {
         if let Some(max) = self.max_connections {
             config.connections.max_connections = max;
         }
+        config.tls = msakit_server_kit::TlsConfig::overlay(
+            config.tls.take(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_client_ca.as_deref(),
+        )
+        .map_err(|reason| ConfigError::Invalid {
+            field: "tls",
+            reason: reason.into(),
+        })?;
         config.validate()?;
         Ok(config)
     }

@@ -22,6 +22,9 @@ pub enum ServerError {
     /// The data directory could not be used.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TLS material cannot be used.
+    #[error("TLS: {0}")]
+    Tls(#[from] msakit_server_kit::TlsError),
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
@@ -35,6 +38,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     config.validate()?;
+    let tls = config.tls.as_ref().map(|tls| tls.acceptor()).transpose()?;
     let store = config.data_dir.as_deref().map(Store::open).transpose()?;
     let (persist_tx, persist_rx) = match &store {
         Some(_) => {
@@ -82,14 +86,18 @@ pub async fn run(
         ))
     });
 
-    let grace = config.shutdown_grace;
-    let connections = config.connections;
     let metrics = Metrics::new();
+    let serve_options = msakit_server_kit::ServeOptions {
+        limits: config.connections,
+        tls,
+        grace: config.shutdown_grace,
+        rejections: metrics.rejections(),
+    };
+    let grace = config.shutdown_grace;
     let watchers = msakit_server_kit::WatchersPerClient::new(
         config.watch.max_per_client,
         metrics.rejections(),
     );
-    let rejections = metrics.rejections();
     let state = AppState {
         registry: Arc::clone(&registry),
         config: Arc::new(config),
@@ -104,9 +112,7 @@ pub async fn run(
         router(state),
         shutdown,
         token.clone(),
-        grace,
-        connections,
-        rejections,
+        serve_options,
     )
     .await;
     token.cancel();

@@ -7,6 +7,7 @@ mod error;
 mod limits;
 mod logging;
 mod serve;
+mod tls;
 mod tokens;
 mod wait;
 
@@ -14,7 +15,10 @@ pub use config_file::{ConfigFileError, read_yaml_file};
 pub use error::ApiError;
 pub use limits::{Limit, Rejections, WatcherSlot, WatchersPerClient};
 pub use logging::{LogFormat, init_logging};
-pub use serve::{ConnectionLimits, RequestObserver, serve_until, shutdown_signal, time_requests};
+pub use serve::{
+    ConnectionLimits, RequestObserver, ServeOptions, serve_until, shutdown_signal, time_requests,
+};
+pub use tls::{TlsConfig, TlsError};
 pub use tokens::{constant_time_eq, presented_token};
 pub use wait::parse_wait;
 

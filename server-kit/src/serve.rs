@@ -10,6 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
@@ -36,25 +37,43 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// How a server serves: connection limits, TLS, and how long shutdown waits.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// Connection-level limits.
+    pub limits: ConnectionLimits,
+    /// Terminate TLS with this acceptor; plain HTTP when `None`.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// How long requests in flight may take once shutdown starts.
+    pub grace: Duration,
+    /// Where refused connections are counted.
+    pub rejections: Arc<crate::Rejections>,
+}
+
 /// Serves `router` on `listener` until `shutdown` completes; then cancels `streams` (so watch
-/// streams end) and waits up to `grace` for requests in flight.
+/// streams end) and waits up to `options.grace` for requests in flight.
 ///
 /// Every request carries the peer's address as `axum::extract::ConnectInfo<SocketAddr>`. At most
 /// `limits.max_connections` connections are served at once: the next is answered 503 with a JSON
 /// error and closed (counted in `rejections`); an HTTP/1 client that
-/// takes longer than `limits.header_read_timeout` to send its headers is disconnected.
+/// takes longer than `limits.header_read_timeout` to send its headers (or, with TLS, to finish
+/// the handshake) is disconnected.
 pub async fn serve_until(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
     streams: CancellationToken,
-    grace: Duration,
-    limits: ConnectionLimits,
-    rejections: Arc<crate::Rejections>,
+    options: ServeOptions,
 ) -> std::io::Result<()> {
+    let ServeOptions {
+        limits,
+        tls,
+        grace,
+        rejections,
+    } = options;
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -73,25 +92,22 @@ pub async fn serve_until(
             },
             _ = &mut shutdown => break,
         };
-        let io = TokioIo::new(stream);
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             rejections.count(crate::Limit::Connections);
             tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many open connections");
-            let refuse = hyper::service::service_fn(|_| async {
-                let mut response = ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too_many_connections",
-                    "the server has as many connections open as it allows; retry later",
-                )
-                .into_response();
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                Ok::<_, std::convert::Infallible>(response)
-            });
-            let connection = builder.serve_connection(io, refuse).into_owned();
+            let (builder, tls) = (builder.clone(), tls.clone());
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+                let refuse = async move {
+                    match tls {
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                refuse_connection(&builder, TokioIo::new(stream)).await;
+                            }
+                        }
+                        None => refuse_connection(&builder, TokioIo::new(stream)).await,
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(5), refuse).await;
             });
             continue;
         };
@@ -103,13 +119,27 @@ pub async fn serve_until(
                 async move { app.call(request.map(axum::body::Body::new)).await }
             },
         );
-        let connection = graceful.watch(
-            builder
-                .serve_connection_with_upgrades(io, service)
-                .into_owned(),
-        );
+        let (builder, tls, watcher) = (builder.clone(), tls.clone(), graceful.watcher());
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            let _ = connection.await;
+            match tls {
+                Some(tls) => {
+                    match tokio::time::timeout(handshake_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => {
+                            let connection = builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            let _ = watcher.watch(connection.into_owned()).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                None => {
+                    let connection =
+                        builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                    let _ = watcher.watch(connection.into_owned()).await;
+                }
+            }
             drop(slot);
         });
     }
@@ -123,6 +153,26 @@ pub async fn serve_until(
         }
     }
     Ok(())
+}
+
+/// Answers every request on a connection 503 (JSON) with `Connection: close`.
+async fn refuse_connection<I>(builder: &Builder<TokioExecutor>, io: TokioIo<I>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let refuse = hyper::service::service_fn(|_| async {
+        let mut response = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_connections",
+            "the server has as many connections open as it allows; retry later",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let _ = builder.serve_connection(io, refuse).await;
 }
 
 /// Completes on Ctrl-C or SIGTERM.

@@ -6,3 +6,4 @@ mod discovery;
 mod registration;
 mod service_client;
 mod support;
+mod tls;

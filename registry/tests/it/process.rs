@@ -161,3 +161,74 @@ async fn sigkill_with_a_data_dir_restores_registrations() {
         let _ = child.wait();
     }
 }
+
+/// The binary over TLS, set up from a flag and two variables: it requires a client certificate
+/// signed by the configured client CA and refuses clients without one.
+#[tokio::test]
+async fn the_binary_serves_tls_and_requires_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, contents: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    };
+    let server_key = rcgen::KeyPair::generate().unwrap();
+    let server = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&server_key)
+        .unwrap();
+    let client_key = rcgen::KeyPair::generate().unwrap();
+    let client = rcgen::CertificateParams::new(vec!["operator".to_owned()])
+        .unwrap()
+        .self_signed(&client_key)
+        .unwrap();
+    let server_pem = write("server.pem", server.pem());
+    let server_key = write("server.key", server_key.serialize_pem());
+    let client_ca = write("client-ca.pem", client.pem());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_msakit-registry"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--tls-cert"])
+        .arg(&server_pem)
+        .env("MSAKIT_REGISTRY_TLS_KEY", &server_key)
+        .env("MSAKIT_REGISTRY_TLS_CLIENT_CA", &client_ca)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let trusted = reqwest::Certificate::from_pem(server.pem().as_bytes()).unwrap();
+    let identity = reqwest::Identity::from_pem(
+        format!("{}{}", client.pem(), client_key.serialize_pem()).as_bytes(),
+    )
+    .unwrap();
+    let operator = reqwest::Client::builder()
+        .add_root_certificate(trusted.clone())
+        .identity(identity)
+        .build()
+        .unwrap();
+    let url = format!("https://localhost:{port}");
+    let mut answered = None;
+    for _ in 0..400 {
+        if let Ok(response) = operator.get(format!("{url}/health")).send().await {
+            answered = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(trusted)
+        .build()
+        .unwrap();
+    let refused = anonymous.get(format!("{url}/health")).send().await;
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/health")).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(answered, Some(reqwest::StatusCode::OK), "served over TLS");
+    assert!(refused.is_err(), "no client certificate, no answer");
+    assert!(plain.is_err(), "no plain HTTP on a TLS port");
+}
