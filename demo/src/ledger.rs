@@ -51,6 +51,20 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// Ids of the orders `owner` was working on (not yet COMPLETED or CANCELLED).
+    pub(crate) fn in_flight_of(dir: &Path, owner: &str) -> anyhow::Result<Vec<String>> {
+        let db = rusqlite::Connection::open_with_flags(
+            dir.join("order.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .context("opening order.db")?;
+        let mut query = db.prepare(
+            "SELECT id FROM orders WHERE owner = ?1 AND state NOT IN ('COMPLETED', 'CANCELLED')",
+        )?;
+        let ids = query.query_map([owner], |r| r.get::<_, String>(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
+    }
+
     /// Orders not yet COMPLETED or CANCELLED.
     pub(crate) fn open_orders(&self) -> usize {
         self.orders

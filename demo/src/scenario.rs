@@ -282,6 +282,15 @@ impl Run {
             count_state(&samples, "PAYMENT_PENDING") > 0,
         );
 
+        // An order instance dies mid-saga: charges in flight, orders waiting for payment.
+        self.cluster.kill("order-1").await?;
+        let orphaned = Ledger::in_flight_of(self.cluster.dir(), "order-1")?;
+        self.say(&format!(
+            "order-1 killed with SIGKILL holding {} unfinished sagas; restarted",
+            orphaned.len()
+        ));
+        self.start_service("order-1", "order", path).await?;
+
         // 4. Payment healed, by config.
         self.enter(4, "config: payment healed");
         put_config(&self.http, &self.config, "payment", &faults_doc(0.0, 0)).await?;
@@ -419,6 +428,24 @@ impl Run {
             .map(|s| s.order_id.clone())
             .collect();
         let ledger = Ledger::read(self.cluster.dir())?;
+        let unfinished = orphaned
+            .iter()
+            .filter(|id| {
+                ledger.orders.get(*id).is_none_or(|(state, _)| {
+                    !crate::services::order::FINAL_STATES.contains(&state.as_str())
+                })
+            })
+            .count();
+        self.expect(
+            "3 kill order-1",
+            "sagas of an order instance killed mid-way all end final after its restart",
+            format!(
+                "{} of {} orphaned sagas final",
+                orphaned.len() - unfinished,
+                orphaned.len()
+            ),
+            !orphaned.is_empty() && unfinished == 0,
+        );
         for (expected, measured, held) in ledger.check(&accepted) {
             self.expect("invariants", expected, measured, held);
         }
