@@ -211,19 +211,43 @@ pub(crate) async fn soak(ours: &Ours, args: &SoakArgs) -> anyhow::Result<String>
             })
     };
     let (registry_max, config_max) = (max(|s| s.1), max(|s| s.2));
+    // RSS at each quarter of the run: growth that slows to nothing is a plateau, not a leak.
+    let quarters = |pick: fn(&(Duration, Sample, Sample)) -> Sample| {
+        (0..=4)
+            .map(|q| {
+                let index = (samples.len().saturating_sub(1) * q) / 4;
+                samples
+                    .get(index)
+                    .map_or("?".to_owned(), |s| format!("{:.1}", pick(s).rss_mib))
+            })
+            .collect::<Vec<_>>()
+            .join(" → ")
+    };
     let _ = writeln!(
         out,
-        "\n| server | RSS start → end (max) | open fds start → end (max) |\n|---|---:|---:|"
+        "\n| server | RSS start → end (max) | RSS at 0, ¼, ½, ¾, end (MiB) | open fds start → end (max) |\n|---|---:|---|---:|"
     );
     let _ = writeln!(
         out,
-        "| registry | {:.0} → {:.0} MiB ({:.0}) | {} → {} ({}) |",
-        start.0.rss_mib, end.0.rss_mib, registry_max.0, start.0.fds, end.0.fds, registry_max.1
+        "| registry | {:.0} → {:.0} MiB ({:.0}) | {} | {} → {} ({}) |",
+        start.0.rss_mib,
+        end.0.rss_mib,
+        registry_max.0,
+        quarters(|s| s.1),
+        start.0.fds,
+        end.0.fds,
+        registry_max.1
     );
     let _ = writeln!(
         out,
-        "| config server | {:.0} → {:.0} MiB ({:.0}) | {} → {} ({}) |",
-        start.1.rss_mib, end.1.rss_mib, config_max.0, start.1.fds, end.1.fds, config_max.1
+        "| config server | {:.0} → {:.0} MiB ({:.0}) | {} | {} → {} ({}) |",
+        start.1.rss_mib,
+        end.1.rss_mib,
+        config_max.0,
+        quarters(|s| s.2),
+        start.1.fds,
+        end.1.fds,
+        config_max.1
     );
     Ok(out)
 }
