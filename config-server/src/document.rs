@@ -14,7 +14,9 @@ pub(crate) const DEFAULT_PROFILE: &str = "default";
 pub(crate) const DEFAULT_LABEL: &str = "main";
 
 /// Where a document lives.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) struct DocKey {
     pub(crate) application: String,
     pub(crate) profile: String,

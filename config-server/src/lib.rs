@@ -5,6 +5,7 @@
 //! The binary (`main.rs`) only parses configuration, sets up logging and calls [`run`]; tests call
 //! the same [`run`] on a port-0 listener.
 
+mod cluster;
 pub mod config;
 mod document;
 #[doc(hidden)]

@@ -25,6 +25,9 @@ pub enum ServerError {
     /// The data directory could not be used.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The cluster node could not start.
+    #[error("cluster: {0}")]
+    Cluster(String),
     /// The TLS material cannot be used.
     #[error("TLS: {0}")]
     Tls(#[from] msakit_server_kit::TlsError),
@@ -48,6 +51,7 @@ pub async fn run(
         .map(|key| Cipher::from_base64(&key).map_err(|_| ServerError::BadKey))
         .transpose()?;
     let store = Store::open(&config.data_dir)?;
+    let store_for_cluster = store.clone();
     let metrics = Metrics::new();
     let service = Arc::new(ConfigService::open(
         store,
@@ -56,6 +60,14 @@ pub async fn run(
         config.max_documents_per_application,
         metrics.rejections(),
     )?);
+    if let Some(cluster_config) = &config.cluster {
+        let cluster =
+            crate::cluster::Cluster::start(cluster_config, &store_for_cluster, service.committer())
+                .await
+                .map_err(|e| ServerError::Cluster(e.to_string()))?;
+        tracing::info!(node = cluster_config.node_id, peers = ?cluster_config.peers, "cluster node started");
+        service.attach_cluster(cluster);
+    }
     tracing::info!(
         documents = service.document_count(),
         index = service.index(),
@@ -92,7 +104,11 @@ pub async fn run(
         shutdown: token.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "config server listening");
+    let service = Arc::clone(&state.service);
     msakit_server_kit::serve_until(listener, router(state), shutdown, token, serve_options).await?;
+    if let Some(cluster) = service.cluster() {
+        cluster.shutdown().await;
+    }
     tracing::info!("config server stopped");
     Ok(())
 }

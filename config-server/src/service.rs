@@ -58,6 +58,88 @@ pub(crate) enum ServiceError {
     /// Storage failed; nothing was written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// In cluster mode: the write could not be committed by a quorum (or this node cannot tell).
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
+}
+
+/// A document version proposed for commit: everything but `version` and `index`, which the
+/// commit decides (in log order, the same on every node).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Proposed {
+    key: DocKey,
+    stored: StoredVersion,
+    if_match: Option<u64>,
+}
+
+/// Why a proposed version was not committed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Refused {
+    /// `If-Match` named a version that is no longer the newest.
+    Conflict {
+        /// Expected.
+        expected: u64,
+        /// Newest.
+        current: u64,
+    },
+    /// The application has as many documents as allowed.
+    TooManyDocuments {
+        /// The application.
+        application: String,
+        /// The limit.
+        max: usize,
+    },
+}
+
+impl From<Refused> for ServiceError {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Conflict { expected, current } => ServiceError::Conflict { expected, current },
+            Refused::TooManyDocuments { application, max } => {
+                ServiceError::TooManyDocuments { application, max }
+            }
+        }
+    }
+}
+
+/// A change to the config state: what a single node commits, and what a cluster replicates as
+/// one Raft entry.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Command {
+    /// New versions of documents (a group commit).
+    Versions(Vec<Proposed>),
+    /// An application's JSON Schema (already checked to be one).
+    Schema {
+        /// The application.
+        application: String,
+        /// The schema, as JSON text.
+        schema: String,
+        /// Its audit entry.
+        audit: AuditEntry,
+    },
+    /// A plain-text file stored (`Some`) or removed (`None`).
+    File {
+        /// The document's storage key.
+        doc: String,
+        /// The file's path.
+        path: String,
+        /// Its content.
+        content: Option<String>,
+        /// Its audit entry.
+        audit: AuditEntry,
+    },
+}
+
+/// What applying a [`Command`] gave.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Applied {
+    /// Nothing to report (a schema; a Raft entry that is not a command).
+    #[default]
+    Done,
+    /// Per proposed version, in order: committed, or why not.
+    Versions(Vec<Result<WriteResult, Refused>>),
+    /// Whether the file existed before.
+    File(bool),
 }
 
 /// One document of a view: where it came from, and its flattened properties.
@@ -89,10 +171,7 @@ type Reply = oneshot::Sender<Result<WriteResult, ServiceError>>;
 
 /// A document version waiting for the next group commit, and where its outcome goes.
 struct Pending {
-    key: DocKey,
-    /// Everything but `version` and `index`, which the commit assigns.
-    stored: StoredVersion,
-    if_match: Option<u64>,
+    proposed: Proposed,
     reply: Reply,
 }
 
@@ -111,6 +190,8 @@ pub(crate) struct ConfigService {
     /// Documents per application, at most.
     max_documents: usize,
     rejections: Arc<msakit_server_kit::Rejections>,
+    /// In cluster mode, where every change goes through Raft.
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
 }
 
 impl std::fmt::Debug for ConfigService {
@@ -152,30 +233,7 @@ impl ConfigService {
         max_documents: usize,
         rejections: Arc<msakit_server_kit::Rejections>,
     ) -> Result<Self, StoreError> {
-        let loaded = store.load()?;
-        let mut state = State {
-            index: loaded.index,
-            ..State::default()
-        };
-        for (doc, stored) in loaded.heads {
-            if let Some(key) = key_of(&doc) {
-                state.heads.insert(
-                    key,
-                    Head {
-                        flat: flat_of(&stored),
-                        stored,
-                    },
-                );
-            }
-        }
-        for (app, schema) in loaded.schemas {
-            if let Ok(validator) = serde_json::from_str(&schema)
-                .map_err(|e| e.to_string())
-                .and_then(|s: Value| jsonschema::validator_for(&s).map_err(|e| e.to_string()))
-            {
-                state.schemas.insert(app, Arc::new(validator));
-            }
-        }
+        let state = State::load(&store)?;
         let index = state.index;
         Ok(Self {
             store,
@@ -188,7 +246,35 @@ impl ConfigService {
             max_bytes,
             max_documents,
             rejections,
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// What applies commands to this service's state (a Raft state machine holds one).
+    pub(crate) fn committer(&self) -> Committer {
+        Committer {
+            max_documents: self.max_documents,
+            rejections: Arc::clone(&self.rejections),
+            store: self.store.clone(),
+            state: Arc::clone(&self.state),
+            changes: self.changes.clone(),
+            index: Arc::clone(&self.index),
+        }
+    }
+
+    /// From now on every change goes through `cluster`.
+    pub(crate) fn attach_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The cluster, in cluster mode.
+    pub(crate) fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster.get()
+    }
+
+    /// Applies `command`: here (single node), or through the cluster's log.
+    async fn execute(&self, command: Command) -> Result<Applied, ServiceError> {
+        execute(self.committer(), self.cluster.get().cloned(), command).await
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
@@ -359,9 +445,11 @@ impl ConfigService {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Pending {
-                key,
-                stored,
-                if_match,
+                proposed: Proposed {
+                    key,
+                    stored,
+                    if_match,
+                },
                 reply,
             });
         let serial = Arc::clone(&self.writes).lock_owned().await;
@@ -369,19 +457,36 @@ impl ConfigService {
             return done;
         }
         let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        let committer = Committer {
-            max_documents: self.max_documents,
-            rejections: Arc::clone(&self.rejections),
-            store: self.store.clone(),
-            state: Arc::clone(&self.state),
-            changes: self.changes.clone(),
-            index: Arc::clone(&self.index),
-        };
-        // On a blocking thread of its own, so a caller that goes away cannot stop a batch
-        // half-way: the lock is released only once every outcome is known.
-        let _ = tokio::task::spawn_blocking(move || {
+        let (committer, cluster) = (self.committer(), self.cluster.get().cloned());
+        // In a task of its own, so a caller that goes away cannot stop a batch half-way: the
+        // lock is released only once every outcome is known.
+        let _ = tokio::spawn(async move {
             let _serial = serial;
-            committer.commit(batch);
+            let (proposals, replies): (Vec<Proposed>, Vec<Reply>) =
+                batch.into_iter().map(|p| (p.proposed, p.reply)).unzip();
+            match execute(committer, cluster, Command::Versions(proposals)).await {
+                Ok(Applied::Versions(outcomes)) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(outcome.map_err(ServiceError::from));
+                    }
+                }
+                Ok(_) => {
+                    for reply in replies {
+                        let _ = reply.send(Err(ServiceError::Store(StoreError::failed(
+                            "unexpected outcome of a commit",
+                        ))));
+                    }
+                }
+                Err(error) => {
+                    let message = error.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(match &error {
+                            ServiceError::Cluster(e) => ServiceError::Cluster(e.clone()),
+                            _ => ServiceError::Store(StoreError::failed(&message)),
+                        }));
+                    }
+                }
+            }
         })
         .await;
         outcome.await.unwrap_or_else(|_| {
@@ -434,8 +539,13 @@ impl ConfigService {
             return Err(ServiceError::TooLarge(content.len(), self.max_bytes));
         }
         let audit = audit_entry(author, "file", format!("{key}:{path}"), String::new());
-        let (store, doc, path) = (self.store.clone(), key.storage_key(), path.to_owned());
-        blocking(move || store.put_file(&doc, &path, Some(&content), &audit)).await?;
+        self.execute(Command::File {
+            doc: key.storage_key(),
+            path: path.to_owned(),
+            content: Some(content),
+            audit,
+        })
+        .await?;
         Ok(())
     }
 
@@ -453,8 +563,15 @@ impl ConfigService {
             format!("{key}:{path}"),
             String::new(),
         );
-        let (store, doc, owned) = (self.store.clone(), key.storage_key(), path.to_owned());
-        if blocking(move || store.put_file(&doc, &owned, None, &audit)).await? {
+        let removed = self
+            .execute(Command::File {
+                doc: key.storage_key(),
+                path: path.to_owned(),
+                content: None,
+                audit,
+            })
+            .await?;
+        if matches!(removed, Applied::File(true)) {
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!("no file {path:?}")))
@@ -508,18 +625,16 @@ impl ConfigService {
         author: &str,
     ) -> Result<(), ServiceError> {
         document::check_name("application", application)?;
-        let validator = jsonschema::validator_for(&schema)
+        jsonschema::validator_for(&schema)
             .map_err(|e| ServiceError::InvalidSchema(format!("not a valid JSON Schema: {e}")))?;
         let _serial = self.writes.lock().await;
-        let store = self.store.clone();
-        let (app, text) = (application.to_owned(), schema.to_string());
-        let audit = audit_entry(author, "schema", app.clone(), String::new());
-        blocking(move || store.put_schema(&app, &text, &audit)).await?;
-        self.state
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .schemas
-            .insert(application.to_owned(), Arc::new(validator));
+        let audit = audit_entry(author, "schema", application.to_owned(), String::new());
+        self.execute(Command::Schema {
+            application: application.to_owned(),
+            schema: schema.to_string(),
+            audit,
+        })
+        .await?;
         Ok(())
     }
 
@@ -701,8 +816,11 @@ fn audit_entry(actor: &str, action: &str, target: String, detail: String) -> Aud
     }
 }
 
-/// What a group commit needs of the service.
-struct Committer {
+/// Applies commands to the service's state: what a group commit runs on a single node, and what
+/// every node's Raft state machine runs, in log order, in a cluster. Deterministic: the outcome
+/// depends only on the state and the command.
+#[derive(Clone)]
+pub(crate) struct Committer {
     max_documents: usize,
     rejections: Arc<msakit_server_kit::Rejections>,
     store: Store,
@@ -711,23 +829,143 @@ struct Committer {
     index: Arc<watch::Sender<u64>>,
 }
 
+/// Runs `command` on this node (no cluster) or proposes it to the cluster and waits for it to
+/// be committed by a quorum and applied here.
+async fn execute(
+    committer: Committer,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+    command: Command,
+) -> Result<Applied, ServiceError> {
+    match cluster {
+        Some(cluster) => Ok(cluster.propose(command).await?),
+        None => Ok(blocking(move || committer.apply(command, None)).await?),
+    }
+}
+
+impl State {
+    /// The heads, schemas and index held by `store`.
+    fn load(store: &Store) -> Result<State, StoreError> {
+        let loaded = store.load()?;
+        let mut state = State {
+            index: loaded.index,
+            ..State::default()
+        };
+        for (doc, stored) in loaded.heads {
+            if let Some(key) = key_of(&doc) {
+                state.heads.insert(
+                    key,
+                    Head {
+                        flat: flat_of(&stored),
+                        stored,
+                    },
+                );
+            }
+        }
+        for (app, schema) in loaded.schemas {
+            if let Some(validator) = compile_schema(&schema) {
+                state.schemas.insert(app, Arc::new(validator));
+            }
+        }
+        Ok(state)
+    }
+}
+
+fn compile_schema(text: &str) -> Option<jsonschema::Validator> {
+    let schema: Value = serde_json::from_str(text).ok()?;
+    jsonschema::validator_for(&schema).ok()
+}
+
 impl Committer {
-    /// Decides versions in queue order, writes the accepted ones in one transaction, then makes
-    /// them visible and answers every writer.
-    fn commit(&self, batch: Vec<Pending>) {
-        let mut accepted: Vec<(Reply, DocKey, StoredVersion)> = Vec::with_capacity(batch.len());
+    /// Applies `command`; `applied` (a serialised Raft log id, in cluster mode) is stored in the
+    /// same transaction. An error means nothing was written.
+    pub(crate) fn apply(
+        &self,
+        command: Command,
+        applied: Option<&[u8]>,
+    ) -> Result<Applied, StoreError> {
+        match command {
+            Command::Versions(batch) => Ok(Applied::Versions(self.commit(batch, applied)?)),
+            Command::Schema {
+                application,
+                schema,
+                audit,
+            } => {
+                self.store
+                    .put_schema(&application, &schema, &audit, applied)?;
+                if let Some(validator) = compile_schema(&schema) {
+                    self.state
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .schemas
+                        .insert(application, Arc::new(validator));
+                }
+                Ok(Applied::Done)
+            }
+            Command::File {
+                doc,
+                path,
+                content,
+                audit,
+            } => Ok(Applied::File(self.store.put_file(
+                &doc,
+                &path,
+                content.as_deref(),
+                &audit,
+                applied,
+            )?)),
+        }
+    }
+
+    /// Reloads the state from the store (after a Raft snapshot replaced it), and tells watchers
+    /// of every document that changed.
+    pub(crate) fn reload(&self) -> Result<(), StoreError> {
+        let fresh = State::load(&self.store)?;
+        let index = fresh.index;
+        let changed: Vec<DocKey> = {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            let changed = fresh
+                .heads
+                .iter()
+                .filter(|(key, head)| {
+                    state
+                        .heads
+                        .get(*key)
+                        .is_none_or(|old| old.stored.index != head.stored.index)
+                })
+                .map(|(key, _)| key.clone())
+                .collect();
+            *state = fresh;
+            changed
+        };
+        let committed = std::time::Instant::now();
+        for key in changed {
+            let _ = self.changes.send(Arc::new(Change { key, committed }));
+        }
+        self.index.send_replace(index);
+        Ok(())
+    }
+
+    /// Decides versions in batch order, writes the accepted ones in one transaction, then makes
+    /// them visible; the outcome of each proposal, in order.
+    fn commit(
+        &self,
+        batch: Vec<Proposed>,
+        applied: Option<&[u8]>,
+    ) -> Result<Vec<Result<WriteResult, Refused>>, StoreError> {
+        let mut outcomes: Vec<Result<WriteResult, Refused>> = Vec::with_capacity(batch.len());
+        let mut accepted: Vec<(DocKey, StoredVersion)> = Vec::with_capacity(batch.len());
         {
             let state = self.state.read().unwrap_or_else(|e| e.into_inner());
             let mut versions: HashMap<DocKey, u64> = HashMap::new();
             let mut created: HashMap<String, usize> = HashMap::new();
             let mut index = state.index;
-            for pending in batch {
+            for proposed in batch {
                 let live = |key: &DocKey| state.heads.get(key).is_some_and(|h| !h.stored.deleted);
-                if !pending.stored.deleted
-                    && !live(&pending.key)
-                    && !versions.contains_key(&pending.key)
+                if !proposed.stored.deleted
+                    && !live(&proposed.key)
+                    && !versions.contains_key(&proposed.key)
                 {
-                    let app = &pending.key.application;
+                    let app = &proposed.key.application;
                     let existing = state
                         .heads
                         .iter()
@@ -736,7 +974,7 @@ impl Committer {
                         + created.get(app).copied().unwrap_or(0);
                     if existing >= self.max_documents {
                         self.rejections.count(msakit_server_kit::Limit::Capacity);
-                        let _ = pending.reply.send(Err(ServiceError::TooManyDocuments {
+                        outcomes.push(Err(Refused::TooManyDocuments {
                             application: app.clone(),
                             max: self.max_documents,
                         }));
@@ -744,17 +982,15 @@ impl Committer {
                     }
                     *created.entry(app.clone()).or_default() += 1;
                 }
-                let current = versions.get(&pending.key).copied().unwrap_or_else(|| {
+                let current = versions.get(&proposed.key).copied().unwrap_or_else(|| {
                     state
                         .heads
-                        .get(&pending.key)
+                        .get(&proposed.key)
                         .map_or(0, |h| h.stored.version)
                 });
-                if let Some(expected) = pending.if_match {
+                if let Some(expected) = proposed.if_match {
                     if expected != current {
-                        let _ = pending
-                            .reply
-                            .send(Err(ServiceError::Conflict { expected, current }));
+                        outcomes.push(Err(Refused::Conflict { expected, current }));
                         continue;
                     }
                 }
@@ -762,22 +998,30 @@ impl Committer {
                 let stored = StoredVersion {
                     version: current + 1,
                     index,
-                    ..pending.stored
+                    ..proposed.stored
                 };
-                versions.insert(pending.key.clone(), stored.version);
-                accepted.push((pending.reply, pending.key, stored));
+                versions.insert(proposed.key.clone(), stored.version);
+                outcomes.push(Ok(WriteResult {
+                    version: stored.version,
+                    index: stored.index,
+                }));
+                accepted.push((proposed.key, stored));
             }
         }
         if accepted.is_empty() {
-            return;
+            if applied.is_some() {
+                self.store
+                    .set_raft_state(&[("applied", applied.unwrap_or_default())])?;
+            }
+            return Ok(outcomes);
         }
         let rows: Vec<(String, &StoredVersion)> = accepted
             .iter()
-            .map(|(_, key, stored)| (key.storage_key(), stored))
+            .map(|(key, stored)| (key.storage_key(), stored))
             .collect();
         let audit: Vec<AuditEntry> = accepted
             .iter()
-            .map(|(_, key, stored)| {
+            .map(|(key, stored)| {
                 let action = if stored.deleted {
                     "delete"
                 } else if stored.rolled_back_to.is_some() {
@@ -796,20 +1040,16 @@ impl Committer {
                 }
             })
             .collect();
-        if let Err(error) = self.store.append_batch(&rows, &audit) {
+        if let Err(error) = self.store.append_batch(&rows, &audit, applied) {
             tracing::error!(%error, writes = accepted.len(), "config commit failed; nothing was written");
-            let message = error.to_string();
-            for (reply, _, _) in accepted {
-                let _ = reply.send(Err(ServiceError::Store(StoreError::failed(&message))));
-            }
-            return;
+            return Err(error);
         }
         // Durable: now visible, in commit order.
         let committed = std::time::Instant::now();
         let mut last = 0;
         {
             let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-            for (_, key, stored) in &accepted {
+            for (key, stored) in &accepted {
                 state.index = stored.index;
                 last = stored.index;
                 state.heads.insert(
@@ -821,13 +1061,10 @@ impl Committer {
                 );
             }
         }
-        for (reply, key, stored) in accepted {
+        for (key, _) in accepted {
             let _ = self.changes.send(Arc::new(Change { key, committed }));
-            let _ = reply.send(Ok(WriteResult {
-                version: stored.version,
-                index: stored.index,
-            }));
         }
         self.index.send_replace(last);
+        Ok(outcomes)
     }
 }

@@ -23,6 +23,37 @@ const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// Audit entry number → [`AuditEntry`] JSON, written in the same transaction as the write.
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 
+/// In cluster mode: `applied` → the last Raft log id applied, `membership` → the last membership,
+/// `snapshot_meta` / `snapshot_data` → the last snapshot; each written in the same transaction as
+/// the change it describes, so a restarted node never applies an entry twice.
+pub(crate) const RAFT_STATE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_state");
+
+/// Records `applied` (a serialised Raft log id), when in cluster mode, inside `write`.
+fn mark_applied(write: &redb::WriteTransaction, applied: Option<&[u8]>) -> Result<(), StoreError> {
+    if let Some(applied) = applied {
+        write
+            .open_table(RAFT_STATE)
+            .map_err(wrap)?
+            .insert("applied", applied)
+            .map_err(wrap)?;
+    }
+    Ok(())
+}
+
+/// One entry of the Raft state, if present.
+pub(crate) type RaftEntry = Option<Vec<u8>>;
+
+/// Every table of the config state, for a Raft snapshot: rows as raw bytes per table.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Dump {
+    versions: Vec<(String, String)>,
+    heads: Vec<(String, u64)>,
+    schemas: Vec<(String, String)>,
+    files: Vec<(String, String)>,
+    meta: Vec<(String, u64)>,
+    audit: Vec<(u64, String)>,
+}
+
 /// Appends `entries` to the audit table inside `write`, numbering them after the last one.
 fn append_audit(write: &redb::WriteTransaction, entries: &[AuditEntry]) -> Result<(), StoreError> {
     if entries.is_empty() {
@@ -116,8 +147,15 @@ impl Store {
         write.open_table(SCHEMAS).map_err(wrap)?;
         write.open_table(FILES).map_err(wrap)?;
         write.open_table(META).map_err(wrap)?;
+        write.open_table(AUDIT).map_err(wrap)?;
+        write.open_table(RAFT_STATE).map_err(wrap)?;
         write.commit().map_err(wrap)?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// The database, shared with the Raft log in cluster mode.
+    pub(crate) fn database(&self) -> Arc<Database> {
+        Arc::clone(&self.db)
     }
 
     /// The newest version of every document, every schema, and the last index.
@@ -164,8 +202,10 @@ impl Store {
         &self,
         rows: &[(String, &StoredVersion)],
         audit: &[AuditEntry],
+        applied: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let write = self.db.begin_write().map_err(wrap)?;
+        mark_applied(&write, applied)?;
         append_audit(&write, audit)?;
         {
             let mut versions = write.open_table(VERSIONS).map_err(wrap)?;
@@ -225,9 +265,11 @@ impl Store {
         path: &str,
         content: Option<&str>,
         audit: &AuditEntry,
+        applied: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
         let key = format!("{doc}\0{path}");
         let write = self.db.begin_write().map_err(wrap)?;
+        mark_applied(&write, applied)?;
         let existed = {
             let mut table = write.open_table(FILES).map_err(wrap)?;
             match content {
@@ -256,8 +298,10 @@ impl Store {
         application: &str,
         schema: &str,
         audit: &AuditEntry,
+        applied: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let write = self.db.begin_write().map_err(wrap)?;
+        mark_applied(&write, applied)?;
         append_audit(&write, std::slice::from_ref(audit))?;
         write
             .open_table(SCHEMAS)
@@ -287,5 +331,111 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+fn rows<K, V, KO, VO>(
+    read: &redb::ReadTransaction,
+    table: TableDefinition<'_, K, V>,
+    mut map: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> (KO, VO),
+) -> Result<Vec<(KO, VO)>, StoreError>
+where
+    K: redb::Key + 'static,
+    V: redb::Value + 'static,
+{
+    let table = read.open_table(table).map_err(wrap)?;
+    let mut out = Vec::new();
+    for row in table.iter().map_err(wrap)? {
+        let (key, value) = row.map_err(wrap)?;
+        out.push(map(key.value(), value.value()));
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Reads one entry of the Raft state (`applied`, `membership`, …).
+    pub(crate) fn raft_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let read = self.db.begin_read().map_err(wrap)?;
+        let table = read.open_table(RAFT_STATE).map_err(wrap)?;
+        Ok(table.get(name).map_err(wrap)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes entries of the Raft state in one durable transaction.
+    pub(crate) fn set_raft_state(&self, entries: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let write = self.db.begin_write().map_err(wrap)?;
+        {
+            let mut table = write.open_table(RAFT_STATE).map_err(wrap)?;
+            for (name, value) in entries {
+                table.insert(*name, *value).map_err(wrap)?;
+            }
+        }
+        write.commit().map_err(wrap)
+    }
+
+    /// Every row of the config state, read in one transaction (a consistent view), with the
+    /// Raft state entries `names` read in the same transaction.
+    pub(crate) fn dump(&self, names: &[&str]) -> Result<(Dump, Vec<RaftEntry>), StoreError> {
+        let read = self.db.begin_read().map_err(wrap)?;
+        let dump = Dump {
+            versions: rows(&read, VERSIONS, |k, v| {
+                (k.to_owned(), String::from_utf8_lossy(v).into_owned())
+            })?,
+            heads: rows(&read, HEADS, |k, v| (k.to_owned(), v))?,
+            schemas: rows(&read, SCHEMAS, |k, v| (k.to_owned(), v.to_owned()))?,
+            files: rows(&read, FILES, |k, v| (k.to_owned(), v.to_owned()))?,
+            meta: rows(&read, META, |k, v| (k.to_owned(), v))?,
+            audit: rows(&read, AUDIT, |k, v| {
+                (k, String::from_utf8_lossy(v).into_owned())
+            })?,
+        };
+        let state = read.open_table(RAFT_STATE).map_err(wrap)?;
+        let mut found = Vec::new();
+        for name in names {
+            found.push(state.get(*name).map_err(wrap)?.map(|v| v.value().to_vec()));
+        }
+        Ok((dump, found))
+    }
+
+    /// Replaces the whole config state with `dump`, and sets the Raft state `entries`, in one
+    /// durable transaction.
+    pub(crate) fn restore(&self, dump: &Dump, entries: &[(&str, &[u8])]) -> Result<(), StoreError> {
+        let write = self.db.begin_write().map_err(wrap)?;
+        {
+            let mut versions = write.open_table(VERSIONS).map_err(wrap)?;
+            versions.retain(|_, _| false).map_err(wrap)?;
+            for (k, v) in &dump.versions {
+                versions.insert(k.as_str(), v.as_bytes()).map_err(wrap)?;
+            }
+            let mut heads = write.open_table(HEADS).map_err(wrap)?;
+            heads.retain(|_, _| false).map_err(wrap)?;
+            for (k, v) in &dump.heads {
+                heads.insert(k.as_str(), *v).map_err(wrap)?;
+            }
+            let mut schemas = write.open_table(SCHEMAS).map_err(wrap)?;
+            schemas.retain(|_, _| false).map_err(wrap)?;
+            for (k, v) in &dump.schemas {
+                schemas.insert(k.as_str(), v.as_str()).map_err(wrap)?;
+            }
+            let mut files = write.open_table(FILES).map_err(wrap)?;
+            files.retain(|_, _| false).map_err(wrap)?;
+            for (k, v) in &dump.files {
+                files.insert(k.as_str(), v.as_str()).map_err(wrap)?;
+            }
+            let mut meta = write.open_table(META).map_err(wrap)?;
+            meta.retain(|_, _| false).map_err(wrap)?;
+            for (k, v) in &dump.meta {
+                meta.insert(k.as_str(), *v).map_err(wrap)?;
+            }
+            let mut audit = write.open_table(AUDIT).map_err(wrap)?;
+            audit.retain(|_, _| false).map_err(wrap)?;
+            for (k, v) in &dump.audit {
+                audit.insert(*k, v.as_bytes()).map_err(wrap)?;
+            }
+            let mut state = write.open_table(RAFT_STATE).map_err(wrap)?;
+            for (name, value) in entries {
+                state.insert(*name, *value).map_err(wrap)?;
+            }
+        }
+        write.commit().map_err(wrap)
     }
 }

@@ -45,6 +45,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
             }
+            ServiceError::Cluster(inner) => inner.clone().into(),
             ServiceError::Store(inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 ApiError::new(

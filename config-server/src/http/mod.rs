@@ -2,6 +2,7 @@
 //! endpoints.
 
 mod auth;
+mod cluster;
 mod error;
 mod native;
 mod ops;
@@ -74,6 +75,20 @@ pub(crate) fn router(state: AppState) -> Router {
             put(native::put_file).delete(native::delete_file),
         )
         .route("/v1/audit", get(native::audit))
+        .route("/v1/cluster", get(cluster::status))
+        .route("/v1/cluster/nodes", post(cluster::add_node))
+        .route(
+            "/v1/cluster/nodes/{node_id}",
+            axum::routing::delete(cluster::remove_node),
+        )
+        .merge(
+            // Raft messages carry log entries and snapshot chunks: a limit of their own.
+            Router::new()
+                .route("/raft/append", post(cluster::append))
+                .route("/raft/vote", post(cluster::vote))
+                .route("/raft/snapshot", post(cluster::snapshot))
+                .layer(DefaultBodyLimit::max(256 * 1024 * 1024)),
+        )
         .route("/encrypt", post(native::encrypt))
         .route("/decrypt", post(native::decrypt))
         .route("/health", get(ops::health))
@@ -83,6 +98,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(
             state.config.max_document_bytes + 64 * 1024,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            cluster::route,
         ))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -29,6 +29,9 @@ use super::error::ApiError;
         super::native::delete_file,
         super::native::audit,
         super::watch::stream,
+        super::cluster::status,
+        super::cluster::add_node,
+        super::cluster::remove_node,
         health,
     )
 )]
@@ -48,6 +51,9 @@ pub(crate) struct Health {
     /// The native directory's files that fail to parse (their last good version is served).
     #[serde(skip_serializing_if = "Option::is_none")]
     native_dir_errors: Option<std::collections::BTreeMap<String, String>>,
+    /// In cluster mode: role, term, leader, indexes and members.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<crate::cluster::ClusterStatus>,
 }
 
 /// Liveness and state.
@@ -58,6 +64,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: if degraded { "DEGRADED" } else { "UP" },
         native_dir_errors,
+        cluster: state.service.cluster().map(|c| c.status()),
         documents: state.service.document_count(),
         index: state.service.index(),
         secrets: state.service.cipher().is_some(),

@@ -1,0 +1,225 @@
+//! The Raft log and vote, in the config store's redb file: one fsync'd transaction per append,
+//! vote or truncation, so what Raft was told is durable is durable.
+
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{
+    AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
+};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{NodeId, TypeConfig};
+
+/// Log index → entry (JSON).
+const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("raft_log");
+/// `vote`, `committed`, `last_purged` → JSON.
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_log_meta");
+
+type Result<T> = std::result::Result<T, StorageError<NodeId>>;
+
+fn any<E: std::error::Error + 'static>(e: E) -> AnyError {
+    AnyError::new(&e)
+}
+
+/// Runs `work` on a blocking thread (redb waits for fsync); a failure becomes `kind`'s error.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::result::Result<T, AnyError> + Send + 'static,
+    kind: fn(AnyError) -> StorageIOError<NodeId>,
+) -> Result<T> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(kind(e).into()),
+        Err(e) => Err(kind(any(e)).into()),
+    }
+}
+
+fn get<T: DeserializeOwned>(db: &Database, name: &str) -> std::result::Result<Option<T>, AnyError> {
+    let read = db.begin_read().map_err(any)?;
+    let table = read.open_table(META).map_err(any)?;
+    match table.get(name).map_err(any)? {
+        Some(bytes) => Ok(Some(serde_json::from_slice(bytes.value()).map_err(any)?)),
+        None => Ok(None),
+    }
+}
+
+fn put<T: Serialize>(db: &Database, name: &str, value: &T) -> std::result::Result<(), AnyError> {
+    let bytes = serde_json::to_vec(value).map_err(any)?;
+    let write = db.begin_write().map_err(any)?;
+    write
+        .open_table(META)
+        .map_err(any)?
+        .insert(name, bytes.as_slice())
+        .map_err(any)?;
+    write.commit().map_err(any)
+}
+
+/// The log store; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct LogStore {
+    db: Arc<Database>,
+}
+
+impl LogStore {
+    /// Over `db` (the config store's database).
+    pub(crate) fn new(db: Arc<Database>) -> Self {
+        if let Ok(write) = db.begin_write() {
+            let _ = write.open_table(LOG);
+            let _ = write.open_table(META);
+            let _ = write.commit();
+        }
+        Self { db }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>> {
+        let read = || -> std::result::Result<Vec<Entry<TypeConfig>>, AnyError> {
+            let read = self.db.begin_read().map_err(any)?;
+            let table = read.open_table(LOG).map_err(any)?;
+            let mut entries = Vec::new();
+            for row in table.range(range).map_err(any)? {
+                let (_, bytes) = row.map_err(any)?;
+                entries.push(serde_json::from_slice(bytes.value()).map_err(any)?);
+            }
+            Ok(entries)
+        };
+        read().map_err(|e| StorageIOError::read_logs(e).into())
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>> {
+        let db = Arc::clone(&self.db);
+        blocking(
+            move || {
+                let purged: Option<LogId<NodeId>> = get(&db, "last_purged")?;
+                let read = db.begin_read().map_err(any)?;
+                let table = read.open_table(LOG).map_err(any)?;
+                let last = match table.last().map_err(any)? {
+                    Some((_, bytes)) => Some(
+                        serde_json::from_slice::<Entry<TypeConfig>>(bytes.value())
+                            .map_err(any)?
+                            .log_id,
+                    ),
+                    None => None,
+                };
+                Ok(LogState {
+                    last_purged_log_id: purged,
+                    last_log_id: last.or(purged),
+                })
+            },
+            StorageIOError::read_logs,
+        )
+        .await
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<()> {
+        let (db, vote) = (Arc::clone(&self.db), *vote);
+        blocking(move || put(&db, "vote", &vote), StorageIOError::write_vote).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>> {
+        get(&self.db, "vote").map_err(|e| StorageIOError::read_vote(e).into())
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<()> {
+        let db = Arc::clone(&self.db);
+        blocking(
+            move || put(&db, "committed", &committed),
+            StorageIOError::write,
+        )
+        .await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>> {
+        get::<Option<LogId<NodeId>>>(&self.db, "committed")
+            .map(Option::flatten)
+            .map_err(|e| StorageIOError::read(e).into())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let db = Arc::clone(&self.db);
+        let written = blocking(
+            move || {
+                let write = db.begin_write().map_err(any)?;
+                {
+                    let mut table = write.open_table(LOG).map_err(any)?;
+                    for entry in &entries {
+                        let bytes = serde_json::to_vec(entry).map_err(any)?;
+                        table
+                            .insert(entry.log_id.index, bytes.as_slice())
+                            .map_err(any)?;
+                    }
+                }
+                write.commit().map_err(any)
+            },
+            StorageIOError::write_logs,
+        )
+        .await;
+        // Durable (fsync'd by the commit) before Raft is told so.
+        match &written {
+            Ok(()) => callback.log_io_completed(Ok(())),
+            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        }
+        written
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<()> {
+        let db = Arc::clone(&self.db);
+        blocking(
+            move || {
+                let write = db.begin_write().map_err(any)?;
+                write
+                    .open_table(LOG)
+                    .map_err(any)?
+                    .retain_in(log_id.index.., |_, _| false)
+                    .map_err(any)?;
+                write.commit().map_err(any)
+            },
+            StorageIOError::write_logs,
+        )
+        .await
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<()> {
+        let db = Arc::clone(&self.db);
+        blocking(
+            move || {
+                let bytes = serde_json::to_vec(&Some(log_id)).map_err(any)?;
+                let write = db.begin_write().map_err(any)?;
+                write
+                    .open_table(META)
+                    .map_err(any)?
+                    .insert("last_purged", bytes.as_slice())
+                    .map_err(any)?;
+                write
+                    .open_table(LOG)
+                    .map_err(any)?
+                    .retain_in(..=log_id.index, |_, _| false)
+                    .map_err(any)?;
+                write.commit().map_err(any)
+            },
+            StorageIOError::write_logs,
+        )
+        .await
+    }
+}

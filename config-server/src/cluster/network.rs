@@ -1,0 +1,134 @@
+//! Raft messages between nodes: JSON over HTTP (`POST /raft/{append,vote,snapshot}` on each
+//! node's own API port), with the cluster token when auth is on.
+
+use std::time::Duration;
+
+use openraft::BasicNode;
+use openraft::error::{
+    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{NodeId, TypeConfig};
+
+/// The header a node sets on requests it hands to the leader, so they are never handed on
+/// again.
+pub(crate) const FORWARDED_BY: &str = "x-msakit-forwarded-by";
+
+/// Makes connections to peers.
+#[derive(Debug, Clone)]
+pub(crate) struct RaftTransport {
+    client: reqwest::Client,
+    token: Option<String>,
+}
+
+impl RaftTransport {
+    /// A transport presenting `token`, if any.
+    pub(crate) fn new(token: Option<String>) -> Self {
+        Self {
+            client: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(1))
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build()
+                .expect("a plain client builds"),
+            token,
+        }
+    }
+}
+
+/// A connection to one peer.
+pub(crate) struct Peer {
+    transport: RaftTransport,
+    target: NodeId,
+    addr: String,
+}
+
+impl RaftNetworkFactory<TypeConfig> for RaftTransport {
+    type Network = Peer;
+
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+        Peer {
+            transport: self.clone(),
+            target,
+            addr: node.addr.clone(),
+        }
+    }
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
+
+impl Peer {
+    async fn post<Req, Resp, E>(
+        &self,
+        path: &str,
+        body: &Req,
+        option: &RPCOption,
+    ) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let mut request = self
+            .transport
+            .client
+            .post(format!("http://{}/raft/{path}", self.addr))
+            .timeout(option.hard_ttl())
+            .json(body);
+        if let Some(token) = &self.transport.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                RPCError::Unreachable(Unreachable::new(&e))
+            } else {
+                RPCError::Network(NetworkError::new(&e))
+            }
+        })?;
+        if !response.status().is_success() {
+            let status = std::io::Error::other(format!(
+                "peer {} answered {}",
+                self.target,
+                response.status()
+            ));
+            return Err(RPCError::Network(NetworkError::new(&status)));
+        }
+        let answer: Result<Resp, RaftError<NodeId, E>> = response
+            .json()
+            .await
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        answer.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for Peer {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        self.post("append", &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.post("snapshot", &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.post("vote", &rpc, &option).await
+    }
+}
