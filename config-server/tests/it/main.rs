@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod cluster;
 mod documents;
 mod durability;
 mod native_dir;

@@ -1,0 +1,414 @@
+//! Three `msakit-config-server` processes as a Raft cluster on loopback: a leader is elected,
+//! any node takes writes (followers hand them to the leader), reads are linearizable or, when
+//! asked, stale; and `kill -9` of the leader during a stream of writes loses no acknowledged
+//! write while a new leader takes over and the SDK keeps reading.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One node: its id, port and data directory, and the process when running.
+struct Node {
+    id: u64,
+    port: u16,
+    dir: PathBuf,
+    peers: String,
+    child: Option<Child>,
+}
+
+impl Node {
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join(format!("node-{}.log", self.id))).unwrap();
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_msakit-config-server"))
+                .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+                .arg("--data-dir")
+                .arg(self.dir.join(format!("node-{}", self.id)))
+                .args(["--node-id", &self.id.to_string(), "--peers", &self.peers])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Three nodes started on free ports under `dir`.
+fn three_nodes(dir: &Path) -> Vec<Node> {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes: Vec<Node> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| Node {
+            id: i as u64 + 1,
+            port: *port,
+            dir: dir.to_owned(),
+            peers: peers.clone(),
+            child: None,
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start();
+    }
+    nodes
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(8))
+        .build()
+        .unwrap()
+}
+
+/// `/health`'s cluster part, if the node answers.
+async fn cluster_status(client: &reqwest::Client, url: &str) -> Option<Value> {
+    let health: Value = client
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(health["cluster"].clone())
+}
+
+/// Waits until the running nodes agree on one leader; its id.
+async fn agreed_leader(client: &reqwest::Client, nodes: &[&Node], within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut leaders = Vec::new();
+        for node in nodes {
+            let status = cluster_status(client, &node.url()).await;
+            leaders.push(status.and_then(|s| s["leader"].as_u64()));
+        }
+        if let Some(Some(leader)) = leaders.first() {
+            if leaders.iter().all(|l| *l == Some(*leader)) && nodes.iter().any(|n| n.id == *leader)
+            {
+                return *leader;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader within {within:?}: {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn put(client: &reqwest::Client, url: &str, doc: &str, body: String) -> Option<Value> {
+    let response = client
+        .put(format!("{url}/v1/config/{doc}"))
+        .header("content-type", "application/yaml")
+        .header("x-msakit-message", body.trim())
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    if response.status().is_success() {
+        response.json().await.ok()
+    } else {
+        None
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_elect_a_leader_forward_writes_and_serve_linearizable_and_stale_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_nodes(dir.path());
+    let client = client();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&client, &all, Duration::from_secs(20)).await;
+    let followers: Vec<&Node> = nodes.iter().filter(|n| n.id != leader).collect();
+
+    // A write to a follower is handed to the leader and committed.
+    let written = put(
+        &client,
+        &followers[0].url(),
+        "orders/default/main",
+        "pool: 7\n".into(),
+    )
+    .await
+    .expect("a follower takes a write");
+    assert_eq!(written["version"], 1);
+
+    // A linearizable read (the default) from the other follower sees it at once.
+    let resolved: Value = client
+        .get(format!(
+            "{}/v1/resolve/orders/default/main",
+            followers[1].url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resolved["properties"]["pool"], 7);
+
+    // A stale read is served by the follower itself, and says so.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let response = client
+            .get(format!(
+                "{}/v1/config/orders/default/main",
+                followers[1].url()
+            ))
+            .header("x-msakit-consistency", "stale")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-msakit-stale"], "true");
+        assert!(response.headers().contains_key("x-msakit-staleness-ms"));
+        if response.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the follower never applied the write"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Status: one leader, three voters, everyone's applied index reaches the write's.
+    let status: Value = client
+        .get(format!("{}/v1/cluster", nodes[0].url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["voters"].as_object().unwrap().len(), 3);
+    assert_eq!(status["leader"], leader);
+
+    // Spring's API on a follower answers too (a read: linearizable through the leader).
+    let spring: Value = client
+        .get(format!("{}/orders/default", followers[0].url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spring["propertySources"][0]["source"]["pool"], 7);
+}
+
+#[derive(Debug, Clone)]
+struct Acked {
+    doc: String,
+    version: u64,
+    value: u64,
+}
+
+/// `kill -9` of the leader during writes from three writers spread over every node: a new
+/// leader is elected, no acknowledged write is lost, every node ends with the same documents,
+/// and the SDK (given every node's address) keeps reading and follows the last write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_during_writes_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = three_nodes(dir.path());
+    let client = client();
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let leader = {
+        let all: Vec<&Node> = nodes.iter().collect();
+        agreed_leader(&client, &all, Duration::from_secs(20)).await
+    };
+    put(&client, &urls[0], "w0/default/main", "value: 0\n".into())
+        .await
+        .expect("the first write");
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Doc {
+        value: u64,
+    }
+    let mut options = msakit::ConfigClientOptions::new(urls[0].clone(), "w0", &["default"]);
+    options.server_urls = urls.clone();
+    let sdk: msakit::ConfigClient<Doc> = msakit::ConfigClient::start(options).await.unwrap();
+
+    let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for writer in 0..3u64 {
+        let (client, urls, acked, stop) = (
+            client.clone(),
+            urls.clone(),
+            Arc::clone(&acked),
+            Arc::clone(&stop),
+        );
+        writers.push(tokio::spawn(async move {
+            let doc = format!("w{writer}/default/main");
+            let mut value = 1;
+            let mut turn = writer as usize;
+            while !stop.load(Ordering::Relaxed) {
+                turn += 1;
+                let url = &urls[turn % urls.len()];
+                match put(&client, url, &doc, format!("value: {value}\n")).await {
+                    Some(result) => {
+                        acked.lock().unwrap().push(Acked {
+                            doc: doc.clone(),
+                            version: result["version"].as_u64().unwrap(),
+                            value,
+                        });
+                        value += 1;
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before_kill = acked.lock().unwrap().len();
+    let leader_index = nodes.iter().position(|n| n.id == leader).unwrap();
+    nodes[leader_index].kill();
+    let killed = Instant::now();
+    let new_leader = {
+        let survivors: Vec<&Node> = nodes.iter().filter(|n| n.id != leader).collect();
+        agreed_leader(&client, &survivors, Duration::from_secs(20)).await
+    };
+    let elected_after = killed.elapsed();
+    assert_ne!(new_leader, leader);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nodes[leader_index].start();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > before_kill + 10,
+        "writes went on after the kill: {before_kill} before, {} in all",
+        acked.len()
+    );
+
+    // Every node, the restarted one included, converges on every acknowledged version.
+    let mut last: BTreeMap<String, u64> = BTreeMap::new();
+    for a in &acked {
+        let entry = last.entry(a.doc.clone()).or_default();
+        *entry = (*entry).max(a.version);
+    }
+    for url in &urls {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut missing = 0;
+            for (doc, version) in &last {
+                let history: Option<Value> = match client
+                    .get(format!("{url}/v1/config/{doc}/history"))
+                    .header("x-msakit-consistency", "stale")
+                    .send()
+                    .await
+                {
+                    Ok(response) if response.status() == 200 => response.json().await.ok(),
+                    _ => None,
+                };
+                let newest = history
+                    .as_ref()
+                    .and_then(|h| h["versions"][0]["version"].as_u64())
+                    .unwrap_or(0);
+                if newest < *version {
+                    missing += 1;
+                }
+            }
+            if missing == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{url} still lacks acknowledged versions of {missing} documents"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Each acknowledged version holds the value it was acknowledged with (its message).
+        for (doc, _) in &last {
+            let history: Value = client
+                .get(format!("{url}/v1/config/{doc}/history"))
+                .header("x-msakit-consistency", "stale")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let messages: BTreeMap<u64, String> = history["versions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    (
+                        v["version"].as_u64().unwrap(),
+                        v["message"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect();
+            for a in acked.iter().filter(|a| &a.doc == doc) {
+                assert_eq!(
+                    messages.get(&a.version).map(String::as_str),
+                    Some(format!("value: {}", a.value).as_str()),
+                    "{url}: {} version {}",
+                    a.doc,
+                    a.version
+                );
+            }
+        }
+    }
+
+    // The SDK followed writer 0's documents across the failover.
+    let expected = acked
+        .iter()
+        .filter(|a| a.doc.starts_with("w0/"))
+        .map(|a| a.value)
+        .max()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sdk.current().value != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the SDK is at {} instead of {expected}",
+            sdk.current().value
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "{} acknowledged writes ({before_kill} before the kill), none lost; new leader after {:.2} s",
+        acked.len(),
+        elected_after.as_secs_f64()
+    );
+}
