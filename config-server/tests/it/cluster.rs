@@ -357,7 +357,7 @@ async fn killing_the_leader_during_writes_loses_no_acknowledged_write() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // Each acknowledged version holds the value it was acknowledged with (its message).
-        for (doc, _) in &last {
+        for doc in last.keys() {
             let history: Value = client
                 .get(format!("{url}/v1/config/{doc}/history"))
                 .header("x-msakit-consistency", "stale")
