@@ -8,6 +8,7 @@ mod documents;
 mod durability;
 mod native_dir;
 mod ops;
+mod partition;
 mod resolve;
 mod secrets;
 mod spring;

@@ -1,0 +1,316 @@
+//! Network partitions, for real: three `msakit-config-server` processes, each in a Linux network
+//! namespace of its own, joined by veth pairs to a bridge the test owns. Cutting the leader off
+//! (blackhole routes between it and the others; the test itself still reaches every node): the
+//! majority elects a new leader and takes writes, the old leader refuses them with a 503 naming
+//! the leader it knows and keeps serving stale reads; healed, every node converges.
+//!
+//! Needs root (`ip netns`, `ip link`), so it is `#[ignore]`d in `cargo test --workspace` and run
+//! by `.ci/run` (as root) with `--ignored`; it fails, rather than passes, when it cannot set up.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip")
+        .args(args)
+        .status()
+        .expect("`ip` (iproute2) is installed");
+    assert!(
+        status.success(),
+        "ip {} failed (this test needs root)",
+        args.join(" ")
+    );
+}
+
+/// The namespaces, links and processes of one test; all removed on drop.
+struct Net {
+    tag: String,
+    subnet: String,
+    children: Vec<Option<Child>>,
+}
+
+impl Net {
+    fn namespace(&self, i: usize) -> String {
+        format!("{}-{i}", self.tag)
+    }
+
+    fn addr(&self, i: usize) -> String {
+        format!("{}.{i}", self.subnet)
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("http://{}:8888", self.addr(i))
+    }
+
+    fn new() -> Net {
+        let id = std::process::id() % 10_000;
+        let net = Net {
+            tag: format!("mk{id}"),
+            subnet: format!("10.213.{}", id % 250),
+            children: Vec::new(),
+        };
+        let bridge = format!("{}br", net.tag);
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}.254/24", net.subnet),
+            "dev",
+            &bridge,
+        ]);
+        ip(&["link", "set", &bridge, "up"]);
+        for i in 1..=3 {
+            let ns = net.namespace(i);
+            let (host_end, node_end) = (format!("{}h{i}", net.tag), format!("{}n{i}", net.tag));
+            ip(&["netns", "add", &ns]);
+            ip(&[
+                "link", "add", &host_end, "type", "veth", "peer", "name", &node_end,
+            ]);
+            ip(&["link", "set", &node_end, "netns", &ns]);
+            ip(&["link", "set", &host_end, "master", &bridge]);
+            ip(&["link", "set", &host_end, "up"]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+            ip(&[
+                "netns",
+                "exec",
+                &ns,
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", net.addr(i)),
+                "dev",
+                &node_end,
+            ]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", &node_end, "up"]);
+        }
+        net
+    }
+
+    fn start(&mut self, dir: &std::path::Path) {
+        let peers = (1..=3)
+            .map(|i| format!("{i}={}:8888", self.addr(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        for i in 1..=3 {
+            let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).unwrap();
+            let child = Command::new("ip")
+                .args(["netns", "exec", &self.namespace(i)])
+                .arg(env!("CARGO_BIN_EXE_msakit-config-server"))
+                .args(["--listen", &format!("{}:8888", self.addr(i))])
+                .arg("--data-dir")
+                .arg(dir.join(format!("node-{i}")))
+                .args(["--node-id", &i.to_string(), "--peers", &peers])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            self.children.push(Some(child));
+        }
+    }
+
+    /// Cuts (or, with `heal`, restores) every path between node `i` and the other nodes.
+    fn isolate(&self, i: usize, heal: bool) {
+        let verb = if heal { "del" } else { "add" };
+        for j in (1..=3).filter(|j| *j != i) {
+            let (from, to) = (self.namespace(i), format!("{}/32", self.addr(j)));
+            ip(&[
+                "netns",
+                "exec",
+                &from,
+                "ip",
+                "route",
+                verb,
+                "blackhole",
+                &to,
+            ]);
+            let (from, to) = (self.namespace(j), format!("{}/32", self.addr(i)));
+            ip(&[
+                "netns",
+                "exec",
+                &from,
+                "ip",
+                "route",
+                verb,
+                "blackhole",
+                &to,
+            ]);
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for i in 1..=3 {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.namespace(i)])
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("{}br", self.tag)])
+            .status();
+    }
+}
+
+async fn status(client: &reqwest::Client, url: &str) -> Option<Value> {
+    let health: Value = client
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(health["cluster"].clone())
+}
+
+/// Waits until `nodes` agree on a leader among them; its number.
+async fn leader_among(client: &reqwest::Client, net: &Net, nodes: &[usize]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = Vec::new();
+        for i in nodes {
+            seen.push(
+                status(client, &net.url(*i))
+                    .await
+                    .and_then(|s| s["leader"].as_u64()),
+            );
+        }
+        if let Some(Some(leader)) = seen.first() {
+            let leader = *leader as usize;
+            if seen.iter().all(|l| *l == Some(leader as u64)) && nodes.contains(&leader) {
+                return leader;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader among {nodes:?}: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn put(client: &reqwest::Client, url: &str, value: &str) -> reqwest::Response {
+    client
+        .put(format!("{url}/v1/config/orders/default/main"))
+        .header("content-type", "application/yaml")
+        .body(format!("value: {value}\n"))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn stale_value(client: &reqwest::Client, url: &str) -> Option<String> {
+    let response = client
+        .get(format!("{url}/v1/resolve/orders/default/main"))
+        .header("x-msakit-consistency", "stale")
+        .send()
+        .await
+        .ok()?;
+    let resolved: Value = response.json().await.ok()?;
+    resolved["properties"]["value"].as_str().map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root for network namespaces; run by .ci/run"]
+async fn an_isolated_leader_refuses_writes_the_majority_goes_on_and_healing_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut net = Net::new();
+    net.start(dir.path());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let old = leader_among(&client, &net, &[1, 2, 3]).await;
+    assert!(
+        put(&client, &net.url(old), "before")
+            .await
+            .status()
+            .is_success()
+    );
+
+    net.isolate(old, false);
+    let cut = Instant::now();
+    let majority: Vec<usize> = (1..=3).filter(|i| *i != old).collect();
+    let new = leader_among(&client, &net, &majority).await;
+    let elected = cut.elapsed();
+    assert_ne!(new, old);
+
+    // The majority takes writes, through its leader or the other member.
+    assert!(
+        put(&client, &net.url(new), "majority-1")
+            .await
+            .status()
+            .is_success()
+    );
+    let other = *majority.iter().find(|i| **i != new).unwrap();
+    assert!(
+        put(&client, &net.url(other), "majority-2")
+            .await
+            .status()
+            .is_success()
+    );
+
+    // The old leader refuses, naming the leader it knows; its linearizable reads fail too, and
+    // its stale reads still answer (with the old value), flagged as such.
+    let refused = put(&client, &net.url(old), "minority").await;
+    assert_eq!(refused.status(), 503);
+    let body: Value = refused.json().await.unwrap();
+    let code = body["error"]["code"].as_str().unwrap().to_owned();
+    assert!(code == "no_quorum" || code == "not_leader", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("leader"),
+        "{body}"
+    );
+    let read = client
+        .get(format!("{}/v1/resolve/orders/default/main", net.url(old)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 503, "no linearizable read without a quorum");
+    assert_eq!(
+        stale_value(&client, &net.url(old)).await.as_deref(),
+        Some("before")
+    );
+
+    // Healed: every node converges on the majority's last write; the refused one is nowhere.
+    net.isolate(old, true);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in 1..=3 {
+        while stale_value(&client, &net.url(i)).await.as_deref() != Some("majority-2") {
+            assert!(Instant::now() < deadline, "node {i} did not converge");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let leader = leader_among(&client, &net, &[1, 2, 3]).await;
+    let history: Value = client
+        .get(format!(
+            "{}/v1/config/orders/default/main/history",
+            net.url(leader)
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(
+        versions.len(),
+        3,
+        "before, majority-1, majority-2 — and not the refused write"
+    );
+    println!(
+        "isolated leader {old}: node {new} elected after {:.2} s",
+        elected.as_secs_f64()
+    );
+}
