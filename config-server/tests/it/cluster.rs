@@ -412,3 +412,173 @@ async fn killing_the_leader_during_writes_loses_no_acknowledged_write() {
         elected_after.as_secs_f64()
     );
 }
+
+/// One operation of the recorded history: who, what, when it was invoked and (unless it failed
+/// or timed out, leaving its effect unknown) when it returned and with what.
+#[derive(Debug, Clone)]
+struct Operation {
+    client: u64,
+    write: Option<u64>,
+    invoked: u64,
+    returned: Option<(u64, Option<u64>)>,
+}
+
+/// Concurrent writes and linearizable reads of one document from four clients spread over the
+/// three nodes, across a `kill -9` of the leader and its restart; the history, checked by
+/// `stateright`'s linearizability tester against a register, has a linearization.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_of_reads_and_writes_across_a_leader_kill_is_linearizable() {
+    use stateright::semantics::register::{Register, RegisterOp, RegisterRet};
+    use stateright::semantics::{ConsistencyTester, LinearizabilityTester};
+    use std::sync::atomic::AtomicU64;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = three_nodes(dir.path());
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let leader = {
+        let all: Vec<&Node> = nodes.iter().collect();
+        agreed_leader(&client, &all, Duration::from_secs(20)).await
+    };
+    let doc = "register/default/main";
+    put(&client, &urls[0], doc, "value: 0\n".into())
+        .await
+        .expect("the initial value");
+
+    let clock = Arc::new(AtomicU64::new(0));
+    let history = Arc::new(Mutex::new(Vec::<Operation>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for id in 0..4u64 {
+        let (client, urls, clock, history, stop) = (
+            client.clone(),
+            urls.clone(),
+            Arc::clone(&clock),
+            Arc::clone(&history),
+            Arc::clone(&stop),
+        );
+        clients.push(tokio::spawn(async move {
+            let mut sequence = 0;
+            while !stop.load(Ordering::Relaxed) {
+                sequence += 1;
+                let url = &urls[fastrand::usize(..urls.len())];
+                let write = (fastrand::u8(..) % 2 == 0).then_some(id * 1_000_000 + sequence);
+                let invoked = clock.fetch_add(1, Ordering::SeqCst);
+                let outcome = match write {
+                    Some(value) => put(&client, url, doc, format!("value: {value}\n"))
+                        .await
+                        .map(|_| None),
+                    None => match client.get(format!("{url}/v1/resolve/{doc}")).send().await {
+                        Ok(response) if response.status() == 200 => response
+                            .json::<Value>()
+                            .await
+                            .ok()
+                            .and_then(|v| v["properties"]["value"].as_u64())
+                            .map(Some),
+                        _ => None,
+                    },
+                };
+                let returned = outcome.map(|read| (clock.fetch_add(1, Ordering::SeqCst), read));
+                if returned.is_none() {
+                    // Unknown effect: keep these few (each widens the checker's search).
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    if write.is_none() {
+                        // A read that failed had no effect: not part of the history.
+                        continue;
+                    }
+                } else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                history.lock().unwrap().push(Operation {
+                    client: id,
+                    write,
+                    invoked,
+                    returned,
+                });
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let leader_index = nodes.iter().position(|n| n.id == leader).unwrap();
+    nodes[leader_index].kill();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    nodes[leader_index].start();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in clients {
+        task.await.unwrap();
+    }
+    let history = history.lock().unwrap().clone();
+    // A write whose effect is unknown and whose value nobody read changes nothing a reader
+    // saw: leaving it out is sound (it may not have happened) and keeps the search small.
+    let read_values: std::collections::BTreeSet<u64> = history
+        .iter()
+        .filter_map(|o| o.returned.and_then(|(_, read)| read))
+        .collect();
+    let history: Vec<Operation> = history
+        .into_iter()
+        .filter(|o| o.returned.is_some() || o.write.is_some_and(|v| read_values.contains(&v)))
+        .collect();
+
+    // Replay invocations and returns in the order they happened. A client whose operation
+    // failed may or may not have had its effect: it stays in flight for ever, and the client
+    // carries on as a new thread.
+    let mut events: Vec<(u64, bool, usize)> = Vec::new();
+    for (i, op) in history.iter().enumerate() {
+        events.push((op.invoked, true, i));
+        if let Some((at, _)) = op.returned {
+            events.push((at, false, i));
+        }
+    }
+    events.sort();
+    let mut generation: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut thread_of = vec![0u64; history.len()];
+    let mut tester = LinearizabilityTester::new(Register(0u64));
+    for (_, invoke, i) in events {
+        let op = &history[i];
+        if invoke {
+            let generation = generation.entry(op.client).or_default();
+            thread_of[i] = op.client * 10_000 + *generation;
+            if op.returned.is_none() {
+                *generation += 1;
+            }
+            let register_op = match op.write {
+                Some(value) => RegisterOp::Write(value),
+                None => RegisterOp::Read,
+            };
+            tester.on_invoke(thread_of[i], register_op).unwrap();
+        } else {
+            let ret = match op.returned {
+                Some((_, Some(value))) => RegisterRet::ReadOk(value),
+                _ => RegisterRet::WriteOk,
+            };
+            tester.on_return(thread_of[i], ret).unwrap();
+        }
+    }
+    let completed = history.iter().filter(|o| o.returned.is_some()).count();
+    let linearizable = tokio::task::spawn_blocking(move || tester.is_consistent())
+        .await
+        .unwrap();
+    println!(
+        "{} operations ({completed} completed, {} writes), linearizable: {linearizable}",
+        history.len(),
+        history.iter().filter(|o| o.write.is_some()).count()
+    );
+    assert!(completed > 50, "too few operations completed: {completed}");
+    // The checker does reject a stale read (a read after a completed write, of the old value).
+    let mut stale = LinearizabilityTester::new(Register(0u64));
+    stale
+        .on_invret(1, RegisterOp::Write(1), RegisterRet::WriteOk)
+        .unwrap();
+    stale
+        .on_invret(2, RegisterOp::Read, RegisterRet::ReadOk(0))
+        .unwrap();
+    assert!(!stale.is_consistent());
+    assert!(
+        linearizable,
+        "the history has no linearization: {history:?}"
+    );
+}
