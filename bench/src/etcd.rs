@@ -301,7 +301,7 @@ pub(crate) async fn start_etcd(data_dir: &Path) -> anyhow::Result<Server> {
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            return Ok(Server::new(child, pid, client_url));
+            return Ok(Server::new(child, pid, client_url, data_dir));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

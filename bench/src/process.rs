@@ -16,15 +16,32 @@ pub(crate) struct Server {
     pid: u32,
     /// Its base URL (`http://127.0.0.1:port`) or, for etcd, its client endpoint.
     pub(crate) url: String,
+    /// Where it keeps its data.
+    data_dir: std::path::PathBuf,
 }
 
 impl Server {
-    pub(crate) fn new(child: Child, pid: u32, url: String) -> Self {
+    pub(crate) fn new(child: Child, pid: u32, url: String, data_dir: &Path) -> Self {
         Self {
             _child: child,
             pid,
             url,
+            data_dir: data_dir.to_owned(),
         }
+    }
+
+    /// Bytes in its data directory's files now, in MiB.
+    pub(crate) fn data_mib(&self) -> f64 {
+        let bytes: u64 = std::fs::read_dir(&self.data_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        bytes as f64 / (1024.0 * 1024.0)
     }
 
     /// Resident memory now, in MiB.
@@ -84,7 +101,12 @@ pub(crate) async fn start_ours(what: &str, data_dir: &Path) -> anyhow::Result<Se
     .await
     .with_context(|| format!("{what} not ready in 30 s"))??;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Server::new(child, pid, format!("http://127.0.0.1:{port}")))
+    Ok(Server::new(
+        child,
+        pid,
+        format!("http://127.0.0.1:{port}"),
+        data_dir,
+    ))
 }
 
 /// Whether `etcd` is on PATH.

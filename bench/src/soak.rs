@@ -36,12 +36,15 @@ pub(crate) struct SoakArgs {
 struct Sample {
     rss_mib: f64,
     fds: usize,
+    /// Size of its data files: what a page cache of that store can come to hold.
+    data_mib: f64,
 }
 
 fn sample(server: &Server) -> Sample {
     Sample {
         rss_mib: server.rss_mib(),
         fds: server.open_fds(),
+        data_mib: server.data_mib(),
     }
 }
 
@@ -225,26 +228,30 @@ pub(crate) async fn soak(ours: &Ours, args: &SoakArgs) -> anyhow::Result<String>
     };
     let _ = writeln!(
         out,
-        "\n| server | RSS start → end (max) | RSS at 0, ¼, ½, ¾, end (MiB) | open fds start → end (max) |\n|---|---:|---|---:|"
+        "\n| server | RSS start → end (max) | RSS at 0, ¼, ½, ¾, end (MiB) | data files start → end | open fds start → end (max) |\n|---|---:|---|---:|---:|"
     );
     let _ = writeln!(
         out,
-        "| registry | {:.0} → {:.0} MiB ({:.0}) | {} | {} → {} ({}) |",
+        "| registry | {:.0} → {:.0} MiB ({:.0}) | {} | {:.1} → {:.1} MiB | {} → {} ({}) |",
         start.0.rss_mib,
         end.0.rss_mib,
         registry_max.0,
         quarters(|s| s.1),
+        start.0.data_mib,
+        end.0.data_mib,
         start.0.fds,
         end.0.fds,
         registry_max.1
     );
     let _ = writeln!(
         out,
-        "| config server | {:.0} → {:.0} MiB ({:.0}) | {} | {} → {} ({}) |",
+        "| config server | {:.0} → {:.0} MiB ({:.0}) | {} | {:.1} → {:.1} MiB | {} → {} ({}) |",
         start.1.rss_mib,
         end.1.rss_mib,
         config_max.0,
         quarters(|s| s.2),
+        start.1.data_mib,
+        end.1.data_mib,
         start.1.fds,
         end.1.fds,
         config_max.1

@@ -140,7 +140,12 @@ impl Store {
     /// Opens (or creates) `config.redb` in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError(redb::Error::Io(e)))?;
-        let db = Database::create(dir.join("config.redb")).map_err(wrap)?;
+        // Reads are served from memory (the heads); the page cache only serves history and
+        // commits, so a bounded one keeps memory flat as history grows (redb's default is 1 GiB).
+        let db = redb::Builder::new()
+            .set_cache_size(32 * 1024 * 1024)
+            .create(dir.join("config.redb"))
+            .map_err(wrap)?;
         let write = db.begin_write().map_err(wrap)?;
         write.open_table(VERSIONS).map_err(wrap)?;
         write.open_table(HEADS).map_err(wrap)?;
