@@ -109,7 +109,8 @@ impl Row {
     }
 }
 
-fn median(runs: &[Measured], f: impl Fn(&Measured) -> f64) -> f64 {
+/// The median over `runs` of what `f` measures.
+pub(crate) fn median(runs: &[Measured], f: impl Fn(&Measured) -> f64) -> f64 {
     let mut values: Vec<f64> = runs.iter().map(f).collect();
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
@@ -337,15 +338,26 @@ fn table(rows: &[Row], args: &CompareArgs, pairs: u32) -> String {
 
 /// Replaces the section between the compare markers in `path` (appending it if absent).
 pub(crate) fn write_section(path: &PathBuf, table: &str) -> anyhow::Result<()> {
-    const BEGIN: &str = "<!-- msakit-bench compare: begin -->";
-    const END: &str = "<!-- msakit-bench compare: end -->";
+    replace_section(path, "compare", "Side by side with etcd", table)
+}
+
+/// Replaces the text between `<!-- msakit-bench {name}: begin/end -->` in `path`, or appends it
+/// under a `## {heading}` when the markers are absent.
+pub(crate) fn replace_section(
+    path: &PathBuf,
+    name: &str,
+    heading: &str,
+    table: &str,
+) -> anyhow::Result<()> {
+    let begin = format!("<!-- msakit-bench {name}: begin -->");
+    let end = format!("<!-- msakit-bench {name}: end -->");
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let section = format!("{BEGIN}\n{table}{END}");
-    let updated = match (text.find(BEGIN), text.find(END)) {
-        (Some(begin), Some(end)) if end > begin => {
-            format!("{}{section}{}", &text[..begin], &text[end + END.len()..])
+    let section = format!("{begin}\n{table}{end}");
+    let updated = match (text.find(&begin), text.find(&end)) {
+        (Some(b), Some(e)) if e > b => {
+            format!("{}{section}{}", &text[..b], &text[e + end.len()..])
         }
-        _ => format!("{text}\n## Side by side with etcd\n\n{section}\n"),
+        _ => format!("{text}\n## {heading}\n\n{section}\n"),
     };
     std::fs::write(path, updated)?;
     Ok(())

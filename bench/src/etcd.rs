@@ -316,3 +316,97 @@ fn free_port() -> anyhow::Result<u16> {
         .local_addr()?
         .port())
 }
+
+/// A three-member etcd cluster on this machine, and clients spread over its members.
+pub(crate) struct EtcdCluster {
+    _members: Vec<Server>,
+    clients: Arc<Vec<Client>>,
+}
+
+impl EtcdCluster {
+    /// Starts three members under `dir` and waits until each answers.
+    pub(crate) async fn start(dir: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let ports: Vec<(u16, u16)> = (0..3)
+            .map(|_| Ok((free_port()?, free_port()?)))
+            .collect::<anyhow::Result<_>>()?;
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("e{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members = Vec::new();
+        let mut endpoints = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let data_dir = dir.join(format!("e{i}"));
+            let (client_url, peer_url) = (
+                format!("http://127.0.0.1:{client}"),
+                format!("http://127.0.0.1:{peer}"),
+            );
+            let log = std::fs::File::create(data_dir.with_extension("log"))?;
+            let child = Command::new("etcd")
+                .arg(format!("--name=e{i}"))
+                .arg(format!("--data-dir={}", data_dir.display()))
+                .arg(format!("--listen-client-urls={client_url}"))
+                .arg(format!("--advertise-client-urls={client_url}"))
+                .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster={initial}"))
+                .arg("--initial-cluster-state=new")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting etcd")?;
+            let pid = child.id().context("pid")?;
+            members.push(Server::new(child, pid, client_url.clone(), &data_dir));
+            endpoints.push(format!("127.0.0.1:{client}"));
+        }
+        let http = reqwest::Client::new();
+        for member in &members {
+            let mut healthy = false;
+            for _ in 0..300 {
+                if http
+                    .get(format!("{}/health", member.url))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    healthy = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            anyhow::ensure!(healthy, "an etcd member did not become healthy in 30 s");
+        }
+        let mut clients = Vec::new();
+        for _ in 0..8 {
+            clients.push(
+                Client::connect(&endpoints, None)
+                    .await
+                    .context("connecting to etcd")?,
+            );
+        }
+        Ok(Self {
+            _members: members,
+            clients: Arc::new(clients),
+        })
+    }
+
+    /// `writers` writers each rewriting a key of its own for `duration`.
+    pub(crate) async fn writes(&self, writers: usize, duration: Duration) -> Measured {
+        let clients = Arc::clone(&self.clients);
+        closed_loop(writers, duration, u64::MAX, move |worker, i| {
+            let mut client = clients[worker % clients.len()].clone();
+            async move {
+                client
+                    .put(format!("/config/app-{worker}"), format!("key: {i}\n"), None)
+                    .await
+                    .is_ok()
+            }
+        })
+        .await
+    }
+}

@@ -2,6 +2,7 @@
 //! registry at a million instances (`scale`). Every load loop stops by itself (a count and a
 //! time) and targets loopback only.
 
+mod cluster;
 #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 mod compare;
 #[cfg(feature = "etcd")]
@@ -34,6 +35,8 @@ enum Command {
     Scale(scale::ScaleArgs),
     /// Both servers under a steady mixed load for a bounded time: RSS, descriptors, errors.
     Soak(soak::SoakArgs),
+    /// Config writes on one config server vs a three-node cluster (and etcd's, with `etcd`).
+    Cluster(cluster::ClusterArgs),
     /// (internal) the registry under test.
     #[command(hide = true)]
     ServeRegistry {
@@ -45,6 +48,12 @@ enum Command {
     ServeConfig {
         #[arg(long)]
         data_dir: PathBuf,
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        #[arg(long)]
+        node_id: Option<u64>,
+        #[arg(long)]
+        peers: Option<String>,
     },
 }
 
@@ -58,8 +67,8 @@ fn scratch() -> anyhow::Result<tempfile::TempDir> {
 }
 
 async fn start_ours(dir: &std::path::Path) -> anyhow::Result<ours::Ours> {
-    let registry = process::start_ours("registry", &dir.join("registry")).await?;
-    let config = process::start_ours("config", &dir.join("config")).await?;
+    let registry = process::start_ours("registry", &dir.join("registry"), &[]).await?;
+    let config = process::start_ours("config", &dir.join("config"), &[]).await?;
     Ok(ours::Ours::new(registry, config))
 }
 
@@ -67,7 +76,41 @@ async fn start_ours(dir: &std::path::Path) -> anyhow::Result<ours::Ours> {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::ServeRegistry { data_dir } => process::serve_registry(&data_dir).await,
-        Command::ServeConfig { data_dir } => process::serve_config(&data_dir).await,
+        Command::ServeConfig {
+            data_dir,
+            listen,
+            node_id,
+            peers,
+        } => {
+            let cluster = match (node_id, peers) {
+                (Some(node_id), Some(peers)) => Some(msakit_config_server::config::ClusterConfig {
+                    node_id,
+                    peers: peers
+                        .split(',')
+                        .filter_map(|p| {
+                            let (id, addr) = p.split_once('=')?;
+                            Some((id.parse().ok()?, addr.to_owned()))
+                        })
+                        .collect(),
+                    ..Default::default()
+                }),
+                _ => None,
+            };
+            process::serve_config(&data_dir, listen, cluster).await
+        }
+        Command::Cluster(args) => {
+            let dir = scratch()?;
+            let report = cluster::cluster(&args, dir.path()).await?;
+            println!("{report}");
+            if args.write != "-" {
+                let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join(&args.write);
+                cluster::write_section(&path, &report)?;
+                eprintln!("written into {}", path.display());
+            }
+            Ok(())
+        }
         Command::Scale(args) => {
             let dir = scratch()?;
             let ours = start_ours(dir.path()).await?;

@@ -74,14 +74,20 @@ impl Server {
     }
 }
 
-/// Starts `msakit-bench serve-<what> --data-dir <dir>` and waits for its `READY <port>` line.
-pub(crate) async fn start_ours(what: &str, data_dir: &Path) -> anyhow::Result<Server> {
+/// Starts `msakit-bench serve-<what> --data-dir <dir> <extra>` and waits for its `READY <port>`
+/// line.
+pub(crate) async fn start_ours(
+    what: &str,
+    data_dir: &Path,
+    extra: &[String],
+) -> anyhow::Result<Server> {
     let exe = std::env::current_exe()?;
     std::fs::create_dir_all(data_dir)?;
     let log = std::fs::File::create(data_dir.with_extension("log"))?;
     let mut child = Command::new(exe)
         .args([&format!("serve-{what}"), "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
@@ -135,12 +141,19 @@ pub(crate) async fn serve_registry(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `msakit-bench serve-config`: the config server (one fsync'd transaction per write).
-pub(crate) async fn serve_config(data_dir: &Path) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// `msakit-bench serve-config`: the config server (one fsync'd transaction per write), alone or,
+/// with `cluster`, as a node of a cluster.
+pub(crate) async fn serve_config(
+    data_dir: &Path,
+    listen: Option<std::net::SocketAddr>,
+    cluster: Option<msakit_config_server::config::ClusterConfig>,
+) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into())).await?;
     let config = msakit_config_server::ConfigServerConfig {
         listen: listener.local_addr()?,
         data_dir: data_dir.to_owned(),
+        cluster,
         ..Default::default()
     };
     println!("READY {}", listener.local_addr()?.port());

@@ -448,7 +448,7 @@ impl ServiceClient {
         &self,
         state: &ServiceState,
         instances: &'a [Instance],
-        tried: &[String],
+        tried: &Tried,
         path: &str,
     ) -> Option<(&'a Instance, Option<reqwest::Url>)> {
         let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
@@ -471,15 +471,18 @@ impl ServiceClient {
             u8::from(tried.contains(&i.id)) * 2 + u8::from(ejected)
         };
         let best = instances.iter().filter(eligible).map(tier).min()?;
-        let usable: Vec<&Instance> = instances
-            .iter()
-            .filter(eligible)
-            .filter(|i| tier(i) == best)
-            .collect();
-        let n = usable.len();
+        // The candidates, without collecting them: the n-th is found by walking the slice.
+        let usable_iter = || {
+            instances
+                .iter()
+                .filter(eligible)
+                .filter(move |i| tier(i) == best)
+        };
+        let n = usable_iter().count();
+        let usable = |k: usize| usable_iter().nth(k).expect("k < n");
         let chosen = match (n, self.options.balancer) {
             (0, _) => return None,
-            (1, _) => usable[0],
+            (1, _) => usable(0),
             (_, Balancer::PowerOfTwoChoices) => {
                 let a = fastrand::usize(..n);
                 let mut b = fastrand::usize(..n - 1);
@@ -487,24 +490,21 @@ impl ServiceClient {
                     b += 1;
                 }
                 let cost = |i: &Instance| stats.get(&i.id).map_or(0.0, |s| s.cost(now));
-                if cost(usable[a]) <= cost(usable[b]) {
-                    usable[a]
-                } else {
-                    usable[b]
-                }
+                let (a, b) = (usable(a), usable(b));
+                if cost(a) <= cost(b) { a } else { b }
             }
-            (_, Balancer::RoundRobin) => {
-                usable[state
+            (_, Balancer::RoundRobin) => usable(
+                state
                     .next
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    % n]
-            }
-            (_, Balancer::Random) => usable[fastrand::usize(..n)],
+                    % n,
+            ),
+            (_, Balancer::Random) => usable(fastrand::usize(..n)),
             (_, Balancer::Weighted) => {
-                let total: u64 = usable.iter().map(|i| u64::from(i.weight.max(1))).sum();
+                let total: u64 = usable_iter().map(|i| u64::from(i.weight.max(1))).sum();
                 let mut ticket = fastrand::u64(..total);
-                let mut chosen = usable[0];
-                for candidate in &usable {
+                let mut chosen = usable(0);
+                for candidate in usable_iter() {
                     let weight = u64::from(candidate.weight.max(1));
                     if ticket < weight {
                         chosen = candidate;
@@ -658,8 +658,8 @@ impl ServiceRequest {
             .unwrap_or_else(|e| e.into_inner())
             .get(&self.service)
             .cloned();
-        let service = self.service.clone();
-        let outcome = match self.send_once().await {
+        let (result, service) = self.send_once().await;
+        let outcome = match result {
             // A server error after the last attempt is a failure too, for the fallbacks.
             Ok(response)
                 if response.status().is_server_error()
@@ -696,16 +696,25 @@ impl ServiceRequest {
         }
     }
 
-    async fn send_once(self) -> Result<reqwest::Response, CallError> {
+    /// The call's outcome, and its service name back (for the fallbacks' error).
+    async fn send_once(mut self) -> (Result<reqwest::Response, CallError>, String) {
+        let result = self.attempts().await;
+        (result, self.service)
+    }
+
+    /// Every attempt of the call. (`&mut`: a `ServiceRequest` is `Send` but not `Sync`.)
+    async fn attempts(&mut self) -> Result<reqwest::Response, CallError> {
         let client = &self.client;
         let options = &client.options;
         let state = client.state(&self.service);
         let started = Instant::now();
         let deadline = started + options.deadline;
         client.budget.deposit();
-        let mut tried: Vec<String> = Vec::new();
+        let mut tried = Tried::default();
         let mut attempts = 0;
         let trace_id = self.trace_id.unwrap_or_else(|| fastrand::u128(1..));
+        // The instance of the attempt before, named when the breaker then refuses.
+        let mut last_instance: Option<String> = None;
         let fail = |attempts, instance: Option<String>, kind| CallError {
             service: self.service.clone(),
             instance,
@@ -729,7 +738,7 @@ impl ServiceRequest {
                 state.metrics.export_breaker_state(state.breaker.state());
                 fail(
                     attempts,
-                    tried.last().cloned(),
+                    last_instance.clone(),
                     CallErrorKind::BreakerOpen(e),
                 )
             })?;
@@ -738,7 +747,7 @@ impl ServiceRequest {
                 return Err(fail(attempts, None, CallErrorKind::NoInstances));
             };
             attempts += 1;
-            tried.push(instance.id.clone());
+            tried.push(&instance.id);
             let remaining = deadline.saturating_duration_since(Instant::now());
             let Some(url) = url else {
                 client.finish(&state, &instance.id, instances.len(), Duration::ZERO, true);
@@ -752,22 +761,22 @@ impl ServiceRequest {
                     )),
                 ));
             };
-            let mut headers = self.headers.clone();
+            let mut request = reqwest::Request::new(self.method.clone(), url);
+            *request.timeout_mut() = Some(options.attempt_timeout.min(remaining));
+            let headers = request.headers_mut();
+            if !self.headers.is_empty() {
+                headers.extend(self.headers.clone());
+            }
             headers.insert(
                 DEADLINE_HEADER,
                 HeaderValue::from(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
             );
             headers.insert("traceparent", traceparent(trace_id, fastrand::u64(1..)));
-            let mut request = client
-                .http
-                .request(self.method.clone(), url)
-                .timeout(options.attempt_timeout.min(remaining))
-                .headers(headers);
             if let Some(body) = &self.body {
-                request = request.body(body.clone());
+                *request.body_mut() = Some(body.clone().into());
             }
             let attempt_started = Instant::now();
-            let result = request.send().await;
+            let result = client.http.execute(request).await;
             let latency = attempt_started.elapsed();
             let (failed, retry_after, error) = match &result {
                 Ok(response)
@@ -852,6 +861,7 @@ impl ServiceRequest {
                     CallErrorKind::BudgetExhausted(error.to_string()),
                 ));
             }
+            last_instance = Some(instance.id.clone());
             tokio::time::sleep(pause).await;
         }
     }
@@ -909,5 +919,30 @@ mod tests {
             stats.url(&instance, "/d").unwrap().as_str(),
             "http://[::1]:9090/d"
         );
+    }
+}
+
+/// The instances a call has tried (hashes of their ids), without allocating: a call makes a few
+/// attempts; past eight, the oldest are forgotten.
+#[derive(Default)]
+struct Tried {
+    ids: [u64; 8],
+    len: usize,
+}
+
+impl Tried {
+    fn hash(id: &str) -> u64 {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id)
+    }
+
+    fn push(&mut self, id: &str) {
+        self.ids[self.len % self.ids.len()] = Self::hash(id);
+        self.len += 1;
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        let hash = Self::hash(id);
+        self.ids[..self.len.min(self.ids.len())].contains(&hash)
     }
 }

@@ -1,0 +1,173 @@
+//! `msakit-bench cluster`: durable config writes on one config server and on a three-node
+//! cluster (Raft: acknowledged once two of the three have the write on disk) — and, built with
+//! the `etcd` feature, on a three-member etcd cluster — all on this machine, measured in turn
+//! (1, 3, etcd, 1, 3, etcd, …) with the same writers.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::compare::median;
+use crate::load::{Measured, closed_loop};
+use crate::process::{Server, start_ours};
+
+/// Settings of the run.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ClusterArgs {
+    /// Seconds per run.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) seconds: u64,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) writers: usize,
+    /// Rounds (each measures every setup once).
+    #[arg(long, default_value_t = 2)]
+    pub(crate) rounds: u32,
+    /// Where to write the table (a section between markers); `-` for stdout only.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    pub(crate) write: String,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Three config-server nodes under `dir`; they and the leader's URL, once one is agreed.
+async fn start_config_cluster(dir: &Path) -> anyhow::Result<(Vec<Server>, String)> {
+    let ports = [free_port()?, free_port()?, free_port()?];
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes = Vec::new();
+    for (i, port) in ports.iter().enumerate() {
+        let args = [
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+            "--node-id".to_owned(),
+            (i + 1).to_string(),
+            "--peers".to_owned(),
+            peers.clone(),
+        ];
+        nodes.push(start_ours("config", &dir.join(format!("node-{}", i + 1)), &args).await?);
+    }
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        let health: serde_json::Value =
+            match http.get(format!("{}/health", nodes[0].url)).send().await {
+                Ok(response) => response.json().await.unwrap_or_default(),
+                Err(_) => serde_json::Value::Null,
+            };
+        if let Some(leader) = health["cluster"]["leader_addr"].as_str() {
+            let url = format!("http://{leader}");
+            return Ok((nodes, url));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the three nodes elected no leader in 30 s")
+}
+
+/// `writers` writers, each rewriting a document of its own, for `seconds`.
+async fn our_writes(url: &str, args: &ClusterArgs) -> Measured {
+    let http = reqwest::Client::new();
+    let base = url.to_owned();
+    closed_loop(
+        args.writers,
+        Duration::from_secs(args.seconds),
+        u64::MAX,
+        move |worker, i| {
+            let (http, url) = (
+                http.clone(),
+                format!("{base}/v1/config/app-{worker}/default/main"),
+            );
+            async move {
+                http.put(url)
+                    .header("content-type", "application/yaml")
+                    .body(format!("key: {i}\n"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        },
+    )
+    .await
+}
+
+/// Runs the comparison; the Markdown table.
+pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<String> {
+    let single = start_ours("config", &dir.join("single"), &[]).await?;
+    let (_nodes, leader) = start_config_cluster(dir).await?;
+    #[cfg(feature = "etcd")]
+    let etcd = crate::etcd::EtcdCluster::start(&dir.join("etcd")).await?;
+    let mut setups: Vec<(String, Vec<Measured>)> = vec![
+        ("1 node".to_owned(), Vec::new()),
+        ("3 nodes (Raft)".to_owned(), Vec::new()),
+    ];
+    #[cfg(feature = "etcd")]
+    setups.push(("etcd, 3 members".to_owned(), Vec::new()));
+    for _ in 0..args.rounds {
+        setups[0].1.push(our_writes(&single.url, args).await);
+        setups[1].1.push(our_writes(&leader, args).await);
+        #[cfg(feature = "etcd")]
+        setups[2].1.push(
+            etcd.writes(args.writers, Duration::from_secs(args.seconds))
+                .await,
+        );
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Command: `cargo run --release -p msakit-bench{} -- cluster --seconds {} --writers {} --rounds {}` \
+         ({} writers rewriting a document each, fsync'd; medians of {} runs per setup, setups in turn; \
+         loopback, every process on this machine).\n",
+        if cfg!(feature = "etcd") {
+            " --features etcd"
+        } else {
+            ""
+        },
+        args.seconds,
+        args.writers,
+        args.rounds,
+        args.writers,
+        args.rounds
+    );
+    let _ = writeln!(
+        out,
+        "| setup | writes/s | p50 | p99 | vs 1 node |\n|---|---:|---:|---:|---:|"
+    );
+    let base = median(&setups[0].1, Measured::per_second);
+    for (name, runs) in &setups {
+        let rate = median(runs, Measured::per_second);
+        let errors: u64 = runs.iter().map(|m| m.errors).sum();
+        let _ = writeln!(
+            out,
+            "| {name} | {rate:.0}{} | {:.2} ms | {:.2} ms | {:.2}× |",
+            if errors > 0 {
+                format!(" ({errors} failed)")
+            } else {
+                String::new()
+            },
+            median(runs, |m| m.quantile(0.5).as_secs_f64() * 1e3),
+            median(runs, |m| m.quantile(0.99).as_secs_f64() * 1e3),
+            rate / base.max(1e-9)
+        );
+    }
+    Ok(out)
+}
+
+/// Replaces the cluster section of `path` (appending it if absent).
+pub(crate) fn write_section(path: &PathBuf, table: &str) -> anyhow::Result<()> {
+    crate::compare::replace_section(
+        path,
+        "cluster",
+        "Config writes: one node, three, and etcd's three",
+        table,
+    )
+    .with_context(|| format!("writing {}", path.display()))
+}
