@@ -53,6 +53,8 @@ pub async fn run(
     let store = Store::open(&config.data_dir)?;
     let store_for_cluster = store.clone();
     let metrics = Metrics::new();
+    let upkeep = CancellationToken::new();
+    msakit_server_kit::spawn_metrics_upkeep(metrics.handle(), upkeep.clone());
     let service = Arc::new(ConfigService::open(
         store,
         cipher,
@@ -109,6 +111,7 @@ pub async fn run(
     if let Some(cluster) = service.cluster() {
         cluster.shutdown().await;
     }
+    upkeep.cancel();
     tracing::info!("config server stopped");
     Ok(())
 }

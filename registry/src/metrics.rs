@@ -29,6 +29,11 @@ impl Metrics {
         }
     }
 
+    /// The exporter's handle (for upkeep).
+    pub(crate) fn handle(&self) -> metrics_exporter_prometheus::PrometheusHandle {
+        self.recorder.handle()
+    }
+
     /// The counts of what the server's limits refused.
     pub(crate) fn rejections(&self) -> Arc<msakit_server_kit::Rejections> {
         Arc::clone(&self.rejections)

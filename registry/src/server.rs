@@ -87,6 +87,7 @@ pub async fn run(
     });
 
     let metrics = Metrics::new();
+    msakit_server_kit::spawn_metrics_upkeep(metrics.handle(), token.clone());
     let serve_options = msakit_server_kit::ServeOptions {
         limits: config.connections,
         tls,

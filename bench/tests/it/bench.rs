@@ -125,3 +125,34 @@ fn a_short_soak_reports_no_failures_and_both_servers() {
     }
     assert!(stdout.contains("0 streams ended early"), "{stdout}");
 }
+
+#[test]
+fn a_short_cluster_run_measures_one_node_and_three() {
+    let (ok, stdout, stderr) = bench(&[
+        "cluster",
+        "--seconds",
+        "1",
+        "--writers",
+        "4",
+        "--rounds",
+        "1",
+        "--write",
+        "-",
+    ]);
+    assert!(ok, "{stdout}\n{stderr}");
+    let mut setups = vec!["| 1 node |", "| 3 nodes (Raft) |"];
+    if cfg!(feature = "etcd") {
+        setups.push("| etcd, 3 members |");
+    }
+    for setup in setups {
+        let row = stdout
+            .lines()
+            .find(|l| l.starts_with(setup))
+            .unwrap_or_else(|| panic!("no {setup:?} in\n{stdout}"));
+        let rate = row.split('|').nth(2).unwrap().trim();
+        assert!(
+            rate.parse::<f64>().is_ok_and(|r| r > 0.0),
+            "{setup}: no writes got through, or some failed: {row}"
+        );
+    }
+}

@@ -121,6 +121,10 @@ impl<T: ServiceConfig> Instance<T> {
         let recorder = msakit_server_kit::prometheus_recorder();
         let metrics = recorder.handle();
         metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+        msakit_server_kit::spawn_metrics_upkeep(
+            metrics.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        );
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
             .await
             .context("binding")?;
