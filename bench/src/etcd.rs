@@ -271,20 +271,24 @@ impl Side for Etcd {
     }
 }
 
-/// Starts a single-node etcd with its data in `data_dir`, and waits until it answers.
-pub(crate) async fn start_etcd(data_dir: &Path) -> anyhow::Result<Server> {
-    let (client, peer) = (free_port()?, free_port()?);
-    let client_url = format!("http://127.0.0.1:{client}");
-    let peer_url = format!("http://127.0.0.1:{peer}");
+/// Starts etcd member `name` with its data in `data_dir`, in the cluster `initial_cluster`.
+fn spawn_member(
+    name: &str,
+    data_dir: &Path,
+    client_url: &str,
+    peer_url: &str,
+    initial_cluster: &str,
+) -> anyhow::Result<Server> {
     let log = std::fs::File::create(data_dir.with_extension("log"))?;
     let child = Command::new("etcd")
-        .arg("--name=bench")
+        .arg(format!("--name={name}"))
         .arg(format!("--data-dir={}", data_dir.display()))
         .arg(format!("--listen-client-urls={client_url}"))
         .arg(format!("--advertise-client-urls={client_url}"))
         .arg(format!("--listen-peer-urls={peer_url}"))
         .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-        .arg(format!("--initial-cluster=bench={peer_url}"))
+        .arg(format!("--initial-cluster={initial_cluster}"))
+        .arg("--initial-cluster-state=new")
         .arg("--quota-backend-bytes=8589934592")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -293,22 +297,42 @@ pub(crate) async fn start_etcd(data_dir: &Path) -> anyhow::Result<Server> {
         .spawn()
         .context("starting etcd")?;
     let pid = child.id().context("pid")?;
+    Ok(Server::new(child, pid, client_url.to_owned(), data_dir))
+}
+
+/// Waits up to 30 s for `member` to answer `/health`.
+async fn wait_healthy(member: &Server) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     for _ in 0..300 {
         if http
-            .get(format!("{client_url}/health"))
+            .get(format!("{}/health", member.url))
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
         {
-            return Ok(Server::new(child, pid, client_url, data_dir));
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!(
-        "etcd did not become healthy in 30 s (see {}.log)",
-        data_dir.display()
+        "etcd at {} did not become healthy in 30 s (see its log next to its data)",
+        member.url
     )
+}
+
+/// Starts a single-node etcd with its data in `data_dir`, and waits until it answers.
+pub(crate) async fn start_etcd(data_dir: &Path) -> anyhow::Result<Server> {
+    let (client, peer) = (free_port()?, free_port()?);
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    let member = spawn_member(
+        "bench",
+        data_dir,
+        &format!("http://127.0.0.1:{client}"),
+        &peer_url,
+        &format!("bench={peer_url}"),
+    )?;
+    wait_healthy(&member).await?;
+    Ok(member)
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -339,47 +363,17 @@ impl EtcdCluster {
         let mut members = Vec::new();
         let mut endpoints = Vec::new();
         for (i, (client, peer)) in ports.iter().enumerate() {
-            let data_dir = dir.join(format!("e{i}"));
-            let (client_url, peer_url) = (
-                format!("http://127.0.0.1:{client}"),
-                format!("http://127.0.0.1:{peer}"),
-            );
-            let log = std::fs::File::create(data_dir.with_extension("log"))?;
-            let child = Command::new("etcd")
-                .arg(format!("--name=e{i}"))
-                .arg(format!("--data-dir={}", data_dir.display()))
-                .arg(format!("--listen-client-urls={client_url}"))
-                .arg(format!("--advertise-client-urls={client_url}"))
-                .arg(format!("--listen-peer-urls={peer_url}"))
-                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-                .arg(format!("--initial-cluster={initial}"))
-                .arg("--initial-cluster-state=new")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .kill_on_drop(true)
-                .spawn()
-                .context("starting etcd")?;
-            let pid = child.id().context("pid")?;
-            members.push(Server::new(child, pid, client_url.clone(), &data_dir));
+            members.push(spawn_member(
+                &format!("e{i}"),
+                &dir.join(format!("e{i}")),
+                &format!("http://127.0.0.1:{client}"),
+                &format!("http://127.0.0.1:{peer}"),
+                &initial,
+            )?);
             endpoints.push(format!("127.0.0.1:{client}"));
         }
-        let http = reqwest::Client::new();
         for member in &members {
-            let mut healthy = false;
-            for _ in 0..300 {
-                if http
-                    .get(format!("{}/health", member.url))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    healthy = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            anyhow::ensure!(healthy, "an etcd member did not become healthy in 30 s");
+            wait_healthy(member).await?;
         }
         let mut clients = Vec::new();
         for _ in 0..8 {

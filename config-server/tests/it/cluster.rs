@@ -248,6 +248,64 @@ struct Acked {
     value: u64,
 }
 
+/// The document the writers write, as the SDK reads it.
+#[derive(Debug, serde::Deserialize)]
+struct Doc {
+    value: u64,
+}
+
+/// Asserts that `url`'s history of `doc` holds every acknowledged version of it, each with the
+/// value it was acknowledged with (written as its message).
+async fn assert_history_holds(client: &reqwest::Client, url: &str, doc: &str, acked: &[Acked]) {
+    let history: Value = client
+        .get(format!("{url}/v1/config/{doc}/history"))
+        .header("x-msakit-consistency", "stale")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let messages: BTreeMap<u64, String> = history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for a in acked.iter().filter(|a| a.doc == doc) {
+        assert_eq!(
+            messages.get(&a.version).map(String::as_str),
+            Some(format!("value: {}", a.value).as_str()),
+            "{url}: {doc} version {}",
+            a.version
+        );
+    }
+}
+
+/// Waits until the SDK's live config shows the last value acknowledged for `doc`.
+async fn sdk_reaches(sdk: &msakit::ConfigClient<Doc>, doc: &str, acked: &[Acked]) {
+    let expected = acked
+        .iter()
+        .filter(|a| a.doc == doc)
+        .map(|a| a.value)
+        .max()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while sdk.current().value != expected {
+        assert!(
+            Instant::now() < deadline,
+            "the SDK is at {} instead of {expected}",
+            sdk.current().value
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `kill -9` of the leader during writes from three writers spread over every node: a new
 /// leader is elected, no acknowledged write is lost, every node ends with the same documents,
 /// and the SDK (given every node's address) keeps reading and follows the last write.
@@ -265,10 +323,6 @@ async fn killing_the_leader_during_writes_loses_no_acknowledged_write() {
         .await
         .expect("the first write");
 
-    #[derive(Debug, serde::Deserialize)]
-    struct Doc {
-        value: u64,
-    }
     let mut options = msakit::ConfigClientOptions::new(urls[0].clone(), "w0", &["default"]);
     options.server_urls = urls.clone();
     let sdk: msakit::ConfigClient<Doc> = msakit::ConfigClient::start(options).await.unwrap();
@@ -368,54 +422,12 @@ async fn killing_the_leader_during_writes_loses_no_acknowledged_write() {
         }
         // Each acknowledged version holds the value it was acknowledged with (its message).
         for doc in last.keys() {
-            let history: Value = client
-                .get(format!("{url}/v1/config/{doc}/history"))
-                .header("x-msakit-consistency", "stale")
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let messages: BTreeMap<u64, String> = history["versions"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| {
-                    (
-                        v["version"].as_u64().unwrap(),
-                        v["message"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect();
-            for a in acked.iter().filter(|a| &a.doc == doc) {
-                assert_eq!(
-                    messages.get(&a.version).map(String::as_str),
-                    Some(format!("value: {}", a.value).as_str()),
-                    "{url}: {} version {}",
-                    a.doc,
-                    a.version
-                );
-            }
+            assert_history_holds(&client, url, doc, &acked).await;
         }
     }
 
-    // The SDK followed writer 0's documents across the failover.
-    let expected = acked
-        .iter()
-        .filter(|a| a.doc.starts_with("w0/"))
-        .map(|a| a.value)
-        .max()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while sdk.current().value != expected {
-        assert!(
-            Instant::now() < deadline,
-            "the SDK is at {} instead of {expected}",
-            sdk.current().value
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // The SDK followed writer 0's document across the failover.
+    sdk_reaches(&sdk, "w0/default/main", &acked).await;
     println!(
         "{} acknowledged writes ({before_kill} before the kill), none lost; new leader after {:.2} s",
         acked.len(),
@@ -609,10 +621,6 @@ async fn a_rolling_restart_under_writes_loses_nothing() {
     put(&client, &urls[0], "roll0/default/main", "value: 0\n".into())
         .await
         .expect("the first write");
-    #[derive(Debug, serde::Deserialize)]
-    struct Doc {
-        value: u64,
-    }
     let mut options = msakit::ConfigClientOptions::new(urls[0].clone(), "roll0", &["default"]);
     options.server_urls = urls.clone();
     let sdk: msakit::ConfigClient<Doc> = msakit::ConfigClient::start(options).await.unwrap();
@@ -696,49 +704,9 @@ async fn a_rolling_restart_under_writes_loses_nothing() {
     }
     let acked = acked.lock().unwrap().clone();
     for doc in ["roll0/default/main", "roll1/default/main"] {
-        let history: Value = client
-            .get(format!("{}/v1/config/{doc}/history", urls[0]))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let messages: BTreeMap<u64, String> = history["versions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| {
-                (
-                    v["version"].as_u64().unwrap(),
-                    v["message"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        for a in acked.iter().filter(|a| a.doc == doc) {
-            assert_eq!(
-                messages.get(&a.version).map(String::as_str),
-                Some(format!("value: {}", a.value).as_str()),
-                "{doc} version {}",
-                a.version
-            );
-        }
+        assert_history_holds(&client, &urls[0], doc, &acked).await;
     }
-    let expected = acked
-        .iter()
-        .filter(|a| a.doc.starts_with("roll0/"))
-        .map(|a| a.value)
-        .max()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while sdk.current().value != expected {
-        assert!(
-            Instant::now() < deadline,
-            "the SDK is at {}",
-            sdk.current().value
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sdk_reaches(&sdk, "roll0/default/main", &acked).await;
     let longest = *longest_outage.lock().unwrap();
     println!(
         "rolling restart: {} acknowledged writes, none lost; longest write outage {:.2} s",
