@@ -108,7 +108,7 @@ fn client() -> reqwest::Client {
 }
 
 /// `/health`'s cluster part, if the node answers.
-async fn cluster_status(client: &reqwest::Client, url: &str) -> Option<Value> {
+pub(crate) async fn cluster_status(client: &reqwest::Client, url: &str) -> Option<Value> {
     let health: Value = client
         .get(format!("{url}/health"))
         .send()

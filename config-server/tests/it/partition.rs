@@ -115,28 +115,20 @@ impl Net {
     fn isolate(&self, i: usize, heal: bool) {
         let verb = if heal { "del" } else { "add" };
         for j in (1..=3).filter(|j| *j != i) {
-            let (from, to) = (self.namespace(i), format!("{}/32", self.addr(j)));
-            ip(&[
-                "netns",
-                "exec",
-                &from,
-                "ip",
-                "route",
-                verb,
-                "blackhole",
-                &to,
-            ]);
-            let (from, to) = (self.namespace(j), format!("{}/32", self.addr(i)));
-            ip(&[
-                "netns",
-                "exec",
-                &from,
-                "ip",
-                "route",
-                verb,
-                "blackhole",
-                &to,
-            ]);
+            // Both directions: i drops what it sends to j, and j what it sends to i.
+            for (from, to) in [(i, j), (j, i)] {
+                let to = format!("{}/32", self.addr(to));
+                ip(&[
+                    "netns",
+                    "exec",
+                    &self.namespace(from),
+                    "ip",
+                    "route",
+                    verb,
+                    "blackhole",
+                    &to,
+                ]);
+            }
         }
     }
 }
@@ -158,18 +150,6 @@ impl Drop for Net {
     }
 }
 
-async fn status(client: &reqwest::Client, url: &str) -> Option<Value> {
-    let health: Value = client
-        .get(format!("{url}/health"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    Some(health["cluster"].clone())
-}
-
 /// Waits until `nodes` agree on a leader among them; its number.
 async fn leader_among(client: &reqwest::Client, net: &Net, nodes: &[usize]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -177,7 +157,7 @@ async fn leader_among(client: &reqwest::Client, net: &Net, nodes: &[usize]) -> u
         let mut seen = Vec::new();
         for i in nodes {
             seen.push(
-                status(client, &net.url(*i))
+                crate::cluster::cluster_status(client, &net.url(*i))
                     .await
                     .and_then(|s| s["leader"].as_u64()),
             );
