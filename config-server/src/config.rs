@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use msakit_raft::ClusterConfig;
+
 /// Everything the config server can be told. Every field has a documented default.
 ///
 /// ```yaml
@@ -50,70 +52,6 @@ pub struct ConfigServerConfig {
     pub tls: Option<msakit_server_kit::TlsConfig>,
     /// Run as one node of a Raft cluster (openraft). Default none: a single node.
     pub cluster: Option<ClusterConfig>,
-}
-
-/// Cluster mode: every write is a Raft entry, acknowledged once a quorum has it durably; reads
-/// are linearizable unless a request asks for a stale one.
-///
-/// ```yaml
-/// cluster:
-///   node_id: 1
-///   peers: { 1: "10.0.0.1:8888", 2: "10.0.0.2:8888", 3: "10.0.0.3:8888" }
-///   token: "a-secret-the-nodes-share"
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// This node's id, one of `peers`.
-    pub node_id: u64,
-    /// The initial members, id → the `host:port` their HTTP API (and Raft) listens on. The node
-    /// with the lowest id initialises a new cluster; later changes go through the admin API.
-    pub peers: std::collections::BTreeMap<u64, String>,
-    /// The token nodes present to each other on Raft messages; required when `auth.tokens` is
-    /// set. Never logged.
-    #[serde(skip_serializing)]
-    pub token: Option<String>,
-    /// How often the leader sends heartbeats. Default 200 ms.
-    #[serde(with = "humantime_serde")]
-    pub heartbeat_interval: Duration,
-    /// A follower that hears no leader for this long (up to twice it, at random) starts an
-    /// election. Default 1 s.
-    #[serde(with = "humantime_serde")]
-    pub election_timeout: Duration,
-    /// How long a write (or a linearizable read) waits for a quorum before answering 503.
-    /// Default 5 s.
-    #[serde(with = "humantime_serde")]
-    pub quorum_timeout: Duration,
-}
-
-impl Default for ClusterConfig {
-    fn default() -> Self {
-        Self {
-            node_id: 1,
-            peers: std::collections::BTreeMap::new(),
-            token: None,
-            heartbeat_interval: Duration::from_millis(200),
-            election_timeout: Duration::from_secs(1),
-            quorum_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Parses `1=host:port,2=host:port`.
-fn parse_peers(text: &str) -> Result<std::collections::BTreeMap<u64, String>, String> {
-    text.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|peer| {
-            let (id, addr) = peer
-                .split_once('=')
-                .ok_or_else(|| format!("{peer:?} is not id=host:port"))?;
-            let id = id
-                .trim()
-                .parse::<u64>()
-                .map_err(|_| format!("{id:?} is not a node id"))?;
-            Ok((id, addr.trim().to_owned()))
-        })
-        .collect()
 }
 
 /// Authentication. With no tokens configured, everything is open and writes are by `anonymous`.
@@ -299,32 +237,8 @@ impl ConfigServerConfig {
             return invalid("watch.keep_alive", "must be greater than zero");
         }
         if let Some(cluster) = &self.cluster {
-            if !cluster.peers.contains_key(&cluster.node_id) {
-                return invalid("cluster.node_id", "must be one of cluster.peers");
-            }
-            if cluster.peers.contains_key(&0) {
-                return invalid("cluster.peers", "node ids start at 1");
-            }
-            if cluster.heartbeat_interval.is_zero()
-                || cluster.heartbeat_interval * 3 > cluster.election_timeout
-            {
-                return invalid(
-                    "cluster.heartbeat_interval",
-                    "must be above zero and at most a third of cluster.election_timeout",
-                );
-            }
-            if cluster.quorum_timeout < cluster.election_timeout {
-                return invalid(
-                    "cluster.quorum_timeout",
-                    "must be at least cluster.election_timeout",
-                );
-            }
-            if !self.auth.tokens.is_empty() && cluster.token.as_deref().is_none_or(|t| t.len() < 8)
-            {
-                return invalid(
-                    "cluster.token",
-                    "with auth.tokens set, the nodes need a token of at least 8 characters",
-                );
+            if let Err((field, message)) = cluster.check(!self.auth.tokens.is_empty()) {
+                return invalid(field, message);
             }
             if self.tls.is_some() {
                 return invalid("cluster", "cluster mode over TLS is not supported yet");
@@ -402,7 +316,7 @@ pub struct Cli {
     #[arg(long, env = "MSAKIT_CONFIG_NODE_ID")]
     pub node_id: Option<u64>,
     /// The cluster's initial members: `1=host:port,2=host:port,3=host:port`.
-    #[arg(long, env = "MSAKIT_CONFIG_PEERS", value_parser = parse_peers)]
+    #[arg(long, env = "MSAKIT_CONFIG_PEERS", value_parser = msakit_raft::parse_peers)]
     pub peers: Option<std::collections::BTreeMap<u64, String>>,
     /// The token nodes present to each other.
     #[arg(long, env = "MSAKIT_CONFIG_CLUSTER_TOKEN", hide_env_values = true)]
@@ -440,18 +354,12 @@ impl Cli {
         if let Some(max) = self.max_connections {
             config.connections.max_connections = max;
         }
-        if self.node_id.is_some() || self.peers.is_some() || self.cluster_token.is_some() {
-            let cluster = config.cluster.get_or_insert_with(ClusterConfig::default);
-            if let Some(id) = self.node_id {
-                cluster.node_id = id;
-            }
-            if let Some(peers) = &self.peers {
-                cluster.peers = peers.clone();
-            }
-            if let Some(token) = &self.cluster_token {
-                cluster.token = Some(token.clone());
-            }
-        }
+        config.cluster = ClusterConfig::overlay(
+            config.cluster.take(),
+            self.node_id,
+            self.peers.as_ref(),
+            self.cluster_token.as_deref(),
+        );
         config.tls = msakit_server_kit::TlsConfig::overlay(
             config.tls.take(),
             self.tls_cert.as_deref(),

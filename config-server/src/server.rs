@@ -64,7 +64,7 @@ pub async fn run(
     )?);
     if let Some(cluster_config) = &config.cluster {
         let cluster =
-            crate::cluster::Cluster::start(cluster_config, &store_for_cluster, service.committer())
+            crate::cluster::start(cluster_config, &store_for_cluster, service.committer())
                 .await
                 .map_err(|e| ServerError::Cluster(e.to_string()))?;
         tracing::info!(node = cluster_config.node_id, peers = ?cluster_config.peers, "cluster node started");

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use msakit_raft::ClusterConfig;
+
 /// Everything the registry can be told. Every field has a documented default.
 ///
 /// ```yaml
@@ -49,6 +51,9 @@ pub struct RegistryConfig {
     /// Serve HTTPS with this certificate and key (and, with `client_ca`, require client
     /// certificates). Default none: plain HTTP.
     pub tls: Option<msakit_server_kit::TlsConfig>,
+    /// Run as one node of a Raft cluster (openraft; needs `data_dir`, where the log lives).
+    /// Default none: a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// Lease bounds: an instance asks for a TTL, the registry clamps it into `[min_ttl, max_ttl]`.
@@ -146,6 +151,7 @@ impl Default for RegistryConfig {
             shutdown_grace: Duration::from_secs(10),
             connections: msakit_server_kit::ConnectionLimits::default(),
             tls: None,
+            cluster: None,
         }
     }
 }
@@ -295,6 +301,23 @@ impl RegistryConfig {
         if self.watch.keep_alive.is_zero() {
             return Err(invalid("watch.keep_alive", "must be greater than zero"));
         }
+        if let Some(cluster) = &self.cluster {
+            cluster
+                .check(!self.auth.tokens.is_empty())
+                .map_err(|(field, reason)| invalid(field, reason))?;
+            if self.data_dir.is_none() {
+                return Err(invalid(
+                    "data_dir",
+                    "a cluster node needs a data directory (its Raft log lives there)",
+                ));
+            }
+            if self.tls.is_some() {
+                return Err(invalid(
+                    "cluster",
+                    "cluster mode over TLS is not supported yet",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -340,6 +363,15 @@ pub struct Cli {
     /// Require client certificates signed by this CA (PEM).
     #[arg(long, env = "MSAKIT_REGISTRY_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Run as this node of a cluster (needs `--peers` and `--data-dir`).
+    #[arg(long, env = "MSAKIT_REGISTRY_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// The cluster's initial members: `1=host:port,2=host:port,3=host:port`.
+    #[arg(long, env = "MSAKIT_REGISTRY_PEERS", value_parser = msakit_raft::parse_peers)]
+    pub peers: Option<std::collections::BTreeMap<u64, String>>,
+    /// The token nodes present to each other.
+    #[arg(long, env = "MSAKIT_REGISTRY_CLUSTER_TOKEN", hide_env_values = true)]
+    pub cluster_token: Option<String>,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "MSAKIT_REGISTRY_LOG_FORMAT", default_value = "pretty")]
     pub log_format: msakit_server_kit::LogFormat,
@@ -367,6 +399,12 @@ impl Cli {
         if let Some(max) = self.max_connections {
             config.connections.max_connections = max;
         }
+        config.cluster = ClusterConfig::overlay(
+            config.cluster.take(),
+            self.node_id,
+            self.peers.as_ref(),
+            self.cluster_token.as_deref(),
+        );
         config.tls = msakit_server_kit::TlsConfig::overlay(
             config.tls.take(),
             self.tls_cert.as_deref(),

@@ -14,6 +14,7 @@ use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::registry::Registry;
+use crate::writes::{WriteError, Writes};
 
 /// What a probe task probes; a change to any of it restarts the task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +37,7 @@ impl Target {
 }
 
 /// Runs until `shutdown`, keeping one probe task per checked instance.
-pub(crate) async fn run(registry: Arc<Registry>, shutdown: CancellationToken) {
+pub(crate) async fn run(registry: Arc<Registry>, writes: Writes, shutdown: CancellationToken) {
     let client = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -64,7 +65,7 @@ pub(crate) async fn run(registry: Arc<Registry>, shutdown: CancellationToken) {
         }
         if let Some(target) = target {
             let task = tokio::spawn(probe_loop(
-                Arc::clone(&registry),
+                writes.clone(),
                 client.clone(),
                 instance.clone(),
                 target.clone(),
@@ -121,12 +122,7 @@ pub(crate) async fn run(registry: Arc<Registry>, shutdown: CancellationToken) {
     }
 }
 
-async fn probe_loop(
-    registry: Arc<Registry>,
-    client: reqwest::Client,
-    probed: Instance,
-    target: Target,
-) {
+async fn probe_loop(writes: Writes, client: reqwest::Client, probed: Instance, target: Target) {
     let (namespace, service, id) = (&probed.namespace, &probed.service, &probed.id);
     let check = &target.check;
     let mut ticks = tokio::time::interval(Duration::from_millis(check.interval_ms));
@@ -145,11 +141,16 @@ async fn probe_loop(
             successes = 0;
             (passing != Some(false) && failures >= check.failures_before_down).then_some(false)
         };
-        if let Some(verdict) = verdict {
-            passing = Some(verdict);
+        // In a cluster only the leader records verdicts; the others keep probing so that
+        // whichever leads next has a verdict ready.
+        if let Some(verdict) = verdict.filter(|_| writes.decides()) {
             tracing::info!(%namespace, %service, %id, passing = verdict, "health check verdict");
-            if registry.set_check_passing(&probed, verdict).is_err() {
-                return;
+            match writes.check_verdict(&probed, verdict).await {
+                Ok(_) => passing = Some(verdict),
+                Err(WriteError::Registry(_)) => return,
+                Err(e) => {
+                    tracing::warn!(%namespace, %service, %id, error = %e, "verdict not recorded")
+                }
             }
         }
     }

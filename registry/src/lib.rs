@@ -6,6 +6,7 @@
 //! the same [`run`] on a port-0 listener.
 
 mod audit;
+mod cluster;
 pub mod config;
 mod eureka;
 #[doc(hidden)]
@@ -17,6 +18,7 @@ pub mod registry;
 mod server;
 mod store;
 mod validate;
+mod writes;
 
 pub use config::{Cli, RegistryConfig};
 pub use msakit_server_kit::shutdown_signal;

@@ -27,8 +27,9 @@ use crate::config::{
 use crate::eureka::EurekaInfo;
 use crate::validate;
 
-/// Why a registry operation was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a registry operation was refused. Serialisable: in a cluster, the leader's refusal
+/// travels back as the answer to a Raft entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 pub enum RegistryError {
     /// No such instance (or no lease for it): the client should register again.
     #[error("instance {id} of service {service} is not registered")]
@@ -49,6 +50,25 @@ pub enum RegistryError {
     /// The registry holds as many instances as it is allowed to.
     #[error("the registry is full ({0} instances)")]
     Full(usize),
+}
+
+impl<'de> Deserialize<'de> for RegistryError {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        enum Wire {
+            UnknownInstance { service: String, id: String },
+            Invalid { code: String, message: String },
+            Full(usize),
+        }
+        Ok(match Wire::deserialize(deserializer)? {
+            Wire::UnknownInstance { service, id } => RegistryError::UnknownInstance { service, id },
+            Wire::Invalid { code, message } => RegistryError::Invalid {
+                code: validate::known_code(&code),
+                message,
+            },
+            Wire::Full(n) => RegistryError::Full(n),
+        })
+    }
 }
 
 /// A change as sent to watchers, serialised once for all of them.
@@ -209,11 +229,14 @@ pub struct Registry {
 }
 
 /// Unix time in milliseconds.
-fn unix_ms() -> u64 {
+pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+/// An instance's namespace, service and id.
+pub(crate) type InstanceKey = (String, String, String);
 
 fn key(namespace: &str, service: &str, id: &str) -> String {
     format!("{namespace}/{service}/{id}")
@@ -297,6 +320,24 @@ impl Registry {
         counts
     }
 
+    /// Whether a registration would be accepted, as far as it can be told without the state.
+    pub(crate) fn check_registration(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        request: &RegisterInstance,
+    ) -> Result<(), RegistryError> {
+        validate::name("namespace", namespace)?;
+        validate::name("service", service)?;
+        validate::name("instance", id)?;
+        validate::registration(request, &self.limits)?;
+        if let Some(check) = &request.health_check {
+            validate::health_check(check, &self.health_checks)?;
+        }
+        Ok(())
+    }
+
     /// Registers an instance, or updates its registration; renews its lease either way.
     pub fn register(
         &self,
@@ -305,10 +346,11 @@ impl Registry {
         id: &str,
         request: RegisterInstance,
     ) -> Result<LeaseGranted, RegistryError> {
-        self.register_with(namespace, service, id, request, None)
+        self.register_with(namespace, service, id, request, None, unix_ms())
     }
 
-    /// [`register`](Self::register), keeping what a Eureka client said beyond the native model.
+    /// [`register`](Self::register), keeping what a Eureka client said beyond the native model,
+    /// at `at_ms` (Unix milliseconds; the registration time of a new instance).
     pub(crate) fn register_with(
         &self,
         namespace: &str,
@@ -316,14 +358,9 @@ impl Registry {
         id: &str,
         request: RegisterInstance,
         eureka: Option<EurekaInfo>,
+        at_ms: u64,
     ) -> Result<LeaseGranted, RegistryError> {
-        validate::name("namespace", namespace)?;
-        validate::name("service", service)?;
-        validate::name("instance", id)?;
-        validate::registration(&request, &self.limits)?;
-        if let Some(check) = &request.health_check {
-            validate::health_check(check, &self.health_checks)?;
-        }
+        self.check_registration(namespace, service, id, &request)?;
         let ttl = self.ttl_for(request.lease_ttl_ms);
         let now_ms = self.now_ms();
         let mut state = self.write();
@@ -356,7 +393,7 @@ impl Registry {
             health_check: request.health_check,
             eureka,
             ttl_ms: ttl.as_millis() as u64,
-            registered_at_ms: unix_ms(),
+            registered_at_ms: at_ms,
             modify_index: next_index,
         };
         let changed = match entry_service.instances.get_mut(id) {
@@ -792,6 +829,12 @@ impl Registry {
     /// Removes every instance whose lease has run out, unless self-preservation holds eviction
     /// back. Returns how many were removed.
     pub fn sweep(&self) -> usize {
+        let due = self.due_for_eviction();
+        self.evict(due, true)
+    }
+
+    /// The instances whose lease has run out, unless self-preservation holds eviction back.
+    pub(crate) fn due_for_eviction(&self) -> Vec<InstanceKey> {
         let now = self.now_ms();
         let (expired, total) = {
             let state = self.read();
@@ -807,21 +850,30 @@ impl Registry {
             }
             (expired, state.instances)
         };
-        if self.holds_eviction(expired.len(), total, now) {
+        if expired.is_empty() || self.holds_eviction(expired.len(), total, now) {
+            return Vec::new();
+        }
+        expired
+    }
+
+    /// Removes `keys` as expired — only those still expired when `recheck` (a single node,
+    /// where a renewal may have come in meanwhile); all that are present otherwise (a cluster,
+    /// where every node must apply the leader's decision the same). Returns how many were removed.
+    pub(crate) fn evict(&self, keys: Vec<InstanceKey>, recheck: bool) -> usize {
+        if keys.is_empty() {
             return 0;
         }
-        if expired.is_empty() {
-            return 0;
-        }
+        let now = self.now_ms();
         let mut state = self.write();
         let mut removed = 0;
-        for (namespace, service, id) in expired {
-            let still_expired = state
-                .namespaces
-                .get(&namespace)
-                .and_then(|s| s.get(&service))
-                .and_then(|s| s.instances.get(&id))
-                .is_some_and(|e| e.expires_at.load(Ordering::Acquire) <= now);
+        for (namespace, service, id) in keys {
+            let still_expired = !recheck
+                || state
+                    .namespaces
+                    .get(&namespace)
+                    .and_then(|s| s.get(&service))
+                    .and_then(|s| s.instances.get(&id))
+                    .is_some_and(|e| e.expires_at.load(Ordering::Acquire) <= now);
             if still_expired
                 && self.remove(
                     &mut state,
@@ -844,6 +896,57 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner());
         recent.extend(std::iter::repeat_n(now, removed));
         removed
+    }
+
+    /// Gives every instance one full lease from now (a new cluster leader, which has not seen
+    /// the renewals its predecessor saw, must not evict live instances).
+    pub(crate) fn grant_grace(&self) {
+        let now = self.now_ms();
+        let state = self.read();
+        for services in state.namespaces.values() {
+            for service in services.values() {
+                for entry in service.instances.values() {
+                    entry
+                        .expires_at
+                        .store(now + entry.registration.ttl_ms, Ordering::Release);
+                }
+            }
+        }
+        self.recent_evictions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Every instance as stored, and the registry index, read together.
+    pub(crate) fn dump(&self) -> (Vec<StoredInstance>, u64) {
+        let state = self.read();
+        let mut stored = Vec::with_capacity(state.instances);
+        for (namespace, services) in &state.namespaces {
+            for (service, s) in services {
+                for (id, entry) in &s.instances {
+                    stored.push(StoredInstance {
+                        namespace: namespace.clone(),
+                        service: service.clone(),
+                        id: id.clone(),
+                        registration: entry.registration.clone(),
+                    });
+                }
+            }
+        }
+        (stored, state.index)
+    }
+
+    /// Replaces the whole state with `stored` at `index` (a cluster node installing a snapshot);
+    /// the history is dropped, so watchers resuming from before it start over from a snapshot.
+    pub(crate) fn replace(&self, stored: Vec<StoredInstance>, index: u64) {
+        {
+            let mut state = self.write();
+            state.namespaces.clear();
+            state.history.clear();
+            state.instances = 0;
+        }
+        self.restore(stored, index);
     }
 
     /// Self-preservation: whether this sweep must not evict. Lost leases are those expired now

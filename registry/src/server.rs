@@ -12,6 +12,7 @@ use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::store::{Store, StoreError};
+use crate::writes::Writes;
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,9 @@ pub enum ServerError {
     /// The TLS material cannot be used.
     #[error("TLS: {0}")]
     Tls(#[from] msakit_server_kit::TlsError),
+    /// The cluster node could not start.
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// Serving failed.
     #[error("serving failed: {0}")]
     Io(#[from] std::io::Error),
@@ -40,17 +44,19 @@ pub async fn run(
     config.validate()?;
     let tls = config.tls.as_ref().map(|tls| tls.acceptor()).transpose()?;
     let store = config.data_dir.as_deref().map(Store::open).transpose()?;
+    // A cluster node's registrations live in its Raft log and snapshots, not written behind.
+    let clustered = config.cluster.is_some();
     let (persist_tx, persist_rx) = match &store {
-        Some(_) => {
+        Some(_) if !clustered => {
             let (tx, rx) = mpsc::unbounded_channel();
             (Some(tx), Some(rx))
         }
-        None => (None, None),
+        _ => (None, None),
     };
     let registry = Arc::new(Registry::new(&config, persist_tx));
     let token = CancellationToken::new();
     let stop_persistence = CancellationToken::new();
-    let persistence = match (store, persist_rx) {
+    let persistence = match (&store, persist_rx) {
         (Some(store), Some(rx)) => {
             let (restored, index) = store.load()?;
             tracing::info!(
@@ -59,20 +65,42 @@ pub async fn run(
                 "restored registrations; each has one lease to heartbeat"
             );
             registry.restore(restored, index);
-            Some(tokio::spawn(store.run(rx, stop_persistence.clone())))
+            Some(tokio::spawn(
+                store.clone().run(rx, stop_persistence.clone()),
+            ))
         }
         _ => None,
     };
+    let cluster = match (&config.cluster, &store) {
+        (Some(cluster_config), Some(store)) => {
+            let cluster =
+                crate::cluster::start(cluster_config, store.database(), Arc::clone(&registry))
+                    .await?;
+            tracing::info!(node = cluster_config.node_id, peers = ?cluster_config.peers, "cluster node started");
+            tokio::spawn(crate::cluster::grant_grace_on_leadership(
+                Arc::clone(&cluster),
+                Arc::clone(&registry),
+                token.clone(),
+            ));
+            let renewals = crate::cluster::Renewals::spawn(Arc::clone(&cluster), token.clone());
+            Some((cluster, renewals))
+        }
+        _ => None,
+    };
+    let writes = Writes::new(Arc::clone(&registry), cluster);
 
     let sweeper = {
-        let (registry, token, every) =
-            (Arc::clone(&registry), token.clone(), config.sweep_interval);
+        let (writes, token, every) = (writes.clone(), token.clone(), config.sweep_interval);
         tokio::spawn(async move {
             let mut ticks = tokio::time::interval(every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
-                    _ = ticks.tick() => { registry.sweep(); }
+                    _ = ticks.tick() => {
+                        if let Err(e) = writes.evict_expired().await {
+                            tracing::warn!(error = %e, "expired leases not evicted yet");
+                        }
+                    }
                     _ = token.cancelled() => return,
                 }
             }
@@ -82,6 +110,7 @@ pub async fn run(
     let checker = config.health_checks.enabled.then(|| {
         tokio::spawn(crate::health_check::run(
             Arc::clone(&registry),
+            writes.clone(),
             token.clone(),
         ))
     });
@@ -99,8 +128,10 @@ pub async fn run(
         config.watch.max_per_client,
         metrics.rejections(),
     );
+    let cluster = writes.cluster().cloned();
     let state = AppState {
         registry: Arc::clone(&registry),
+        writes,
         config: Arc::new(config),
         metrics,
         watchers,
@@ -117,6 +148,9 @@ pub async fn run(
     )
     .await;
     token.cancel();
+    if let Some(cluster) = cluster {
+        cluster.shutdown().await;
+    }
     let _ = sweeper.await;
     if let Some(checker) = checker {
         let _ = checker.await;

@@ -51,6 +51,11 @@ impl Store {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// The database, for a cluster node's Raft log (in tables of its own).
+    pub(crate) fn database(&self) -> Arc<Database> {
+        Arc::clone(&self.db)
+    }
+
     /// Every stored instance, and the last index stored. Records that no longer parse are
     /// skipped with a warning.
     pub(crate) fn load(&self) -> Result<(Vec<StoredInstance>, u64), StoreError> {

@@ -5,6 +5,30 @@ use msakit_api::registry::{CheckKind, HealthCheck, RegisterInstance};
 use crate::config::{HealthChecksConfig, LimitsConfig};
 use crate::registry::RegistryError;
 
+/// Every code an [`RegistryError::Invalid`] carries.
+const CODES: &[&str] = &[
+    "invalid_namespace",
+    "invalid_service",
+    "invalid_instance_id",
+    "invalid_host",
+    "invalid_port",
+    "invalid_weight",
+    "invalid_zone",
+    "metadata_too_large",
+    "invalid_metadata",
+    "invalid_health_check",
+];
+
+/// The code of [`CODES`] that `code` spells (`invalid` if none), for refusals that come back
+/// from a cluster's leader.
+pub(crate) fn known_code(code: &str) -> &'static str {
+    CODES
+        .iter()
+        .find(|known| **known == code)
+        .copied()
+        .unwrap_or("invalid")
+}
+
 /// Longest namespace, service name or instance id.
 const MAX_NAME: usize = 128;
 
@@ -154,6 +178,26 @@ pub(crate) fn health_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_code_a_check_gives_reads_back() {
+        let source = include_str!("validate.rs");
+        for code in CODES {
+            assert!(
+                source.matches(&format!("\"{code}\"")).count() >= 2,
+                "{code}"
+            );
+        }
+        let refused = RegistryError::Invalid {
+            code: "invalid_port",
+            message: "no".into(),
+        };
+        let json = serde_json::to_string(&refused).unwrap();
+        assert_eq!(
+            serde_json::from_str::<RegistryError>(&json).unwrap(),
+            refused
+        );
+    }
 
     #[test]
     fn names() {

@@ -52,7 +52,7 @@ fn spring_routes(prefix: &str) -> Router<AppState> {
 /// The whole router.
 pub(crate) fn router(state: AppState) -> Router {
     let doc = "/v1/config/{application}/{profile}/{label}";
-    Router::new()
+    let routes = Router::new()
         .route(
             doc,
             put(native::put_document)
@@ -81,20 +81,19 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/cluster/nodes/{node_id}",
             axum::routing::delete(cluster::remove_node),
         )
-        .merge(
-            // Raft messages carry log entries and snapshot chunks: a limit of their own.
-            Router::new()
-                .route("/raft/append", post(cluster::append))
-                .route("/raft/vote", post(cluster::vote))
-                .route("/raft/snapshot", post(cluster::snapshot))
-                .layer(DefaultBodyLimit::max(256 * 1024 * 1024)),
-        )
         .route("/encrypt", post(native::encrypt))
         .route("/decrypt", post(native::decrypt))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .merge(spring_routes(&state.config.spring.prefix))
+        .merge(spring_routes(&state.config.spring.prefix));
+    let routes = match state.service.cluster() {
+        Some(cluster) => {
+            routes.nest_service("/raft", msakit_raft::raft_routes(Arc::clone(cluster)))
+        }
+        None => routes,
+    };
+    routes
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(
             state.config.max_document_bytes + 64 * 1024,

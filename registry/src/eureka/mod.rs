@@ -375,13 +375,16 @@ async fn register(
         value
     };
     let parsed = codec::parse(&instance, &app)?;
-    state.registry.register_with(
-        DEFAULT_NAMESPACE,
-        &service_of(&app),
-        &parsed.id,
-        parsed.request,
-        Some(parsed.eureka),
-    )?;
+    state
+        .writes
+        .register(
+            DEFAULT_NAMESPACE,
+            &service_of(&app),
+            &parsed.id,
+            parsed.request,
+            Some(parsed.eureka),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -395,7 +398,7 @@ async fn heartbeat(
 ) -> Result<StatusCode, ApiError> {
     let Path((app, id)) = path?;
     state
-        .registry
+        .writes
         .renew(DEFAULT_NAMESPACE, &service_of(&app), &id)?;
     Ok(StatusCode::OK)
 }
@@ -408,8 +411,9 @@ async fn cancel(
 ) -> Result<StatusCode, ApiError> {
     let Path((app, id)) = path?;
     state
-        .registry
-        .deregister(DEFAULT_NAMESPACE, &service_of(&app), &id)?;
+        .writes
+        .deregister(DEFAULT_NAMESPACE, &service_of(&app), &id)
+        .await?;
     state.audit.record(
         &who,
         "deregister",
@@ -442,11 +446,11 @@ async fn set_override(
             ApiError::bad_request("invalid_status", format!("unknown status {value:?}"))
         })?),
     };
-    override_status(&state, &who, &app, &id, status)
+    override_status(&state, &who, &app, &id, status).await
 }
 
 /// Sets (or clears) an operator's override and audits it.
-fn override_status(
+async fn override_status(
     state: &AppState,
     who: &crate::audit::Who,
     app: &str,
@@ -455,8 +459,9 @@ fn override_status(
 ) -> Result<StatusCode, ApiError> {
     let service = service_of(app);
     state
-        .registry
-        .set_override(DEFAULT_NAMESPACE, &service, id, status)?;
+        .writes
+        .set_override(DEFAULT_NAMESPACE, &service, id, status)
+        .await?;
     state
         .audit
         .record_override(who, format!("{DEFAULT_NAMESPACE}/{service}/{id}"), status);
@@ -470,7 +475,7 @@ async fn clear_override(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path((app, id)) = path?;
-    override_status(&state, &who, &app, &id, None)
+    override_status(&state, &who, &app, &id, None).await
 }
 
 /// `PUT /apps/{APP}/{ID}/metadata?k=v`: add or replace metadata entries.
@@ -488,8 +493,9 @@ async fn metadata(
         ));
     }
     state
-        .registry
-        .merge_metadata(DEFAULT_NAMESPACE, &service_of(&app), &id, entries)?;
+        .writes
+        .merge_metadata(DEFAULT_NAMESPACE, &service_of(&app), &id, entries)
+        .await?;
     Ok(StatusCode::OK)
 }
 

@@ -1,6 +1,7 @@
 //! The registry's HTTP surface: the native `/v1` API, watches, and the operational endpoints.
 
 mod auth;
+mod cluster;
 mod error;
 
 pub(crate) use error::ApiError;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
-use axum::routing::{get, put};
+use axum::routing::{delete, get, post, put};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RegistryConfig;
@@ -24,6 +25,8 @@ use crate::registry::Registry;
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     pub(crate) registry: Arc<Registry>,
+    /// The path every change takes (straight in, or through the cluster).
+    pub(crate) writes: crate::writes::Writes,
     pub(crate) config: Arc<RegistryConfig>,
     pub(crate) metrics: Metrics,
     /// Operators' overrides and deregistrations.
@@ -55,20 +58,35 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/v1/watch", get(watch::stream))
         .route("/v1/audit", get(native::audit))
+        .route("/v1/cluster", get(cluster::status))
+        .route("/v1/cluster/nodes", post(cluster::add_node))
+        .route("/v1/cluster/nodes/{node_id}", delete(cluster::remove_node))
         .nest("/eureka", crate::eureka::router())
         .nest("/eureka/v2", crate::eureka::router())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ));
-    Router::new()
+    let routes = Router::new()
         .merge(api)
+        .route("/v1/cluster/renewals", post(cluster::renewals));
+    let routes = match state.writes.cluster() {
+        Some(cluster) => {
+            routes.nest_service("/raft", msakit_raft::raft_routes(Arc::clone(cluster)))
+        }
+        None => routes,
+    };
+    routes
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .route("/", get(ops::dashboard))
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            cluster::route,
+        ))
         .layer(middleware::from_fn_with_state(
             state.metrics.observer(),
             msakit_server_kit::time_requests,

@@ -73,8 +73,9 @@ pub(crate) async fn register(
     let Query(query) = query?;
     let Json(body) = body?;
     let granted = state
-        .registry
-        .register(query.namespace(), &service, &id, body)?;
+        .writes
+        .register(query.namespace(), &service, &id, body, None)
+        .await?;
     Ok(with_index(granted.instance.modify_index, granted))
 }
 
@@ -89,7 +90,7 @@ pub(crate) async fn heartbeat(
 ) -> Result<Json<LeaseGranted>, ApiError> {
     let Path((service, id)) = path?;
     let Query(query) = query?;
-    Ok(Json(state.registry.renew(
+    Ok(Json(state.writes.renew(
         query.namespace(),
         &service,
         &id,
@@ -109,8 +110,9 @@ pub(crate) async fn deregister(
     let Path((service, id)) = path?;
     let Query(query) = query?;
     state
-        .registry
-        .deregister(query.namespace(), &service, &id)?;
+        .writes
+        .deregister(query.namespace(), &service, &id)
+        .await?;
     state.audit.record(
         &who,
         "deregister",
@@ -136,8 +138,9 @@ pub(crate) async fn set_status(
     let Query(query) = query?;
     let Json(body) = body?;
     let instance = state
-        .registry
-        .set_override(query.namespace(), &service, &id, body.status)?;
+        .writes
+        .set_override(query.namespace(), &service, &id, body.status)
+        .await?;
     state.audit.record_override(
         &who,
         format!("{}/{service}/{id}", query.namespace()),

@@ -27,6 +27,9 @@ use super::error::ApiError;
         super::native::get_service,
         super::native::audit,
         super::watch::stream,
+        super::cluster::status,
+        super::cluster::add_node,
+        super::cluster::remove_node,
         health,
     ),
     components(schemas(
@@ -49,6 +52,9 @@ pub(crate) struct Health {
     self_preservation: bool,
     /// The registry index.
     index: u64,
+    /// In a cluster: this node's role, term, leader, indexes and members.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<msakit_raft::ClusterStatus>,
 }
 
 /// Liveness and state; 200 while serving (self-preservation included, which is a state of the
@@ -65,6 +71,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
         instances: state.registry.instance_count(),
         self_preservation: preserving,
         index: state.registry.index(),
+        cluster: state.writes.cluster().map(|c| c.status()),
     })
 }
 

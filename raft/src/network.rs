@@ -1,6 +1,7 @@
 //! Raft messages between nodes: JSON over HTTP (`POST /raft/{append,vote,snapshot}` on each
 //! node's own API port), with the cluster token when auth is on.
 
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use openraft::BasicNode;
@@ -15,20 +16,30 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{NodeId, TypeConfig};
+use crate::{NodeId, TypeConfig};
 
 /// The header a node sets on requests it hands to the leader, so they are never handed on
 /// again.
-pub(crate) const FORWARDED_BY: &str = "x-msakit-forwarded-by";
+pub const FORWARDED_BY: &str = "x-msakit-forwarded-by";
 
 /// Makes connections to peers.
-#[derive(Debug, Clone)]
-pub(crate) struct RaftTransport {
+pub(crate) struct RaftTransport<C> {
     client: reqwest::Client,
     token: Option<String>,
+    types: PhantomData<fn() -> C>,
 }
 
-impl RaftTransport {
+impl<C> Clone for RaftTransport<C> {
+    fn clone(&self) -> Self {
+        Self {
+            client: self.client.clone(),
+            token: self.token.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<C> RaftTransport<C> {
     /// A transport presenting `token`, if any.
     pub(crate) fn new(token: Option<String>) -> Self {
         Self {
@@ -38,21 +49,22 @@ impl RaftTransport {
                 .build()
                 .expect("a plain client builds"),
             token,
+            types: PhantomData,
         }
     }
 }
 
 /// A connection to one peer.
-pub(crate) struct Peer {
-    transport: RaftTransport,
+pub(crate) struct Peer<C> {
+    transport: RaftTransport<C>,
     target: NodeId,
     addr: String,
 }
 
-impl RaftNetworkFactory<TypeConfig> for RaftTransport {
-    type Network = Peer;
+impl<C: TypeConfig> RaftNetworkFactory<C> for RaftTransport<C> {
+    type Network = Peer<C>;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
+    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer<C> {
         Peer {
             transport: self.clone(),
             target,
@@ -63,7 +75,7 @@ impl RaftNetworkFactory<TypeConfig> for RaftTransport {
 
 type RpcResult<T, E> = Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>>;
 
-impl Peer {
+impl<C> Peer<C> {
     async fn post<Req, Resp, E>(
         &self,
         path: &str,
@@ -107,10 +119,10 @@ impl Peer {
     }
 }
 
-impl RaftNetwork<TypeConfig> for Peer {
+impl<C: TypeConfig> RaftNetwork<C> for Peer<C> {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<C>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
         self.post("append", &rpc, &option).await
@@ -118,7 +130,7 @@ impl RaftNetwork<TypeConfig> for Peer {
 
     async fn install_snapshot(
         &mut self,
-        rpc: InstallSnapshotRequest<TypeConfig>,
+        rpc: InstallSnapshotRequest<C>,
         option: RPCOption,
     ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
         self.post("snapshot", &rpc, &option).await

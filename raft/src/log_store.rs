@@ -1,23 +1,26 @@
-//! The Raft log and vote, in the config store's redb file: one fsync'd transaction per append,
-//! vote or truncation, so what Raft was told is durable is durable.
+//! The Raft log and vote, in the server's own redb file: one fsync'd transaction per append,
+//! vote or truncation, so what Raft was told is durable is durable. State machines that live
+//! in memory keep their last snapshot here too.
 
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{
-    AnyError, Entry, LogId, LogState, RaftLogReader, StorageError, StorageIOError, Vote,
+    AnyError, BasicNode, Entry, LogId, LogState, RaftLogReader, SnapshotMeta, StorageError,
+    StorageIOError, Vote,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{NodeId, TypeConfig};
+use crate::{NodeId, TypeConfig};
 
 /// Log index → entry (JSON).
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("raft_log");
-/// `vote`, `committed`, `last_purged` → JSON.
+/// `vote`, `committed`, `last_purged`, `snapshot_meta` → JSON; `snapshot_data` → bytes.
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_log_meta");
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
@@ -58,30 +61,85 @@ fn put<T: Serialize>(db: &Database, name: &str, value: &T) -> std::result::Resul
     write.commit().map_err(any)
 }
 
+/// A snapshot as kept: its metadata and its bytes.
+pub type StoredSnapshot = (SnapshotMeta<NodeId, BasicNode>, Vec<u8>);
+
 /// The log store; cheap to clone.
-#[derive(Debug, Clone)]
-pub(crate) struct LogStore {
+pub struct LogStore<C> {
     db: Arc<Database>,
+    types: PhantomData<fn() -> C>,
 }
 
-impl LogStore {
-    /// Over `db` (the config store's database).
-    pub(crate) fn new(db: Arc<Database>) -> Self {
+impl<C> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        Self {
+            db: Arc::clone(&self.db),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<C> Debug for LogStore<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore").finish_non_exhaustive()
+    }
+}
+
+impl<C> LogStore<C> {
+    /// Over `db` (the server's database).
+    pub fn new(db: Arc<Database>) -> Self {
         if let Ok(write) = db.begin_write() {
             let _ = write.open_table(LOG);
             let _ = write.open_table(META);
             let _ = write.commit();
         }
-        Self { db }
+        Self {
+            db,
+            types: PhantomData,
+        }
+    }
+
+    /// Keeps `meta` and `data` as the current snapshot, in one fsync'd transaction (blocking).
+    pub fn save_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: &[u8],
+    ) -> std::result::Result<(), AnyError> {
+        let meta = serde_json::to_vec(meta).map_err(any)?;
+        let write = self.db.begin_write().map_err(any)?;
+        {
+            let mut table = write.open_table(META).map_err(any)?;
+            table
+                .insert("snapshot_meta", meta.as_slice())
+                .map_err(any)?;
+            table.insert("snapshot_data", data).map_err(any)?;
+        }
+        write.commit().map_err(any)
+    }
+
+    /// The snapshot [`save_snapshot`](Self::save_snapshot) kept last, if any (blocking).
+    pub fn current_snapshot(&self) -> std::result::Result<Option<StoredSnapshot>, AnyError> {
+        let read = self.db.begin_read().map_err(any)?;
+        let table = read.open_table(META).map_err(any)?;
+        let Some(meta) = table.get("snapshot_meta").map_err(any)? else {
+            return Ok(None);
+        };
+        let meta = serde_json::from_slice(meta.value()).map_err(any)?;
+        let data = table
+            .get("snapshot_data")
+            .map_err(any)?
+            .map(|d| d.value().to_vec())
+            .unwrap_or_default();
+        Ok(Some((meta, data)))
     }
 }
 
-impl RaftLogReader<TypeConfig> for LogStore {
+impl<C: TypeConfig> RaftLogReader<C> for LogStore<C> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
-    ) -> Result<Vec<Entry<TypeConfig>>> {
-        let read = || -> std::result::Result<Vec<Entry<TypeConfig>>, AnyError> {
+    ) -> Result<Vec<Entry<C>>> {
+        let read = || -> std::result::Result<Vec<Entry<C>>, AnyError> {
             let read = self.db.begin_read().map_err(any)?;
             let table = read.open_table(LOG).map_err(any)?;
             let mut entries = Vec::new();
@@ -95,10 +153,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 }
 
-impl RaftLogStorage<TypeConfig> for LogStore {
+impl<C: TypeConfig> RaftLogStorage<C> for LogStore<C> {
     type LogReader = Self;
 
-    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>> {
+    async fn get_log_state(&mut self) -> Result<LogState<C>> {
         let db = Arc::clone(&self.db);
         blocking(
             move || {
@@ -107,7 +165,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 let table = read.open_table(LOG).map_err(any)?;
                 let last = match table.last().map_err(any)? {
                     Some((_, bytes)) => Some(
-                        serde_json::from_slice::<Entry<TypeConfig>>(bytes.value())
+                        serde_json::from_slice::<Entry<C>>(bytes.value())
                             .map_err(any)?
                             .log_id,
                     ),
@@ -151,12 +209,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .map_err(|e| StorageIOError::read(e).into())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<()>
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<C>) -> Result<()>
     where
-        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I: IntoIterator<Item = Entry<C>> + Send,
         I::IntoIter: Send,
     {
-        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
+        let entries: Vec<Entry<C>> = entries.into_iter().collect();
         let db = Arc::clone(&self.db);
         let written = blocking(
             move || {

@@ -1,0 +1,252 @@
+//! A cluster over HTTP: the Raft messages between nodes ([`raft_routes`]), and the middleware
+//! that sends each client request where it can be answered ([`route`]) — writes to the leader,
+//! reads to the leader (linearizable) or to this node (local, flagged stale on followers).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use msakit_server_kit::{ApiError, constant_time_eq, presented_token};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+
+use crate::{Cluster, ClusterError, FORWARDED_BY, NodeId, TypeConfig};
+
+/// A request header asking for a read from this node, however stale: `x-msakit-consistency:
+/// stale`. The answer carries `x-msakit-stale: true` and `x-msakit-staleness-ms` (time since a
+/// leader last reached this node).
+pub const CONSISTENCY: &str = "x-msakit-consistency";
+
+impl From<ClusterError> for ApiError {
+    fn from(e: ClusterError) -> Self {
+        let code = match &e {
+            ClusterError::NotLeader { .. } => "not_leader",
+            ClusterError::NoQuorum { .. } => "no_quorum",
+            ClusterError::Membership(_) => {
+                return ApiError::new(StatusCode::CONFLICT, "membership_refused", e.to_string());
+            }
+            ClusterError::Fatal(_) => "cluster_unavailable",
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, e.to_string())
+    }
+}
+
+/// The 503 for `e`, with `Retry-After` and the leader it names in `x-msakit-leader`.
+fn unavailable(e: ClusterError) -> Response {
+    let leader = e.leader().cloned();
+    let mut response = ApiError::from(e).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    if let Some((id, addr)) = leader {
+        if let Ok(value) = HeaderValue::from_str(&format!("{id} {addr}")) {
+            response.headers_mut().insert("x-msakit-leader", value);
+        }
+    }
+    response
+}
+
+/// How a server's reads are served in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reads {
+    /// By the leader after it confirmed it still leads, unless the request asks for a stale
+    /// read ([`CONSISTENCY`]).
+    Linearizable,
+    /// By whichever node is asked; a follower's answers are flagged stale.
+    Local,
+}
+
+/// Where a server's requests go.
+#[derive(Debug, Clone, Copy)]
+pub struct Routing {
+    /// Requests any node answers itself, reads and writes alike (operations, Raft, watches,
+    /// lease renewals).
+    pub answered_here: fn(&Method, &str) -> bool,
+    /// How reads are served.
+    pub reads: Reads,
+    /// The largest body handed to the leader.
+    pub body_limit: usize,
+}
+
+fn flag_stale<C: TypeConfig>(cluster: &Cluster<C>, response: &mut Response) {
+    let staleness = cluster.staleness_ms();
+    let headers = response.headers_mut();
+    headers.insert("x-msakit-stale", HeaderValue::from_static("true"));
+    if let Some(ms) = staleness {
+        headers.insert("x-msakit-staleness-ms", HeaderValue::from(ms));
+    }
+}
+
+/// Sends `request` where it can be answered: here, or to the leader (followers hand writes to
+/// it, marked so they are never handed on twice). A minority answers writes with 503
+/// `not_leader` / `no_quorum` naming the leader it last knew.
+pub async fn route<C: TypeConfig>(
+    cluster: &Cluster<C>,
+    routing: &Routing,
+    request: Request,
+    next: Next,
+) -> Response {
+    if (routing.answered_here)(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    let stale_asked = request
+        .headers()
+        .get(CONSISTENCY)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"stale"));
+    let leader = cluster.is_leader();
+    if read && (stale_asked || routing.reads == Reads::Local) {
+        let mut response = next.run(request).await;
+        if stale_asked || !leader {
+            flag_stale(cluster, &mut response);
+        }
+        return response;
+    }
+    if leader {
+        if read {
+            if let Err(e) = cluster.linearize().await {
+                return unavailable(e);
+            }
+        }
+        return next.run(request).await;
+    }
+    let leader = cluster.leader();
+    match leader {
+        Some((_, addr)) if !request.headers().contains_key(FORWARDED_BY) => {
+            forward(cluster, routing.body_limit, &addr, request).await
+        }
+        _ => unavailable(ClusterError::NotLeader {
+            node: cluster.node_id(),
+            leader,
+        }),
+    }
+}
+
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// Hands `request` to the leader at `addr` and streams its answer back.
+async fn forward<C: TypeConfig>(
+    cluster: &Cluster<C>,
+    limit: usize,
+    addr: &str,
+    request: Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, limit).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+        .into_response();
+    };
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut outgoing = cluster
+        .forwarder()
+        .request(parts.method, format!("http://{addr}{target}"))
+        .header(FORWARDED_BY, cluster.node_id())
+        .body(body);
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name) {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    match outgoing.send().await {
+        Ok(answer) => {
+            let mut response = Response::builder().status(answer.status());
+            for (name, value) in answer.headers() {
+                if !hop_by_hop(name) {
+                    response = response.header(name, value);
+                }
+            }
+            response
+                .body(axum::body::Body::from_stream(answer.bytes_stream()))
+                .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+        }
+        Err(e) => {
+            tracing::warn!(leader = %addr, error = %e, "the leader cannot be reached");
+            unavailable(ClusterError::NoQuorum {
+                node: cluster.node_id(),
+                waited: std::time::Duration::ZERO,
+                leader: cluster.leader(),
+            })
+        }
+    }
+}
+
+/// Refuses a message that does not present the cluster token (when one is configured).
+pub fn check_peer<C: TypeConfig>(
+    cluster: &Cluster<C>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if let Some(expected) = cluster.token() {
+        let presented = presented_token(headers).unwrap_or_default();
+        if !constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
+            return Err(ApiError::unauthorized());
+        }
+    }
+    Ok(())
+}
+
+/// The routes Raft messages arrive on — `/append`, `/vote`, `/snapshot`, to be nested under
+/// `/raft` — with a body limit of their own (they carry log entries and snapshot chunks).
+pub fn raft_routes<C: TypeConfig>(cluster: Arc<Cluster<C>>) -> Router {
+    Router::new()
+        .route("/append", post(append::<C>))
+        .route("/vote", post(vote::<C>))
+        .route("/snapshot", post(snapshot::<C>))
+        .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
+        .with_state(cluster)
+}
+
+/// Append entries (and heartbeats) from the leader.
+async fn append<C: TypeConfig>(
+    State(cluster): State<Arc<Cluster<C>>>,
+    headers: HeaderMap,
+    body: Result<Json<AppendEntriesRequest<C>>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    check_peer(&cluster, &headers)?;
+    let Json(rpc) = body?;
+    cluster.heard_from_leader();
+    Ok(Json(cluster.raft().append_entries(rpc).await).into_response())
+}
+
+/// A vote request from a candidate.
+async fn vote<C: TypeConfig>(
+    State(cluster): State<Arc<Cluster<C>>>,
+    headers: HeaderMap,
+    body: Result<Json<VoteRequest<NodeId>>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    check_peer(&cluster, &headers)?;
+    let Json(rpc) = body?;
+    Ok(Json(cluster.raft().vote(rpc).await).into_response())
+}
+
+/// A snapshot chunk from the leader.
+async fn snapshot<C: TypeConfig>(
+    State(cluster): State<Arc<Cluster<C>>>,
+    headers: HeaderMap,
+    body: Result<Json<InstallSnapshotRequest<C>>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    check_peer(&cluster, &headers)?;
+    let Json(rpc) = body?;
+    cluster.heard_from_leader();
+    Ok(Json(cluster.raft().install_snapshot(rpc).await).into_response())
+}

@@ -1,0 +1,55 @@
+//! Raft plumbing shared by the clustered msakit servers, on [`openraft`].
+//!
+//! A server brings its own state machine and command type; this crate brings the rest: the node
+//! ([`Cluster`]: start, propose, linearizable reads, membership, status), the durable log and
+//! vote in the server's own redb file ([`LogStore`]), the transport between nodes (JSON over
+//! HTTP on each node's API port, [`raft_routes`] on the receiving side) and the middleware that
+//! sends each client request where it can be answered ([`route`]).
+
+mod config;
+mod http;
+mod log_store;
+mod network;
+mod node;
+
+use std::io::Cursor;
+
+use openraft::impls::OneshotResponder;
+use openraft::{BasicNode, RaftTypeConfig, TokioRuntime};
+
+pub use config::{ClusterConfig, parse_peers};
+pub use http::{CONSISTENCY, Reads, Routing, check_peer, raft_routes, route};
+pub use log_store::{LogStore, StoredSnapshot};
+pub use network::FORWARDED_BY;
+pub use node::{Cluster, ClusterError, ClusterStatus};
+pub use openraft;
+
+/// A node's id (at least 1).
+pub type NodeId = u64;
+
+/// The Raft types every msakit cluster shares: `u64` node ids, nodes known by `host:port`,
+/// snapshots as bytes in memory, tokio. A server declares its own with
+/// [`openraft::declare_raft_types!`], choosing only its command (`D`) and answer (`R`).
+pub trait TypeConfig:
+    RaftTypeConfig<
+        NodeId = NodeId,
+        Node = BasicNode,
+        Entry = openraft::Entry<Self>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = TokioRuntime,
+        Responder = OneshotResponder<Self>,
+    >
+{
+}
+
+impl<C> TypeConfig for C where
+    C: RaftTypeConfig<
+            NodeId = NodeId,
+            Node = BasicNode,
+            Entry = openraft::Entry<C>,
+            SnapshotData = Cursor<Vec<u8>>,
+            AsyncRuntime = TokioRuntime,
+            Responder = OneshotResponder<C>,
+        >
+{
+}

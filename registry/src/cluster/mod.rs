@@ -1,0 +1,78 @@
+//! Cluster mode: the registry replicated by Raft ([`msakit_raft`] over `openraft`), its log in
+//! the registry's redb file.
+//!
+//! Registrations, deregistrations, overrides, metadata, health verdicts and evictions are
+//! [`Command`]s every node applies in the same order, so every node answers reads and watches
+//! with the same instances and the same indexes. Leases are not replicated: every node renews
+//! the leases of the heartbeats it receives, followers hand them on to the leader in batches
+//! ([`Renewals`]), and only the leader decides evictions. A node that becomes leader first
+//! gives every instance one full lease of grace, so a failover never evicts a live instance.
+
+mod renewals;
+mod state_machine;
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use openraft::{BasicNode, ServerState};
+use tokio_util::sync::CancellationToken;
+
+use crate::registry::Registry;
+use crate::writes::{Applied, Command};
+
+pub(crate) use msakit_raft::{ClusterConfig, ClusterError, ClusterStatus, NodeId};
+pub(crate) use renewals::{RenewalBatch, Renewals};
+
+openraft::declare_raft_types!(
+    /// The Raft types of the registry cluster.
+    pub(crate) TypeConfig:
+        D = Command,
+        R = Applied,
+        NodeId = NodeId,
+        Node = BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// One node of the registry cluster.
+pub(crate) type Cluster = msakit_raft::Cluster<TypeConfig>;
+
+/// Starts this node: its log in `db`, its state `registry` (restored from the last snapshot
+/// kept in `db`, then from the log).
+pub(crate) async fn start(
+    config: &ClusterConfig,
+    db: Arc<redb::Database>,
+    registry: Arc<Registry>,
+) -> Result<Arc<Cluster>, ClusterError> {
+    let log = msakit_raft::LogStore::<TypeConfig>::new(Arc::clone(&db));
+    let machine = state_machine::StateMachine::open(registry, log)?;
+    Cluster::start("msakit-registry", config, db, machine).await
+}
+
+/// Gives every instance one lease of grace each time this node becomes the leader; runs until
+/// `shutdown`.
+pub(crate) async fn grant_grace_on_leadership(
+    cluster: Arc<Cluster>,
+    registry: Arc<Registry>,
+    shutdown: CancellationToken,
+) {
+    let mut metrics = cluster.raft().metrics();
+    let mut leading = false;
+    loop {
+        let now_leading = metrics.borrow_and_update().state == ServerState::Leader;
+        if now_leading && !leading {
+            registry.grant_grace();
+            tracing::info!(
+                node = cluster.node_id(),
+                instances = registry.instance_count(),
+                "this node leads now; every instance has one full lease of grace"
+            );
+        }
+        leading = now_leading;
+        tokio::select! {
+            changed = metrics.changed() => if changed.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Every change to the registry as a [`Command`], and [`Writes`], the one path they take: on a
+//! single node straight into the [`Registry`], in a cluster through Raft (proposed by the
+//! leader, applied by every node in the same order). Lease renewals are not commands: every node
+//! renews its own leases, and followers hand renewals on to the leader in batches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use msakit_api::registry::{Instance, InstanceStatus, LeaseGranted, RegisterInstance};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{Cluster, ClusterError, Renewals};
+use crate::eureka::EurekaInfo;
+use crate::registry::{InstanceKey, Registry, RegistryError};
+
+/// A change to the registry, deterministic: applied to the same state it gives the same result
+/// on every node (times come with it; leases are not part of it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Command {
+    /// Register or update an instance.
+    Register {
+        namespace: String,
+        service: String,
+        id: String,
+        request: Box<RegisterInstance>,
+        eureka: Option<Box<EurekaInfo>>,
+        /// Unix milliseconds when the request came in.
+        at_ms: u64,
+    },
+    /// Remove an instance.
+    Deregister {
+        namespace: String,
+        service: String,
+        id: String,
+    },
+    /// Set or clear an operator's status override.
+    Override {
+        namespace: String,
+        service: String,
+        id: String,
+        status: Option<InstanceStatus>,
+    },
+    /// Add or replace metadata entries.
+    MergeMetadata {
+        namespace: String,
+        service: String,
+        id: String,
+        entries: BTreeMap<String, String>,
+    },
+    /// A health check's verdict about `probed` as it was when the probe started.
+    CheckVerdict { probed: Instance, passing: bool },
+    /// Remove these instances: their leases ran out (the leader decided).
+    Evict { keys: Vec<InstanceKey> },
+}
+
+/// What a command did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum Applied {
+    /// A registration: the lease granted.
+    Granted(LeaseGranted),
+    /// The instance after the change.
+    Instance(Instance),
+    /// An instance left; or a Raft entry of its own (membership, a new term) was applied.
+    Done,
+    /// How many instances were evicted.
+    Evicted(usize),
+    /// The registry refused the command.
+    Refused(RegistryError),
+}
+
+/// Applies `command` to `registry`. `replicated`: every node applies it (evictions then do not
+/// look at this node's leases).
+pub(crate) fn apply(registry: &Registry, command: Command, replicated: bool) -> Applied {
+    let outcome = match command {
+        Command::Register {
+            namespace,
+            service,
+            id,
+            request,
+            eureka,
+            at_ms,
+        } => registry
+            .register_with(
+                &namespace,
+                &service,
+                &id,
+                *request,
+                eureka.map(|e| *e),
+                at_ms,
+            )
+            .map(Applied::Granted),
+        Command::Deregister {
+            namespace,
+            service,
+            id,
+        } => registry
+            .deregister(&namespace, &service, &id)
+            .map(|()| Applied::Done),
+        Command::Override {
+            namespace,
+            service,
+            id,
+            status,
+        } => registry
+            .set_override(&namespace, &service, &id, status)
+            .map(Applied::Instance),
+        Command::MergeMetadata {
+            namespace,
+            service,
+            id,
+            entries,
+        } => registry
+            .merge_metadata(&namespace, &service, &id, entries)
+            .map(Applied::Instance),
+        Command::CheckVerdict { probed, passing } => registry
+            .set_check_passing(&probed, passing)
+            .map(Applied::Instance),
+        Command::Evict { keys } => Ok(Applied::Evicted(registry.evict(keys, !replicated))),
+    };
+    outcome.unwrap_or_else(Applied::Refused)
+}
+
+/// Why a write was not made.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    /// The registry refused it.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The cluster could not commit it.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
+impl From<WriteError> for msakit_server_kit::ApiError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Registry(e) => e.into(),
+            WriteError::Cluster(e) => e.into(),
+        }
+    }
+}
+
+/// The path every change takes; cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Writes {
+    registry: Arc<Registry>,
+    cluster: Option<(Arc<Cluster>, Renewals)>,
+}
+
+fn unexpected(applied: Applied) -> WriteError {
+    WriteError::Cluster(ClusterError::Fatal(format!(
+        "unexpected outcome of a registry command: {applied:?}"
+    )))
+}
+
+impl Writes {
+    /// Writes to `registry`, through `cluster` when there is one.
+    pub(crate) fn new(registry: Arc<Registry>, cluster: Option<(Arc<Cluster>, Renewals)>) -> Self {
+        Self { registry, cluster }
+    }
+
+    /// The cluster, if this node is one of one.
+    pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref().map(|(c, _)| c)
+    }
+
+    /// Whether this node makes decisions (evictions, health verdicts): a single node, or the
+    /// cluster's leader.
+    pub(crate) fn decides(&self) -> bool {
+        self.cluster().is_none_or(|c| c.is_leader())
+    }
+
+    /// Applies `command` (a single node) or has the cluster commit it.
+    pub(crate) async fn apply(&self, command: Command) -> Result<Applied, WriteError> {
+        let applied = match self.cluster() {
+            None => apply(&self.registry, command, false),
+            Some(cluster) => cluster.propose(command).await?,
+        };
+        match applied {
+            Applied::Refused(e) => Err(e.into()),
+            applied => Ok(applied),
+        }
+    }
+
+    /// Registers (or updates) an instance.
+    pub(crate) async fn register(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        request: RegisterInstance,
+        eureka: Option<EurekaInfo>,
+    ) -> Result<LeaseGranted, WriteError> {
+        // Refused before it reaches the log, when it can be told without the state.
+        self.registry
+            .check_registration(namespace, service, id, &request)?;
+        let command = Command::Register {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            id: id.to_owned(),
+            request: Box::new(request),
+            eureka: eureka.map(Box::new),
+            at_ms: crate::registry::unix_ms(),
+        };
+        match self.apply(command).await? {
+            Applied::Granted(granted) => Ok(granted),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes an instance.
+    pub(crate) async fn deregister(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<(), WriteError> {
+        let command = Command::Deregister {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            id: id.to_owned(),
+        };
+        self.apply(command).await.map(drop)
+    }
+
+    /// Sets or clears an operator's override.
+    pub(crate) async fn set_override(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        status: Option<InstanceStatus>,
+    ) -> Result<Instance, WriteError> {
+        self.instance(Command::Override {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            id: id.to_owned(),
+            status,
+        })
+        .await
+    }
+
+    /// Adds or replaces metadata entries.
+    pub(crate) async fn merge_metadata(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        entries: BTreeMap<String, String>,
+    ) -> Result<Instance, WriteError> {
+        self.instance(Command::MergeMetadata {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            id: id.to_owned(),
+            entries,
+        })
+        .await
+    }
+
+    /// Records a health check's verdict.
+    pub(crate) async fn check_verdict(
+        &self,
+        probed: &Instance,
+        passing: bool,
+    ) -> Result<Instance, WriteError> {
+        self.instance(Command::CheckVerdict {
+            probed: probed.clone(),
+            passing,
+        })
+        .await
+    }
+
+    async fn instance(&self, command: Command) -> Result<Instance, WriteError> {
+        match self.apply(command).await? {
+            Applied::Instance(instance) => Ok(instance),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Evicts the instances whose leases ran out (on a single node or the leader; elsewhere
+    /// nothing). Returns how many.
+    pub(crate) async fn evict_expired(&self) -> Result<usize, WriteError> {
+        if !self.decides() {
+            return Ok(0);
+        }
+        let keys = self.registry.due_for_eviction();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        match self.apply(Command::Evict { keys }).await? {
+            Applied::Evicted(n) => Ok(n),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Renews an instance's lease here; a follower also hands the renewal on to the leader.
+    pub(crate) fn renew(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<LeaseGranted, RegistryError> {
+        let granted = self.registry.renew(namespace, service, id)?;
+        if let Some((cluster, renewals)) = &self.cluster {
+            if !cluster.is_leader() {
+                renewals.push(namespace, service, id);
+            }
+        }
+        Ok(granted)
+    }
+}
