@@ -11,6 +11,8 @@ mod http;
 mod log_store;
 mod network;
 mod node;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::io::Cursor;
 

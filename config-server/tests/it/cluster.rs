@@ -4,144 +4,15 @@
 //! write while a new leader takes over and the SDK keeps reading.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use msakit_raft::testing::{Node, agreed_leader, client, three_nodes};
 use serde_json::Value;
 
-/// One node: its id, port and data directory, and the process when running.
-struct Node {
-    id: u64,
-    port: u16,
-    dir: PathBuf,
-    peers: String,
-    child: Option<Child>,
-}
-
-impl Node {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.dir.join(format!("node-{}.log", self.id))).unwrap();
-        self.child = Some(
-            Command::new(env!("CARGO_BIN_EXE_msakit-config-server"))
-                .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-                .arg("--data-dir")
-                .arg(self.dir.join(format!("node-{}", self.id)))
-                .args(["--node-id", &self.id.to_string(), "--peers", &self.peers])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        );
-    }
-
-    /// SIGTERM, and waits for a clean exit.
-    fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let status = child.wait().unwrap();
-            assert!(status.success(), "node {} exited with {status:?}", self.id);
-        }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Three nodes started on free ports under `dir`.
-fn three_nodes(dir: &Path) -> Vec<Node> {
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let peers = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
-    let mut nodes: Vec<Node> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| Node {
-            id: i as u64 + 1,
-            port: *port,
-            dir: dir.to_owned(),
-            peers: peers.clone(),
-            child: None,
-        })
-        .collect();
-    for node in &mut nodes {
-        node.start();
-    }
-    nodes
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(8))
-        .build()
-        .unwrap()
-}
-
-/// `/health`'s cluster part, if the node answers.
-pub(crate) async fn cluster_status(client: &reqwest::Client, url: &str) -> Option<Value> {
-    let health: Value = client
-        .get(format!("{url}/health"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    Some(health["cluster"].clone())
-}
-
-/// Waits until the running nodes agree on one leader; its id.
-async fn agreed_leader(client: &reqwest::Client, nodes: &[&Node], within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let mut leaders = Vec::new();
-        for node in nodes {
-            let status = cluster_status(client, &node.url()).await;
-            leaders.push(status.and_then(|s| s["leader"].as_u64()));
-        }
-        if let Some(Some(leader)) = leaders.first() {
-            if leaders.iter().all(|l| *l == Some(*leader)) && nodes.iter().any(|n| n.id == *leader)
-            {
-                return *leader;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no agreed leader within {within:?}: {leaders:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+pub(crate) use msakit_raft::testing::cluster_status;
 
 async fn put(client: &reqwest::Client, url: &str, doc: &str, body: String) -> Option<Value> {
     let response = client
@@ -162,7 +33,10 @@ async fn put(client: &reqwest::Client, url: &str, doc: &str, body: String) -> Op
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_elect_a_leader_forward_writes_and_serve_linearizable_and_stale_reads() {
     let dir = tempfile::tempdir().unwrap();
-    let nodes = three_nodes(dir.path());
+    let nodes = three_nodes(
+        Path::new(env!("CARGO_BIN_EXE_msakit-config-server")),
+        dir.path(),
+    );
     let client = client();
     let all: Vec<&Node> = nodes.iter().collect();
     let leader = agreed_leader(&client, &all, Duration::from_secs(20)).await;
@@ -312,7 +186,10 @@ async fn sdk_reaches(sdk: &msakit::ConfigClient<Doc>, doc: &str, acked: &[Acked]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_during_writes_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = three_nodes(dir.path());
+    let mut nodes = three_nodes(
+        Path::new(env!("CARGO_BIN_EXE_msakit-config-server")),
+        dir.path(),
+    );
     let client = client();
     let urls: Vec<String> = nodes.iter().map(Node::url).collect();
     let leader = {
@@ -455,7 +332,10 @@ async fn a_history_of_reads_and_writes_across_a_leader_kill_is_linearizable() {
     use std::sync::atomic::AtomicU64;
 
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = three_nodes(dir.path());
+    let mut nodes = three_nodes(
+        Path::new(env!("CARGO_BIN_EXE_msakit-config-server")),
+        dir.path(),
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()
@@ -611,7 +491,10 @@ async fn a_history_of_reads_and_writes_across_a_leader_kill_is_linearizable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_writes_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut nodes = three_nodes(dir.path());
+    let mut nodes = three_nodes(
+        Path::new(env!("CARGO_BIN_EXE_msakit-config-server")),
+        dir.path(),
+    );
     let client = client();
     let urls: Vec<String> = nodes.iter().map(Node::url).collect();
     {

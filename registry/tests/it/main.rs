@@ -5,6 +5,7 @@ mod api;
 mod audit;
 mod auth;
 mod bad_input;
+mod cluster;
 mod eureka;
 mod expiry;
 mod health_checks;

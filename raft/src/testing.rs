@@ -1,0 +1,156 @@
+//! Test support for clustered servers (feature `testing`): three real server processes on
+//! loopback, started, stopped and killed, and what they say about the cluster.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// One node: its id, port and data directory, and the process when running.
+pub struct Node {
+    /// Its id.
+    pub id: u64,
+    /// The port its API (and Raft) listens on.
+    pub port: u16,
+    binary: PathBuf,
+    dir: PathBuf,
+    peers: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process (logs in `node-{id}.log`, data in `node-{id}/`).
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(self.dir.join(format!("node-{}.log", self.id))).unwrap();
+        self.child = Some(
+            Command::new(&self.binary)
+                .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+                .arg("--data-dir")
+                .arg(self.dir.join(format!("node-{}", self.id)))
+                .args(["--node-id", &self.id.to_string(), "--peers", &self.peers])
+                .args(&self.args)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let status = child.wait().unwrap();
+            assert!(status.success(), "node {} exited with {status:?}", self.id);
+        }
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A port free on loopback now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Three nodes of `binary` started on free ports under `dir`.
+pub fn three_nodes(binary: &Path, dir: &Path) -> Vec<Node> {
+    three_nodes_with(binary, dir, &[])
+}
+
+/// [`three_nodes`], each given `args` too.
+pub fn three_nodes_with(binary: &Path, dir: &Path, args: &[&str]) -> Vec<Node> {
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut nodes: Vec<Node> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| Node {
+            id: i as u64 + 1,
+            port: *port,
+            binary: binary.to_owned(),
+            dir: dir.to_owned(),
+            peers: peers.clone(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start();
+    }
+    nodes
+}
+
+/// A client whose requests give up after 8 s.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(8))
+        .build()
+        .unwrap()
+}
+
+/// `/health`'s cluster part, if the node answers.
+pub async fn cluster_status(client: &reqwest::Client, url: &str) -> Option<Value> {
+    let health: Value = client
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(health["cluster"].clone())
+}
+
+/// Waits until the running nodes agree on one leader; its id.
+pub async fn agreed_leader(client: &reqwest::Client, nodes: &[&Node], within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut leaders = Vec::new();
+        for node in nodes {
+            let status = cluster_status(client, &node.url()).await;
+            leaders.push(status.and_then(|s| s["leader"].as_u64()));
+        }
+        if let Some(Some(leader)) = leaders.first() {
+            if leaders.iter().all(|l| *l == Some(*leader)) && nodes.iter().any(|n| n.id == *leader)
+            {
+                return *leader;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no agreed leader within {within:?}: {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,312 @@
+//! Three `msakit-registry` processes as a Raft cluster on loopback: registrations through any
+//! node (native and Eureka) reach every node; heartbeats sent only to followers keep leases
+//! alive on the leader, which alone evicts; `kill -9` of the leader evicts no live instance (the
+//! new leader grants a lease of grace), and a restarted node catches up; a rolling restart of all
+//! three under the SDK's registrations loses none.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use msakit::{Discovery, DiscoveryOptions, Registration, RegistrationOptions};
+use msakit_raft::testing::{Node, agreed_leader, client, cluster_status, three_nodes_with};
+use serde_json::{Value, json};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_msakit-registry");
+
+/// Short leases so that expiry shows within the test.
+const ARGS: &[&str] = &["--default-ttl", "3s"];
+
+fn nodes(dir: &Path) -> Vec<Node> {
+    three_nodes_with(Path::new(BINARY), dir, ARGS)
+}
+
+/// The instance ids of `service` as `url` lists them, if it answers.
+async fn ids(client: &reqwest::Client, url: &str, service: &str) -> Option<Vec<String>> {
+    let body: Value = client
+        .get(format!("{url}/v1/services/{service}"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let mut ids: Vec<String> = body["instances"]
+        .as_array()?
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    Some(ids)
+}
+
+/// Waits until every node in `urls` lists exactly `expected` for `service`.
+async fn every_node_lists(
+    client: &reqwest::Client,
+    urls: &[String],
+    service: &str,
+    expected: &[&str],
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut seen = Vec::new();
+        for url in urls {
+            seen.push(ids(client, url, service).await);
+        }
+        if seen
+            .iter()
+            .all(|s| s.as_deref().is_some_and(|s| s == expected))
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes never all listed {expected:?} for {service}: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn register(client: &reqwest::Client, url: &str, id: &str, port: u16) -> reqwest::StatusCode {
+    client
+        .put(format!("{url}/v1/services/orders/instances/{id}"))
+        .json(&json!({"host": "127.0.0.1", "port": port, "lease_ttl_ms": 3000}))
+        .send()
+        .await
+        .map(|r| r.status())
+        .unwrap_or(reqwest::StatusCode::BAD_GATEWAY)
+}
+
+/// Heartbeats `id` at `url` every second until `until`; how many were refused.
+async fn heartbeat_until(client: &reqwest::Client, url: &str, path: &str, until: Instant) -> usize {
+    let mut refused = 0;
+    while Instant::now() < until {
+        let ok = client
+            .put(format!("{url}{path}"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        refused += usize::from(!ok);
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    refused
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_replicate_heartbeats_reach_the_leader_and_a_leader_kill_evicts_no_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = nodes(dir.path());
+    let client = client();
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&client, &all, Duration::from_secs(20)).await;
+    let leader_index = (leader - 1) as usize;
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader_index).collect();
+    let (f0, f1) = (urls[followers[0]].clone(), urls[followers[1]].clone());
+
+    // A native registration through one follower, a Eureka one through the other: both are
+    // handed to the leader, committed, and listed by every node.
+    assert_eq!(register(&client, &f0, "a", 9001).await, 200);
+    let eureka = client
+        .post(format!("{f1}/eureka/apps/ORDERS"))
+        .json(&json!({"instance": {
+            "instanceId": "b", "hostName": "127.0.0.1", "app": "ORDERS",
+            "ipAddr": "127.0.0.1", "status": "UP",
+            "port": {"$": 9002, "@enabled": "true"},
+            "leaseInfo": {"durationInSecs": 3},
+            "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"}
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(eureka.status(), 204, "{}", eureka.text().await.unwrap());
+    // `c` registers and never heartbeats: the leader evicts it, every node hears so.
+    assert_eq!(register(&client, &f0, "c", 9003).await, 200);
+    every_node_lists(
+        &client,
+        &urls,
+        "orders",
+        &["a", "b", "c"],
+        Duration::from_secs(5),
+    )
+    .await;
+
+    // A follower answers reads itself, flagged stale; bad input is refused before the log.
+    let read = client
+        .get(format!("{f0}/v1/services/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.headers()["x-msakit-stale"], "true");
+    let bad = client
+        .put(format!("{f0}/v1/services/orders/instances/bad%20id"))
+        .json(&json!({"host": "127.0.0.1", "port": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+
+    // Heartbeats go only to the followers, for three leases: the leader keeps `a` and `b`
+    // (renewals handed on in batches) and evicts `c` everywhere.
+    let until = Instant::now() + Duration::from_secs(9);
+    let (refused_a, refused_b) = tokio::join!(
+        heartbeat_until(
+            &client,
+            &f0,
+            "/v1/services/orders/instances/a/heartbeat",
+            until
+        ),
+        heartbeat_until(&client, &f1, "/eureka/apps/ORDERS/b", until),
+    );
+    assert_eq!((refused_a, refused_b), (0, 0));
+    every_node_lists(
+        &client,
+        &urls,
+        "orders",
+        &["a", "b"],
+        Duration::from_secs(5),
+    )
+    .await;
+
+    // Kill the leader while heartbeats go on to the survivors: a new leader, and nobody
+    // evicted — not even across the time the new leader had not seen renewals for.
+    nodes[leader_index].kill();
+    let heartbeats = {
+        let (client, f0, f1) = (client.clone(), f0.clone(), f1.clone());
+        let until = Instant::now() + Duration::from_secs(12);
+        tokio::spawn(async move {
+            tokio::join!(
+                heartbeat_until(
+                    &client,
+                    &f0,
+                    "/v1/services/orders/instances/a/heartbeat",
+                    until
+                ),
+                heartbeat_until(&client, &f1, "/eureka/apps/ORDERS/b", until),
+            )
+        })
+    };
+    let survivors: Vec<&Node> = nodes.iter().filter(|n| n.id != leader).collect();
+    let new_leader = agreed_leader(&client, &survivors, Duration::from_secs(20)).await;
+    assert_ne!(new_leader, leader);
+    // Writes go on through the new leader.
+    assert_eq!(register(&client, &f1, "d", 9004).await, 200);
+    assert_eq!(
+        heartbeats.await.unwrap(),
+        (0, 0),
+        "heartbeats refused across the failover"
+    );
+    let survivor_urls = vec![f0.clone(), f1.clone()];
+    // `d` never heartbeats: gone; `a` and `b` stayed all along.
+    every_node_lists(
+        &client,
+        &survivor_urls,
+        "orders",
+        &["a", "b"],
+        Duration::from_secs(8),
+    )
+    .await;
+
+    // The killed node comes back and catches up with everything committed without it.
+    nodes[leader_index].start();
+    assert_eq!(register(&client, &f0, "e", 9005).await, 200);
+    every_node_lists(
+        &client,
+        &urls,
+        "orders",
+        &["a", "b", "e"],
+        Duration::from_secs(20),
+    )
+    .await;
+    // Same registry index everywhere once caught up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut indexes = Vec::new();
+        for url in &urls {
+            let health: Value = client
+                .get(format!("{url}/health"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            indexes.push(health["index"].as_u64());
+        }
+        if indexes.iter().all(|i| *i == indexes[0]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "indexes differ: {indexes:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = cluster_status(&client, &urls[leader_index]).await.unwrap();
+    assert_eq!(status["voters"].as_object().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_sdk_registrations_loses_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = nodes(dir.path());
+    let client = client();
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let all: Vec<&Node> = nodes.iter().collect();
+    agreed_leader(&client, &all, Duration::from_secs(20)).await;
+
+    // Ten instances register through the SDK, each given the three addresses (starting at a
+    // different one), and heartbeat every second.
+    let mut registrations = Vec::new();
+    for k in 0..10 {
+        let mut options = RegistrationOptions::new(
+            urls[k % 3].clone(),
+            "payments",
+            &format!("p{k}"),
+            "127.0.0.1",
+            10_000 + k as u16,
+        );
+        options.registry_urls = (0..3).map(|i| urls[(k + i) % 3].clone()).collect();
+        options.lease = Duration::from_secs(3);
+        registrations.push(Registration::start(options));
+    }
+    let expected: Vec<String> = (0..10).map(|k| format!("p{k}")).collect();
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    let mut sorted = expected.clone();
+    sorted.sort();
+    every_node_lists(&client, &urls, "payments", &sorted, Duration::from_secs(15)).await;
+
+    // A discovering client with the three addresses.
+    let mut options = DiscoveryOptions::new(urls[0].clone());
+    options.registry_urls = urls.clone();
+    let discovery = Discovery::new(options);
+    assert_eq!(discovery.instances("payments").await.unwrap().len(), 10);
+
+    // Restart each node in turn (SIGTERM, start, wait until it is back in the cluster); the
+    // registrations and lookups carry on, and none is lost at any point.
+    for index in 0..3 {
+        nodes[index].terminate();
+        let others: Vec<String> = (0..3)
+            .filter(|i| *i != index)
+            .map(|i| urls[i].clone())
+            .collect();
+        for _ in 0..3 {
+            let listed = ids(&client, &others[0], "payments").await;
+            assert!(
+                listed.as_ref().is_none_or(|l| l.len() == 10),
+                "lost registrations while node {} was down: {listed:?}",
+                index + 1
+            );
+            assert_eq!(discovery.instances("payments").await.unwrap().len(), 10);
+            tokio::time::sleep(Duration::from_millis(700)).await;
+        }
+        nodes[index].start();
+        let all: Vec<&Node> = nodes.iter().collect();
+        agreed_leader(&client, &all, Duration::from_secs(20)).await;
+        every_node_lists(&client, &urls, "payments", &sorted, Duration::from_secs(15)).await;
+    }
+    // Two more leases: still all there (renewals reach whichever node leads now).
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    every_node_lists(&client, &urls, "payments", &sorted, Duration::from_secs(5)).await;
+    for registration in registrations {
+        registration.shutdown().await;
+    }
+    every_node_lists(&client, &urls, "payments", &[], Duration::from_secs(10)).await;
+}
