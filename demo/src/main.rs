@@ -7,6 +7,7 @@
 //! `config-server` and `service <kind>` are the children it starts.
 
 mod cluster;
+mod ha;
 mod ledger;
 mod scenario;
 mod servers;
@@ -32,6 +33,10 @@ struct Cli {
     /// Plain log lines instead of a redrawn view.
     #[arg(long)]
     no_tui: bool,
+    /// High availability: three registry nodes and three config-server nodes (Raft), and the
+    /// scenario kills both leaders.
+    #[arg(long)]
+    ha: bool,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -44,6 +49,10 @@ enum Child {
     Registry {
         #[arg(long, default_value_t = 0)]
         port: u16,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: servers::ClusterArgs,
     },
     /// The config server.
     #[command(hide = true)]
@@ -52,6 +61,8 @@ enum Child {
         port: u16,
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        cluster: servers::ClusterArgs,
     },
     /// One instance of one service.
     #[command(hide = true)]
@@ -67,6 +78,7 @@ async fn main() -> anyhow::Result<()> {
             quick: cli.quick,
             keep_running: cli.keep_running,
             tui,
+            ha: cli.ha,
         };
         let held = scenario::run(options).await?;
         std::process::exit(if held { 0 } else { 1 });
@@ -75,8 +87,16 @@ async fn main() -> anyhow::Result<()> {
     msakit_server_kit::init_logging(msakit_server_kit::LogFormat::Json);
     services::leave_with_parent();
     match child {
-        Child::Registry { port } => servers::registry(port).await,
-        Child::ConfigServer { port, data_dir } => servers::config_server(port, data_dir).await,
+        Child::Registry {
+            port,
+            data_dir,
+            cluster,
+        } => servers::registry(port, data_dir, cluster).await,
+        Child::ConfigServer {
+            port,
+            data_dir,
+            cluster,
+        } => servers::config_server(port, data_dir, cluster).await,
         Child::Service(args) => services::run(args).await,
     }
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
+use crate::ha;
 use crate::ledger::Ledger;
 use crate::traffic::{self, Recorder};
 use crate::view::{self, Scrape};
@@ -23,6 +24,8 @@ pub(crate) struct Options {
     pub(crate) keep_running: bool,
     /// Redraw a live view (otherwise plain lines).
     pub(crate) tui: bool,
+    /// Three-node registry and config clusters; phase 5 kills both leaders.
+    pub(crate) ha: bool,
 }
 
 /// The lease every instance asks for; heartbeats go every third of it.
@@ -41,8 +44,14 @@ struct Run {
     options: Options,
     cluster: Cluster,
     http: reqwest::Client,
+    /// The registry node the view reads and the config node writes go to.
     registry: String,
     config: String,
+    /// Every registry and config node, comma-separated: what the services are given.
+    registry_urls: String,
+    config_urls: String,
+    /// The clusters, with `--ha`.
+    ha: Option<ha::Servers>,
     recorder: Arc<Recorder>,
     report: Vec<Expectation>,
     phase_name: &'static str,
@@ -75,23 +84,41 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<bool> {
 async fn play(options: Options, cluster: &mut Cluster) -> anyhow::Result<bool> {
     let dir = cluster.dir().to_owned();
     let path = |name: &str| dir.join(name).display().to_string();
-    say("starting the registry and the config server");
-    let registry_port = cluster.start("registry", &["registry".into()]).await?;
-    let config_port = cluster
-        .start(
-            "config-server",
-            &[
-                "config-server".into(),
-                "--data-dir".into(),
-                path("config-data"),
-            ],
-        )
-        .await?;
-    let registry = format!("http://127.0.0.1:{registry_port}");
-    let config = format!("http://127.0.0.1:{config_port}");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
+    let (registry_port, servers) = if options.ha {
+        say("starting three registry nodes and three config-server nodes (Raft)");
+        let servers = ha::Servers::start(cluster, &http, &path).await?;
+        (0, Some(servers))
+    } else {
+        say("starting the registry and the config server");
+        let port = cluster.start("registry", &["registry".into()]).await?;
+        (port, None)
+    };
+    let (registry, config, registry_urls, config_urls) = match &servers {
+        Some(servers) => (
+            servers.registry[0].url.clone(),
+            servers.config[0].url.clone(),
+            servers.registry_urls(),
+            servers.config_urls(),
+        ),
+        None => {
+            let config_port = cluster
+                .start(
+                    "config-server",
+                    &[
+                        "config-server".into(),
+                        "--data-dir".into(),
+                        path("config-data"),
+                    ],
+                )
+                .await?;
+            let registry = format!("http://127.0.0.1:{registry_port}");
+            let config = format!("http://127.0.0.1:{config_port}");
+            (registry.clone(), config.clone(), registry, config)
+        }
+    };
     for (application, document) in [
         ("gateway", GATEWAY_DOC.to_owned()),
         ("order", ORDER_DOC.to_owned()),
@@ -106,6 +133,9 @@ async fn play(options: Options, cluster: &mut Cluster) -> anyhow::Result<bool> {
         http,
         registry: registry.clone(),
         config: config.clone(),
+        registry_urls,
+        config_urls,
+        ha: servers,
         recorder: Arc::new(Recorder::default()),
         report: Vec::new(),
         phase_name: "starting",
@@ -340,53 +370,11 @@ impl Run {
             reloaded.is_some(),
         );
 
-        // 5. The registry goes away for a while.
-        self.enter(5, "registry stopped");
-        self.cluster.kill("registry").await?;
-        self.watch(outage, |_, _| false).await;
-        let samples = self.recorder.phase(5);
-        self.expect(
-            "5 registry down",
-            "≥ 97% of orders answered 2xx from the SDK caches",
-            format!(
-                "{:.1}% of {} during {} s without a registry",
-                traffic::ok_share(&samples) * 100.0,
-                samples.len(),
-                outage.as_secs()
-            ),
-            traffic::ok_share(&samples) >= 0.97,
-        );
-        self.say("registry restarted (empty: no data dir)");
-        self.cluster
-            .start(
-                "registry",
-                &[
-                    "registry".into(),
-                    "--port".into(),
-                    registry_port.to_string(),
-                ],
-            )
-            .await?;
-        let restarted = Instant::now();
-        let back = self
-            .wait_registered(
-                &[("order", 2), ("payment", 2), ("delivery", 1)],
-                Duration::from_secs(10),
-            )
-            .await;
-        let heartbeat = LEASE / 3;
-        self.expect(
-            "5 registry back",
-            format!(
-                "every instance registered again within one heartbeat ({} ms) + 1 s slack",
-                heartbeat.as_millis()
-            ),
-            back.as_ref()
-                .map_or("not all back in 10 s".to_owned(), |_| {
-                    format!("all back after {:.2} s", restarted.elapsed().as_secs_f64())
-                }),
-            back.is_ok() && restarted.elapsed() <= heartbeat + Duration::from_secs(1),
-        );
+        // 5. The registry goes away for a while — or, with --ha, both clusters lose their leader.
+        match self.ha.clone() {
+            Some(servers) => self.kill_the_leaders(&servers, outage).await?,
+            None => self.registry_outage(registry_port, outage).await?,
+        }
 
         // 6. Delivery fails: sagas compensate.
         self.enter(6, "config: delivery failing (100%)");
@@ -452,6 +440,179 @@ impl Run {
         Ok(self.print_report())
     }
 
+    /// Phase 5: the registry is killed, and restarted empty after `outage`.
+    async fn registry_outage(
+        &mut self,
+        registry_port: u16,
+        outage: Duration,
+    ) -> anyhow::Result<()> {
+        self.enter(5, "registry stopped");
+        self.cluster.kill("registry").await?;
+        self.watch(outage, |_, _| false).await;
+        let samples = self.recorder.phase(5);
+        self.expect(
+            "5 registry down",
+            "≥ 97% of orders answered 2xx from the SDK caches",
+            format!(
+                "{:.1}% of {} during {} s without a registry",
+                traffic::ok_share(&samples) * 100.0,
+                samples.len(),
+                outage.as_secs()
+            ),
+            traffic::ok_share(&samples) >= 0.97,
+        );
+        self.say("registry restarted (empty: no data dir)");
+        self.cluster
+            .start(
+                "registry",
+                &[
+                    "registry".into(),
+                    "--port".into(),
+                    registry_port.to_string(),
+                ],
+            )
+            .await?;
+        let restarted = Instant::now();
+        let back = self
+            .wait_registered(
+                &[("order", 2), ("payment", 2), ("delivery", 1)],
+                Duration::from_secs(10),
+            )
+            .await;
+        let heartbeat = LEASE / 3;
+        self.expect(
+            "5 registry back",
+            format!(
+                "every instance registered again within one heartbeat ({} ms) + 1 s slack",
+                heartbeat.as_millis()
+            ),
+            back.as_ref()
+                .map_or("not all back in 10 s".to_owned(), |_| {
+                    format!("all back after {:.2} s", restarted.elapsed().as_secs_f64())
+                }),
+            back.is_ok() && restarted.elapsed() <= heartbeat + Duration::from_secs(1),
+        );
+        Ok(())
+    }
+
+    /// Phase 5 with `--ha`: SIGKILL the registry leader and the config leader at once; traffic
+    /// goes on, both clusters elect new leaders, no instance is evicted, and the killed nodes
+    /// come back and catch up.
+    async fn kill_the_leaders(
+        &mut self,
+        servers: &ha::Servers,
+        outage: Duration,
+    ) -> anyhow::Result<()> {
+        self.enter(5, "registry and config leaders killed");
+        let within = Duration::from_secs(10);
+        let registry_leader = ha::leader(&self.http, &servers.registry, within)
+            .await
+            .context("no registry leader")?;
+        let config_leader = ha::leader(&self.http, &servers.config, within)
+            .await
+            .context("no config leader")?;
+        let killed = [
+            servers.registry[registry_leader].clone(),
+            servers.config[config_leader].clone(),
+        ];
+        for node in &killed {
+            self.cluster.kill(&node.name).await?;
+        }
+        let at = Instant::now();
+        self.say(&format!(
+            "SIGKILL {} and {} (the leaders)",
+            killed[0].name, killed[1].name
+        ));
+        // The view and the scenario's config writes go to survivors from now on.
+        let survivors = |nodes: &[ha::Node], dead: usize| -> Vec<ha::Node> {
+            (0..nodes.len())
+                .filter(|i| *i != dead)
+                .map(|i| nodes[i].clone())
+                .collect()
+        };
+        let registry_survivors = survivors(&servers.registry, registry_leader);
+        let config_survivors = survivors(&servers.config, config_leader);
+        self.registry = registry_survivors[0].url.clone();
+        self.config = config_survivors[0].url.clone();
+        let (new_registry, new_config) = tokio::join!(
+            ha::leader(&self.http, &registry_survivors, Duration::from_secs(20)),
+            ha::leader(&self.http, &config_survivors, Duration::from_secs(20)),
+        );
+        let elected = at.elapsed();
+        self.say(&format!(
+            "new leaders elected after {:.1} s",
+            elected.as_secs_f64()
+        ));
+        self.watch(outage.saturating_sub(elected), |_, _| false)
+            .await;
+        let samples = self.recorder.phase(5);
+        self.expect(
+            "5 kill leaders",
+            "≥ 97% of orders answered 2xx while both leaders are killed",
+            format!(
+                "{:.1}% of {}",
+                traffic::ok_share(&samples) * 100.0,
+                samples.len()
+            ),
+            traffic::ok_share(&samples) >= 0.97,
+        );
+        let kept = self
+            .wait_registered(
+                &[("order", 2), ("payment", 2), ("delivery", 1)],
+                Duration::from_secs(1),
+            )
+            .await;
+        self.expect(
+            "5 new leaders",
+            "both clusters elect a new leader within 10 s; no live instance evicted",
+            format!(
+                "{} in {:.1} s; {}",
+                match (new_registry, new_config) {
+                    (Some(_), Some(_)) => "both elected",
+                    _ => "not both elected",
+                },
+                elected.as_secs_f64(),
+                if kept.is_ok() {
+                    "all 5 instances still registered"
+                } else {
+                    "instances missing"
+                }
+            ),
+            new_registry.is_some() && new_config.is_some() && elected <= within && kept.is_ok(),
+        );
+        let mut caught_up = Vec::new();
+        for (node, others) in [
+            (&killed[0], &registry_survivors),
+            (&killed[1], &config_survivors),
+        ] {
+            caught_up.push(
+                ha::rejoin(
+                    &mut self.cluster,
+                    &self.http,
+                    node,
+                    others,
+                    Duration::from_secs(20),
+                )
+                .await,
+            );
+        }
+        self.expect(
+            "5 nodes rejoin",
+            "the killed nodes restart and catch up with their cluster within 20 s",
+            caught_up
+                .iter()
+                .zip(&killed)
+                .map(|(r, n)| match r {
+                    Ok(took) => format!("{} in {:.1} s", n.name, took.as_secs_f64()),
+                    Err(e) => format!("{e}"),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            caught_up.iter().all(Result::is_ok),
+        );
+        Ok(())
+    }
+
     async fn start_service(
         &mut self,
         name: &str,
@@ -464,9 +625,9 @@ impl Run {
             "--instance",
             name,
             "--registry",
-            &self.registry,
+            &self.registry_urls,
             "--config",
-            &self.config,
+            &self.config_urls,
             "--db",
             &path(&format!("{kind}.db")),
             "--lease",
@@ -566,7 +727,7 @@ impl Run {
                 .cluster
                 .names()
                 .iter()
-                .filter(|n| !matches!(n.as_str(), "registry" | "config-server"))
+                .filter(|n| !n.starts_with("registry") && !n.starts_with("config"))
                 .filter_map(|n| self.cluster.port(n))
                 .map(|p| format!("http://127.0.0.1:{p}/metrics"))
                 .collect();

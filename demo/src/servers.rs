@@ -6,9 +6,31 @@ use std::time::Duration;
 
 use anyhow::Context;
 
+/// What makes a server one node of a cluster (`msakit-demo --ha`).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ClusterArgs {
+    /// This node's id.
+    #[arg(long, requires = "peers")]
+    node_id: Option<u64>,
+    /// Every node: `1=127.0.0.1:port,2=…`.
+    #[arg(long, value_parser = msakit_raft::parse_peers)]
+    peers: Option<std::collections::BTreeMap<u64, String>>,
+}
+
+impl ClusterArgs {
+    fn config(&self) -> Option<msakit_raft::ClusterConfig> {
+        msakit_raft::ClusterConfig::overlay(None, self.node_id, self.peers.as_ref(), None)
+    }
+}
+
 /// Runs the registry on `port` (0: any): 1 s minimum lease, sweeps every 100 ms, and no
-/// self-preservation (a demo of 5 instances losing one would otherwise trip it).
-pub(crate) async fn registry(port: u16) -> anyhow::Result<()> {
+/// self-preservation (a demo of 5 instances losing one would otherwise trip it). A cluster
+/// node keeps its log in `data_dir`.
+pub(crate) async fn registry(
+    port: u16,
+    data_dir: Option<PathBuf>,
+    cluster: ClusterArgs,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .context("binding the registry")?;
@@ -16,6 +38,8 @@ pub(crate) async fn registry(port: u16) -> anyhow::Result<()> {
         listen: listener.local_addr()?,
         sweep_interval: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(1),
+        data_dir,
+        cluster: cluster.config(),
         ..Default::default()
     };
     config.lease.min_ttl = Duration::from_secs(1);
@@ -26,7 +50,11 @@ pub(crate) async fn registry(port: u16) -> anyhow::Result<()> {
 }
 
 /// Runs the config server on `port` (0: any), keeping its data in `data_dir`.
-pub(crate) async fn config_server(port: u16, data_dir: PathBuf) -> anyhow::Result<()> {
+pub(crate) async fn config_server(
+    port: u16,
+    data_dir: PathBuf,
+    cluster: ClusterArgs,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .context("binding the config server")?;
@@ -34,6 +62,7 @@ pub(crate) async fn config_server(port: u16, data_dir: PathBuf) -> anyhow::Resul
         listen: listener.local_addr()?,
         data_dir,
         shutdown_grace: Duration::from_secs(1),
+        cluster: cluster.config(),
         ..Default::default()
     };
     println!("READY {}", listener.local_addr()?.port());

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use msakit::{CallErrorKind, Discovery, DiscoveryOptions, ServiceClient};
+use msakit::{CallErrorKind, Discovery, ServiceClient};
 use msakit_server_kit::ApiError;
 use serde::Deserialize;
 
@@ -80,7 +80,7 @@ fn build(
 
 pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let instance = Instance::<GatewayConfig>::start(args, false).await?;
-    let discovery = Discovery::new(DiscoveryOptions::new(instance.args.registry.clone()));
+    let discovery = instance.args.discovery();
     let live = Arc::new(RwLock::new(Arc::new(build(
         &instance.config.current(),
         &discovery,

@@ -18,7 +18,10 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use msakit::{ConfigClient, ConfigClientOptions, Registration, RegistrationOptions};
+use msakit::{
+    ConfigClient, ConfigClientOptions, Discovery, DiscoveryOptions, Registration,
+    RegistrationOptions,
+};
 use msakit_server_kit::ApiError;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -57,12 +60,12 @@ pub(crate) struct ServiceArgs {
     /// This instance's id.
     #[arg(long)]
     pub(crate) instance: String,
-    /// The registry's base URL.
-    #[arg(long)]
-    pub(crate) registry: String,
-    /// The config server's base URL.
-    #[arg(long)]
-    pub(crate) config: String,
+    /// The registry's base URLs (comma-separated: the nodes of a cluster).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(crate) registry: Vec<String>,
+    /// The config server's base URLs (comma-separated: the nodes of a cluster).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(crate) config: Vec<String>,
     /// The service's own database file (shared by its instances, by no other service).
     #[arg(long)]
     pub(crate) db: PathBuf,
@@ -72,6 +75,15 @@ pub(crate) struct ServiceArgs {
     /// Port to listen on (0: any).
     #[arg(long, default_value_t = 0)]
     pub(crate) port: u16,
+}
+
+impl ServiceArgs {
+    /// Discovery over every registry address given.
+    pub(crate) fn discovery(&self) -> Discovery {
+        let mut options = DiscoveryOptions::new(self.registry[0].clone());
+        options.registry_urls = self.registry.clone();
+        Discovery::new(options)
+    }
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -130,7 +142,8 @@ impl<T: ServiceConfig> Instance<T> {
             .context("binding")?;
         let port = listener.local_addr()?.port();
         let mut options =
-            ConfigClientOptions::new(args.config.clone(), args.kind.name(), &["demo"]);
+            ConfigClientOptions::new(args.config[0].clone(), args.kind.name(), &["demo"]);
+        options.server_urls = args.config.clone();
         options.cache_file = Some(
             args.db
                 .with_extension(format!("{}.config.json", args.instance)),
@@ -140,12 +153,13 @@ impl<T: ServiceConfig> Instance<T> {
             .context("reading config")?;
         let registration = register.then(|| {
             let mut options = RegistrationOptions::new(
-                args.registry.clone(),
+                args.registry[0].clone(),
                 args.kind.name(),
                 &args.instance,
                 "127.0.0.1",
                 port,
             );
+            options.registry_urls = args.registry.clone();
             options.lease = args.lease;
             Registration::start(options)
         });

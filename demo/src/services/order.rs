@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use msakit::resilience::CircuitBreakerConfig;
-use msakit::{CallError, Discovery, DiscoveryOptions, ServiceClient, ServiceClientOptions};
+use msakit::{CallError, ServiceClient, ServiceClientOptions};
 use msakit_server_kit::ApiError;
 use serde::{Deserialize, Serialize};
 
@@ -112,7 +112,7 @@ pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let instance = Instance::<OrderConfig>::start(args, true).await?;
     let settings = instance.config.current().calls.clone();
     settings.breaker.validate()?;
-    let discovery = Discovery::new(DiscoveryOptions::new(instance.args.registry.clone()));
+    let discovery = instance.args.discovery();
     let saga = Saga {
         db,
         calls: ServiceClient::new(discovery, settings.options())?,

@@ -1,4 +1,5 @@
-//! The quick scenario passes and says so; no process outlives the orchestrator.
+//! The quick scenario passes and says so — with one registry and config server, and with three
+//! of each (`--ha`); no process outlives the orchestrator.
 
 use std::time::Duration;
 
@@ -26,6 +27,29 @@ fn the_quick_scenario_passes_every_expectation() {
         "5 registry down",
         "5 registry back",
         "6 delivery fails",
+        "invariants",
+    ] {
+        assert!(
+            output.contains(&format!("| {phase} |")),
+            "no report line for {phase}: {output}"
+        );
+    }
+    assert!(!output.contains("| FAIL |"), "{output}");
+}
+
+#[test]
+fn the_quick_scenario_with_three_node_clusters_survives_killing_both_leaders() {
+    let _one = one_at_a_time();
+    let mut child = demo(&["--quick", "--no-tui", "--ha"]);
+    let lines = read_until(&mut child, "RESULT:", Duration::from_secs(240));
+    let status = child.wait().unwrap();
+    let output = lines.join("\n");
+    assert!(output.contains("RESULT: PASS"), "{output}");
+    assert!(status.success(), "exit status {status}: {output}");
+    for phase in [
+        "5 kill leaders",
+        "5 new leaders",
+        "5 nodes rejoin",
         "invariants",
     ] {
         assert!(
