@@ -38,6 +38,9 @@ pub struct ClusterConfig {
     /// Default 5 s.
     #[serde(with = "humantime_serde")]
     pub quorum_timeout: Duration,
+    /// A node snapshots its state after this many log entries, and drops the log before the
+    /// snapshot (keeping up to 1,000 entries for followers that lag a little). Default 5,000.
+    pub snapshot_after: u64,
 }
 
 impl Default for ClusterConfig {
@@ -49,6 +52,7 @@ impl Default for ClusterConfig {
             heartbeat_interval: Duration::from_millis(200),
             election_timeout: Duration::from_secs(1),
             quorum_timeout: Duration::from_secs(5),
+            snapshot_after: 5_000,
         }
     }
 }
@@ -116,6 +120,9 @@ impl ClusterConfig {
                 "cluster.quorum_timeout",
                 "must be at least cluster.election_timeout",
             ));
+        }
+        if self.snapshot_after == 0 {
+            return Err(("cluster.snapshot_after", "must be at least 1"));
         }
         if auth_on && self.token.as_deref().is_none_or(|t| t.len() < 8) {
             return Err((

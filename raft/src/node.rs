@@ -82,6 +82,10 @@ pub struct ClusterStatus {
     pub applied_index: Option<u64>,
     /// The last log index held here.
     pub last_log_index: Option<u64>,
+    /// The last log index the latest snapshot here covers.
+    pub snapshot_index: Option<u64>,
+    /// The log is dropped up to this index (covered by a snapshot).
+    pub purged_index: Option<u64>,
     /// Voting members, id → address.
     pub voters: BTreeMap<NodeId, String>,
     /// Non-voting members (catching up), id → address.
@@ -136,6 +140,8 @@ impl<C: TypeConfig> Cluster<C> {
             // Chunks and batches small enough for the Raft routes' body limit.
             snapshot_max_chunk_size: 256 * 1024,
             max_payload_entries: 64,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_after),
+            max_in_snapshot_log_to_keep: config.snapshot_after.min(1_000),
             ..Default::default()
         }
         .validate()
@@ -340,6 +346,8 @@ impl<C: TypeConfig> Cluster<C> {
             leader_addr,
             applied_index: metrics.last_applied.map(|l| l.index),
             last_log_index: metrics.last_log_index,
+            snapshot_index: metrics.snapshot.map(|l| l.index),
+            purged_index: metrics.purged.map(|l| l.index),
             voters,
             learners,
             last_leader_contact_ms: self.staleness_ms(),

@@ -21,6 +21,26 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node of `binary` that joins `members` later (its peers name them and it, so it does not
+    /// start a cluster of its own); not started.
+    pub fn joining(binary: &Path, dir: &Path, id: u64, members: &[Node], args: &[&str]) -> Node {
+        let port = free_port();
+        let mut peers: Vec<String> = members
+            .iter()
+            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.port))
+            .collect();
+        peers.push(format!("{id}=127.0.0.1:{port}"));
+        Node {
+            id,
+            port,
+            binary: binary.to_owned(),
+            dir: dir.to_owned(),
+            peers: peers.join(","),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        }
+    }
+
     /// `http://127.0.0.1:{port}`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -150,6 +170,27 @@ pub async fn agreed_leader(client: &reqwest::Client, nodes: &[&Node], within: Du
         assert!(
             Instant::now() < deadline,
             "no agreed leader within {within:?}: {leaders:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `/health`'s cluster part at `url` satisfies `holds`; that status.
+pub async fn status_when(
+    client: &reqwest::Client,
+    url: &str,
+    holds: impl Fn(&Value) -> bool,
+    within: Duration,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let status = cluster_status(client, url).await;
+        if let Some(status) = status.as_ref().filter(|s| holds(s)) {
+            return status.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} never reached the expected state: {status:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

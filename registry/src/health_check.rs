@@ -82,29 +82,31 @@ pub(crate) async fn run(registry: Arc<Registry>, writes: Writes, shutdown: Cance
             _ = shutdown.cancelled() => break,
         };
         match record {
-            Ok(record) => match serde_json::from_str::<ChangeEvent>(&record.json) {
-                Ok(ChangeEvent {
-                    change: Change::Upserted { instance },
-                    ..
-                }) => update(&instance, &mut probes),
-                Ok(ChangeEvent {
-                    change:
-                        Change::Removed {
-                            namespace,
-                            service,
-                            id,
-                            ..
-                        },
-                    ..
-                }) => {
-                    if let Some((_, task)) = probes.remove(&(namespace, service, id)) {
-                        task.abort();
+            Ok(record) if !record.restart => {
+                match serde_json::from_str::<ChangeEvent>(&record.json) {
+                    Ok(ChangeEvent {
+                        change: Change::Upserted { instance },
+                        ..
+                    }) => update(&instance, &mut probes),
+                    Ok(ChangeEvent {
+                        change:
+                            Change::Removed {
+                                namespace,
+                                service,
+                                id,
+                                ..
+                            },
+                        ..
+                    }) => {
+                        if let Some((_, task)) = probes.remove(&(namespace, service, id)) {
+                            task.abort();
+                        }
                     }
+                    Err(e) => tracing::error!(error = %e, "unreadable change record"),
                 }
-                Err(e) => tracing::error!(error = %e, "unreadable change record"),
-            },
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                // Fell behind: rebuild from the registry's current state.
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                // Fell behind, or the state was replaced: rebuild from the current state.
                 let (checked, receiver) = registry.checks_and_subscribe();
                 changes = receiver;
                 for (_, (_, task)) in probes.drain() {

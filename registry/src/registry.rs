@@ -91,6 +91,9 @@ pub struct ChangeRecord {
     /// The whole Server-Sent-Events frame (`id`, `event: change`, `data`), formatted once and
     /// shared by every watcher.
     pub frame: axum::body::Bytes,
+    /// Not a change: the whole state was replaced (a cluster node installed a snapshot).
+    /// Followers of the stream start over from a fresh snapshot.
+    pub restart: bool,
 }
 
 /// The changes a resuming watcher missed, and the stream of every change after them.
@@ -938,7 +941,8 @@ impl Registry {
     }
 
     /// Replaces the whole state with `stored` at `index` (a cluster node installing a snapshot);
-    /// the history is dropped, so watchers resuming from before it start over from a snapshot.
+    /// the history is dropped and open watch streams end, so their watchers start over from a
+    /// snapshot.
     pub(crate) fn replace(&self, stored: Vec<StoredInstance>, index: u64) {
         {
             let mut state = self.write();
@@ -947,6 +951,17 @@ impl Registry {
             state.instances = 0;
         }
         self.restore(stored, index);
+        let _ = self.changes.send(Arc::new(ChangeRecord {
+            index,
+            namespace: String::new(),
+            service: String::new(),
+            id: String::new(),
+            removed: false,
+            at_ms: unix_ms(),
+            json: String::new(),
+            frame: axum::body::Bytes::new(),
+            restart: true,
+        }));
     }
 
     /// Self-preservation: whether this sweep must not evict. Lost leases are those expired now
@@ -1111,6 +1126,7 @@ impl Registry {
             at_ms: unix_ms(),
             json,
             frame,
+            restart: false,
         });
         while state.history.len() >= self.history_len.max(1) {
             state.history.pop_front();
@@ -1314,6 +1330,24 @@ mod tests {
         );
         let i = r.set_check_passing(&probed, false).unwrap();
         assert_eq!(i.status, InstanceStatus::Up);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_replaced_state_is_dumped_back_the_same_and_ends_streams() {
+        let registry = registry();
+        registry.register("public", "a", "1", request(1)).unwrap();
+        registry.register("public", "b", "2", request(2)).unwrap();
+        let (stored, index) = registry.dump();
+        let copy = super::tests::registry();
+        let (_, mut stream) = copy.snapshot_and_subscribe("public", |_| true);
+        copy.replace(stored, index);
+        assert_eq!(copy.index(), index);
+        assert_eq!(copy.instance_count(), 2);
+        let b = copy.service("public", "b", &InstanceFilter::default());
+        assert_eq!(b.instances[0].port, 2);
+        assert!(stream.recv().await.unwrap().restart);
+        // Nothing to resume from: watchers start over from a snapshot.
+        assert!(copy.changes_since(index - 1).is_none());
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use msakit_raft::testing::{Node, agreed_leader, client, three_nodes};
+use msakit_raft::testing::{Node, agreed_leader, client, status_when, three_nodes};
 use serde_json::Value;
 
 pub(crate) use msakit_raft::testing::cluster_status;
@@ -597,4 +597,73 @@ async fn a_rolling_restart_under_writes_loses_nothing() {
         longest.as_secs_f64()
     );
     assert!(acked.len() > 30, "writes went on: {}", acked.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_after_the_log_was_dropped_catches_up_from_a_snapshot() {
+    let binary = Path::new(env!("CARGO_BIN_EXE_msakit-config-server"));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("config.yaml");
+    std::fs::write(&file, "cluster:\n  snapshot_after: 10\n").unwrap();
+    let file = file.display().to_string();
+    let args = ["--config", file.as_str()];
+    let nodes = msakit_raft::testing::three_nodes_with(binary, dir.path(), &args);
+    let client = client();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&client, &all, Duration::from_secs(20)).await;
+    let leader_url = nodes[(leader - 1) as usize].url();
+    for k in 0..30 {
+        put(
+            &client,
+            &leader_url,
+            &format!("app{k}/default/main"),
+            format!("k: {k}\n"),
+        )
+        .await
+        .expect("the leader takes writes");
+    }
+    let purged = |s: &Value| s["purged_index"].as_u64().is_some_and(|i| i > 0);
+    status_when(&client, &leader_url, purged, Duration::from_secs(10)).await;
+
+    // A fourth node joins: only a snapshot can bring it up to date.
+    let mut joining = Node::joining(binary, dir.path(), 4, &nodes, &args);
+    joining.start();
+    let added = client
+        .post(format!("{leader_url}/v1/cluster/nodes"))
+        .json(&serde_json::json!({"node_id": 4, "addr": format!("127.0.0.1:{}", joining.port)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 200, "{}", added.text().await.unwrap());
+    // Every document, read from the new node alone.
+    for restarted in [false, true] {
+        if restarted {
+            joining.terminate();
+            joining.start();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for k in 0..30 {
+            loop {
+                let response = client
+                    .get(format!("{}/v1/config/app{k}/default/main", joining.url()))
+                    .header("x-msakit-consistency", "stale")
+                    .send()
+                    .await;
+                if response.is_ok_and(|r| r.status() == 200) {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "app{k} missing on node 4");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    // And it takes writes like any member.
+    put(
+        &client,
+        &joining.url(),
+        "app30/default/main",
+        "k: 30\n".into(),
+    )
+    .await
+    .expect("the new node takes writes");
 }

@@ -175,14 +175,16 @@ struct Live {
 }
 
 impl Live {
-    /// The next frame; `None` ends the stream (at shutdown, or when the watcher fell so far behind
-    /// that changes were lost: it then resumes from its last event id on reconnect).
+    /// The next frame; `None` ends the stream (at shutdown, when the watcher fell so far behind
+    /// that changes were lost, or when the registry's state was replaced by a snapshot: it then
+    /// resumes from its last event id on reconnect, or starts over).
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
         loop {
             tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => return None,
                 change = self.receiver.recv() => match change {
+                    Ok(change) if change.restart => return None,
                     Ok(change) if change.namespace == self.namespace && (self.wanted)(&change.service) => {
                         return Some((Ok(change.frame.clone()), self));
                     }

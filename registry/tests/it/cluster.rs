@@ -8,7 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use msakit::{Discovery, DiscoveryOptions, Registration, RegistrationOptions};
-use msakit_raft::testing::{Node, agreed_leader, client, cluster_status, three_nodes_with};
+use msakit_raft::testing::{
+    Node, agreed_leader, client, cluster_status, status_when, three_nodes_with,
+};
 use serde_json::{Value, json};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_msakit-registry");
@@ -309,4 +311,82 @@ async fn a_rolling_restart_under_sdk_registrations_loses_none() {
         registration.shutdown().await;
     }
     every_node_lists(&client, &urls, "payments", &[], Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_added_after_the_log_was_dropped_catches_up_from_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("registry.yaml");
+    std::fs::write(&file, "cluster:\n  snapshot_after: 10\n").unwrap();
+    let file = file.display().to_string();
+    let args = ["--config", file.as_str()];
+    let nodes = three_nodes_with(Path::new(BINARY), dir.path(), &args);
+    let client = client();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&client, &all, Duration::from_secs(20)).await;
+    let leader_url = nodes[(leader - 1) as usize].url();
+    for k in 0..40 {
+        let status = client
+            .put(format!("{leader_url}/v1/services/stock/instances/s{k}"))
+            .json(&json!({"host": "127.0.0.1", "port": 7000 + k, "lease_ttl_ms": 120_000}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    // The leader snapshotted and dropped the log before its snapshot.
+    let purged = |s: &Value| s["purged_index"].as_u64().is_some_and(|i| i > 0);
+    status_when(&client, &leader_url, purged, Duration::from_secs(10)).await;
+
+    // A fourth node joins through the admin API: it can only catch up from a snapshot.
+    let mut joining = Node::joining(Path::new(BINARY), dir.path(), 4, &nodes, &args);
+    joining.start();
+    let added = client
+        .post(format!("{leader_url}/v1/cluster/nodes"))
+        .json(&json!({"node_id": 4, "addr": format!("127.0.0.1:{}", joining.port)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status(), 200, "{}", added.text().await.unwrap());
+    let stock: Vec<String> = (0..40).map(|k| format!("s{k}")).collect();
+    let mut stock: Vec<&str> = stock.iter().map(String::as_str).collect();
+    stock.sort();
+    every_node_lists(
+        &client,
+        &[joining.url()],
+        "stock",
+        &stock,
+        Duration::from_secs(20),
+    )
+    .await;
+    let voter = |s: &Value| s["voters"].as_object().is_some_and(|v| v.len() == 4);
+    let status = status_when(&client, &joining.url(), voter, Duration::from_secs(10)).await;
+    assert!(status["snapshot_index"].as_u64().is_some(), "{status}");
+
+    // Restarted, it starts from the snapshot it kept and the log after it.
+    joining.terminate();
+    joining.start();
+    every_node_lists(
+        &client,
+        &[joining.url()],
+        "stock",
+        &stock,
+        Duration::from_secs(20),
+    )
+    .await;
+    // And it takes writes like any member.
+    let status = client
+        .put(format!("{}/v1/services/stock/instances/s40", joining.url()))
+        .json(&json!({"host": "127.0.0.1", "port": 7040, "lease_ttl_ms": 120_000}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    let mut urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    urls.push(joining.url());
+    stock.push("s40");
+    stock.sort();
+    every_node_lists(&client, &urls, "stock", &stock, Duration::from_secs(10)).await;
 }
