@@ -237,11 +237,10 @@ impl ConfigServerConfig {
             return invalid("watch.keep_alive", "must be greater than zero");
         }
         if let Some(cluster) = &self.cluster {
-            if let Err((field, message)) = cluster.check(!self.auth.tokens.is_empty()) {
+            if let Err((field, message)) =
+                cluster.check(!self.auth.tokens.is_empty(), self.tls.is_some())
+            {
                 return invalid(field, message);
-            }
-            if self.tls.is_some() {
-                return invalid("cluster", "cluster mode over TLS is not supported yet");
             }
             if self.native_dir.is_some() {
                 return invalid(

@@ -63,10 +63,14 @@ pub async fn run(
         metrics.rejections(),
     )?);
     if let Some(cluster_config) = &config.cluster {
-        let cluster =
-            crate::cluster::start(cluster_config, &store_for_cluster, service.committer())
-                .await
-                .map_err(|e| ServerError::Cluster(e.to_string()))?;
+        let cluster = crate::cluster::start(
+            cluster_config,
+            config.tls.as_ref(),
+            &store_for_cluster,
+            service.committer(),
+        )
+        .await
+        .map_err(|e| ServerError::Cluster(e.to_string()))?;
         tracing::info!(node = cluster_config.node_id, peers = ?cluster_config.peers, "cluster node started");
         service.attach_cluster(cluster);
     }

@@ -38,6 +38,10 @@ pub struct ClusterConfig {
     /// Default 5 s.
     #[serde(with = "humantime_serde")]
     pub quorum_timeout: Duration,
+    /// With TLS on: the CA (PEM) that signed the nodes' certificates. Nodes then talk HTTPS to
+    /// each other, trusting this CA and presenting their own server certificate as a client
+    /// certificate (so `tls.client_ca` may require it). Default none.
+    pub ca: Option<std::path::PathBuf>,
     /// A node snapshots its state after this many log entries, and drops the log before the
     /// snapshot (keeping up to 1,000 entries for followers that lag a little). Default 5,000.
     pub snapshot_after: u64,
@@ -53,6 +57,7 @@ impl Default for ClusterConfig {
             election_timeout: Duration::from_secs(1),
             quorum_timeout: Duration::from_secs(5),
             snapshot_after: 5_000,
+            ca: None,
         }
     }
 }
@@ -100,8 +105,15 @@ impl ClusterConfig {
     }
 
     /// Checks the settings; a problem is named by its field. `auth_on` says whether the server
-    /// requires tokens (then nodes need one too).
-    pub fn check(&self, auth_on: bool) -> Result<(), (&'static str, &'static str)> {
+    /// requires tokens (then nodes need one too); `tls_on`, whether it serves HTTPS (then nodes
+    /// need the CA of their certificates).
+    pub fn check(&self, auth_on: bool, tls_on: bool) -> Result<(), (&'static str, &'static str)> {
+        if tls_on && self.ca.is_none() {
+            return Err((
+                "cluster.ca",
+                "with tls, nodes need the CA (PEM) that signed their certificates",
+            ));
+        }
         if !self.peers.contains_key(&self.node_id) {
             return Err(("cluster.node_id", "must be one of cluster.peers"));
         }
@@ -154,14 +166,15 @@ mod tests {
             peers: parse_peers("1=a:1,2=b:2,3=c:3").unwrap(),
             ..ClusterConfig::default()
         };
-        assert_eq!(config.check(false), Ok(()));
-        assert_eq!(config.check(true).unwrap_err().0, "cluster.token");
+        assert_eq!(config.check(false, false), Ok(()));
+        assert_eq!(config.check(false, true).unwrap_err().0, "cluster.ca");
+        assert_eq!(config.check(true, false).unwrap_err().0, "cluster.token");
         config.node_id = 4;
-        assert_eq!(config.check(false).unwrap_err().0, "cluster.node_id");
+        assert_eq!(config.check(false, false).unwrap_err().0, "cluster.node_id");
         config.node_id = 1;
         config.heartbeat_interval = config.election_timeout;
         assert_eq!(
-            config.check(false).unwrap_err().0,
+            config.check(false, false).unwrap_err().0,
             "cluster.heartbeat_interval"
         );
     }

@@ -160,7 +160,7 @@ async fn forward<C: TypeConfig>(
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut outgoing = cluster
         .forwarder()
-        .request(parts.method, format!("http://{addr}{target}"))
+        .request(parts.method, cluster.peer_url(addr, target))
         .header(FORWARDED_BY, cluster.node_id())
         .body(body);
     for (name, value) in &parts.headers {

@@ -2,7 +2,6 @@
 //! node's own API port), with the cluster token when auth is on.
 
 use std::marker::PhantomData;
-use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::error::{
@@ -25,6 +24,7 @@ pub const FORWARDED_BY: &str = "x-msakit-forwarded-by";
 /// Makes connections to peers.
 pub(crate) struct RaftTransport<C> {
     client: reqwest::Client,
+    scheme: &'static str,
     token: Option<String>,
     types: PhantomData<fn() -> C>,
 }
@@ -33,6 +33,7 @@ impl<C> Clone for RaftTransport<C> {
     fn clone(&self) -> Self {
         Self {
             client: self.client.clone(),
+            scheme: self.scheme,
             token: self.token.clone(),
             types: PhantomData,
         }
@@ -40,14 +41,15 @@ impl<C> Clone for RaftTransport<C> {
 }
 
 impl<C> RaftTransport<C> {
-    /// A transport presenting `token`, if any.
-    pub(crate) fn new(token: Option<String>) -> Self {
+    /// A transport over `client` (`scheme` `http` or `https`) presenting `token`, if any.
+    pub(crate) fn new(
+        client: reqwest::Client,
+        scheme: &'static str,
+        token: Option<String>,
+    ) -> Self {
         Self {
-            client: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .expect("a plain client builds"),
+            client,
+            scheme,
             token,
             types: PhantomData,
         }
@@ -90,7 +92,10 @@ impl<C> Peer<C> {
         let mut request = self
             .transport
             .client
-            .post(format!("http://{}/raft/{path}", self.addr))
+            .post(format!(
+                "{}://{}/raft/{path}",
+                self.transport.scheme, self.addr
+            ))
             .timeout(option.hard_ttl())
             .json(body);
         if let Some(token) = &self.transport.token {

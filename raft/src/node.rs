@@ -101,8 +101,10 @@ pub struct Cluster<C: TypeConfig> {
     quorum_timeout: Duration,
     /// When a leader last reached this node (ms since the Unix epoch); 0 if never.
     leader_contact_ms: Arc<AtomicU64>,
-    /// Hands requests to the leader.
+    /// Hands requests to the leader (and carries Raft messages).
     forwarder: reqwest::Client,
+    /// `http` or `https`, between nodes.
+    scheme: &'static str,
     /// What nodes present to each other.
     token: Option<String>,
 }
@@ -115,6 +117,42 @@ impl<C: TypeConfig> std::fmt::Debug for Cluster<C> {
     }
 }
 
+/// The client nodes talk to each other with: plain, or HTTPS trusting `config.ca` and
+/// presenting the node's own certificate.
+fn peer_client(
+    config: &ClusterConfig,
+    tls: Option<&msakit_server_kit::TlsConfig>,
+) -> Result<reqwest::Client, ClusterError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read(path)
+            .map_err(|e| ClusterError::Fatal(format!("reading {}: {e}", path.display())))
+    };
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .pool_idle_timeout(Duration::from_secs(30));
+    if let Some(tls) = tls {
+        let ca = config.ca.as_deref().ok_or_else(|| {
+            ClusterError::Fatal("with tls, cluster.ca must name the nodes' CA".into())
+        })?;
+        let unusable = |path: &std::path::Path, e: reqwest::Error| {
+            ClusterError::Fatal(format!("{}: {e}", path.display()))
+        };
+        for root in
+            reqwest::Certificate::from_pem_bundle(&read(ca)?).map_err(|e| unusable(ca, e))?
+        {
+            builder = builder.add_root_certificate(root);
+        }
+        let mut pem = read(&tls.cert)?;
+        pem.push(b'\n');
+        pem.extend(read(&tls.key)?);
+        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| unusable(&tls.cert, e))?;
+        builder = builder.identity(identity);
+    }
+    builder
+        .build()
+        .map_err(|e| ClusterError::Fatal(e.to_string()))
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -123,13 +161,17 @@ fn unix_ms() -> u64 {
 
 impl<C: TypeConfig> Cluster<C> {
     /// Starts this node: its log and vote in `db`, its state in `machine`; `name` tells clusters
-    /// apart. The lowest id of `config.peers` initialises a new cluster.
+    /// apart. The lowest id of `config.peers` initialises a new cluster. With `tls` (the
+    /// server's own certificate), nodes talk HTTPS, trusting `config.ca`.
     pub async fn start<M: RaftStateMachine<C>>(
         name: &str,
         config: &ClusterConfig,
+        tls: Option<&msakit_server_kit::TlsConfig>,
         db: Arc<redb::Database>,
         machine: M,
     ) -> Result<Arc<Self>, ClusterError> {
+        let client = peer_client(config, tls)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let election = config.election_timeout.as_millis() as u64;
         let raft_config = openraft::Config {
             cluster_name: name.into(),
@@ -147,7 +189,7 @@ impl<C: TypeConfig> Cluster<C> {
         .validate()
         .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         let log = LogStore::new(db);
-        let transport = RaftTransport::new(config.token.clone());
+        let transport = RaftTransport::new(client.clone(), scheme, config.token.clone());
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -179,10 +221,8 @@ impl<C: TypeConfig> Cluster<C> {
             node_id: config.node_id,
             quorum_timeout: config.quorum_timeout,
             leader_contact_ms: Arc::new(AtomicU64::new(0)),
-            forwarder: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(1))
-                .build()
-                .map_err(|e| ClusterError::Fatal(e.to_string()))?,
+            forwarder: client,
+            scheme,
             token: config.token.clone(),
         }))
     }
@@ -195,6 +235,11 @@ impl<C: TypeConfig> Cluster<C> {
     /// The client that hands requests to the leader (no overall timeout: blocking queries wait).
     pub fn forwarder(&self) -> &reqwest::Client {
         &self.forwarder
+    }
+
+    /// The URL of `path` on the node at `addr` (`host:port`).
+    pub fn peer_url(&self, addr: &str, path: &str) -> String {
+        format!("{}://{addr}{path}", self.scheme)
     }
 
     /// The token nodes present to each other, if any.

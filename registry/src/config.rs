@@ -303,18 +303,12 @@ impl RegistryConfig {
         }
         if let Some(cluster) = &self.cluster {
             cluster
-                .check(!self.auth.tokens.is_empty())
+                .check(!self.auth.tokens.is_empty(), self.tls.is_some())
                 .map_err(|(field, reason)| invalid(field, reason))?;
             if self.data_dir.is_none() {
                 return Err(invalid(
                     "data_dir",
                     "a cluster node needs a data directory (its Raft log lives there)",
-                ));
-            }
-            if self.tls.is_some() {
-                return Err(invalid(
-                    "cluster",
-                    "cluster mode over TLS is not supported yet",
                 ));
             }
         }

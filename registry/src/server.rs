@@ -73,9 +73,13 @@ pub async fn run(
     };
     let cluster = match (&config.cluster, &store) {
         (Some(cluster_config), Some(store)) => {
-            let cluster =
-                crate::cluster::start(cluster_config, store.database(), Arc::clone(&registry))
-                    .await?;
+            let cluster = crate::cluster::start(
+                cluster_config,
+                config.tls.as_ref(),
+                store.database(),
+                Arc::clone(&registry),
+            )
+            .await?;
             tracing::info!(node = cluster_config.node_id, peers = ?cluster_config.peers, "cluster node started");
             tokio::spawn(crate::cluster::grant_grace_on_leadership(
                 Arc::clone(&cluster),

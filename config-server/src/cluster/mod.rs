@@ -35,12 +35,14 @@ openraft::declare_raft_types!(
 /// One node of the config cluster.
 pub(crate) type Cluster = msakit_raft::Cluster<TypeConfig>;
 
-/// Starts this node over `store` (which `committer` applies commands to).
+/// Starts this node over `store` (which `committer` applies commands to); HTTPS between nodes
+/// with `tls`.
 pub(crate) async fn start(
     config: &ClusterConfig,
+    tls: Option<&msakit_server_kit::TlsConfig>,
     store: &Store,
     committer: Committer,
 ) -> Result<Arc<Cluster>, ClusterError> {
     let machine = state_machine::StateMachine::new(store.clone(), committer);
-    Cluster::start("msakit-config", config, store.database(), machine).await
+    Cluster::start("msakit-config", config, tls, store.database(), machine).await
 }

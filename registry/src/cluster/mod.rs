@@ -39,15 +39,16 @@ openraft::declare_raft_types!(
 pub(crate) type Cluster = msakit_raft::Cluster<TypeConfig>;
 
 /// Starts this node: its log in `db`, its state `registry` (restored from the last snapshot
-/// kept in `db`, then from the log).
+/// kept in `db`, then from the log); HTTPS between nodes with `tls`.
 pub(crate) async fn start(
     config: &ClusterConfig,
+    tls: Option<&msakit_server_kit::TlsConfig>,
     db: Arc<redb::Database>,
     registry: Arc<Registry>,
 ) -> Result<Arc<Cluster>, ClusterError> {
     let log = msakit_raft::LogStore::<TypeConfig>::new(Arc::clone(&db));
     let machine = state_machine::StateMachine::open(registry, log)?;
-    Cluster::start("msakit-registry", config, db, machine).await
+    Cluster::start("msakit-registry", config, tls, db, machine).await
 }
 
 /// Gives every instance one lease of grace each time this node becomes the leader; runs until

@@ -82,7 +82,7 @@ async fn send(cluster: &Cluster, batch: &RenewalBatch) {
     }
     let mut request = cluster
         .forwarder()
-        .post(format!("http://{addr}/v1/cluster/renewals"))
+        .post(cluster.peer_url(&addr, "/v1/cluster/renewals"))
         .timeout(Duration::from_secs(2))
         .json(batch);
     if let Some(token) = cluster.token() {

@@ -390,3 +390,71 @@ async fn a_node_added_after_the_log_was_dropped_catches_up_from_a_snapshot() {
     stock.sort();
     every_node_lists(&client, &urls, "stock", &stock, Duration::from_secs(10)).await;
 }
+
+/// Nodes over HTTPS with client certificates required: they talk to each other over TLS too
+/// (trusting `cluster.ca`, presenting their own certificate), forward writes and hand on
+/// renewals; a client without a certificate is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_talk_tls_to_each_other_when_the_servers_serve_tls() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, contents: String| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.display().to_string()
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let node = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let ca_pem = write("ca.pem", ca.pem());
+    let node_pem = write("node.pem", node.pem());
+    let node_key = write("node.key", key.serialize_pem());
+    let config = write("registry.yaml", format!("cluster:\n  ca: {ca_pem}\n"));
+    let args = [
+        "--config",
+        &config,
+        "--tls-cert",
+        &node_pem,
+        "--tls-key",
+        &node_key,
+        "--tls-client-ca",
+        &ca_pem,
+        "--default-ttl",
+        "3s",
+    ];
+    let nodes = three_nodes_with(Path::new(BINARY), dir.path(), &args);
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .identity(
+            reqwest::Identity::from_pem(
+                format!("{}{}", node.pem(), key.serialize_pem()).as_bytes(),
+            )
+            .unwrap(),
+        )
+        .timeout(Duration::from_secs(8))
+        .build()
+        .unwrap();
+    let all: Vec<&Node> = nodes.iter().collect();
+    let leader = agreed_leader(&client, &all, Duration::from_secs(20)).await;
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    assert!(urls[0].starts_with("https://"));
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap().url();
+    assert_eq!(register(&client, &follower, "a", 9001).await, 200);
+    every_node_lists(&client, &urls, "orders", &["a"], Duration::from_secs(5)).await;
+    // Heartbeats to the follower only, for two leases: renewals reach the leader over TLS.
+    let until = Instant::now() + Duration::from_secs(6);
+    let path = "/v1/services/orders/instances/a/heartbeat";
+    assert_eq!(heartbeat_until(&client, &follower, path, until).await, 0);
+    every_node_lists(&client, &urls, "orders", &["a"], Duration::from_secs(5)).await;
+    let anonymous = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let refused = anonymous.get(format!("{follower}/health")).send().await;
+    assert!(refused.is_err(), "{refused:?}");
+}
