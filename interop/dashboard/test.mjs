@@ -24,7 +24,8 @@ function freePort() {
 
 async function startRegistry(extraArgs) {
   const port = await freePort();
-  const child = spawn(binary, ['--listen', `127.0.0.1:${port}`, ...extraArgs], {
+  const args = typeof extraArgs === 'function' ? extraArgs(port) : extraArgs;
+  const child = spawn(binary, ['--listen', `127.0.0.1:${port}`, ...args], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: { ...process.env, RUST_LOG: 'warn' },
   });
@@ -106,6 +107,25 @@ await check('with auth on, draining needs the token', async () => {
     await row.getByRole('button', { name: 'Take out of service' }).click();
     await page.waitForFunction(() =>
       document.querySelector('tr[data-instance="pay-1"] .status')?.textContent === 'OUT_OF_SERVICE', null, { timeout: 5000 });
+  } finally {
+    child.kill('SIGTERM');
+  }
+});
+
+await check('a cluster node shows its role, term, leader and applied index', async () => {
+  const dir = join(here, 'out', `cluster-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const { child, base } = await startRegistry((port) =>
+    ['--node-id', '1', '--peers', `1=127.0.0.1:${port}`, '--data-dir', dir]);
+  try {
+    const page = await browser.newPage();
+    await page.goto(base + '/');
+    await page.waitForFunction(() => document.getElementById('cluster').textContent.includes('Leader'),
+      null, { timeout: 10000 });
+    const line = await page.textContent('#cluster');
+    for (const text of ['cluster node 1', 'term ', 'leader 1', 'applied index', 'voters 1']) {
+      if (!line.includes(text)) throw new Error(`cluster line lacks ${text}: ${line}`);
+    }
   } finally {
     child.kill('SIGTERM');
   }
