@@ -56,7 +56,8 @@ pub enum Reads {
     /// By the leader after it confirmed it still leads, unless the request asks for a stale
     /// read ([`CONSISTENCY`]).
     Linearizable,
-    /// By whichever node is asked; a follower's answers are flagged stale.
+    /// By whichever node is asked; answers are flagged stale unless the node leads with a
+    /// quorum's recent acknowledgement.
     Local,
 }
 
@@ -98,15 +99,14 @@ pub async fn route<C: TypeConfig>(
         .headers()
         .get(CONSISTENCY)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"stale"));
-    let leader = cluster.is_leader();
     if read && (stale_asked || routing.reads == Reads::Local) {
         let mut response = next.run(request).await;
-        if stale_asked || !leader {
+        if stale_asked || !cluster.is_current() {
             flag_stale(cluster, &mut response);
         }
         return response;
     }
-    if leader {
+    if cluster.is_leader() {
         if read {
             if let Err(e) = cluster.linearize().await {
                 return unavailable(e);

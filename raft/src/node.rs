@@ -90,7 +90,8 @@ pub struct ClusterStatus {
     pub voters: BTreeMap<NodeId, String>,
     /// Non-voting members (catching up), id → address.
     pub learners: BTreeMap<NodeId, String>,
-    /// Milliseconds since this node last heard from a leader (0 on the leader itself).
+    /// Milliseconds since this node last heard from a leader (on the leader: since a quorum
+    /// last acknowledged it).
     pub last_leader_contact_ms: Option<u64>,
 }
 
@@ -99,6 +100,7 @@ pub struct Cluster<C: TypeConfig> {
     raft: Raft<C>,
     node_id: NodeId,
     quorum_timeout: Duration,
+    election_timeout: Duration,
     /// When a leader last reached this node (ms since the Unix epoch); 0 if never.
     leader_contact_ms: Arc<AtomicU64>,
     /// Hands requests to the leader (and carries Raft messages).
@@ -220,6 +222,7 @@ impl<C: TypeConfig> Cluster<C> {
             raft,
             node_id: config.node_id,
             quorum_timeout: config.quorum_timeout,
+            election_timeout: config.election_timeout,
             leader_contact_ms: Arc::new(AtomicU64::new(0)),
             forwarder: client,
             scheme,
@@ -257,15 +260,25 @@ impl<C: TypeConfig> Cluster<C> {
         self.leader_contact_ms.store(unix_ms(), Ordering::Relaxed);
     }
 
-    /// Milliseconds since a leader last reached this node; 0 on the leader.
+    /// Milliseconds since a leader last reached this node — on the leader, since a quorum
+    /// last acknowledged it.
     pub fn staleness_ms(&self) -> Option<u64> {
         if self.is_leader() {
-            return Some(0);
+            return self.raft.metrics().borrow().millis_since_quorum_ack;
         }
         match self.leader_contact_ms.load(Ordering::Relaxed) {
             0 => None,
             at => Some(unix_ms().saturating_sub(at)),
         }
+    }
+
+    /// Whether this node leads and a quorum acknowledged it within an election timeout: its
+    /// state is the cluster's (a leader cut off from the majority is not current).
+    pub fn is_current(&self) -> bool {
+        self.is_leader()
+            && self
+                .staleness_ms()
+                .is_some_and(|ms| ms <= self.election_timeout.as_millis() as u64)
     }
 
     /// The leader this node knows of, with its address.

@@ -200,3 +200,178 @@ pub async fn status_when(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip")
+        .args(args)
+        .status()
+        .expect("`ip` (iproute2) is installed");
+    assert!(
+        status.success(),
+        "ip {} failed (this test needs root)",
+        args.join(" ")
+    );
+}
+
+/// Three nodes in network namespaces of their own, joined by veth pairs to a bridge: the
+/// namespaces, links and processes of one test, all removed on drop. Needs root.
+pub struct Net {
+    tag: String,
+    subnet: String,
+    port: u16,
+    children: Vec<Option<Child>>,
+}
+
+impl Net {
+    /// Node `i`'s namespace.
+    pub fn namespace(&self, i: usize) -> String {
+        format!("{}-{i}", self.tag)
+    }
+
+    /// Node `i`'s address.
+    pub fn addr(&self, i: usize) -> String {
+        format!("{}.{i}", self.subnet)
+    }
+
+    /// Node `i`'s base URL.
+    pub fn url(&self, i: usize) -> String {
+        format!("http://{}:{}", self.addr(i), self.port)
+    }
+
+    /// The namespaces and links for three nodes listening on `port`; `salt` keeps two tests of
+    /// one process apart.
+    pub fn new(port: u16, salt: u32) -> Net {
+        let id = (std::process::id() + salt) % 10_000;
+        let net = Net {
+            tag: format!("mk{id}"),
+            subnet: format!("10.{}.{}", 200 + salt % 50, id % 250),
+            port,
+            children: Vec::new(),
+        };
+        let bridge = format!("{}br", net.tag);
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}.254/24", net.subnet),
+            "dev",
+            &bridge,
+        ]);
+        ip(&["link", "set", &bridge, "up"]);
+        for i in 1..=3 {
+            let ns = net.namespace(i);
+            let (host_end, node_end) = (format!("{}h{i}", net.tag), format!("{}n{i}", net.tag));
+            ip(&["netns", "add", &ns]);
+            ip(&[
+                "link", "add", &host_end, "type", "veth", "peer", "name", &node_end,
+            ]);
+            ip(&["link", "set", &node_end, "netns", &ns]);
+            ip(&["link", "set", &host_end, "master", &bridge]);
+            ip(&["link", "set", &host_end, "up"]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+            ip(&[
+                "netns",
+                "exec",
+                &ns,
+                "ip",
+                "addr",
+                "add",
+                &format!("{}/24", net.addr(i)),
+                "dev",
+                &node_end,
+            ]);
+            ip(&["netns", "exec", &ns, "ip", "link", "set", &node_end, "up"]);
+        }
+        net
+    }
+
+    /// Starts `binary` in each namespace, data under `dir`, with `args` too.
+    pub fn start(&mut self, binary: &Path, dir: &Path, args: &[&str]) {
+        let port = self.port;
+        let peers = (1..=3)
+            .map(|i| format!("{i}={}:{port}", self.addr(i)))
+            .collect::<Vec<_>>()
+            .join(",");
+        for i in 1..=3 {
+            let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).unwrap();
+            let child = Command::new("ip")
+                .args(["netns", "exec", &self.namespace(i)])
+                .arg(binary)
+                .args(["--listen", &format!("{}:{port}", self.addr(i))])
+                .arg("--data-dir")
+                .arg(dir.join(format!("node-{i}")))
+                .args(["--node-id", &i.to_string(), "--peers", &peers])
+                .args(args)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap();
+            self.children.push(Some(child));
+        }
+    }
+
+    /// Cuts (or, with `heal`, restores) every path between node `i` and the other nodes.
+    pub fn isolate(&self, i: usize, heal: bool) {
+        let verb = if heal { "del" } else { "add" };
+        for j in (1..=3).filter(|j| *j != i) {
+            // Both directions: i drops what it sends to j, and j what it sends to i.
+            for (from, to) in [(i, j), (j, i)] {
+                let to = format!("{}/32", self.addr(to));
+                ip(&[
+                    "netns",
+                    "exec",
+                    &self.namespace(from),
+                    "ip",
+                    "route",
+                    verb,
+                    "blackhole",
+                    &to,
+                ]);
+            }
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for i in 1..=3 {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.namespace(i)])
+                .status();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("{}br", self.tag)])
+            .status();
+    }
+}
+
+/// Waits until `nodes` agree on a leader among them; its number.
+pub async fn leader_among(client: &reqwest::Client, net: &Net, nodes: &[usize]) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = Vec::new();
+        for i in nodes {
+            seen.push(
+                cluster_status(client, &net.url(*i))
+                    .await
+                    .and_then(|s| s["leader"].as_u64()),
+            );
+        }
+        if let Some(Some(leader)) = seen.first() {
+            let leader = *leader as usize;
+            if seen.iter().all(|l| *l == Some(leader as u64)) && nodes.contains(&leader) {
+                return leader;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no leader among {nodes:?}: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -7,174 +7,11 @@
 //! Needs root (`ip netns`, `ip link`), so it is `#[ignore]`d in `cargo test --workspace` and run
 //! by `.ci/run` (as root) with `--ignored`; it fails, rather than passes, when it cannot set up.
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use msakit_raft::testing::{Net, leader_among};
 use serde_json::Value;
-
-fn ip(args: &[&str]) {
-    let status = Command::new("ip")
-        .args(args)
-        .status()
-        .expect("`ip` (iproute2) is installed");
-    assert!(
-        status.success(),
-        "ip {} failed (this test needs root)",
-        args.join(" ")
-    );
-}
-
-/// The namespaces, links and processes of one test; all removed on drop.
-struct Net {
-    tag: String,
-    subnet: String,
-    children: Vec<Option<Child>>,
-}
-
-impl Net {
-    fn namespace(&self, i: usize) -> String {
-        format!("{}-{i}", self.tag)
-    }
-
-    fn addr(&self, i: usize) -> String {
-        format!("{}.{i}", self.subnet)
-    }
-
-    fn url(&self, i: usize) -> String {
-        format!("http://{}:8888", self.addr(i))
-    }
-
-    fn new() -> Net {
-        let id = std::process::id() % 10_000;
-        let net = Net {
-            tag: format!("mk{id}"),
-            subnet: format!("10.213.{}", id % 250),
-            children: Vec::new(),
-        };
-        let bridge = format!("{}br", net.tag);
-        ip(&["link", "add", &bridge, "type", "bridge"]);
-        ip(&[
-            "addr",
-            "add",
-            &format!("{}.254/24", net.subnet),
-            "dev",
-            &bridge,
-        ]);
-        ip(&["link", "set", &bridge, "up"]);
-        for i in 1..=3 {
-            let ns = net.namespace(i);
-            let (host_end, node_end) = (format!("{}h{i}", net.tag), format!("{}n{i}", net.tag));
-            ip(&["netns", "add", &ns]);
-            ip(&[
-                "link", "add", &host_end, "type", "veth", "peer", "name", &node_end,
-            ]);
-            ip(&["link", "set", &node_end, "netns", &ns]);
-            ip(&["link", "set", &host_end, "master", &bridge]);
-            ip(&["link", "set", &host_end, "up"]);
-            ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
-            ip(&[
-                "netns",
-                "exec",
-                &ns,
-                "ip",
-                "addr",
-                "add",
-                &format!("{}/24", net.addr(i)),
-                "dev",
-                &node_end,
-            ]);
-            ip(&["netns", "exec", &ns, "ip", "link", "set", &node_end, "up"]);
-        }
-        net
-    }
-
-    fn start(&mut self, dir: &std::path::Path) {
-        let peers = (1..=3)
-            .map(|i| format!("{i}={}:8888", self.addr(i)))
-            .collect::<Vec<_>>()
-            .join(",");
-        for i in 1..=3 {
-            let log = std::fs::File::create(dir.join(format!("node-{i}.log"))).unwrap();
-            let child = Command::new("ip")
-                .args(["netns", "exec", &self.namespace(i)])
-                .arg(env!("CARGO_BIN_EXE_msakit-config-server"))
-                .args(["--listen", &format!("{}:8888", self.addr(i))])
-                .arg("--data-dir")
-                .arg(dir.join(format!("node-{i}")))
-                .args(["--node-id", &i.to_string(), "--peers", &peers])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .unwrap();
-            self.children.push(Some(child));
-        }
-    }
-
-    /// Cuts (or, with `heal`, restores) every path between node `i` and the other nodes.
-    fn isolate(&self, i: usize, heal: bool) {
-        let verb = if heal { "del" } else { "add" };
-        for j in (1..=3).filter(|j| *j != i) {
-            // Both directions: i drops what it sends to j, and j what it sends to i.
-            for (from, to) in [(i, j), (j, i)] {
-                let to = format!("{}/32", self.addr(to));
-                ip(&[
-                    "netns",
-                    "exec",
-                    &self.namespace(from),
-                    "ip",
-                    "route",
-                    verb,
-                    "blackhole",
-                    &to,
-                ]);
-            }
-        }
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for child in self.children.iter_mut().flatten() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for i in 1..=3 {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.namespace(i)])
-                .status();
-        }
-        let _ = Command::new("ip")
-            .args(["link", "del", &format!("{}br", self.tag)])
-            .status();
-    }
-}
-
-/// Waits until `nodes` agree on a leader among them; its number.
-async fn leader_among(client: &reqwest::Client, net: &Net, nodes: &[usize]) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let mut seen = Vec::new();
-        for i in nodes {
-            seen.push(
-                crate::cluster::cluster_status(client, &net.url(*i))
-                    .await
-                    .and_then(|s| s["leader"].as_u64()),
-            );
-        }
-        if let Some(Some(leader)) = seen.first() {
-            let leader = *leader as usize;
-            if seen.iter().all(|l| *l == Some(leader as u64)) && nodes.contains(&leader) {
-                return leader;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no leader among {nodes:?}: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn put(client: &reqwest::Client, url: &str, value: &str) -> reqwest::Response {
     client
@@ -201,8 +38,12 @@ async fn stale_value(client: &reqwest::Client, url: &str) -> Option<String> {
 #[ignore = "needs root for network namespaces; run by .ci/run"]
 async fn an_isolated_leader_refuses_writes_the_majority_goes_on_and_healing_converges() {
     let dir = tempfile::tempdir().unwrap();
-    let mut net = Net::new();
-    net.start(dir.path());
+    let mut net = Net::new(8888, 0);
+    net.start(
+        Path::new(env!("CARGO_BIN_EXE_msakit-config-server")),
+        dir.path(),
+        &[],
+    );
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

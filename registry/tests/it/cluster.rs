@@ -169,6 +169,13 @@ async fn registrations_replicate_heartbeats_reach_the_leader_and_a_leader_kill_e
         Duration::from_secs(5),
     )
     .await;
+    // The leader, idle of writes for seconds but acknowledged by the followers, is current.
+    let read = client
+        .get(format!("{}/v1/services/orders", urls[leader_index]))
+        .send()
+        .await
+        .unwrap();
+    assert!(!read.headers().contains_key("x-msakit-stale"), "{read:?}");
 
     // Kill the leader while heartbeats go on to the survivors: a new leader, and nobody
     // evicted — not even across the time the new leader had not seen renewals for.

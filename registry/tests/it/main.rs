@@ -11,6 +11,7 @@ mod expiry;
 mod health_checks;
 mod limits;
 mod ops;
+mod partition;
 mod persistence;
 mod process;
 mod support;
