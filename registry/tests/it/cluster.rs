@@ -180,6 +180,7 @@ async fn registrations_replicate_heartbeats_reach_the_leader_and_a_leader_kill_e
     // Kill the leader while heartbeats go on to the survivors: a new leader, and nobody
     // evicted — not even across the time the new leader had not seen renewals for.
     nodes[leader_index].kill();
+    let killed_at = Instant::now();
     let heartbeats = {
         let (client, f0, f1) = (client.clone(), f0.clone(), f1.clone());
         let until = Instant::now() + Duration::from_secs(12);
@@ -198,6 +199,10 @@ async fn registrations_replicate_heartbeats_reach_the_leader_and_a_leader_kill_e
     let survivors: Vec<&Node> = nodes.iter().filter(|n| n.id != leader).collect();
     let new_leader = agreed_leader(&client, &survivors, Duration::from_secs(20)).await;
     assert_ne!(new_leader, leader);
+    println!(
+        "registry leader {leader} killed: node {new_leader} leads after {:.2} s",
+        killed_at.elapsed().as_secs_f64()
+    );
     // Writes go on through the new leader.
     assert_eq!(register(&client, &f1, "d", 9004).await, 200);
     assert_eq!(
