@@ -30,7 +30,7 @@ pub struct ClusterConfig {
     /// How often the leader sends heartbeats. Default 200 ms.
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
-    /// A follower that hears no leader for this long (up to twice it, at random) starts an
+    /// A follower that hears no leader for this long (up to a quarter more, at random) starts an
     /// election. Default 1 s.
     #[serde(with = "humantime_serde")]
     pub election_timeout: Duration,

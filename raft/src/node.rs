@@ -179,7 +179,9 @@ impl<C: TypeConfig> Cluster<C> {
             cluster_name: name.into(),
             heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
             election_timeout_min: election,
-            election_timeout_max: election * 2,
+            // openraft lets a follower stand only once the old leader's lease (the maximum)
+            // has run out too: a narrow range keeps failover near twice the timeout.
+            election_timeout_max: election + election / 4,
             install_snapshot_timeout: 10_000,
             // Chunks and batches small enough for the Raft routes' body limit.
             snapshot_max_chunk_size: 256 * 1024,
