@@ -83,10 +83,18 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub(crate) fn render(&self, documents: usize, index: u64) -> String {
+    pub(crate) fn render(
+        &self,
+        documents: usize,
+        index: u64,
+        cluster: Option<&crate::cluster::Cluster>,
+    ) -> String {
         self.with(|| {
             metrics::gauge!("config_documents").set(documents as f64);
             metrics::gauge!("config_index").set(index as f64);
+            if let Some(cluster) = cluster {
+                cluster.export_gauges();
+            }
         });
         metrics::with_local_recorder(&*self.recorder, || self.export_rejections());
         self.recorder.handle().render()

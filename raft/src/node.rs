@@ -414,6 +414,26 @@ impl<C: TypeConfig> Cluster<C> {
         }
     }
 
+    /// Sets this node's gauges through the `metrics` facade (the caller picks the recorder):
+    /// `msakit_cluster_is_leader`, `_has_leader`, `_term`, `_applied_index`, `_last_log_index`,
+    /// `_voters`, and `_leader_contact_ms` (since a leader reached this node; on the leader, since
+    /// a quorum acknowledged it).
+    pub fn export_gauges(&self) {
+        let status = self.status();
+        let flag = |b: bool| if b { 1.0 } else { 0.0 };
+        metrics::gauge!("msakit_cluster_is_leader").set(flag(status.leader == Some(self.node_id)));
+        metrics::gauge!("msakit_cluster_has_leader").set(flag(status.leader.is_some()));
+        metrics::gauge!("msakit_cluster_term").set(status.term as f64);
+        metrics::gauge!("msakit_cluster_applied_index")
+            .set(status.applied_index.unwrap_or(0) as f64);
+        metrics::gauge!("msakit_cluster_last_log_index")
+            .set(status.last_log_index.unwrap_or(0) as f64);
+        metrics::gauge!("msakit_cluster_voters").set(status.voters.len() as f64);
+        if let Some(ms) = status.last_leader_contact_ms {
+            metrics::gauge!("msakit_cluster_leader_contact_ms").set(ms as f64);
+        }
+    }
+
     /// Stops Raft (at server shutdown).
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;

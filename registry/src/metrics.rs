@@ -76,7 +76,11 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub(crate) fn render(&self, registry: &Registry) -> String {
+    pub(crate) fn render(
+        &self,
+        registry: &Registry,
+        cluster: Option<&crate::cluster::Cluster>,
+    ) -> String {
         let counts = registry.count_by_status();
         let counters = registry.counters();
         metrics::with_local_recorder(&*self.recorder, || {
@@ -99,6 +103,9 @@ impl Metrics {
                 0.0
             });
             metrics::gauge!("registry_index").set(registry.index() as f64);
+            if let Some(cluster) = cluster {
+                cluster.export_gauges();
+            }
         });
         metrics::with_local_recorder(&*self.recorder, || self.export_rejections());
         self.recorder.handle().render()

@@ -77,9 +77,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state
-            .metrics
-            .render(state.service.document_count(), state.service.index()),
+        state.metrics.render(
+            state.service.document_count(),
+            state.service.index(),
+            state.service.cluster().map(|c| &**c),
+        ),
     )
 }
 

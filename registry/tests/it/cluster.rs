@@ -176,6 +176,20 @@ async fn registrations_replicate_heartbeats_reach_the_leader_and_a_leader_kill_e
         .await
         .unwrap();
     assert!(!read.headers().contains_key("x-msakit-stale"), "{read:?}");
+    // Prometheus sees the roles too.
+    for (url, leads) in urls.iter().enumerate().map(|(i, u)| (u, i == leader_index)) {
+        let text = client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let expected = format!("msakit_cluster_is_leader {}", u8::from(leads));
+        assert!(text.contains(&expected), "{url}: {text}");
+        assert!(text.contains("msakit_cluster_has_leader 1"), "{text}");
+    }
 
     // Kill the leader while heartbeats go on to the survivors: a new leader, and nobody
     // evicted — not even across the time the new leader had not seen renewals for.
