@@ -762,7 +762,6 @@ impl ServiceRequest {
                 ));
             };
             let mut request = reqwest::Request::new(self.method.clone(), url);
-            *request.timeout_mut() = Some(options.attempt_timeout.min(remaining));
             let headers = request.headers_mut();
             if !self.headers.is_empty() {
                 headers.extend(self.headers.clone());
@@ -776,7 +775,14 @@ impl ServiceRequest {
                 *request.body_mut() = Some(body.clone().into());
             }
             let attempt_started = Instant::now();
-            let result = client.http.execute(request).await;
+            // The attempt's timeout around the request (not reqwest's own, which boxes a timer
+            // per request).
+            let attempt_timeout = options.attempt_timeout.min(remaining);
+            let result =
+                match tokio::time::timeout(attempt_timeout, client.http.execute(request)).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("attempt timed out after {attempt_timeout:?}")),
+                };
             let latency = attempt_started.elapsed();
             let (failed, retry_after, error) = match &result {
                 Ok(response)
@@ -792,7 +798,7 @@ impl ServiceRequest {
                     (true, after, CallErrorKind::Status(response.status()))
                 }
                 Ok(_) => (false, None, CallErrorKind::NoInstances),
-                Err(e) => (true, None, CallErrorKind::Transport(e.to_string())),
+                Err(e) => (true, None, CallErrorKind::Transport(e.clone())),
             };
             client.finish(&state, &instance.id, instances.len(), latency, failed);
             permit.record(if failed {
@@ -827,7 +833,7 @@ impl ServiceRequest {
                     fail(
                         attempts,
                         Some(instance.id.clone()),
-                        CallErrorKind::Transport(e.to_string()),
+                        CallErrorKind::Transport(e),
                     )
                 });
             }

@@ -15,6 +15,7 @@ use crate::support::registry;
 const HEALTHY: u8 = 0;
 const FAILING: u8 = 1;
 const SLOW: u8 = 2;
+const HANGING: u8 = 3;
 
 /// A backend whose behaviour the test sets, counting its requests.
 struct Backend {
@@ -44,6 +45,10 @@ async fn backend(registry_url: &str, service: &str, id: &str, mode: u8) -> Backe
                 FAILING => (StatusCode::SERVICE_UNAVAILABLE, deadline),
                 SLOW => {
                     tokio::time::sleep(Duration::from_millis(60)).await;
+                    (StatusCode::OK, deadline)
+                }
+                HANGING => {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
                     (StatusCode::OK, deadline)
                 }
                 _ => (StatusCode::OK, deadline),
@@ -124,6 +129,53 @@ async fn a_failing_instance_is_retried_around_and_ejected() {
     );
     assert!(good_a.hits.load(Ordering::SeqCst) + good_b.hits.load(Ordering::SeqCst) >= 100);
     let _ = (&good_a.id, &good_b.id, &bad.id);
+}
+
+#[tokio::test]
+async fn a_hanging_instance_is_timed_out_and_retried_around() {
+    let server = registry(None).await;
+    let url = server.url();
+    let stuck = backend(&url, "quotes", "stuck", HANGING).await;
+    let options = ServiceClientOptions {
+        attempt_timeout: Duration::from_millis(150),
+        deadline: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let client = client(&url, options);
+
+    // Alone, it exhausts the attempts, each cut at the attempt timeout, and the error says so.
+    let started = std::time::Instant::now();
+    let error = client.get("quotes", "/q").send().await.unwrap_err();
+    assert_eq!(error.instance.as_deref(), Some("stuck"));
+    assert!(
+        error.to_string().contains("timed out after 150ms"),
+        "{error}"
+    );
+    assert!(error.attempts >= 2, "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let hits = stuck.hits.load(Ordering::SeqCst);
+    assert_eq!(hits, u64::from(error.attempts));
+
+    // With a healthy instance beside it, every call succeeds: a timed-out attempt is retried
+    // on the other one.
+    let fine = backend(&url, "quotes", "fine", HEALTHY).await;
+    crate::support::wait_until(Duration::from_secs(5), || async {
+        client
+            .get("quotes", "/q")
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    for _ in 0..6 {
+        let response = client.get("quotes", "/q").send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    assert!(fine.hits.load(Ordering::SeqCst) >= 6);
 }
 
 #[tokio::test]
