@@ -377,6 +377,32 @@ impl Store {
         write.commit().map_err(wrap)
     }
 
+    /// Keeps a snapshot (`snapshot_meta` = `meta`, `snapshot_data` = `data`) unless the one kept
+    /// already reaches `last_index` or beyond (`last_log_id.index` of its metadata), in one
+    /// transaction: a snapshot built while a newer one was installed must not replace it.
+    pub(crate) fn keep_snapshot(
+        &self,
+        meta: &[u8],
+        last_index: Option<u64>,
+        data: &[u8],
+    ) -> Result<(), StoreError> {
+        let write = self.db.begin_write().map_err(wrap)?;
+        {
+            let mut table = write.open_table(RAFT_STATE).map_err(wrap)?;
+            let kept_index = table
+                .get("snapshot_meta")
+                .map_err(wrap)?
+                .and_then(|kept| serde_json::from_slice::<serde_json::Value>(kept.value()).ok())
+                .and_then(|kept| kept["last_log_id"]["index"].as_u64());
+            if kept_index.is_some() && kept_index >= last_index {
+                return Ok(());
+            }
+            table.insert("snapshot_meta", meta).map_err(wrap)?;
+            table.insert("snapshot_data", data).map_err(wrap)?;
+        }
+        write.commit().map_err(wrap)
+    }
+
     /// Every row of the config state, read in one transaction (a consistent view), with the
     /// Raft state entries `names` read in the same transaction.
     pub(crate) fn dump(&self, names: &[&str]) -> Result<(Dump, Vec<RaftEntry>), StoreError> {

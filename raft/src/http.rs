@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use msakit_server_kit::{ApiError, constant_time_eq, presented_token};
-use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
+};
 
 use crate::{Cluster, ClusterError, FORWARDED_BY, NodeId, TypeConfig};
 
@@ -224,8 +226,12 @@ async fn append<C: TypeConfig>(
 ) -> Result<Response, ApiError> {
     check_peer(&cluster, &headers)?;
     let Json(rpc) = body?;
-    cluster.heard_from_leader();
-    Ok(Json(cluster.raft().append_entries(rpc).await).into_response())
+    let answer = cluster.raft().append_entries(rpc).await;
+    // Only a leader this node accepts counts as heard (not one deposed meanwhile).
+    if matches!(&answer, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+        cluster.heard_from_leader();
+    }
+    Ok(Json(answer).into_response())
 }
 
 /// A vote request from a candidate.
@@ -247,6 +253,9 @@ async fn snapshot<C: TypeConfig>(
 ) -> Result<Response, ApiError> {
     check_peer(&cluster, &headers)?;
     let Json(rpc) = body?;
-    cluster.heard_from_leader();
-    Ok(Json(cluster.raft().install_snapshot(rpc).await).into_response())
+    let answer = cluster.raft().install_snapshot(rpc).await;
+    if answer.is_ok() {
+        cluster.heard_from_leader();
+    }
+    Ok(Json(answer).into_response())
 }

@@ -99,18 +99,28 @@ impl<C> LogStore<C> {
         }
     }
 
-    /// Keeps `meta` and `data` as the current snapshot, in one fsync'd transaction (blocking).
+    /// Keeps `meta` and `data` as the current snapshot, in one fsync'd transaction (blocking) —
+    /// unless the snapshot kept already reaches as far: a snapshot built while a newer one was
+    /// installed must not replace it (the log before the newer one may be gone).
     pub fn save_snapshot(
         &self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
         data: &[u8],
     ) -> std::result::Result<(), AnyError> {
-        let meta = serde_json::to_vec(meta).map_err(any)?;
+        let bytes = serde_json::to_vec(meta).map_err(any)?;
         let write = self.db.begin_write().map_err(any)?;
         {
             let mut table = write.open_table(META).map_err(any)?;
+            let kept: Option<SnapshotMeta<NodeId, BasicNode>> =
+                match table.get("snapshot_meta").map_err(any)? {
+                    Some(kept) => Some(serde_json::from_slice(kept.value()).map_err(any)?),
+                    None => None,
+                };
+            if kept.is_some_and(|kept| kept.last_log_id >= meta.last_log_id) {
+                return Ok(());
+            }
             table
-                .insert("snapshot_meta", meta.as_slice())
+                .insert("snapshot_meta", bytes.as_slice())
                 .map_err(any)?;
             table.insert("snapshot_data", data).map_err(any)?;
         }

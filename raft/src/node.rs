@@ -133,6 +133,8 @@ fn peer_client(
         .connect_timeout(Duration::from_secs(1))
         .pool_idle_timeout(Duration::from_secs(30));
     if let Some(tls) = tls {
+        // Only the cluster's CA: a publicly issued certificate for a peer's name is no peer.
+        builder = builder.tls_built_in_root_certs(false);
         let ca = config.ca.as_deref().ok_or_else(|| {
             ClusterError::Fatal("with tls, cluster.ca must name the nodes' CA".into())
         })?;
@@ -272,6 +274,16 @@ impl<C: TypeConfig> Cluster<C> {
             0 => None,
             at => Some(unix_ms().saturating_sub(at)),
         }
+    }
+
+    /// The error to answer with when this node has heard from no leader (or, leading, from no
+    /// quorum) for longer than the quorum timeout — far longer than an election takes: it is
+    /// likely cut off from the majority.
+    pub fn cut_off(&self) -> Option<ClusterError> {
+        let silent = self
+            .staleness_ms()
+            .is_none_or(|ms| ms > self.quorum_timeout.as_millis() as u64);
+        silent.then(|| self.no_quorum())
     }
 
     /// Whether this node leads and a quorum acknowledged it within an election timeout: its

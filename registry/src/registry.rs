@@ -241,6 +241,16 @@ pub(crate) fn unix_ms() -> u64 {
 /// An instance's namespace, service and id.
 pub(crate) type InstanceKey = (String, String, String);
 
+/// The registry as a cluster snapshot holds it: every instance, every service's index, and the
+/// registry index.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Dumped {
+    pub(crate) instances: Vec<StoredInstance>,
+    /// (namespace, service, index of its last change), for services left empty too.
+    pub(crate) services: Vec<(String, String, u64)>,
+    pub(crate) index: u64,
+}
+
 fn key(namespace: &str, service: &str, id: &str) -> String {
     format!("{namespace}/{service}/{id}")
 }
@@ -921,14 +931,17 @@ impl Registry {
             .clear();
     }
 
-    /// Every instance as stored, and the registry index, read together.
-    pub(crate) fn dump(&self) -> (Vec<StoredInstance>, u64) {
+    /// Every instance as stored, every service's index (those left without instances
+    /// included), and the registry index, read together.
+    pub(crate) fn dump(&self) -> Dumped {
         let state = self.read();
-        let mut stored = Vec::with_capacity(state.instances);
-        for (namespace, services) in &state.namespaces {
-            for (service, s) in services {
+        let mut instances = Vec::with_capacity(state.instances);
+        let mut services = Vec::new();
+        for (namespace, named) in &state.namespaces {
+            for (service, s) in named {
+                services.push((namespace.clone(), service.clone(), s.index));
                 for (id, entry) in &s.instances {
-                    stored.push(StoredInstance {
+                    instances.push(StoredInstance {
                         namespace: namespace.clone(),
                         service: service.clone(),
                         id: id.clone(),
@@ -937,22 +950,37 @@ impl Registry {
                 }
             }
         }
-        (stored, state.index)
+        Dumped {
+            instances,
+            services,
+            index: state.index,
+        }
     }
 
-    /// Replaces the whole state with `stored` at `index` (a cluster node installing a snapshot);
-    /// the history is dropped and open watch streams end, so their watchers start over from a
-    /// snapshot.
-    pub(crate) fn replace(&self, stored: Vec<StoredInstance>, index: u64) {
+    /// Replaces the whole state with `dumped` (a cluster node installing a snapshot), in one
+    /// step; the history is dropped and open watch streams end, so their watchers start over
+    /// from a snapshot.
+    pub(crate) fn replace(&self, dumped: Dumped) {
+        let now = self.now_ms();
         {
             let mut state = self.write();
             state.namespaces.clear();
             state.history.clear();
             state.instances = 0;
+            self.restore_locked(&mut state, dumped.instances, dumped.index, now);
+            for (namespace, service, index) in dumped.services {
+                state
+                    .namespaces
+                    .entry(namespace)
+                    .or_default()
+                    .entry(service)
+                    .or_default()
+                    .index = index;
+            }
+            self.index.send_replace(state.index);
         }
-        self.restore(stored, index);
         let _ = self.changes.send(Arc::new(ChangeRecord {
-            index,
+            index: dumped.index,
             namespace: String::new(),
             service: String::new(),
             id: String::new(),
@@ -1018,6 +1046,11 @@ impl Registry {
     pub(crate) fn restore(&self, stored: Vec<StoredInstance>, index: u64) {
         let now = self.now_ms();
         let mut state = self.write();
+        self.restore_locked(&mut state, stored, index, now);
+        self.index.send_replace(state.index);
+    }
+
+    fn restore_locked(&self, state: &mut State, stored: Vec<StoredInstance>, index: u64, now: u64) {
         state.index = index;
         for item in stored {
             let ttl = item.registration.ttl_ms;
@@ -1044,7 +1077,6 @@ impl Registry {
                 state.instances += 1;
             }
         }
-        self.index.send_replace(state.index);
     }
 
     fn remove(
@@ -1337,14 +1369,27 @@ mod tests {
         let registry = registry();
         registry.register("public", "a", "1", request(1)).unwrap();
         registry.register("public", "b", "2", request(2)).unwrap();
-        let (stored, index) = registry.dump();
+        registry.deregister("public", "b", "2").unwrap();
+        registry.register("public", "b", "2", request(2)).unwrap();
+        registry.register("public", "c", "3", request(3)).unwrap();
+        registry.deregister("public", "c", "3").unwrap();
+        let dumped = registry.dump();
+        let index = dumped.index;
         let copy = super::tests::registry();
         let (_, mut stream) = copy.snapshot_and_subscribe("public", |_| true);
-        copy.replace(stored, index);
+        copy.replace(dumped);
         assert_eq!(copy.index(), index);
         assert_eq!(copy.instance_count(), 2);
         let b = copy.service("public", "b", &InstanceFilter::default());
         assert_eq!(b.instances[0].port, 2);
+        // Every service's index too, an emptied one's included.
+        for service in ["a", "b", "c"] {
+            assert_eq!(
+                copy.service_index("public", service),
+                registry.service_index("public", service),
+                "{service}"
+            );
+        }
         assert!(stream.recv().await.unwrap().restart);
         // Nothing to resume from: watchers start over from a snapshot.
         assert!(copy.changes_since(index - 1).is_none());

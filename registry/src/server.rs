@@ -81,11 +81,6 @@ pub async fn run(
             )
             .await?;
             tracing::info!(node = cluster_config.node_id, peers = ?cluster_config.peers, "cluster node started");
-            tokio::spawn(crate::cluster::grant_grace_on_leadership(
-                Arc::clone(&cluster),
-                Arc::clone(&registry),
-                token.clone(),
-            ));
             let renewals = crate::cluster::Renewals::spawn(Arc::clone(&cluster), token.clone());
             Some((cluster, renewals))
         }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use msakit_api::registry::{Instance, InstanceStatus, LeaseGranted, RegisterInstance};
 use serde::{Deserialize, Serialize};
@@ -145,6 +146,8 @@ impl From<WriteError> for msakit_server_kit::ApiError {
 pub(crate) struct Writes {
     registry: Arc<Registry>,
     cluster: Option<(Arc<Cluster>, Renewals)>,
+    /// The term this node last granted every instance a lease of grace in (as leader).
+    grace_term: Arc<AtomicU64>,
 }
 
 fn unexpected(applied: Applied) -> WriteError {
@@ -156,7 +159,11 @@ fn unexpected(applied: Applied) -> WriteError {
 impl Writes {
     /// Writes to `registry`, through `cluster` when there is one.
     pub(crate) fn new(registry: Arc<Registry>, cluster: Option<(Arc<Cluster>, Renewals)>) -> Self {
-        Self { registry, cluster }
+        Self {
+            registry,
+            cluster,
+            grace_term: Arc::new(AtomicU64::new(u64::MAX)),
+        }
     }
 
     /// The cluster, if this node is one of one.
@@ -278,10 +285,25 @@ impl Writes {
     }
 
     /// Evicts the instances whose leases ran out (on a single node or the leader; elsewhere
-    /// nothing). Returns how many.
+    /// nothing). Returns how many. The first time a node does so as leader of a term, it first
+    /// gives every instance one full lease of grace instead: it did not see the renewals its
+    /// predecessor saw.
     pub(crate) async fn evict_expired(&self) -> Result<usize, WriteError> {
         if !self.decides() {
             return Ok(0);
+        }
+        if let Some(cluster) = self.cluster() {
+            let term = cluster.raft().metrics().borrow().current_term;
+            if self.grace_term.swap(term, Ordering::Relaxed) != term {
+                self.registry.grant_grace();
+                tracing::info!(
+                    node = cluster.node_id(),
+                    term,
+                    instances = self.registry.instance_count(),
+                    "this node leads now; every instance has one full lease of grace"
+                );
+                return Ok(0);
+            }
         }
         let keys = self.registry.due_for_eviction();
         if keys.is_empty() {
@@ -293,13 +315,20 @@ impl Writes {
         }
     }
 
-    /// Renews an instance's lease here; a follower also hands the renewal on to the leader.
+    /// Renews an instance's lease here; a follower also hands the renewal on to the leader. A
+    /// follower cut off from any leader for long (longer than an election takes) refuses, so
+    /// the instance turns to a node the majority hears.
     pub(crate) fn renew(
         &self,
         namespace: &str,
         service: &str,
         id: &str,
-    ) -> Result<LeaseGranted, RegistryError> {
+    ) -> Result<LeaseGranted, WriteError> {
+        if let Some((cluster, _)) = &self.cluster {
+            if let Some(cut_off) = cluster.cut_off() {
+                return Err(cut_off.into());
+            }
+        }
         let granted = self.registry.renew(namespace, service, id)?;
         if let Some((cluster, renewals)) = &self.cluster {
             if !cluster.is_leader() {

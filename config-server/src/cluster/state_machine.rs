@@ -74,7 +74,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             };
             let data = serde_json::to_vec(&SnapshotData { dump }).map_err(any)?;
             store
-                .set_raft_state(&[("snapshot_meta", &json(&meta)), ("snapshot_data", &data)])
+                .keep_snapshot(&json(&meta), meta.last_log_id.map(|l| l.index), &data)
                 .map_err(any)?;
             Ok((meta, data))
         })

@@ -14,14 +14,13 @@ mod state_machine;
 use std::io::Cursor;
 use std::sync::Arc;
 
-use openraft::{BasicNode, ServerState};
-use tokio_util::sync::CancellationToken;
+use openraft::BasicNode;
 
 use crate::registry::Registry;
 use crate::writes::{Applied, Command};
 
 pub(crate) use msakit_raft::{ClusterConfig, ClusterError, ClusterStatus, NodeId};
-pub(crate) use renewals::{RenewalBatch, Renewals};
+pub(crate) use renewals::{BATCH_BODY_LIMIT, RenewalBatch, Renewals};
 
 openraft::declare_raft_types!(
     /// The Raft types of the registry cluster.
@@ -49,31 +48,4 @@ pub(crate) async fn start(
     let log = msakit_raft::LogStore::<TypeConfig>::new(Arc::clone(&db));
     let machine = state_machine::StateMachine::open(registry, log)?;
     Cluster::start("msakit-registry", config, tls, db, machine).await
-}
-
-/// Gives every instance one lease of grace each time this node becomes the leader; runs until
-/// `shutdown`.
-pub(crate) async fn grant_grace_on_leadership(
-    cluster: Arc<Cluster>,
-    registry: Arc<Registry>,
-    shutdown: CancellationToken,
-) {
-    let mut metrics = cluster.raft().metrics();
-    let mut leading = false;
-    loop {
-        let now_leading = metrics.borrow_and_update().state == ServerState::Leader;
-        if now_leading && !leading {
-            registry.grant_grace();
-            tracing::info!(
-                node = cluster.node_id(),
-                instances = registry.instance_count(),
-                "this node leads now; every instance has one full lease of grace"
-            );
-        }
-        leading = now_leading;
-        tokio::select! {
-            changed = metrics.changed() => if changed.is_err() { return },
-            _ = shutdown.cancelled() => return,
-        }
-    }
 }

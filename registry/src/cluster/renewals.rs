@@ -16,6 +16,13 @@ use crate::registry::InstanceKey;
 /// How long renewals are collected before they are sent.
 const BATCH_INTERVAL: Duration = Duration::from_millis(250);
 
+/// Instances per request at most (a key is at most 3 × 128 bytes of names: well within the
+/// renewals route's body limit).
+const BATCH_KEYS: usize = 10_000;
+
+/// The body limit of the route renewals arrive on.
+pub(crate) const BATCH_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
 /// What a follower sends the leader.
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub(crate) struct RenewalBatch {
@@ -63,8 +70,10 @@ async fn send_batches(
                 if pending.is_empty() {
                     continue;
                 }
-                let batch = RenewalBatch { instances: pending.drain().collect() };
-                send(&cluster, &batch).await;
+                let keys: Vec<InstanceKey> = pending.drain().collect();
+                for chunk in keys.chunks(BATCH_KEYS) {
+                    send(&cluster, &RenewalBatch { instances: chunk.to_vec() }).await;
+                }
             }
             _ = shutdown.cancelled() => return,
         }

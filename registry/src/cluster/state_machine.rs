@@ -11,10 +11,9 @@ use openraft::{
     AnyError, BasicNode, Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
     StorageError, StorageIOError, StoredMembership,
 };
-use serde::{Deserialize, Serialize};
 
 use super::{ClusterError, NodeId, TypeConfig};
-use crate::registry::{Registry, StoredInstance};
+use crate::registry::{Dumped, Registry};
 use crate::writes::{self, Applied};
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
@@ -28,13 +27,6 @@ fn any<E: std::error::Error + 'static>(e: E) -> AnyError {
 struct AppliedState {
     last: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, BasicNode>,
-}
-
-/// A snapshot's bytes: the whole registry.
-#[derive(Serialize, Deserialize)]
-struct SnapshotData {
-    index: u64,
-    instances: Vec<StoredInstance>,
 }
 
 /// The state machine; cheap to clone.
@@ -58,14 +50,14 @@ impl StateMachine {
             .current_snapshot()
             .map_err(|e| ClusterError::Fatal(format!("reading the last snapshot: {e}")))?;
         if let Some((meta, data)) = kept {
-            let data: SnapshotData = serde_json::from_slice(&data)
+            let data: Dumped = serde_json::from_slice(&data)
                 .map_err(|e| ClusterError::Fatal(format!("reading the last snapshot: {e}")))?;
             tracing::info!(
                 instances = data.instances.len(),
                 index = data.index,
                 "restored the last snapshot; each instance has one lease to heartbeat"
             );
-            registry.replace(data.instances, data.index);
+            registry.replace(data);
             applied.last = meta.last_log_id;
             applied.membership = meta.last_membership;
         }
@@ -85,7 +77,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
         let (meta, data) = {
             let applied = self.applied();
-            let (instances, index) = self.registry.dump();
+            let dumped = self.registry.dump();
             let snapshot_id = match &applied.last {
                 Some(log_id) => format!("{}-{}", log_id.leader_id, log_id.index),
                 None => "empty".to_owned(),
@@ -95,7 +87,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 last_membership: applied.membership.clone(),
                 snapshot_id,
             };
-            (meta, SnapshotData { index, instances })
+            (meta, dumped)
         };
         let log = self.log.clone();
         let meta_kept = meta.clone();
@@ -161,7 +153,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<()> {
         let bytes = snapshot.into_inner();
-        let data: SnapshotData = serde_json::from_slice(&bytes)
+        let data: Dumped = serde_json::from_slice(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
         let (log, kept) = (self.log.clone(), meta.clone());
         let saved = tokio::task::spawn_blocking(move || log.save_snapshot(&kept, &bytes)).await;
@@ -171,7 +163,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Err(e) => return Err(StorageIOError::write_snapshot(None, any(e)).into()),
         }
         let mut applied = self.applied();
-        self.registry.replace(data.instances, data.index);
+        self.registry.replace(data);
         applied.last = meta.last_log_id;
         applied.membership = meta.last_membership.clone();
         Ok(())

@@ -23,12 +23,16 @@ fn not_clustered() -> ApiError {
     )
 }
 
-/// Whether `path` (under `/eureka` or `/eureka/v2`) is a Eureka heartbeat: `/apps/{app}/{id}`.
-fn eureka_heartbeat(path: &str) -> bool {
-    let rest = path
-        .strip_prefix("/eureka/v2/apps/")
-        .or_else(|| path.strip_prefix("/eureka/apps/"));
-    rest.is_some_and(|rest| rest.split('/').filter(|s| !s.is_empty()).count() == 2)
+/// Whether `path` is a heartbeat: `/v1/services/{service}/instances/{id}/heartbeat`, or
+/// Eureka's `/apps/{app}/{id}` (under `/eureka` or `/eureka/v2`).
+fn heartbeat(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    matches!(
+        segments.as_slice(),
+        ["v1", "services", _, "instances", _, "heartbeat"]
+            | ["eureka", "apps", _, _]
+            | ["eureka", "v2", "apps", _, _]
+    )
 }
 
 /// Served by whichever node is asked: operations, Raft, watches, renewals and heartbeats.
@@ -36,9 +40,7 @@ fn answered_here(method: &Method, path: &str) -> bool {
     matches!(path, "/health" | "/metrics" | "/openapi.json" | "/")
         || path.starts_with("/raft/")
         || path == "/v1/cluster/renewals"
-        || (method == Method::PUT
-            && (path.ends_with("/heartbeat") && path.starts_with("/v1/services/")
-                || eureka_heartbeat(path)))
+        || (method == Method::PUT && heartbeat(path))
 }
 
 /// Sends writes to the leader (a no-op on a single node); reads are answered here, flagged
@@ -138,5 +140,8 @@ mod tests {
         assert!(!answered_here(&put, "/v1/services/a/instances/b"));
         assert!(!answered_here(&Method::POST, "/eureka/apps/APP"));
         assert!(answered_here(&Method::POST, "/v1/cluster/renewals"));
+        // An instance whose id is `heartbeat` registers through the leader like any other.
+        assert!(!answered_here(&put, "/v1/services/a/instances/heartbeat"));
+        assert!(!answered_here(&put, "/eureka/apps/APP/i-1/metadata"));
     }
 }

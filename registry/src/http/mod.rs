@@ -67,9 +67,10 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ));
-    let routes = Router::new()
-        .merge(api)
-        .route("/v1/cluster/renewals", post(cluster::renewals));
+    let routes = Router::new().merge(api).route(
+        "/v1/cluster/renewals",
+        post(cluster::renewals).layer(DefaultBodyLimit::max(crate::cluster::BATCH_BODY_LIMIT)),
+    );
     let routes = match state.writes.cluster() {
         Some(cluster) => {
             routes.nest_service("/raft", msakit_raft::raft_routes(Arc::clone(cluster)))

@@ -92,6 +92,18 @@ async fn an_isolated_registry_leader_refuses_registrations_and_healing_converges
         .unwrap();
     assert_eq!(read.status(), 200);
     assert_eq!(read.headers()["x-msakit-stale"], "true");
+    // Cut off for longer than the quorum timeout, it refuses heartbeats too, so instances turn
+    // to a node the majority hears.
+    let heartbeat = |i: usize| {
+        client
+            .put(format!(
+                "{}/v1/services/orders/instances/before/heartbeat",
+                net.url(i)
+            ))
+            .send()
+    };
+    assert_eq!(heartbeat(old).await.unwrap().status(), 503);
+    assert_eq!(heartbeat(other).await.unwrap().status(), 200);
 
     // Healed: the same instances everywhere, without the refused one.
     net.isolate(old, true);
