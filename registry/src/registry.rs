@@ -293,6 +293,11 @@ impl Registry {
             .as_millis() as u64
     }
 
+    /// The lease, in milliseconds, a registration asking for `asked_ms` gets.
+    pub(crate) fn ttl_ms_for(&self, asked_ms: Option<u64>) -> u64 {
+        self.ttl_for(asked_ms).as_millis() as u64
+    }
+
     fn ttl_for(&self, asked_ms: Option<u64>) -> Duration {
         asked_ms
             .map_or(self.lease.default_ttl, Duration::from_millis)
@@ -846,8 +851,9 @@ impl Registry {
         self.evict(due, true)
     }
 
-    /// The instances whose lease has run out, unless self-preservation holds eviction back.
-    pub(crate) fn due_for_eviction(&self) -> Vec<InstanceKey> {
+    /// The instances whose lease has run out, with the index of their registration as it was,
+    /// unless self-preservation holds eviction back.
+    pub(crate) fn due_for_eviction(&self) -> Vec<(InstanceKey, u64)> {
         let now = self.now_ms();
         let (expired, total) = {
             let state = self.read();
@@ -856,7 +862,8 @@ impl Registry {
                 for (service, s) in services {
                     for (id, entry) in &s.instances {
                         if entry.expires_at.load(Ordering::Acquire) <= now {
-                            expired.push((namespace.clone(), service.clone(), id.clone()));
+                            let key = (namespace.clone(), service.clone(), id.clone());
+                            expired.push((key, entry.registration.modify_index));
                         }
                     }
                 }
@@ -869,24 +876,28 @@ impl Registry {
         expired
     }
 
-    /// Removes `keys` as expired — only those still expired when `recheck` (a single node,
-    /// where a renewal may have come in meanwhile); all that are present otherwise (a cluster,
-    /// where every node must apply the leader's decision the same). Returns how many were removed.
-    pub(crate) fn evict(&self, keys: Vec<InstanceKey>, recheck: bool) -> usize {
+    /// Removes `keys` as expired, each only while its registration is the one found expired
+    /// (same index: a re-registration since then saves it) — and, with `recheck` (a single
+    /// node, where a renewal may have come in meanwhile), only while still expired here; a
+    /// cluster applies the leader's decision without looking at its own leases, the same on
+    /// every node. Returns how many were removed.
+    pub(crate) fn evict(&self, keys: Vec<(InstanceKey, u64)>, recheck: bool) -> usize {
         if keys.is_empty() {
             return 0;
         }
         let now = self.now_ms();
         let mut state = self.write();
         let mut removed = 0;
-        for (namespace, service, id) in keys {
-            let still_expired = !recheck
-                || state
-                    .namespaces
-                    .get(&namespace)
-                    .and_then(|s| s.get(&service))
-                    .and_then(|s| s.instances.get(&id))
-                    .is_some_and(|e| e.expires_at.load(Ordering::Acquire) <= now);
+        for ((namespace, service, id), modify_index) in keys {
+            let still_expired = state
+                .namespaces
+                .get(&namespace)
+                .and_then(|s| s.get(&service))
+                .and_then(|s| s.instances.get(&id))
+                .is_some_and(|e| {
+                    e.registration.modify_index == modify_index
+                        && (!recheck || e.expires_at.load(Ordering::Acquire) <= now)
+                });
             if still_expired
                 && self.remove(
                     &mut state,
@@ -1393,6 +1404,26 @@ mod tests {
         assert!(stream.recv().await.unwrap().restart);
         // Nothing to resume from: watchers start over from a snapshot.
         assert!(copy.changes_since(index - 1).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_eviction_spares_a_registration_that_changed_since_the_decision() {
+        let registry = registry();
+        let first = registry.register("public", "a", "1", request(1)).unwrap();
+        let key = ("public".to_owned(), "a".to_owned(), "1".to_owned());
+        let decided = first.instance.modify_index;
+        // Registered again with other data after the decision: a new index, spared.
+        registry.register("public", "a", "1", request(2)).unwrap();
+        assert_eq!(registry.evict(vec![(key.clone(), decided)], false), 0);
+        assert_eq!(registry.instance_count(), 1);
+        // The registration as decided on is evicted, lease or not (a cluster applies the
+        // leader's decision as it is).
+        let now = registry
+            .service("public", "a", &InstanceFilter::default())
+            .instances[0]
+            .modify_index;
+        assert_eq!(registry.evict(vec![(key, now)], false), 1);
+        assert_eq!(registry.instance_count(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -50,8 +50,9 @@ pub(crate) enum Command {
     },
     /// A health check's verdict about `probed` as it was when the probe started.
     CheckVerdict { probed: Instance, passing: bool },
-    /// Remove these instances: their leases ran out (the leader decided).
-    Evict { keys: Vec<InstanceKey> },
+    /// Remove these instances, each while its registration has this index: their leases ran
+    /// out (the leader decided).
+    Evict { keys: Vec<(InstanceKey, u64)> },
 }
 
 /// What a command did.
@@ -198,9 +199,12 @@ impl Writes {
         request: RegisterInstance,
         eureka: Option<EurekaInfo>,
     ) -> Result<LeaseGranted, WriteError> {
-        // Refused before it reaches the log, when it can be told without the state.
+        // Refused before it reaches the log, when it can be told without the state; the lease
+        // decided here, so every node stores the same one.
         self.registry
             .check_registration(namespace, service, id, &request)?;
+        let mut request = request;
+        request.lease_ttl_ms = Some(self.registry.ttl_ms_for(request.lease_ttl_ms));
         let command = Command::Register {
             namespace: namespace.to_owned(),
             service: service.to_owned(),
