@@ -1,7 +1,8 @@
 //! `msakit-bench cluster`: durable config writes on one config server and on a three-node
 //! cluster (Raft: acknowledged once two of the three have the write on disk) — and, built with
 //! the `etcd` feature, on a three-member etcd cluster — all on this machine, measured in turn
-//! (1, 3, etcd, 1, 3, etcd, …) with the same writers.
+//! (1, 3, etcd, 1, 3, etcd, …) with the same writers; then registrations and heartbeats on one
+//! registry and on a three-node registry cluster (heartbeats sent to a follower).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,8 +37,9 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-/// Three config-server nodes under `dir`; they and the leader's URL, once one is agreed.
-async fn start_config_cluster(dir: &Path) -> anyhow::Result<(Vec<Server>, String)> {
+/// Three nodes of `what` (`config` or `registry`) under `dir`; they, the leader's URL and a
+/// follower's, once a leader is agreed.
+async fn start_cluster(what: &str, dir: &Path) -> anyhow::Result<(Vec<Server>, String, String)> {
     let ports = [free_port()?, free_port()?, free_port()?];
     let peers = ports
         .iter()
@@ -55,7 +57,8 @@ async fn start_config_cluster(dir: &Path) -> anyhow::Result<(Vec<Server>, String
             "--peers".to_owned(),
             peers.clone(),
         ];
-        nodes.push(start_ours("config", &dir.join(format!("node-{}", i + 1)), &args).await?);
+        let data = dir.join(format!("{what}-node-{}", i + 1));
+        nodes.push(start_ours(what, &data, &args).await?);
     }
     let http = reqwest::Client::new();
     for _ in 0..300 {
@@ -65,12 +68,52 @@ async fn start_config_cluster(dir: &Path) -> anyhow::Result<(Vec<Server>, String
                 Err(_) => serde_json::Value::Null,
             };
         if let Some(leader) = health["cluster"]["leader_addr"].as_str() {
-            let url = format!("http://{leader}");
-            return Ok((nodes, url));
+            let leader = format!("http://{leader}");
+            let follower = nodes
+                .iter()
+                .map(|n| n.url.clone())
+                .find(|url| *url != leader)
+                .context("a follower")?;
+            return Ok((nodes, leader, follower));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("the three nodes elected no leader in 30 s")
+    anyhow::bail!("the three {what} nodes elected no leader in 30 s")
+}
+
+/// `writers` clients for `seconds`, each re-registering an instance of its own with changed
+/// metadata (`heartbeat`: heartbeating it instead, once registered).
+async fn registry_load(url: &str, args: &ClusterArgs, heartbeat: bool) -> Measured {
+    let http = reqwest::Client::new();
+    for worker in 0..args.writers {
+        let _ = http
+            .put(format!("{url}/v1/services/bench/instances/w{worker}"))
+            .json(&serde_json::json!({"host": "127.0.0.1", "port": 9000, "lease_ttl_ms": 300_000}))
+            .send()
+            .await;
+    }
+    let base = url.to_owned();
+    closed_loop(
+        args.writers,
+        Duration::from_secs(args.seconds),
+        u64::MAX,
+        move |worker, i| {
+            let http = http.clone();
+            let instance = format!("{base}/v1/services/bench/instances/w{worker}");
+            async move {
+                let request = if heartbeat {
+                    http.put(format!("{instance}/heartbeat"))
+                } else {
+                    http.put(instance).json(&serde_json::json!({
+                        "host": "127.0.0.1", "port": 9000, "lease_ttl_ms": 300_000,
+                        "metadata": {"n": i.to_string()}
+                    }))
+                };
+                request.send().await.is_ok_and(|r| r.status().is_success())
+            }
+        },
+    )
+    .await
 }
 
 /// `writers` writers, each rewriting a document of its own, for `seconds`.
@@ -102,7 +145,7 @@ async fn our_writes(url: &str, args: &ClusterArgs) -> Measured {
 /// Runs the comparison; the Markdown table.
 pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<String> {
     let single = start_ours("config", &dir.join("single"), &[]).await?;
-    let (_nodes, leader) = start_config_cluster(dir).await?;
+    let (_nodes, leader, _) = start_cluster("config", dir).await?;
     #[cfg(feature = "etcd")]
     let etcd = crate::etcd::EtcdCluster::start(&dir.join("etcd")).await?;
     let mut setups: Vec<(String, Vec<Measured>)> = vec![
@@ -119,6 +162,17 @@ pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<St
             etcd.writes(args.writers, Duration::from_secs(args.seconds))
                 .await,
         );
+    }
+    // The registry: one node, three.
+    let registry = start_ours("registry", &dir.join("registry-single"), &[]).await?;
+    let (_registry_nodes, registry_leader, registry_follower) =
+        start_cluster("registry", dir).await?;
+    let mut registry_runs: [Vec<Measured>; 4] = Default::default();
+    for _ in 0..args.rounds {
+        registry_runs[0].push(registry_load(&registry.url, args, false).await);
+        registry_runs[1].push(registry_load(&registry_leader, args, false).await);
+        registry_runs[2].push(registry_load(&registry.url, args, true).await);
+        registry_runs[3].push(registry_load(&registry_follower, args, true).await);
     }
     let mut out = String::new();
     let _ = writeln!(
@@ -156,6 +210,44 @@ pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<St
             median(runs, |m| m.quantile(0.5).as_secs_f64() * 1e3),
             median(runs, |m| m.quantile(0.99).as_secs_f64() * 1e3),
             rate / base.max(1e-9)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nThe registry, same writers (each re-registering an instance of its own with changed \
+         metadata — a change, so a Raft entry in the cluster —, or heartbeating it; a single node \
+         writes registrations behind, a cluster acknowledges them once a quorum has them on \
+         disk; heartbeats are never entries, and in the cluster they go to a follower, which \
+         hands them to the leader in batches):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| registry | registrations/s | p50 | p99 | heartbeats/s | p50 | p99 |\n|---|---:|---:|---:|---:|---:|---:|"
+    );
+    for (name, writes, beats) in [
+        ("1 node", &registry_runs[0], &registry_runs[2]),
+        (
+            "3 nodes (Raft; heartbeats to a follower)",
+            &registry_runs[1],
+            &registry_runs[3],
+        ),
+    ] {
+        let ms = |runs: &Vec<Measured>, q: f64| median(runs, |m| m.quantile(q).as_secs_f64() * 1e3);
+        let errors: u64 = writes.iter().chain(beats.iter()).map(|m| m.errors).sum();
+        let _ = writeln!(
+            out,
+            "| {name}{} | {:.0} | {:.2} ms | {:.2} ms | {:.0} | {:.2} ms | {:.2} ms |",
+            if errors > 0 {
+                format!(" ({errors} failed)")
+            } else {
+                String::new()
+            },
+            median(writes, Measured::per_second),
+            ms(writes, 0.5),
+            ms(writes, 0.99),
+            median(beats, Measured::per_second),
+            ms(beats, 0.5),
+            ms(beats, 0.99),
         );
     }
     Ok(out)

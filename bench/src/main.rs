@@ -35,26 +35,42 @@ enum Command {
     Scale(scale::ScaleArgs),
     /// Both servers under a steady mixed load for a bounded time: RSS, descriptors, errors.
     Soak(soak::SoakArgs),
-    /// Config writes on one config server vs a three-node cluster (and etcd's, with `etcd`).
+    /// Config writes on one config server vs a three-node cluster (and etcd's, with `etcd`);
+    /// registrations and heartbeats on one registry vs three.
     Cluster(cluster::ClusterArgs),
     /// (internal) the registry under test.
     #[command(hide = true)]
     ServeRegistry {
         #[arg(long)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        node: NodeArgs,
     },
     /// (internal) the config server under test.
     #[command(hide = true)]
     ServeConfig {
         #[arg(long)]
         data_dir: PathBuf,
-        #[arg(long)]
-        listen: Option<std::net::SocketAddr>,
-        #[arg(long)]
-        node_id: Option<u64>,
-        #[arg(long)]
-        peers: Option<String>,
+        #[command(flatten)]
+        node: NodeArgs,
     },
+}
+
+/// Where a served node listens, and its cluster when it is one.
+#[derive(Debug, Clone, clap::Args)]
+struct NodeArgs {
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    #[arg(long)]
+    node_id: Option<u64>,
+    #[arg(long, value_parser = msakit_raft::parse_peers)]
+    peers: Option<std::collections::BTreeMap<u64, String>>,
+}
+
+impl NodeArgs {
+    fn cluster(&self) -> Option<msakit_raft::ClusterConfig> {
+        msakit_raft::ClusterConfig::overlay(None, self.node_id, self.peers.as_ref(), None)
+    }
 }
 
 /// A scratch directory on the same disk as the repository (not a tmpfs, so fsyncs are real).
@@ -75,28 +91,11 @@ async fn start_ours(dir: &std::path::Path) -> anyhow::Result<ours::Ours> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::ServeRegistry { data_dir } => process::serve_registry(&data_dir).await,
-        Command::ServeConfig {
-            data_dir,
-            listen,
-            node_id,
-            peers,
-        } => {
-            let cluster = match (node_id, peers) {
-                (Some(node_id), Some(peers)) => Some(msakit_config_server::config::ClusterConfig {
-                    node_id,
-                    peers: peers
-                        .split(',')
-                        .filter_map(|p| {
-                            let (id, addr) = p.split_once('=')?;
-                            Some((id.parse().ok()?, addr.to_owned()))
-                        })
-                        .collect(),
-                    ..Default::default()
-                }),
-                _ => None,
-            };
-            process::serve_config(&data_dir, listen, cluster).await
+        Command::ServeRegistry { data_dir, node } => {
+            process::serve_registry(&data_dir, node.listen, node.cluster()).await
+        }
+        Command::ServeConfig { data_dir, node } => {
+            process::serve_config(&data_dir, node.listen, node.cluster()).await
         }
         Command::Cluster(args) => {
             let dir = scratch()?;

@@ -126,11 +126,17 @@ pub(crate) fn etcd_installed() -> bool {
 }
 
 /// `msakit-bench serve-registry`: the registry with a data directory (write-behind durability).
-pub(crate) async fn serve_registry(data_dir: &Path) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+pub(crate) async fn serve_registry(
+    data_dir: &Path,
+    listen: Option<std::net::SocketAddr>,
+    cluster: Option<msakit_raft::ClusterConfig>,
+) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into())).await?;
     let config = msakit_registry::RegistryConfig {
         listen: listener.local_addr()?,
         data_dir: Some(data_dir.to_owned()),
+        cluster,
         ..Default::default()
     };
     let mut config = config;
@@ -146,7 +152,7 @@ pub(crate) async fn serve_registry(data_dir: &Path) -> anyhow::Result<()> {
 pub(crate) async fn serve_config(
     data_dir: &Path,
     listen: Option<std::net::SocketAddr>,
-    cluster: Option<msakit_config_server::config::ClusterConfig>,
+    cluster: Option<msakit_raft::ClusterConfig>,
 ) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(listen.unwrap_or_else(|| ([127, 0, 0, 1], 0).into())).await?;

@@ -155,4 +155,18 @@ fn a_short_cluster_run_measures_one_node_and_three() {
             "{setup}: no writes got through, or some failed: {row}"
         );
     }
+    // The registry's table: registrations and heartbeats on one node and on three.
+    for setup in ["| 1 node |", "| 3 nodes (Raft; heartbeats to a follower) |"] {
+        let row = stdout
+            .lines()
+            .rfind(|l| l.starts_with(setup))
+            .unwrap_or_else(|| panic!("no registry row {setup:?} in\n{stdout}"));
+        for column in [2, 5] {
+            let rate = row.split('|').nth(column).unwrap().trim();
+            assert!(
+                rate.parse::<f64>().is_ok_and(|r| r > 0.0),
+                "{setup}: nothing got through, or some failed: {row}"
+            );
+        }
+    }
 }
