@@ -16,7 +16,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
 };
 
-use crate::{Cluster, ClusterError, FORWARDED_BY, NodeId, TypeConfig};
+use crate::{Cluster, ClusterError, ClusterStatus, FORWARDED_BY, NodeId, TypeConfig};
 
 /// A request header asking for a read from this node, however stale: `x-msakit-consistency:
 /// stale`. The answer carries `x-msakit-stale: true` and `x-msakit-staleness-ms` (time since a
@@ -191,6 +191,50 @@ async fn forward<C: TypeConfig>(
             })
         }
     }
+}
+
+/// A node to add (`POST /v1/cluster/nodes`).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewNode {
+    /// Its id (unique, at least 1).
+    pub node_id: NodeId,
+    /// The `host:port` of its HTTP API.
+    pub addr: String,
+}
+
+/// Adds `node`: it catches up as a learner, then becomes a voter; the status after. Answered by
+/// the leader.
+pub async fn add_node<C: TypeConfig>(
+    cluster: &Cluster<C>,
+    node: NewNode,
+) -> Result<ClusterStatus, ApiError> {
+    if node.node_id == 0 || node.addr.is_empty() || node.addr.len() > 255 {
+        return Err(ApiError::bad_request(
+            "invalid_node",
+            "a node needs an id of at least 1 and a host:port address",
+        ));
+    }
+    cluster.add_node(node.node_id, node.addr).await?;
+    Ok(cluster.status())
+}
+
+/// Removes node `id` from the voters and the cluster; the status after. Answered by the leader.
+pub async fn remove_node<C: TypeConfig>(
+    cluster: &Cluster<C>,
+    id: NodeId,
+) -> Result<ClusterStatus, ApiError> {
+    cluster.remove_node(id).await?;
+    Ok(cluster.status())
+}
+
+/// The 409 a single node answers the cluster API with; `how` says how to start a cluster node.
+pub fn not_clustered(how: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "not_clustered",
+        format!("this server runs as a single node (start it with {how})"),
+    )
 }
 
 /// Refuses a message that does not present the cluster token (when one is configured).

@@ -20,7 +20,10 @@ use openraft::impls::OneshotResponder;
 use openraft::{BasicNode, RaftTypeConfig, TokioRuntime};
 
 pub use config::{ClusterConfig, parse_peers};
-pub use http::{CONSISTENCY, Reads, Routing, check_peer, raft_routes, route};
+pub use http::{
+    CONSISTENCY, NewNode, Reads, Routing, add_node, check_peer, not_clustered, raft_routes,
+    remove_node, route,
+};
 pub use log_store::{LogStore, StoredSnapshot};
 pub use network::FORWARDED_BY;
 pub use node::{Cluster, ClusterError, ClusterStatus};

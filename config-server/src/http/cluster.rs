@@ -5,11 +5,10 @@
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Extension, Path, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use msakit_api::error::ErrorBody;
-use serde::Deserialize;
 
 use super::AppState;
 use super::auth::Identity;
@@ -18,11 +17,7 @@ use crate::cluster::{ClusterStatus, NodeId};
 use crate::config::Scope;
 
 fn not_clustered() -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "not_clustered",
-        "this server runs as a single node (start it with --node-id and --peers)",
-    )
+    msakit_raft::not_clustered("--node-id and --peers")
 }
 
 /// Served by whichever node is asked: operations, Raft itself, watches, and stateless helpers.
@@ -57,36 +52,19 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Cluster
     Ok(Json(cluster.status()))
 }
 
-/// A node to add.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NewNode {
-    /// Its id (unique, at least 1).
-    node_id: NodeId,
-    /// The `host:port` of its HTTP API.
-    addr: String,
-}
-
 /// Adds a node: it catches up as a learner, then becomes a voter. Answered by the leader.
-#[utoipa::path(post, path = "/v1/cluster/nodes", request_body = NewNode,
+#[utoipa::path(post, path = "/v1/cluster/nodes", request_body = msakit_raft::NewNode,
     responses((status = 200, body = ClusterStatus), (status = 409, body = ErrorBody),
               (status = 503, body = ErrorBody)))]
 pub(crate) async fn add_node(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
-    body: Result<Json<NewNode>, JsonRejection>,
+    body: Result<Json<msakit_raft::NewNode>, JsonRejection>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     identity.require(Scope::Write)?;
     let cluster = state.service.cluster().cloned().ok_or_else(not_clustered)?;
     let Json(node) = body?;
-    if node.node_id == 0 || node.addr.is_empty() || node.addr.len() > 255 {
-        return Err(ApiError::bad_request(
-            "invalid_node",
-            "a node needs an id of at least 1 and a host:port address",
-        ));
-    }
-    cluster.add_node(node.node_id, node.addr).await?;
-    Ok(Json(cluster.status()))
+    Ok(Json(msakit_raft::add_node(&cluster, node).await?))
 }
 
 /// Removes a node from the voters and the cluster. Answered by the leader.
@@ -102,6 +80,5 @@ pub(crate) async fn remove_node(
     identity.require(Scope::Write)?;
     let cluster = state.service.cluster().cloned().ok_or_else(not_clustered)?;
     let Path(id) = path?;
-    cluster.remove_node(id).await?;
-    Ok(Json(cluster.status()))
+    Ok(Json(msakit_raft::remove_node(&cluster, id).await?))
 }

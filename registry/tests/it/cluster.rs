@@ -23,7 +23,7 @@ fn nodes(dir: &Path) -> Vec<Node> {
 }
 
 /// The instance ids of `service` as `url` lists them, if it answers.
-async fn ids(client: &reqwest::Client, url: &str, service: &str) -> Option<Vec<String>> {
+pub(crate) async fn ids(client: &reqwest::Client, url: &str, service: &str) -> Option<Vec<String>> {
     let body: Value = client
         .get(format!("{url}/v1/services/{service}"))
         .send()

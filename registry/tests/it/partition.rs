@@ -20,24 +20,6 @@ async fn register(client: &reqwest::Client, url: &str, id: &str) -> reqwest::Res
         .unwrap()
 }
 
-async fn ids(client: &reqwest::Client, url: &str) -> Option<Vec<String>> {
-    let body: Value = client
-        .get(format!("{url}/v1/services/orders"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let mut ids: Vec<String> = body["instances"]
-        .as_array()?
-        .iter()
-        .filter_map(|i| i["id"].as_str().map(str::to_owned))
-        .collect();
-    ids.sort();
-    Some(ids)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root for network namespaces; run by .ci/run"]
 async fn an_isolated_registry_leader_refuses_registrations_and_healing_converges() {
@@ -110,7 +92,7 @@ async fn an_isolated_registry_leader_refuses_registrations_and_healing_converges
     let deadline = Instant::now() + Duration::from_secs(30);
     for i in 1..=3 {
         loop {
-            let listed = ids(&client, &net.url(i)).await;
+            let listed = crate::cluster::ids(&client, &net.url(i), "orders").await;
             if listed.as_deref() == Some(&["before".to_owned(), "majority".to_owned()][..]) {
                 break;
             }
