@@ -15,6 +15,10 @@ use serde_json::{Value, json};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_msakit-registry");
 
+/// One three-process cluster at a time: on two cores, several at once starve the other tests
+/// of this binary (whose leases are short).
+static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Short leases so that expiry shows within the test.
 const ARGS: &[&str] = &["--default-ttl", "3s"];
 
@@ -96,6 +100,7 @@ async fn heartbeat_until(client: &reqwest::Client, url: &str, path: &str, until:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_replicate_heartbeats_reach_the_leader_and_a_leader_kill_evicts_no_one() {
+    let _one = ONE_CLUSTER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = nodes(dir.path());
     let client = client();
@@ -273,6 +278,7 @@ async fn registrations_replicate_heartbeats_reach_the_leader_and_a_leader_kill_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_under_sdk_registrations_loses_none() {
+    let _one = ONE_CLUSTER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = nodes(dir.path());
     let client = client();
@@ -341,6 +347,7 @@ async fn a_rolling_restart_under_sdk_registrations_loses_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_added_after_the_log_was_dropped_catches_up_from_a_snapshot() {
+    let _one = ONE_CLUSTER.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("registry.yaml");
     std::fs::write(&file, "cluster:\n  snapshot_after: 10\n").unwrap();
@@ -422,6 +429,7 @@ async fn a_node_added_after_the_log_was_dropped_catches_up_from_a_snapshot() {
 /// renewals; a client without a certificate is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_talk_tls_to_each_other_when_the_servers_serve_tls() {
+    let _one = ONE_CLUSTER.lock().await;
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, contents: String| {

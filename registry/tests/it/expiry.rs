@@ -57,8 +57,9 @@ async fn self_preservation_pauses_a_mass_eviction_and_resumes_when_renewals_reco
     config.self_preservation.expiring_share = 0.5;
     config.self_preservation.window = Duration::from_millis(1500);
     let server = TestServer::start(config).await;
+    // Leases of 2 s: the keeper below renews every 100 ms, with room for a busy machine.
     for i in 0..8 {
-        server.up("svc", &format!("i{i}"), 7000 + i, 1000).await;
+        server.up("svc", &format!("i{i}"), 7000 + i, 2000).await;
     }
     // Nobody heartbeats: all eight lose their lease together — that looks like a network problem.
     wait_until(Duration::from_secs(10), || async {
