@@ -24,7 +24,7 @@ pub use http::{
     CONSISTENCY, NewNode, Reads, Routing, add_node, check_peer, not_clustered, raft_routes,
     remove_node, route,
 };
-pub use log_store::{LogStore, StoredSnapshot};
+pub use log_store::{LogStore, StoredSnapshot, blocking};
 pub use network::FORWARDED_BY;
 pub use node::{Cluster, ClusterError, ClusterStatus};
 pub use openraft;

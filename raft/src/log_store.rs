@@ -29,8 +29,9 @@ fn any<E: std::error::Error + 'static>(e: E) -> AnyError {
     AnyError::new(&e)
 }
 
-/// Runs `work` on a blocking thread (redb waits for fsync); a failure becomes `kind`'s error.
-async fn blocking<T: Send + 'static>(
+/// Runs `work` on a blocking thread (redb waits for fsync); a failure, or the thread's panic,
+/// becomes `kind`'s storage error. For state machines too.
+pub async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> std::result::Result<T, AnyError> + Send + 'static,
     kind: fn(AnyError) -> StorageIOError<NodeId>,
 ) -> Result<T> {

@@ -11,6 +11,8 @@ use openraft::{
     StorageError, StorageIOError, StoredMembership,
 };
 
+use msakit_raft::blocking;
+
 use super::{NodeId, TypeConfig};
 use crate::service::{Applied, Committer};
 use crate::store::{Dump, Store};
@@ -56,7 +58,7 @@ struct SnapshotData {
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
         let store = self.store.clone();
-        let built = tokio::task::spawn_blocking(move || -> std::result::Result<_, AnyError> {
+        let build = move || -> std::result::Result<_, AnyError> {
             let (dump, found) = store.dump(&["applied", "membership"]).map_err(any)?;
             let mut found = found.into_iter();
             let applied: Option<LogId<NodeId>> =
@@ -77,16 +79,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 .keep_snapshot(&json(&meta), meta.last_log_id.map(|l| l.index), &data)
                 .map_err(any)?;
             Ok((meta, data))
+        };
+        let (meta, data) = blocking(build, |e| StorageIOError::write_snapshot(None, e)).await?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
         })
-        .await;
-        match built {
-            Ok(Ok((meta, data))) => Ok(Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(data)),
-            }),
-            Ok(Err(e)) => Err(StorageIOError::write_snapshot(None, e).into()),
-            Err(e) => Err(StorageIOError::write_snapshot(None, any(e)).into()),
-        }
     }
 }
 
@@ -114,7 +112,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         let (store, committer) = (self.store.clone(), self.committer.clone());
-        let applied = tokio::task::spawn_blocking(move || -> std::result::Result<_, AnyError> {
+        let apply = move || -> std::result::Result<_, AnyError> {
             let mut outcomes = Vec::with_capacity(entries.len());
             for entry in entries {
                 let log_id = json(&Some(entry.log_id));
@@ -136,13 +134,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
             Ok(outcomes)
-        })
-        .await;
-        match applied {
-            Ok(Ok(outcomes)) => Ok(outcomes),
-            Ok(Err(e)) => Err(StorageIOError::write_state_machine(e).into()),
-            Err(e) => Err(StorageIOError::write_state_machine(any(e)).into()),
-        }
+        };
+        blocking(apply, StorageIOError::write_state_machine).await
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -160,7 +153,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<()> {
         let data = snapshot.into_inner();
         let (store, committer, meta) = (self.store.clone(), self.committer.clone(), meta.clone());
-        let installed = tokio::task::spawn_blocking(move || -> std::result::Result<_, AnyError> {
+        let install = move || -> std::result::Result<_, AnyError> {
             let SnapshotData { dump } = serde_json::from_slice(&data).map_err(any)?;
             store
                 .restore(
@@ -174,13 +167,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 )
                 .map_err(any)?;
             committer.reload().map_err(any)
-        })
-        .await;
-        match installed {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(StorageIOError::write_state_machine(e).into()),
-            Err(e) => Err(StorageIOError::write_state_machine(any(e)).into()),
-        }
+        };
+        blocking(install, StorageIOError::write_state_machine).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {

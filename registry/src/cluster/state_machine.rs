@@ -12,6 +12,8 @@ use openraft::{
     StorageError, StorageIOError, StoredMembership,
 };
 
+use msakit_raft::blocking;
+
 use super::{ClusterError, NodeId, TypeConfig};
 use crate::registry::{Dumped, Registry};
 use crate::writes::{self, Applied};
@@ -91,20 +93,16 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let log = self.log.clone();
         let meta_kept = meta.clone();
-        let saved = tokio::task::spawn_blocking(move || {
+        let save = move || {
             let bytes = serde_json::to_vec(&data).map_err(any)?;
             log.save_snapshot(&meta_kept, &bytes)?;
-            Ok::<_, AnyError>(bytes)
+            Ok(bytes)
+        };
+        let bytes = blocking(save, |e| StorageIOError::write_snapshot(None, e)).await?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(bytes)),
         })
-        .await;
-        match saved {
-            Ok(Ok(bytes)) => Ok(Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(bytes)),
-            }),
-            Ok(Err(e)) => Err(StorageIOError::write_snapshot(None, e).into()),
-            Err(e) => Err(StorageIOError::write_snapshot(None, any(e)).into()),
-        }
     }
 }
 
@@ -156,12 +154,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data: Dumped = serde_json::from_slice(&bytes)
             .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
         let (log, kept) = (self.log.clone(), meta.clone());
-        let saved = tokio::task::spawn_blocking(move || log.save_snapshot(&kept, &bytes)).await;
-        match saved {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(StorageIOError::write_snapshot(None, e).into()),
-            Err(e) => return Err(StorageIOError::write_snapshot(None, any(e)).into()),
-        }
+        let save = move || log.save_snapshot(&kept, &bytes);
+        blocking(save, |e| StorageIOError::write_snapshot(None, e)).await?;
         let mut applied = self.applied();
         self.registry.replace(data);
         applied.last = meta.last_log_id;
@@ -171,14 +165,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
         let log = self.log.clone();
-        let kept = tokio::task::spawn_blocking(move || log.current_snapshot()).await;
-        match kept {
-            Ok(Ok(kept)) => Ok(kept.map(|(meta, data)| Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(data)),
-            })),
-            Ok(Err(e)) => Err(StorageIOError::read_snapshot(None, e).into()),
-            Err(e) => Err(StorageIOError::read_snapshot(None, any(e)).into()),
-        }
+        let kept = blocking(
+            move || log.current_snapshot(),
+            |e| StorageIOError::read_snapshot(None, e),
+        )
+        .await?;
+        Ok(kept.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
     }
 }
