@@ -36,6 +36,29 @@ fn user_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// The variants, in table order: plain reqwest; plain reqwest again on a client and connection
+/// of its own, as the SDK has (the same-run noise floor); under the attempt's timer alone; with
+/// the timer and the headers the SDK sends, by hand; the SDK.
+const NAMES: [&str; 5] = [
+    "plain reqwest",
+    "plain reqwest, 2nd client",
+    "reqwest + timeout",
+    "reqwest + timeout + SDK headers",
+    "msakit ServiceClient",
+];
+const VARIANTS: usize = NAMES.len();
+
+/// Context switches of the calling thread so far, voluntary and not
+/// (`/proc/thread-self/status`): each park of the client's runtime is one.
+fn context_switches() -> u64 {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches:"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     let at = ((samples.len() as f64 * p) as usize).min(samples.len().saturating_sub(1));
@@ -66,9 +89,13 @@ fn main() {
         tokio::spawn(async move { axum::serve(backend, app).await });
         (registry_url, format!("http://127.0.0.1:{port}"), port)
     });
-    let rounds = 100;
+    // `SDK_BENCH_ROUNDS=<n>` (default 100): fewer for a slow profiler such as callgrind.
+    let rounds: usize = std::env::var("SDK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let per_round = 200;
-    let (http, client) = client_rt.block_on(async {
+    let (http, second, client) = client_rt.block_on(async {
         let http = reqwest::Client::new();
         http.put(format!("{registry_url}/v1/services/backend/instances/b1"))
             .json(&serde_json::json!({"host": "127.0.0.1", "port": port}))
@@ -80,72 +107,89 @@ fn main() {
             ServiceClientOptions::default(),
         )
         .unwrap();
-        (http, client)
+        (http, reqwest::Client::new(), client)
     });
-    // One call of a variant: plain reqwest; the same request by hand with what the SDK adds on
-    // the wire (a per-request timeout, the deadline and traceparent headers), which tells the
-    // SDK's own logic apart from the cost of those features in reqwest and the kernel; the SDK.
+    // One call of a variant (see `NAMES`). The request by hand with what the SDK adds tells the
+    // SDK's own logic apart from the cost of those features in tokio, reqwest and the kernel.
     let call = |variant: usize| {
-        let (http, client, backend_url) = (&http, &client, &backend_url);
+        let (http, second, client, backend_url) = (&http, &second, &client, &backend_url);
         async move {
             let response = match variant {
                 0 => http.get(format!("{backend_url}/x")).send().await.unwrap(),
-                1 => http
-                    .get(format!("{backend_url}/x"))
-                    .timeout(Duration::from_secs(2))
-                    .header("x-msakit-deadline-ms", "5000")
-                    .header(
-                        "traceparent",
-                        format!(
-                            "00-{:032x}-{:016x}-01",
-                            fastrand::u128(1..),
-                            fastrand::u64(1..)
-                        ),
-                    )
-                    .send()
-                    .await
-                    .unwrap(),
+                1 => second.get(format!("{backend_url}/x")).send().await.unwrap(),
+                2 => tokio::time::timeout(
+                    Duration::from_secs(2),
+                    http.get(format!("{backend_url}/x")).send(),
+                )
+                .await
+                .unwrap()
+                .unwrap(),
+                3 => tokio::time::timeout(
+                    Duration::from_secs(2),
+                    http.get(format!("{backend_url}/x"))
+                        .header("x-msakit-deadline-ms", "5000")
+                        .header(
+                            "traceparent",
+                            format!(
+                                "00-{:032x}-{:016x}-01",
+                                fastrand::u128(1..),
+                                fastrand::u64(1..)
+                            ),
+                        )
+                        .send(),
+                )
+                .await
+                .unwrap()
+                .unwrap(),
                 _ => client.get("backend", "/x").send().await.unwrap(),
             };
             response.bytes().await.unwrap();
         }
     };
-    let (samples, cpu, user) = client_rt.block_on(async {
-        let only: Option<usize> = std::env::var("SDK_BENCH_ONLY")
-            .ok()
-            .and_then(|v| v.parse().ok());
-        let mut samples = [Vec::new(), Vec::new(), Vec::new()];
-        let mut cpu = [Duration::ZERO; 3];
-        let mut user = [Duration::ZERO; 3];
+    let only: Option<usize> = std::env::var("SDK_BENCH_ONLY")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let (samples, cpu, user, switches) = client_rt.block_on(async {
+        let mut samples: [Vec<Duration>; VARIANTS] = Default::default();
+        let mut cpu = [Duration::ZERO; VARIANTS];
+        let mut user = [Duration::ZERO; VARIANTS];
+        let mut switches = [0u64; VARIANTS];
         // Warm every path (connections, discovery cache, watch), then measure in rounds, the
-        // variants in turn.
+        // variants in turn, each round starting one variant further on so that no variant
+        // always follows the same other.
         for round in 0..=rounds {
-            for (variant, (samples, cpu)) in samples.iter_mut().zip(&mut cpu).enumerate() {
-                // `SDK_BENCH_ONLY=<0|1|2>` runs one variant alone, for a profiler.
+            for turn in 0..VARIANTS {
+                let variant = (round + turn) % VARIANTS;
+                // `SDK_BENCH_ONLY=<variant>` runs one variant alone, for a profiler.
                 if only.is_some_and(|only| only != variant) {
                     continue;
                 }
                 let started_cpu = cpu_time();
                 let started_user = user_time();
+                let started_switches = context_switches();
                 for _ in 0..per_round {
                     let t = Instant::now();
                     call(variant).await;
                     if round > 0 {
-                        samples.push(t.elapsed());
+                        samples[variant].push(t.elapsed());
                     }
                 }
                 if round > 0 {
-                    *cpu += cpu_time() - started_cpu;
+                    cpu[variant] += cpu_time() - started_cpu;
                     user[variant] += user_time() - started_user;
+                    switches[variant] += context_switches() - started_switches;
                 }
             }
         }
-        (samples, cpu, user)
+        (samples, cpu, user, switches)
     });
     // Heap allocations per call on the client's thread (the caller, reqwest's connection tasks,
     // the SDK's tasks), counted over 1,000 warm calls of each variant.
-    let allocations: Vec<u64> = (0..3)
+    let allocations: Vec<u64> = (0..VARIANTS)
         .map(|variant| {
+            if only.is_some_and(|only| only != variant) {
+                return 0;
+            }
             let counted = allocation_counter::measure(|| {
                 client_rt.block_on(async {
                     for _ in 0..1000 {
@@ -157,64 +201,66 @@ fn main() {
         })
         .collect();
     let calls = (rounds * per_round) as u32;
-    let [mut plain, mut by_hand, mut sdk] = samples;
-    let p50 = [
-        percentile(&mut plain, 0.5),
-        percentile(&mut by_hand, 0.5),
-        percentile(&mut sdk, 0.5),
-    ];
-    let p99 = [
-        percentile(&mut plain, 0.99),
-        percentile(&mut by_hand, 0.99),
-        percentile(&mut sdk, 0.99),
-    ];
+    let mut samples = samples;
+    let p50: Vec<Duration> = samples.iter_mut().map(|s| percentile(s, 0.5)).collect();
+    let p99: Vec<Duration> = samples.iter_mut().map(|s| percentile(s, 0.99)).collect();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let per_call = |d: Duration| us(d) / f64::from(calls);
+    let (plain, sdk) = (0, VARIANTS - 1);
     println!(
         "\n## SDK call stack vs plain reqwest, {calls} sequential calls each, same loopback backend"
     );
-    println!(
-        "| | plain reqwest | reqwest + timeout + SDK headers | msakit ServiceClient | SDK vs plain | SDK vs by hand |"
+    println!("| | {} | SDK vs plain |", NAMES.join(" | "));
+    println!("|---|{}---:|", "---:|".repeat(VARIANTS));
+    let row = |name: &str, values: Vec<f64>, unit: &str, relative: bool| {
+        let mut line = format!("| {name} |");
+        for v in &values {
+            line += &format!(" {v:.2}{unit} |");
+        }
+        if relative {
+            line += &format!(" {:+.1}% |", (values[sdk] / values[plain] - 1.0) * 100.0);
+        } else {
+            line += &format!(" {:+.2}{unit} |", values[sdk] - values[plain]);
+        }
+        println!("{line}");
+    };
+    row(
+        "p50 latency",
+        p50.iter().map(|&d| us(d)).collect(),
+        " µs",
+        true,
     );
-    println!("|---|---:|---:|---:|---:|---:|");
-    println!(
-        "| p50 latency | {:.1} µs | {:.1} µs | {:.1} µs | {:+.1}% | {:+.1}% |",
-        us(p50[0]),
-        us(p50[1]),
-        us(p50[2]),
-        (us(p50[2]) / us(p50[0]) - 1.0) * 100.0,
-        (us(p50[2]) / us(p50[1]) - 1.0) * 100.0
+    row(
+        "p99 latency",
+        p99.iter().map(|&d| us(d)).collect(),
+        " µs",
+        true,
     );
-    println!(
-        "| p99 latency | {:.1} µs | {:.1} µs | {:.1} µs | {:+.1}% | {:+.1}% |",
-        us(p99[0]),
-        us(p99[1]),
-        us(p99[2]),
-        (us(p99[2]) / us(p99[0]) - 1.0) * 100.0,
-        (us(p99[2]) / us(p99[1]) - 1.0) * 100.0
+    row(
+        "client user-mode CPU per call",
+        user.iter().map(|&d| per_call(d)).collect(),
+        " µs",
+        false,
     );
-    println!(
-        "| client user-mode CPU per call | {:.2} µs | {:.2} µs | {:.2} µs | {:+.2} µs | {:+.2} µs |",
-        per_call(user[0]),
-        per_call(user[1]),
-        per_call(user[2]),
-        per_call(user[2]) - per_call(user[0]),
-        per_call(user[2]) - per_call(user[1])
+    row(
+        "heap allocations per call",
+        allocations.iter().map(|&a| a as f64).collect(),
+        "",
+        false,
     );
-    println!(
-        "| heap allocations per call | {} | {} | {} | {:+} | {:+} |",
-        allocations[0],
-        allocations[1],
-        allocations[2],
-        allocations[2] as i64 - allocations[0] as i64,
-        allocations[2] as i64 - allocations[1] as i64
+    row(
+        "client context switches per call",
+        switches
+            .iter()
+            .map(|&n| n as f64 / f64::from(calls))
+            .collect(),
+        "",
+        false,
     );
-    println!(
-        "| client CPU per call | {:.2} µs | {:.2} µs | {:.2} µs | {:+.2} µs | {:+.2} µs |",
-        per_call(cpu[0]),
-        per_call(cpu[1]),
-        per_call(cpu[2]),
-        per_call(cpu[2]) - per_call(cpu[0]),
-        per_call(cpu[2]) - per_call(cpu[1])
+    row(
+        "client CPU per call",
+        cpu.iter().map(|&d| per_call(d)).collect(),
+        " µs",
+        false,
     );
 }

@@ -3,7 +3,7 @@
 //! registry: when it is down, the last known instances keep being served (and the cache says how
 //! old it is).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -102,7 +102,7 @@ impl Discovery {
                 client: options.tls.short_client(Duration::from_secs(5)),
                 streaming: options.tls.streaming_client(Duration::from_secs(5)),
                 options,
-                services: RwLock::new(HashMap::new()),
+                services: RwLock::new(HashMap::default()),
                 updates: tokio::sync::watch::channel(0).0,
                 stop: CancellationToken::new(),
             }),

@@ -3,10 +3,10 @@
 //! instance within a shared retry budget, a per-attempt timeout and an overall deadline that is
 //! passed downstream.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use foldhash::HashMap;
 use msakit_api::registry::Instance;
 use msakit_resilience::circuit_breaker::CallOutcome;
 use msakit_resilience::circuit_breaker::State;
@@ -20,6 +20,11 @@ use crate::discovery::Discovery;
 /// The request header carrying how many milliseconds the caller still waits, so the callee can
 /// give up when the caller already has.
 pub const DEADLINE_HEADER: &str = "x-msakit-deadline-ms";
+
+/// [`DEADLINE_HEADER`] as a header name, built at compile time rather than parsed per call.
+const DEADLINE: HeaderName = HeaderName::from_static(DEADLINE_HEADER);
+/// The W3C trace context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// How an instance is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -132,6 +137,9 @@ struct InstanceStats {
     ejections: u32,
     /// The instance's parsed base URL, kept so a call does not parse a host each time.
     base: Option<reqwest::Url>,
+    /// The last path called on it and its whole URL: calls to a service mostly repeat a few
+    /// paths, and a copy of a URL is cheaper than setting its path and query again.
+    last: Option<(String, reqwest::Url)>,
 }
 
 impl InstanceStats {
@@ -144,6 +152,7 @@ impl InstanceStats {
             ejected_until: None,
             ejections: 0,
             base: None,
+            last: None,
         }
     }
 
@@ -170,21 +179,30 @@ impl InstanceStats {
                 format!("{host}:{}", instance.port)
             };
             self.base = reqwest::Url::parse(&format!("{scheme}://{authority}")).ok();
+            self.last = None;
+        }
+        if let Some((last, url)) = &self.last
+            && last == path
+        {
+            return Some(url.clone());
         }
         let mut url = self.base.clone()?;
-        let (path, query) = path
+        let (path_only, query) = path
             .split_once('?')
             .map_or((path, None), |(p, q)| (p, Some(q)));
-        url.set_path(path);
+        url.set_path(path_only);
         url.set_query(query);
+        self.last = Some((path.to_owned(), url.clone()));
         Some(url)
     }
 
     /// Peak EWMA (Finagle): a slower sample counts at once, faster ones decay in over ~10 s.
-    fn observe(&mut self, latency: Duration) {
+    fn observe(&mut self, latency: Duration, now: Instant) {
         let sample = latency.as_secs_f64() * 1e6;
-        let elapsed = self.last_update.elapsed().as_secs_f64();
-        self.last_update = Instant::now();
+        let elapsed = now
+            .saturating_duration_since(self.last_update)
+            .as_secs_f64();
+        self.last_update = now;
         if sample > self.ewma_us {
             self.ewma_us = sample;
         } else {
@@ -284,6 +302,8 @@ pub struct ServiceClient {
     budget: RetryBudget,
     services: Arc<Mutex<HashMap<String, Arc<ServiceState>>>>,
     fallbacks: Arc<Mutex<HashMap<String, Fallback>>>,
+    /// The deadline header of a first attempt (the whole deadline left), made once.
+    whole_deadline: HeaderValue,
 }
 
 impl std::fmt::Debug for ServiceClient {
@@ -324,12 +344,15 @@ impl tower::Service<ServiceCall> for ServiceClient {
     }
 
     fn call(&mut self, call: ServiceCall) -> Self::Future {
-        let mut request = self.request(call.method, &call.service, &call.path);
-        for (name, value) in &call.headers {
-            request = request.header(name, value);
-        }
-        request.body = call.body.map(bytes::Bytes::from);
-        Box::pin(request.send())
+        let client = self.clone();
+        Box::pin(async move {
+            let mut request = client.request(call.method, &call.service, &call.path);
+            for (name, value) in &call.headers {
+                request = request.header(name, value);
+            }
+            request.body = call.body.map(bytes::Bytes::from);
+            request.send().await
+        })
     }
 }
 
@@ -347,14 +370,15 @@ struct Answered {
 /// A per-service fallback: given the error, a response to answer with instead, or `None`.
 pub type Fallback = Arc<dyn Fn(&CallError) -> Option<reqwest::Response> + Send + Sync>;
 
-/// A request being built; see [`ServiceClient::request`].
-pub struct ServiceRequest {
-    client: ServiceClient,
+/// A request being built; see [`ServiceClient::request`]. It borrows the client, the service's
+/// name and the path, so making one allocates nothing.
+pub struct ServiceRequest<'a> {
+    client: &'a ServiceClient,
     /// Answers instead of an error, for this call.
     fallback: Option<CallFallback>,
-    service: String,
+    service: &'a str,
     method: Method,
-    path: String,
+    path: &'a str,
     headers: HeaderMap,
     body: Option<bytes::Bytes>,
     retryable: bool,
@@ -380,24 +404,30 @@ impl ServiceClient {
                 .build()
                 .expect("builds"),
             budget: RetryBudget::new(&options.budget)?,
+            whole_deadline: deadline_value(options.deadline),
             options: Arc::new(options),
-            services: Arc::new(Mutex::new(HashMap::new())),
-            fallbacks: Arc::new(Mutex::new(HashMap::new())),
+            services: Arc::new(Mutex::new(HashMap::default())),
+            fallbacks: Arc::new(Mutex::new(HashMap::default())),
         })
     }
 
     /// A request to `path` on `service`. GET, HEAD, PUT, DELETE and OPTIONS are retried;
     /// other methods only when marked [`retryable`](ServiceRequest::retryable).
-    pub fn request(&self, method: Method, service: &str, path: &str) -> ServiceRequest {
+    pub fn request<'a>(
+        &'a self,
+        method: Method,
+        service: &'a str,
+        path: &'a str,
+    ) -> ServiceRequest<'a> {
         let retryable = matches!(
             method,
             Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
         );
         ServiceRequest {
-            client: self.clone(),
-            service: service.to_owned(),
+            client: self,
+            service,
             method,
-            path: path.to_owned(),
+            path,
             headers: HeaderMap::new(),
             body: None,
             retryable,
@@ -417,12 +447,12 @@ impl ServiceClient {
     }
 
     /// A GET to `path` on `service`.
-    pub fn get(&self, service: &str, path: &str) -> ServiceRequest {
+    pub fn get<'a>(&'a self, service: &'a str, path: &'a str) -> ServiceRequest<'a> {
         self.request(Method::GET, service, path)
     }
 
     /// A POST to `path` on `service`.
-    pub fn post(&self, service: &str, path: &str) -> ServiceRequest {
+    pub fn post<'a>(&'a self, service: &'a str, path: &'a str) -> ServiceRequest<'a> {
         self.request(Method::POST, service, path)
     }
 
@@ -435,7 +465,7 @@ impl ServiceClient {
             Arc::new(ServiceState {
                 breaker: CircuitBreaker::new(service.to_owned(), self.options.breaker.clone())
                     .expect("validated in new"),
-                instances: Mutex::new(HashMap::new()),
+                instances: Mutex::new(HashMap::default()),
                 next: std::sync::atomic::AtomicUsize::new(0),
                 metrics: ServiceMetrics::new(service),
             })
@@ -450,9 +480,13 @@ impl ServiceClient {
         instances: &'a [Instance],
         tried: &Tried,
         path: &str,
+        now: Instant,
     ) -> Option<(&'a Instance, Option<reqwest::Url>)> {
         let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
+        // Forget instances that left (rarely: only once the map has grown well past them).
+        if stats.len() > 2 * instances.len() + 16 {
+            stats.retain(|id, _| instances.iter().any(|i| &i.id == id));
+        }
         // UP instances, in this service's zone when any of them is.
         let zone = self.discovery.zone();
         let up = |i: &&Instance| i.status == msakit_api::registry::InstanceStatus::Up;
@@ -532,17 +566,18 @@ impl ServiceClient {
         total: usize,
         latency: Duration,
         failed: bool,
+        now: Instant,
     ) {
         let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if !stats.contains_key(instance) {
-            stats.insert(instance.to_owned(), InstanceStats::new());
-        }
-        let Some(entry) = stats.get_mut(instance) else {
-            return;
+        let entry = match stats.get_mut(instance) {
+            Some(entry) => entry,
+            // Pruned by a concurrent pick since, the instance having left discovery.
+            None => stats
+                .entry(instance.to_owned())
+                .or_insert_with(InstanceStats::new),
         };
         entry.in_flight = entry.in_flight.saturating_sub(1);
-        entry.observe(latency);
+        entry.observe(latency, now);
         if !failed {
             entry.consecutive_failures = 0;
             return;
@@ -576,7 +611,7 @@ impl ServiceClient {
     }
 }
 
-impl std::fmt::Debug for ServiceRequest {
+impl std::fmt::Debug for ServiceRequest<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServiceRequest")
             .field("service", &self.service)
@@ -586,7 +621,7 @@ impl std::fmt::Debug for ServiceRequest {
     }
 }
 
-impl ServiceRequest {
+impl ServiceRequest<'_> {
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
         match (
@@ -651,62 +686,58 @@ impl ServiceRequest {
     /// the service's.
     pub async fn send(mut self) -> Result<reqwest::Response, CallError> {
         let fallback = self.fallback.take();
-        let service_fallback = self
-            .client
-            .fallbacks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&self.service)
-            .cloned();
-        let (result, service) = self.send_once().await;
-        let outcome = match result {
-            // A server error after the last attempt is a failure too, for the fallbacks.
-            Ok(response)
-                if response.status().is_server_error()
-                    && (fallback.is_some() || service_fallback.is_some()) =>
-            {
+        let result = self.attempts().await;
+        // A server error after the last attempt is a failure too, for the fallbacks.
+        let failed = match &result {
+            Ok(response) => response.status().is_server_error(),
+            Err(_) => true,
+        };
+        if !failed {
+            return result;
+        }
+        let service_fallback = || {
+            self.client
+                .fallbacks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(self.service)
+                .cloned()
+        };
+        let (error, original) = match result {
+            Ok(response) => {
+                if fallback.is_none() && service_fallback().is_none() {
+                    return Ok(response);
+                }
                 let answered = response.extensions().get::<Answered>().cloned();
                 let error = CallError {
-                    service,
+                    service: self.service.to_owned(),
                     instance: answered.as_ref().map(|a| a.instance.clone()),
                     attempts: answered.map_or(0, |a| a.attempts),
                     kind: CallErrorKind::Status(response.status()),
                 };
-                Err((error, Some(response)))
+                (error, Some(response))
             }
-            Ok(response) => Ok(response),
-            Err(error) => Err((error, None)),
+            Err(error) => (error, None),
         };
-        match outcome {
-            Ok(response) => Ok(response),
-            Err((error, original)) => {
-                let answer = match fallback {
-                    Some(fallback) => fallback(&error),
-                    None => None,
-                }
-                .or_else(|| service_fallback.and_then(|f| f(&error)));
-                match answer {
-                    Some(response) => {
-                        tracing::info!(service = %error.service, %error, "answered by the fallback");
-                        Ok(response)
-                    }
-                    None => original.ok_or(error),
-                }
-            }
+        let answer = match fallback {
+            Some(fallback) => fallback(&error),
+            None => None,
         }
-    }
-
-    /// The call's outcome, and its service name back (for the fallbacks' error).
-    async fn send_once(mut self) -> (Result<reqwest::Response, CallError>, String) {
-        let result = self.attempts().await;
-        (result, self.service)
+        .or_else(|| service_fallback().and_then(|f| f(&error)));
+        match answer {
+            Some(response) => {
+                tracing::info!(service = %error.service, %error, "answered by the fallback");
+                Ok(response)
+            }
+            None => original.ok_or(error),
+        }
     }
 
     /// Every attempt of the call. (`&mut`: a `ServiceRequest` is `Send` but not `Sync`.)
     async fn attempts(&mut self) -> Result<reqwest::Response, CallError> {
-        let client = &self.client;
+        let client = self.client;
         let options = &client.options;
-        let state = client.state(&self.service);
+        let state = client.state(self.service);
         let started = Instant::now();
         let deadline = started + options.deadline;
         client.budget.deposit();
@@ -716,7 +747,7 @@ impl ServiceRequest {
         // The instance of the attempt before, named when the breaker then refuses.
         let mut last_instance: Option<String> = None;
         let fail = |attempts, instance: Option<String>, kind| CallError {
-            service: self.service.clone(),
+            service: self.service.to_owned(),
             instance,
             attempts,
             kind,
@@ -731,7 +762,7 @@ impl ServiceRequest {
         loop {
             let instances = client
                 .discovery
-                .instances(&self.service)
+                .instances(self.service)
                 .await
                 .map_err(|_| fail(attempts, None, CallErrorKind::NoInstances))?;
             let permit = state.breaker.try_acquire_owned().map_err(|e| {
@@ -742,15 +773,30 @@ impl ServiceRequest {
                     CallErrorKind::BreakerOpen(e),
                 )
             })?;
-            let Some((instance, url)) = client.pick(&state, &instances, &tried, &self.path) else {
+            // One reading of the clock for the pick, the deadline left and the attempt's start.
+            let attempt_started = if attempts == 0 {
+                started
+            } else {
+                Instant::now()
+            };
+            let Some((instance, url)) =
+                client.pick(&state, &instances, &tried, self.path, attempt_started)
+            else {
                 drop(permit);
                 return Err(fail(attempts, None, CallErrorKind::NoInstances));
             };
             attempts += 1;
-            tried.push(&instance.id);
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = deadline.saturating_duration_since(attempt_started);
             let Some(url) = url else {
-                client.finish(&state, &instance.id, instances.len(), Duration::ZERO, true);
+                let now = Instant::now();
+                client.finish(
+                    &state,
+                    &instance.id,
+                    instances.len(),
+                    Duration::ZERO,
+                    true,
+                    now,
+                );
                 permit.record(CallOutcome::Ignored);
                 return Err(fail(
                     attempts,
@@ -766,15 +812,16 @@ impl ServiceRequest {
             if !self.headers.is_empty() {
                 headers.extend(self.headers.clone());
             }
-            headers.insert(
-                DEADLINE_HEADER,
-                HeaderValue::from(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX)),
-            );
-            headers.insert("traceparent", traceparent(trace_id, fastrand::u64(1..)));
+            let deadline_value = if remaining == options.deadline {
+                client.whole_deadline.clone()
+            } else {
+                deadline_value(remaining)
+            };
+            headers.insert(DEADLINE, deadline_value);
+            headers.insert(TRACEPARENT, traceparent(trace_id, fastrand::u64(1..)));
             if let Some(body) = &self.body {
                 *request.body_mut() = Some(body.clone().into());
             }
-            let attempt_started = Instant::now();
             // The attempt's timeout around the request (not reqwest's own, which boxes a timer
             // per request).
             let attempt_timeout = options.attempt_timeout.min(remaining);
@@ -783,7 +830,8 @@ impl ServiceRequest {
                     Ok(result) => result.map_err(|e| e.to_string()),
                     Err(_) => Err(format!("attempt timed out after {attempt_timeout:?}")),
                 };
-            let latency = attempt_started.elapsed();
+            let ended = Instant::now();
+            let latency = ended.saturating_duration_since(attempt_started);
             let (failed, retry_after, error) = match &result {
                 Ok(response)
                     if response.status().is_server_error()
@@ -800,7 +848,14 @@ impl ServiceRequest {
                 Ok(_) => (false, None, CallErrorKind::NoInstances),
                 Err(e) => (true, None, CallErrorKind::Transport(e.clone())),
             };
-            client.finish(&state, &instance.id, instances.len(), latency, failed);
+            client.finish(
+                &state,
+                &instance.id,
+                instances.len(),
+                latency,
+                failed,
+                ended,
+            );
             permit.record(if failed {
                 CallOutcome::Failure
             } else {
@@ -852,7 +907,7 @@ impl ServiceRequest {
             let pause = retry_after.unwrap_or_else(|| {
                 Duration::from_millis(fastrand::u64(10..=50 * u64::from(attempts)))
             });
-            if Instant::now() + pause >= deadline {
+            if ended + pause >= deadline {
                 return Err(fail(
                     attempts,
                     Some(instance.id.clone()),
@@ -867,22 +922,31 @@ impl ServiceRequest {
                     CallErrorKind::BudgetExhausted(error.to_string()),
                 ));
             }
+            tried.push(&instance.id);
             last_instance = Some(instance.id.clone());
             tokio::time::sleep(pause).await;
         }
     }
 }
 
+/// The deadline header's value: the milliseconds left.
+fn deadline_value(remaining: Duration) -> HeaderValue {
+    HeaderValue::from(u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// A W3C `traceparent` value: version 00, the trace, this attempt's span, sampled.
 fn traceparent(trace_id: u128, span_id: u64) -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut value = *b"00-00000000000000000000000000000000-0000000000000000-01";
-    for (i, slot) in value[3..35].iter_mut().enumerate() {
-        *slot = HEX[((trace_id >> (124 - 4 * i)) & 0xf) as usize];
-    }
-    for (i, slot) in value[36..52].iter_mut().enumerate() {
-        *slot = HEX[((span_id >> (60 - 4 * i)) & 0xf) as usize];
-    }
+    // Two digits per byte, most significant first.
+    let digits = |slots: &mut [u8], bytes: &[u8]| {
+        for (pair, byte) in slots.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0xf)];
+        }
+    };
+    digits(&mut value[3..35], &trace_id.to_be_bytes());
+    digits(&mut value[36..52], &span_id.to_be_bytes());
     HeaderValue::from_bytes(&value).expect("hex digits and dashes are a valid header value")
 }
 
@@ -911,6 +975,16 @@ mod tests {
         .unwrap();
         let url = stats.url(&instance, "/pay?x=1&y=2").unwrap();
         assert_eq!(url.as_str(), "http://127.0.0.1:8080/pay?x=1&y=2");
+        // The same path again comes from the cache; another query does not.
+        assert_eq!(stats.url(&instance, "/pay?x=1&y=2").unwrap(), url);
+        assert_eq!(
+            stats.url(&instance, "/pay?x=2").unwrap().as_str(),
+            "http://127.0.0.1:8080/pay?x=2"
+        );
+        assert_eq!(
+            stats.url(&instance, "/pay").unwrap().as_str(),
+            "http://127.0.0.1:8080/pay"
+        );
         assert_eq!(
             stats.url(&instance, "/b").unwrap().as_str(),
             "http://127.0.0.1:8080/b"
@@ -938,8 +1012,8 @@ struct Tried {
 
 impl Tried {
     fn hash(id: &str) -> u64 {
-        use std::hash::{BuildHasher, BuildHasherDefault};
-        BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id)
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::default().hash_one(id)
     }
 
     fn push(&mut self, id: &str) {
@@ -948,6 +1022,9 @@ impl Tried {
     }
 
     fn contains(&self, id: &str) -> bool {
+        if self.len == 0 {
+            return false;
+        }
         let hash = Self::hash(id);
         self.ids[..self.len.min(self.ids.len())].contains(&hash)
     }
