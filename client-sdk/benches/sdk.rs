@@ -149,15 +149,19 @@ fn main() {
     let only: Option<usize> = std::env::var("SDK_BENCH_ONLY")
         .ok()
         .and_then(|v| v.parse().ok());
-    let (samples, cpu, user, switches) = client_rt.block_on(async {
+    let (samples, cpu, user, switches, rounds_cpu) = client_rt.block_on(async {
         let mut samples: [Vec<Duration>; VARIANTS] = Default::default();
         let mut cpu = [Duration::ZERO; VARIANTS];
+        // Each round's CPU per variant, for paired differences: the variants of one round run
+        // within milliseconds of each other, so drift of the machine hits them alike.
+        let mut rounds_cpu = Vec::new();
         let mut user = [Duration::ZERO; VARIANTS];
         let mut switches = [0u64; VARIANTS];
         // Warm every path (connections, discovery cache, watch), then measure in rounds, the
         // variants in turn, each round starting one variant further on so that no variant
         // always follows the same other.
         for round in 0..=rounds {
+            let mut this_round = [Duration::ZERO; VARIANTS];
             for turn in 0..VARIANTS {
                 let variant = (round + turn) % VARIANTS;
                 // `SDK_BENCH_ONLY=<variant>` runs one variant alone, for a profiler.
@@ -175,13 +179,18 @@ fn main() {
                     }
                 }
                 if round > 0 {
-                    cpu[variant] += cpu_time() - started_cpu;
+                    let spent = cpu_time() - started_cpu;
+                    cpu[variant] += spent;
+                    this_round[variant] = spent;
                     user[variant] += user_time() - started_user;
                     switches[variant] += context_switches() - started_switches;
                 }
             }
+            if round > 0 {
+                rounds_cpu.push(this_round);
+            }
         }
-        (samples, cpu, user, switches)
+        (samples, cpu, user, switches, rounds_cpu)
     });
     // Heap allocations per call on the client's thread (the caller, reqwest's connection tasks,
     // the SDK's tasks), counted over 1,000 warm calls of each variant.
@@ -263,4 +272,17 @@ fn main() {
         " µs",
         false,
     );
+    // Added CPU per call against plain reqwest, round by round: mean ± 95% confidence interval.
+    let mut line = String::from("| client CPU per call vs plain, per round (mean ± 95% CI) |");
+    for variant in 0..VARIANTS {
+        let added: Vec<f64> = rounds_cpu
+            .iter()
+            .map(|round| (us(round[variant]) - us(round[plain])) / per_round as f64)
+            .collect();
+        let n = added.len() as f64;
+        let mean = added.iter().sum::<f64>() / n;
+        let variance = added.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        line += &format!(" {mean:+.2} ± {:.2} µs |", 1.96 * (variance / n).sqrt());
+    }
+    println!("{line} |");
 }
