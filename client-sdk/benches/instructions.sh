@@ -11,9 +11,9 @@ bench=$(cargo bench -p msakit --bench sdk --no-run --message-format=json 2>/dev/
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-names=("plain reqwest" "plain reqwest, 2nd client" "reqwest + timeout" "reqwest + timeout + SDK headers" "msakit ServiceClient")
+names=("plain reqwest" "plain reqwest, 2nd client" "reqwest + timeout" "reqwest + timeout + SDK headers" "the SDK's request, no SDK logic" "msakit ServiceClient")
 declare -a per_call
-for variant in 0 1 2 3 4; do
+for variant in 0 1 2 3 4 5; do
   for rounds in 5 15; do
     SDK_BENCH_ONLY=$variant SDK_BENCH_ROUNDS=$rounds valgrind --tool=callgrind \
       --separate-threads=yes --callgrind-out-file="$out/cg.$variant.$rounds" "$bench" \
@@ -26,6 +26,6 @@ for variant in 0 1 2 3 4; do
 done
 echo "| | instructions per call (client thread, user mode) | vs plain |"
 echo "|---|---:|---:|"
-for variant in 0 1 2 3 4; do
+for variant in 0 1 2 3 4 5; do
   echo "| ${names[variant]} | ${per_call[variant]} | $(( per_call[variant] - per_call[0] )) |"
 done

@@ -38,12 +38,15 @@ fn user_time() -> Duration {
 
 /// The variants, in table order: plain reqwest; plain reqwest again on a client and connection
 /// of its own, as the SDK has (the same-run noise floor); under the attempt's timer alone; with
-/// the timer and the headers the SDK sends, by hand; the SDK.
-const NAMES: [&str; 5] = [
+/// the timer and the headers the SDK sends, by hand; the SDK's request as the SDK builds it
+/// (a `reqwest::Request` with its headers, on a client of its own, under the timer) without the
+/// SDK's logic; the SDK.
+const NAMES: [&str; 6] = [
     "plain reqwest",
     "plain reqwest, 2nd client",
     "reqwest + timeout",
     "reqwest + timeout + SDK headers",
+    "the SDK's request, no SDK logic",
     "msakit ServiceClient",
 ];
 const VARIANTS: usize = NAMES.len();
@@ -141,6 +144,33 @@ fn main() {
                 .await
                 .unwrap()
                 .unwrap(),
+                4 => {
+                    let mut request = reqwest::Request::new(
+                        reqwest::Method::GET,
+                        reqwest::Url::parse(&format!("{backend_url}/x")).unwrap(),
+                    );
+                    let headers = request.headers_mut();
+                    headers.insert(
+                        reqwest::header::HeaderName::from_static("x-msakit-deadline-ms"),
+                        reqwest::header::HeaderValue::from(5000u64),
+                    );
+                    headers.insert(
+                        reqwest::header::HeaderName::from_static("traceparent"),
+                        reqwest::header::HeaderValue::from_bytes(
+                            format!(
+                                "00-{:032x}-{:016x}-01",
+                                fastrand::u128(1..),
+                                fastrand::u64(1..)
+                            )
+                            .as_bytes(),
+                        )
+                        .unwrap(),
+                    );
+                    tokio::time::timeout(Duration::from_secs(2), second.execute(request))
+                        .await
+                        .unwrap()
+                        .unwrap()
+                }
                 _ => client.get("backend", "/x").send().await.unwrap(),
             };
             response.bytes().await.unwrap();
