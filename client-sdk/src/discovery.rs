@@ -109,17 +109,22 @@ impl Discovery {
         }
     }
 
-    /// Every known instance of `service`, whatever its status. The first call asks the registry
-    /// and starts watching; later calls answer from the cache at once.
-    pub async fn instances(&self, service: &str) -> Result<Arc<Vec<Instance>>, DiscoveryError> {
-        if let Some(known) = self
-            .inner
+    /// The cached instances of `service`, if it is known: what [`Discovery::instances`] answers
+    /// once it has data, without a future.
+    pub(crate) fn cached(&self, service: &str) -> Option<Arc<Vec<Instance>>> {
+        self.inner
             .services
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(service)
-        {
-            return Ok(Arc::clone(&known.instances));
+            .map(|known| Arc::clone(&known.instances))
+    }
+
+    /// Every known instance of `service`, whatever its status. The first call asks the registry
+    /// and starts watching; later calls answer from the cache at once.
+    pub async fn instances(&self, service: &str) -> Result<Arc<Vec<Instance>>, DiscoveryError> {
+        if let Some(instances) = self.cached(service) {
+            return Ok(instances);
         }
         let instances = match self.fetch(service).await {
             Ok(fetched) => {

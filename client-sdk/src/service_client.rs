@@ -760,11 +760,14 @@ impl ServiceRequest<'_> {
             ));
         }
         loop {
-            let instances = client
-                .discovery
-                .instances(self.service)
-                .await
-                .map_err(|_| fail(attempts, None, CallErrorKind::NoInstances))?;
+            // From the cache without a future; the first call of a service asks the registry
+            // through a boxed one, which keeps that rare path out of every call's state.
+            let instances = match client.discovery.cached(self.service) {
+                Some(instances) => instances,
+                None => Box::pin(client.discovery.instances(self.service))
+                    .await
+                    .map_err(|_| fail(attempts, None, CallErrorKind::NoInstances))?,
+            };
             let permit = state.breaker.try_acquire_owned().map_err(|e| {
                 state.metrics.export_breaker_state(state.breaker.state());
                 fail(
