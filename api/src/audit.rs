@@ -39,6 +39,7 @@ pub struct AuditPage {
 /// Query of `GET /v1/audit`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// Only entries after this one (default 0: from the start).

@@ -8,4 +8,6 @@
 pub mod audit;
 pub mod config;
 pub mod error;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 pub mod registry;

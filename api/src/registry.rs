@@ -102,6 +102,7 @@ pub struct RegisterInstance {
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 253))]
     pub host: String,
     /// Port, 1–65535.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub port: u16,
     /// `http` (default) or `https`.
     #[serde(default)]
@@ -111,6 +112,7 @@ pub struct RegisterInstance {
     pub zone: Option<String>,
     /// Relative weight for balancing, 1–10000. Default 100.
     #[serde(default = "default_weight")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub weight: u32,
     /// Free-form metadata (bounded in entries and size by the server).
     #[serde(default)]
@@ -140,17 +142,22 @@ pub struct HealthCheck {
     /// The path of an HTTP check, e.g. `/health`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
-    /// Time between probes. Default 10 s.
+    /// Time between probes, at most an hour and at least the registry's minimum (1 s by
+    /// default). Default 10 s.
     #[serde(default = "default_interval_ms")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 3600000))]
     pub interval_ms: u64,
-    /// A probe slower than this fails. Default 2 s.
+    /// A probe slower than this fails; at most `interval_ms`. Default 2 s.
     #[serde(default = "default_timeout_ms")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 3600000))]
     pub timeout_ms: u64,
-    /// Failures in a row before the instance is marked DOWN. Default 3.
+    /// Failures in a row before the instance is marked DOWN, 1–100. Default 3.
     #[serde(default = "default_failures")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub failures_before_down: u32,
-    /// Successes in a row before it is marked UP again. Default 2.
+    /// Successes in a row before it is marked UP again, 1–100. Default 2.
     #[serde(default = "default_successes")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub successes_before_up: u32,
 }
 

@@ -52,6 +52,18 @@ pub(crate) enum DocumentError {
     NotAMap,
 }
 
+/// [`check_name`] as an ECMA-262 pattern, for the OpenAPI document.
+pub(crate) const NAME_PATTERN: &str = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$";
+/// [`check_label`] of a URL's label (`(_)` or `/` between names), as a pattern.
+pub(crate) const LABEL_PATTERN: &str =
+    "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}((\\(_\\)|/)[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}){0,7}$";
+/// A file path (names separated by `/`, at most 8), as a pattern.
+pub(crate) const PATH_PATTERN: &str =
+    "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}){0,7}$";
+/// Comma-separated profiles, as a pattern.
+pub(crate) const PROFILES_PATTERN: &str =
+    "^ *[A-Za-z0-9_-][A-Za-z0-9._-]{0,127} *(, *[A-Za-z0-9_-][A-Za-z0-9._-]{0,127} *)*$";
+
 /// Checks one name: 1–128 characters of `[A-Za-z0-9._-]`, not starting with `.`, so no path or
 /// traversal can be spelled.
 pub(crate) fn check_name(kind: &str, value: &str) -> Result<(), DocumentError> {
@@ -177,9 +189,17 @@ pub(crate) fn parse(format: Format, text: &str) -> Result<Value, DocumentError> 
     };
     match value {
         Value::Object(_) => Ok(value),
-        Value::Null => Ok(Value::Object(Map::new())),
+        // A document of nothing but comments is an empty map; a written `null` is not a map.
+        Value::Null if !has_content(text) => Ok(Value::Object(Map::new())),
         _ => Err(DocumentError::NotAMap),
     }
+}
+
+/// Whether `text` holds more than blank lines, `#` comments and YAML's document markers.
+fn has_content(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .any(|line| !line.is_empty() && !line.starts_with('#') && line != "---" && line != "...")
 }
 
 /// Flattens a tree into Spring's keys: `a.b.c`, lists as `a[0]`.
@@ -241,6 +261,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(parse(Format::Json, "[1]"), Err(DocumentError::NotAMap));
+        assert_eq!(parse(Format::Yaml, "null\n"), Err(DocumentError::NotAMap));
+        assert_eq!(parse(Format::Json, "null"), Err(DocumentError::NotAMap));
+        assert_eq!(
+            parse(Format::Yaml, "# only a comment\n---\n"),
+            Ok(Value::Object(Map::new()))
+        );
         let props = parse(Format::Properties, "a.b=1\nc = two\n").unwrap();
         assert_eq!(flatten(&props)["a.b"], json!("1"));
     }

@@ -625,6 +625,13 @@ impl ConfigService {
         author: &str,
     ) -> Result<(), ServiceError> {
         document::check_name("application", application)?;
+        if !schema.is_object() {
+            // `true` and `false` are JSON Schemas too, but no config is meant to be checked by
+            // them: most likely a mistake.
+            return Err(ServiceError::InvalidSchema(
+                "the schema must be a JSON object".into(),
+            ));
+        }
         jsonschema::validator_for(&schema)
             .map_err(|e| ServiceError::InvalidSchema(format!("not a valid JSON Schema: {e}")))?;
         let _serial = self.writes.lock().await;

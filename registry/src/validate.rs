@@ -13,6 +13,7 @@ const CODES: &[&str] = &[
     "invalid_host",
     "invalid_port",
     "invalid_weight",
+    "invalid_lease",
     "invalid_zone",
     "metadata_too_large",
     "invalid_metadata",
@@ -31,6 +32,9 @@ pub(crate) fn known_code(code: &str) -> &'static str {
 
 /// Longest namespace, service name or instance id.
 const MAX_NAME: usize = 128;
+
+/// [`name`] as an ECMA-262 pattern, for the OpenAPI document.
+pub(crate) const NAME_PATTERN: &str = "^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$";
 
 /// A namespace, service name or instance id: 1–128 characters of `[A-Za-z0-9._:-]`, not starting
 /// with a dot. Eureka's upper-case app names pass; path separators and control characters do
@@ -86,6 +90,13 @@ pub(crate) fn registration(
         return invalid(
             "invalid_weight",
             format!("weight must be between 1 and 10000, got {}", request.weight),
+        );
+    }
+    if let Some(ttl) = request.lease_ttl_ms.filter(|ttl| *ttl > i64::MAX as u64) {
+        // Clamped to the registry's bounds anyway, but beyond what the document's int64 says.
+        return invalid(
+            "invalid_lease",
+            format!("lease_ttl_ms must be at most {}, got {ttl}", i64::MAX),
         );
     }
     if let Some(zone) = &request.zone {

@@ -20,7 +20,7 @@ pub use serve::{
 };
 pub use tls::{TlsConfig, TlsError};
 pub use tokens::{constant_time_eq, presented_token};
-pub use wait::parse_wait;
+pub use wait::{WAIT_PATTERN, check_index, check_int64, parse_wait};
 
 /// Buckets of the servers' latency histograms, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [

@@ -80,7 +80,8 @@ fn written(result: WriteResult) -> Response {
 /// compare-and-set.
 #[utoipa::path(put, path = "/v1/config/{application}/{profile}/{label}",
     params(("application" = String, Path), ("profile" = String, Path), ("label" = String, Path)),
-    request_body(content = String, content_type = "application/yaml"),
+    request_body(content = Object, content_type = "application/yaml",
+        description = "the document: a map of keys (also JSON or .properties, by Content-Type)"),
     responses((status = 200, body = WriteResult), (status = 409, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn put_document(
@@ -212,19 +213,13 @@ pub(crate) struct ResolveQuery {
     wait: Option<String>,
 }
 
-/// The profiles of a path segment: comma-separated, each validated.
+/// The profiles of a path segment: comma-separated names, spaces around them allowed (exactly
+/// what [`document::PROFILES_PATTERN`] says).
 pub(crate) fn profiles(segment: &str) -> Result<Vec<String>, ApiError> {
     let profiles: Vec<String> = segment
         .split(',')
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
+        .map(|p| p.trim_matches(' ').to_owned())
         .collect();
-    if profiles.is_empty() {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            "at least one profile is required",
-        ));
-    }
     for profile in &profiles {
         document::check_name("profile", profile)?;
     }
@@ -249,9 +244,10 @@ pub(crate) async fn resolve(
     document::check_label(&label)?;
     let profiles = profiles(&profile_segment)?;
     let Query(query) = query?;
+    let index = msakit_server_kit::check_index(query.index)?;
+    let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
     // As in Consul, `index=0` (a client that has seen nothing yet) answers at once.
-    if let Some(index) = query.index.filter(|index| *index > 0) {
-        let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
+    if let Some(index) = index.filter(|index| *index > 0) {
         let mut updates = state.service.index_updates();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -305,7 +301,8 @@ type FilePath = Result<Path<(String, String, String, String)>, PathRejection>;
 /// `/{application}/{profile}/{label}/{path}` with placeholders filled.
 #[utoipa::path(put, path = "/v1/files/{application}/{profile}/{label}/{path}",
     params(("application" = String, Path), ("profile" = String, Path), ("label" = String, Path), ("path" = String, Path)),
-    request_body(content = String, content_type = "text/plain"),
+    request_body(content = Option<String>, content_type = "text/plain",
+        description = "the file's text; none for an empty file"),
     responses((status = 204), (status = 400, body = ErrorBody)))]
 pub(crate) async fn put_file(
     State(state): State<AppState>,
@@ -403,7 +400,7 @@ pub(crate) async fn audit(
     let entries = state
         .service
         .audit(
-            query.since,
+            msakit_server_kit::check_int64("invalid_query", "since", query.since)?,
             query.limit().ok_or_else(|| {
                 ApiError::bad_request("invalid_query", "limit must be between 1 and 1000")
             })?,

@@ -88,6 +88,18 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
 pub(crate) async fn openapi() -> impl IntoResponse {
     let mut document = ApiDoc::openapi();
     msakit_api::error::document_error_responses(&mut document);
+    use crate::document::{LABEL_PATTERN, NAME_PATTERN, PATH_PATTERN, PROFILES_PATTERN};
+    msakit_api::openapi::document_parameter_patterns(
+        &mut document,
+        &[
+            ("application", NAME_PATTERN),
+            ("profile", NAME_PATTERN),
+            ("profiles", PROFILES_PATTERN),
+            ("label", LABEL_PATTERN),
+            ("path", PATH_PATTERN),
+            ("wait", msakit_server_kit::WAIT_PATTERN),
+        ],
+    );
     Json(document)
 }
 

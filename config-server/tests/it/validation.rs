@@ -200,3 +200,67 @@ async fn names_sizes_and_requests() {
     assert_eq!(error(r, 404).await["code"], "not_found");
     server.stop().await;
 }
+
+/// What the OpenAPI document refuses, the server refuses too (Schemathesis' negative-data check
+/// in `interop/schemathesis` found these accepted).
+#[tokio::test]
+async fn what_the_openapi_document_refuses_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config_in(dir.path())).await;
+    let ok = server
+        .put("orders/default/main", "application/yaml", "a: 1\n")
+        .await;
+    assert_eq!(ok.status(), 200);
+    let get = |path: &str| server.client.get(server.at(path)).send();
+    // A bad `wait` is refused even when the query does not block; an index past int64 too.
+    let r = get("/v1/resolve/orders/default/main?wait=").await.unwrap();
+    assert_eq!(error(r, 400).await["code"], "invalid_wait");
+    let r = get("/v1/resolve/orders/default/main?index=9223372036854775808")
+        .await
+        .unwrap();
+    assert_eq!(error(r, 400).await["code"], "invalid_index");
+    let r = get("/v1/audit?since=9223372036854775808").await.unwrap();
+    assert_eq!(error(r, 400).await["code"], "invalid_query");
+    // Profiles: comma-separated names, spaces around them allowed, none empty.
+    let r = get("/v1/resolve/orders/default,,dev/main").await.unwrap();
+    assert_eq!(error(r, 400).await["code"], "invalid_name");
+    let r = get("/v1/resolve/orders/%09default/main").await.unwrap();
+    assert_eq!(error(r, 400).await["code"], "invalid_name");
+    let r = get("/v1/resolve/orders/default,%20dev/main").await.unwrap();
+    assert_eq!(r.status(), 200);
+    // A written `null` is not a map; a document of comments is an empty one.
+    let r = server
+        .put("orders/dev/main", "application/yaml", "null\n")
+        .await;
+    assert_eq!(error(r, 422).await["code"], "not_a_map");
+    let r = server
+        .put("orders/dev/main", "application/yaml", "# nothing yet\n")
+        .await;
+    assert_eq!(r.status(), 200);
+    // A schema must be an object (`false` is a JSON Schema, but refuses every config).
+    let r = server
+        .client
+        .put(server.at("/v1/schemas/orders"))
+        .json(&json!(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error(r, 422).await["code"], "invalid_schema");
+    // The document states the rules.
+    let doc: Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    let parameters =
+        &doc["paths"]["/v1/config/{application}/{profile}/{label}"]["get"]["parameters"];
+    let label = parameters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "label")
+        .unwrap();
+    assert!(
+        label["schema"]["pattern"]
+            .as_str()
+            .unwrap()
+            .contains("\\(_\\)")
+    );
+    server.stop().await;
+}

@@ -29,9 +29,17 @@ pub(crate) struct NamespaceQuery {
 }
 
 impl NamespaceQuery {
-    fn namespace(&self) -> &str {
-        self.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    fn namespace(&self) -> Result<&str, ApiError> {
+        namespace(self.namespace.as_deref())
     }
+}
+
+/// The namespace asked for (default `public`), checked as every name is: reads refuse a name no
+/// write could have made, as the OpenAPI document says.
+fn namespace(asked: Option<&str>) -> Result<&str, ApiError> {
+    let namespace = asked.unwrap_or(DEFAULT_NAMESPACE);
+    crate::validate::name("namespace", namespace)?;
+    Ok(namespace)
 }
 
 /// Query of `GET /v1/services/{service}`.
@@ -74,7 +82,7 @@ pub(crate) async fn register(
     let Json(body) = body?;
     let granted = state
         .writes
-        .register(query.namespace(), &service, &id, body, None)
+        .register(query.namespace()?, &service, &id, body, None)
         .await?;
     Ok(with_index(granted.instance.modify_index, granted))
 }
@@ -91,7 +99,7 @@ pub(crate) async fn heartbeat(
     let Path((service, id)) = path?;
     let Query(query) = query?;
     Ok(Json(state.writes.renew(
-        query.namespace(),
+        query.namespace()?,
         &service,
         &id,
     )?))
@@ -111,12 +119,12 @@ pub(crate) async fn deregister(
     let Query(query) = query?;
     state
         .writes
-        .deregister(query.namespace(), &service, &id)
+        .deregister(query.namespace()?, &service, &id)
         .await?;
     state.audit.record(
         &who,
         "deregister",
-        format!("{}/{service}/{id}", query.namespace()),
+        format!("{}/{service}/{id}", query.namespace()?),
         String::new(),
     );
     Ok(StatusCode::NO_CONTENT)
@@ -139,11 +147,11 @@ pub(crate) async fn set_status(
     let Json(body) = body?;
     let instance = state
         .writes
-        .set_override(query.namespace(), &service, &id, body.status)
+        .set_override(query.namespace()?, &service, &id, body.status)
         .await?;
     state.audit.record_override(
         &who,
-        format!("{}/{service}/{id}", query.namespace()),
+        format!("{}/{service}/{id}", query.namespace()?),
         body.status,
     );
     Ok(Json(instance))
@@ -162,7 +170,7 @@ pub(crate) async fn get_instance(
     let Query(query) = query?;
     state
         .registry
-        .service(query.namespace(), &service, &InstanceFilter::default())
+        .service(query.namespace()?, &service, &InstanceFilter::default())
         .instances
         .into_iter()
         .find(|i| i.id == id)
@@ -182,7 +190,7 @@ pub(crate) async fn list_services(
     query: Result<Query<NamespaceQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query?;
-    let list = state.registry.services(query.namespace());
+    let list = state.registry.services(query.namespace()?);
     Ok(with_index(list.index, list))
 }
 
@@ -199,7 +207,8 @@ pub(crate) async fn get_service(
 ) -> Result<Response, ApiError> {
     let Path(service) = path?;
     let Query(query) = query?;
-    let namespace = query.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+    let namespace = namespace(query.namespace.as_deref())?;
+    crate::validate::name("service", &service)?;
     let filter = InstanceFilter {
         status: query
             .status
@@ -209,9 +218,10 @@ pub(crate) async fn get_service(
             .map_err(|e| ApiError::bad_request("invalid_status", e.to_string()))?,
         zone: query.zone.clone(),
     };
+    let index = msakit_server_kit::check_index(query.index)?;
+    let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
     // As in Consul, `index=0` (a client that has seen nothing yet) answers at once.
-    if let Some(index) = query.index.filter(|index| *index > 0) {
-        let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
+    if let Some(index) = index.filter(|index| *index > 0) {
         wait_for_change(&state, namespace, &service, index, wait).await;
     }
     let instances = state.registry.service(namespace, &service, &filter);
@@ -253,7 +263,7 @@ pub(crate) async fn audit(
 ) -> Result<Json<msakit_api::audit::AuditPage>, ApiError> {
     let Query(query) = query?;
     Ok(Json(state.audit.page(
-        query.since,
+        msakit_server_kit::check_int64("invalid_query", "since", query.since)?,
         query.limit().ok_or_else(|| {
             ApiError::bad_request("invalid_query", "limit must be between 1 and 1000")
         })?,

@@ -90,6 +90,16 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
 pub(crate) async fn openapi() -> impl IntoResponse {
     let mut document = ApiDoc::openapi();
     msakit_api::error::document_error_responses(&mut document);
+    let name = crate::validate::NAME_PATTERN;
+    msakit_api::openapi::document_parameter_patterns(
+        &mut document,
+        &[
+            ("service", name),
+            ("id", name),
+            ("namespace", name),
+            ("wait", msakit_server_kit::WAIT_PATTERN),
+        ],
+    );
     Json(document)
 }
 

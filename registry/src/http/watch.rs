@@ -44,12 +44,13 @@ fn parse(query: Option<&str>, headers: &HeaderMap) -> Result<WatchRequest, ApiEr
             }
             "namespace" => request.namespace = value.into_owned(),
             "index" => {
-                request.resume_from = Some(value.parse().map_err(|_| {
+                let index = value.parse().map_err(|_| {
                     ApiError::bad_request(
                         "invalid_index",
                         format!("index must be a number, got {value:?}"),
                     )
-                })?)
+                })?;
+                request.resume_from = msakit_server_kit::check_index(Some(index))?;
             }
             other => {
                 return Err(ApiError::bad_request(
@@ -86,8 +87,7 @@ impl Drop for WatcherGauge {
 /// Watch changes: `?service=a&service=b` (none: all), `&namespace=`, resume with `&index=` or
 /// `Last-Event-ID`.
 #[utoipa::path(get, path = "/v1/watch",
-    params(("service" = Option<Vec<String>>, Query, description = "services to watch; none: all",
-            pattern = "^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$"),
+    params(("service" = Option<Vec<String>>, Query, description = "services to watch; none: all"),
         ("namespace" = Option<String>, Query), ("index" = Option<u64>, Query, description = "resume after this index")),
     responses((status = 200, content_type = "text/event-stream", description = "snapshot, then changes")))]
 pub(crate) async fn stream(

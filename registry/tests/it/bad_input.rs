@@ -219,3 +219,90 @@ async fn bad_names_and_queries() {
     expect_error(status, 404, "unknown_instance").await;
     server.stop().await;
 }
+
+/// What the OpenAPI document refuses, the server refuses too — reads included (Schemathesis'
+/// negative-data check in `interop/schemathesis` found these accepted).
+#[tokio::test]
+async fn reads_refuse_what_the_openapi_document_refuses() {
+    let server = TestServer::start(fast_config()).await;
+    let get = |path: &str| server.client.get(server.at(path)).send();
+    expect_error(
+        get("/v1/services?namespace=").await.unwrap(),
+        422,
+        "invalid_namespace",
+    )
+    .await;
+    expect_error(
+        get("/v1/services/%C2%84").await.unwrap(),
+        422,
+        "invalid_service",
+    )
+    .await;
+    // A bad `wait` is refused even when the query does not block.
+    expect_error(
+        get("/v1/services/a?wait=").await.unwrap(),
+        400,
+        "invalid_wait",
+    )
+    .await;
+    expect_error(
+        get("/v1/services/a?wait=5min").await.unwrap(),
+        400,
+        "invalid_wait",
+    )
+    .await;
+    let beyond_int64 = "9223372036854775808";
+    expect_error(
+        get(&format!("/v1/services/a?index={beyond_int64}"))
+            .await
+            .unwrap(),
+        400,
+        "invalid_index",
+    )
+    .await;
+    expect_error(
+        get(&format!("/v1/watch?index={beyond_int64}"))
+            .await
+            .unwrap(),
+        400,
+        "invalid_index",
+    )
+    .await;
+    expect_error(
+        get(&format!("/v1/audit?since={beyond_int64}"))
+            .await
+            .unwrap(),
+        400,
+        "invalid_query",
+    )
+    .await;
+    let long_lease = server
+        .client
+        .put(server.at("/v1/services/a/instances/1"))
+        .header("content-type", "application/json")
+        .body(format!(
+            r#"{{"host": "h", "port": 1, "lease_ttl_ms": {beyond_int64}}}"#
+        ))
+        .send()
+        .await
+        .unwrap();
+    expect_error(long_lease, 422, "invalid_lease").await;
+    // Go-style durations are taken.
+    let ok = get("/v1/services/a?index=0&wait=1m30s").await.unwrap();
+    assert_eq!(ok.status(), 200);
+    // The document states the rules: names' pattern, the audit's query parameters.
+    let doc: serde_json::Value = get("/openapi.json").await.unwrap().json().await.unwrap();
+    let service = &doc["paths"]["/v1/services/{service}"]["get"]["parameters"][0];
+    assert_eq!(service["name"], "service");
+    assert_eq!(
+        service["schema"]["pattern"],
+        "^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$"
+    );
+    for parameter in doc["paths"]["/v1/audit"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(parameter["in"], "query", "{parameter}");
+    }
+    server.stop().await;
+}
