@@ -43,6 +43,31 @@ pub fn document_parameter_patterns(openapi: &mut OpenApi, patterns: &[(&str, &st
     }
 }
 
+/// The strings of up to `max_len` characters from `alphabet`, and `extra`, on which a pattern
+/// (`matches`) and the check it documents (`passes`) disagree: for the tests that hold each
+/// server's patterns and checks together.
+pub fn disagreements(
+    alphabet: &str,
+    max_len: usize,
+    extra: &[String],
+    matches: impl Fn(&str) -> bool,
+    passes: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut all = vec![String::new()];
+    let mut frontier = vec![String::new()];
+    for _ in 0..max_len {
+        frontier = frontier
+            .iter()
+            .flat_map(|prefix| alphabet.chars().map(move |c| format!("{prefix}{c}")))
+            .collect();
+        all.extend(frontier.iter().cloned());
+    }
+    all.extend(extra.iter().cloned());
+    all.into_iter()
+        .filter(|s| matches(s) != passes(s))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +91,13 @@ mod tests {
         assert_eq!(parameters[0]["schema"]["pattern"], "^[a-z]+$");
         assert_eq!(parameters[1]["schema"]["items"]["pattern"], "^[0-9]$");
         assert!(parameters[2]["schema"].get("pattern").is_none());
+    }
+
+    #[test]
+    fn disagreements_are_found() {
+        let starts_with_a = |s: &str| s.starts_with('a');
+        let two_long = |s: &str| s.len() == 2;
+        let found = disagreements("ab", 2, &["ccc".into()], starts_with_a, two_long);
+        assert_eq!(found, ["a", "ba", "bb"]);
     }
 }

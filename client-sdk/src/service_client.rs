@@ -135,11 +135,23 @@ struct InstanceStats {
     consecutive_failures: u32,
     ejected_until: Option<Instant>,
     ejections: u32,
-    /// The instance's parsed base URL, kept so a call does not parse a host each time.
-    base: Option<reqwest::Url>,
-    /// The last path called on it and its whole URL: calls to a service mostly repeat a few
-    /// paths, and a copy of a URL is cheaper than setting its path and query again.
+    /// The instance's parsed base URL, kept so a call does not parse a host each time, with
+    /// the address it was made from as the registry gave it (the parser may rewrite a host).
+    base: Option<(Address, reqwest::Url)>,
+    /// A path called on it and its whole URL: calls to a service mostly repeat a few paths, and
+    /// a copy of a URL is cheaper than setting its path and query again.
     last: Option<(String, reqwest::Url)>,
+    /// Whether the last call's path missed `last`: it is replaced on a second miss in a row,
+    /// so paths that change every call do not pay for keeping it.
+    last_missed: bool,
+}
+
+/// An instance's address as the registry gave it.
+#[derive(Debug, PartialEq)]
+struct Address {
+    https: bool,
+    host: String,
+    port: u16,
 }
 
 impl InstanceStats {
@@ -153,23 +165,16 @@ impl InstanceStats {
             ejections: 0,
             base: None,
             last: None,
+            last_missed: false,
         }
     }
 
     /// `path` (with its query) on this instance; the base URL is parsed once and reused while
     /// the instance keeps its address.
     fn url(&mut self, instance: &Instance, path: &str) -> Option<reqwest::Url> {
-        let scheme = if instance.scheme == msakit_api::registry::Scheme::Https {
-            "https"
-        } else {
-            "http"
-        };
-        let current = self.base.as_ref().is_some_and(|base| {
-            base.scheme() == scheme
-                && base.port_or_known_default() == Some(instance.port)
-                && base.host_str().is_some_and(|h| {
-                    h == instance.host || h.trim_matches(['[', ']']) == instance.host
-                })
+        let https = instance.scheme == msakit_api::registry::Scheme::Https;
+        let current = self.base.as_ref().is_some_and(|(address, _)| {
+            address.https == https && address.port == instance.port && address.host == instance.host
         });
         if !current {
             let host = &instance.host;
@@ -178,21 +183,35 @@ impl InstanceStats {
             } else {
                 format!("{host}:{}", instance.port)
             };
-            self.base = reqwest::Url::parse(&format!("{scheme}://{authority}")).ok();
+            let scheme = if https { "https" } else { "http" };
+            let address = Address {
+                https,
+                host: host.clone(),
+                port: instance.port,
+            };
+            self.base = reqwest::Url::parse(&format!("{scheme}://{authority}"))
+                .ok()
+                .map(|url| (address, url));
             self.last = None;
         }
         if let Some((last, url)) = &self.last
             && last == path
         {
+            self.last_missed = false;
             return Some(url.clone());
         }
-        let mut url = self.base.clone()?;
+        let mut url = self.base.as_ref()?.1.clone();
         let (path_only, query) = path
             .split_once('?')
             .map_or((path, None), |(p, q)| (p, Some(q)));
         url.set_path(path_only);
         url.set_query(query);
-        self.last = Some((path.to_owned(), url.clone()));
+        if self.last.is_none() || self.last_missed {
+            self.last = Some((path.to_owned(), url.clone()));
+            self.last_missed = false;
+        } else {
+            self.last_missed = true;
+        }
         Some(url)
     }
 
@@ -483,9 +502,14 @@ impl ServiceClient {
         now: Instant,
     ) -> Option<(&'a Instance, Option<reqwest::Url>)> {
         let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget instances that left (rarely: only once the map has grown well past them).
-        if stats.len() > 2 * instances.len() + 16 {
-            stats.retain(|id, _| instances.iter().any(|i| &i.id == id));
+        // Forget instances that left (rarely: only once the map has grown well past them), but
+        // never one with calls in flight or an ejection running, and not on an empty list.
+        if !instances.is_empty() && stats.len() > 2 * instances.len() + 16 {
+            stats.retain(|id, s| {
+                s.in_flight > 0
+                    || s.ejected_until.is_some_and(|t| t > now)
+                    || instances.iter().any(|i| &i.id == id)
+            });
         }
         // UP instances, in this service's zone when any of them is.
         let zone = self.discovery.zone();
@@ -762,11 +786,14 @@ impl ServiceRequest<'_> {
         loop {
             // From the cache without a future; the first call of a service asks the registry
             // through a boxed one, which keeps that rare path out of every call's state.
-            let instances = match client.discovery.cached(self.service) {
-                Some(instances) => instances,
-                None => Box::pin(client.discovery.instances(self.service))
-                    .await
-                    .map_err(|_| fail(attempts, None, CallErrorKind::NoInstances))?,
+            let (instances, asked_registry) = match client.discovery.cached(self.service) {
+                Some(instances) => (instances, false),
+                None => (
+                    Box::pin(client.discovery.instances(self.service))
+                        .await
+                        .map_err(|_| fail(attempts, None, CallErrorKind::NoInstances))?,
+                    true,
+                ),
             };
             let permit = state.breaker.try_acquire_owned().map_err(|e| {
                 state.metrics.export_breaker_state(state.breaker.state());
@@ -776,8 +803,9 @@ impl ServiceRequest<'_> {
                     CallErrorKind::BreakerOpen(e),
                 )
             })?;
-            // One reading of the clock for the pick, the deadline left and the attempt's start.
-            let attempt_started = if attempts == 0 {
+            // One reading of the clock for the pick, the deadline left and the attempt's start
+            // (the call's own on a first attempt answered from the cache).
+            let attempt_started = if attempts == 0 && !asked_registry {
                 started
             } else {
                 Instant::now()
@@ -980,6 +1008,15 @@ mod tests {
         assert_eq!(url.as_str(), "http://127.0.0.1:8080/pay?x=1&y=2");
         // The same path again comes from the cache; another query does not.
         assert_eq!(stats.url(&instance, "/pay?x=1&y=2").unwrap(), url);
+        assert_eq!(stats.last.as_ref().unwrap().0, "/pay?x=1&y=2");
+        // One other path leaves the cache as it is; a second miss in a row replaces it.
+        assert_eq!(
+            stats.url(&instance, "/other").unwrap().as_str(),
+            "http://127.0.0.1:8080/other"
+        );
+        assert_eq!(stats.last.as_ref().unwrap().0, "/pay?x=1&y=2");
+        stats.url(&instance, "/other").unwrap();
+        assert_eq!(stats.last.as_ref().unwrap().0, "/other");
         assert_eq!(
             stats.url(&instance, "/pay?x=2").unwrap().as_str(),
             "http://127.0.0.1:8080/pay?x=2"
@@ -1002,6 +1039,15 @@ mod tests {
             stats.url(&instance, "/d").unwrap().as_str(),
             "http://[::1]:9090/d"
         );
+        // A host the parser rewrites is still recognised as the same address.
+        instance.host = "Example.COM".into();
+        assert_eq!(
+            stats.url(&instance, "/e").unwrap().as_str(),
+            "http://example.com:9090/e"
+        );
+        // (Parsing the base again would drop the cached "/e"; one miss keeps it.)
+        stats.url(&instance, "/f").unwrap();
+        assert_eq!(stats.last.as_ref().unwrap().0, "/e");
     }
 }
 

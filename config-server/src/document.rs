@@ -148,8 +148,27 @@ pub(crate) fn format_of(content_type: &str) -> Option<Format> {
     }
 }
 
-/// Parses a document into a tree (properties become a tree by their dotted keys).
+/// Parses a document into a tree (properties become a tree by their dotted keys); an empty or
+/// `null` document is an empty map (as versions written before writes refused `null` load).
 pub(crate) fn parse(format: Format, text: &str) -> Result<Value, DocumentError> {
+    parse_tree(format, text).map(|tree| match tree {
+        Value::Null => Value::Object(Map::new()),
+        tree => tree,
+    })
+}
+
+/// A document being written, as [`parse`]; but a written `null` (or `~`) is not a map, while a
+/// document of nothing but comments is still an empty one.
+pub(crate) fn parse_written(format: Format, text: &str) -> Result<Value, DocumentError> {
+    match parse_tree(format, text)? {
+        Value::Null if has_content(text) => Err(DocumentError::NotAMap),
+        Value::Null => Ok(Value::Object(Map::new())),
+        tree => Ok(tree),
+    }
+}
+
+/// The tree of a document: a map, or `Null` for an empty one.
+fn parse_tree(format: Format, text: &str) -> Result<Value, DocumentError> {
     let value = match format {
         Format::Json => serde_json::from_str::<Value>(text).map_err(|e| DocumentError::Syntax {
             format: "JSON",
@@ -188,18 +207,24 @@ pub(crate) fn parse(format: Format, text: &str) -> Result<Value, DocumentError> 
         }
     };
     match value {
-        Value::Object(_) => Ok(value),
-        // A document of nothing but comments is an empty map; a written `null` is not a map.
-        Value::Null if !has_content(text) => Ok(Value::Object(Map::new())),
+        Value::Object(_) | Value::Null => Ok(value),
         _ => Err(DocumentError::NotAMap),
     }
 }
 
-/// Whether `text` holds more than blank lines, `#` comments and YAML's document markers.
+/// Whether `text` holds more than blank lines, comments, YAML directives (`%YAML 1.2`) and
+/// document markers (`---`, `...`, each perhaps followed by a comment).
 fn has_content(text: &str) -> bool {
-    text.lines()
-        .map(str::trim)
-        .any(|line| !line.is_empty() && !line.starts_with('#') && line != "---" && line != "...")
+    text.lines().any(|line| {
+        // A comment starts at a `#` at the line's start or after a space.
+        let code = match line.find(" #") {
+            Some(at) => &line[..at],
+            None if line.trim_start().starts_with('#') => "",
+            None => line,
+        }
+        .trim();
+        !code.is_empty() && !code.starts_with('%') && code != "---" && code != "..."
+    })
 }
 
 /// Flattens a tree into Spring's keys: `a.b.c`, lists as `a[0]`.
@@ -239,6 +264,51 @@ pub(crate) use msakit_api::config::unflatten;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_documented_patterns_are_the_checks() {
+        let (a, long) = ("a".repeat(128), "a".repeat(129));
+        let extra: Vec<String> = vec![
+            a.clone(),
+            long.clone(),
+            format!("{a}(_){a}"),
+            format!("{a}(_){long}"),
+            ["x"; 8].join("(_)"),
+            ["x"; 9].join("(_)"),
+            ["x"; 8].join("/"),
+            ["x"; 9].join("/"),
+            "a(_)(_)b".into(),
+            "a(_).b".into(),
+            "master".into(),
+        ];
+        let name = regex::Regex::new(NAME_PATTERN).unwrap();
+        let found = msakit_api::openapi::disagreements(
+            "aZ0._-:/ ",
+            3,
+            &extra,
+            |s| name.is_match(s),
+            |s| check_name("application", s).is_ok(),
+        );
+        assert!(found.is_empty(), "names: {found:?}");
+        let label = regex::Regex::new(LABEL_PATTERN).unwrap();
+        let found = msakit_api::openapi::disagreements(
+            "a._(/)",
+            4,
+            &extra,
+            |s| label.is_match(s),
+            |s| check_label(&normalize_label(s)).is_ok(),
+        );
+        assert!(found.is_empty(), "labels: {found:?}");
+        let path = regex::Regex::new(PATH_PATTERN).unwrap();
+        let found = msakit_api::openapi::disagreements(
+            "a./_",
+            4,
+            &extra,
+            |s| path.is_match(s),
+            |s| crate::service::check_file_path(s).is_ok(),
+        );
+        assert!(found.is_empty(), "paths: {found:?}");
+    }
     use serde_json::json;
 
     #[test]
@@ -261,12 +331,29 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(parse(Format::Json, "[1]"), Err(DocumentError::NotAMap));
-        assert_eq!(parse(Format::Yaml, "null\n"), Err(DocumentError::NotAMap));
-        assert_eq!(parse(Format::Json, "null"), Err(DocumentError::NotAMap));
+        let empty = Ok(Value::Object(Map::new()));
         assert_eq!(
-            parse(Format::Yaml, "# only a comment\n---\n"),
-            Ok(Value::Object(Map::new()))
+            parse_written(Format::Yaml, "null\n"),
+            Err(DocumentError::NotAMap)
         );
+        assert_eq!(
+            parse_written(Format::Yaml, "~"),
+            Err(DocumentError::NotAMap)
+        );
+        assert_eq!(
+            parse_written(Format::Json, "null"),
+            Err(DocumentError::NotAMap)
+        );
+        for nothing in [
+            "",
+            "# only a comment\n---\n",
+            "--- # a marker and a comment\n",
+            "%YAML 1.2\n---\n...\n",
+        ] {
+            assert_eq!(parse_written(Format::Yaml, nothing), empty, "{nothing:?}");
+        }
+        // Stored versions written before `null` was refused still load, as empty maps.
+        assert_eq!(parse(Format::Yaml, "null\n"), empty);
         let props = parse(Format::Properties, "a.b=1\nc = two\n").unwrap();
         assert_eq!(flatten(&props)["a.b"], json!("1"));
     }

@@ -379,7 +379,7 @@ impl ConfigService {
         if content.len() > self.max_bytes {
             return Err(ServiceError::TooLarge(content.len(), self.max_bytes));
         }
-        let tree = document::parse(format, content)?;
+        let tree = document::parse_written(format, content)?;
         let flat = document::flatten(&tree);
         for (name, value) in &flat {
             if let Some(sealed) = value.as_str().and_then(|v| v.strip_prefix(PREFIX)) {
@@ -777,7 +777,7 @@ impl ConfigService {
 }
 
 /// A file path: names separated by `/`, at most 8 deep; nothing that could climb or hide.
-fn check_file_path(path: &str) -> Result<(), ServiceError> {
+pub(crate) fn check_file_path(path: &str) -> Result<(), ServiceError> {
     let segments: Vec<&str> = path.split('/').collect();
     if segments.len() > 8 {
         return Err(DocumentError::InvalidName("a file path has at most 8 parts".into()).into());

@@ -191,6 +191,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_documented_pattern_is_the_name_check() {
+        let pattern = regex::Regex::new(NAME_PATTERN).unwrap();
+        let extra = [
+            "a".repeat(128),
+            "a".repeat(129),
+            ".a".into(),
+            "a.".into(),
+            ":a".into(),
+        ];
+        let found = msakit_api::openapi::disagreements(
+            "aZ0._-:/ é",
+            3,
+            &extra,
+            |s| pattern.is_match(s),
+            |s| name("service", s).is_ok(),
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
     fn every_code_a_check_gives_reads_back() {
         let source = include_str!("validate.rs");
         for code in CODES {

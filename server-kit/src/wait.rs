@@ -121,6 +121,28 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_pattern_is_the_parser() {
+        let pattern = regex::Regex::new(WAIT_PATTERN).unwrap();
+        let extra = [
+            "1m30s",
+            "500ms",
+            "5µs",
+            "٣s",
+            "+5",
+            "99999999999999999999999h",
+        ]
+        .map(String::from);
+        let found = msakit_api::openapi::disagreements(
+            "0ms hx+",
+            4,
+            &extra,
+            |s| pattern.is_match(s),
+            |s| parse(s).is_some(),
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
     fn refuses_what_the_pattern_refuses() {
         for bad in [
             "", "+5", "-5", "5 s", "5min", "1.5s", "s", "5sx", "soon", "5S",

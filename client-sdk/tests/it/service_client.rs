@@ -219,6 +219,59 @@ async fn the_breaker_opens_when_everything_fails_and_errors_say_why() {
     );
 }
 
+/// The registry at `registry_url`, answering through a proxy that first waits `delay`.
+async fn slow_registry(registry_url: String, delay: Duration) -> String {
+    let forward = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let (forward, registry_url) = (forward.clone(), registry_url.clone());
+        async move {
+            tokio::time::sleep(delay).await;
+            let answer = forward
+                .get(format!("{registry_url}{uri}"))
+                .send()
+                .await
+                .unwrap();
+            let mut headers = HeaderMap::new();
+            for name in ["content-type", "x-msakit-index"] {
+                if let Some(value) = answer.headers().get(name) {
+                    headers.insert(name, value.clone());
+                }
+            }
+            let status = StatusCode::from_u16(answer.status().as_u16()).unwrap();
+            (status, headers, answer.bytes().await.unwrap())
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// A service's first call asks the registry; the time that takes comes off the deadline the
+/// callee is told.
+#[tokio::test]
+async fn the_first_call_passes_on_the_deadline_left_after_asking_the_registry() {
+    let server = registry(None).await;
+    let url = server.url();
+    let _backend = backend(&url, "pricing", "a", HEALTHY).await;
+    let slow = slow_registry(url, Duration::from_millis(400)).await;
+    let options = ServiceClientOptions {
+        deadline: Duration::from_millis(1500),
+        ..Default::default()
+    };
+    let first = client(&slow, options)
+        .get("pricing", "/quote")
+        .send()
+        .await
+        .unwrap();
+    let body = first.text().await.unwrap();
+    let remaining: u64 = body.split_once('|').unwrap().0.parse().unwrap();
+    assert!(
+        remaining <= 1100,
+        "{remaining} ms left after a 400 ms lookup"
+    );
+}
+
 #[tokio::test]
 async fn the_deadline_travels_downstream_and_calls_survive_the_registry() {
     let server = registry(None).await;

@@ -409,3 +409,30 @@ pub(crate) async fn audit(
     let next = entries.last().map_or(query.since, |e| e.seq);
     Ok(Json(msakit_api::audit::AuditPage { entries, next }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_profiles_pattern_is_the_check() {
+        let pattern = regex::Regex::new(document::PROFILES_PATTERN).unwrap();
+        let extra = [
+            "dev, prod",
+            " dev ,prod ",
+            "dev,",
+            ",dev",
+            "dev,,prod",
+            "\tdev",
+        ]
+        .map(String::from);
+        let found = msakit_api::openapi::disagreements(
+            "a., _",
+            4,
+            &extra,
+            |s| pattern.is_match(s),
+            |s| profiles(s).is_ok(),
+        );
+        assert!(found.is_empty(), "{found:?}");
+    }
+}

@@ -13,7 +13,6 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Identity;
 use super::error::ApiError;
-use super::native::profiles;
 use crate::config::Scope;
 use crate::document::{self, DEFAULT_LABEL};
 
@@ -34,7 +33,7 @@ fn environment(
 ) -> Result<Response, ApiError> {
     identity.require(Scope::Read)?;
     document::check_name("application", application)?;
-    let profiles = profiles(profile_segment)?;
+    let profiles = spring_profiles(profile_segment)?;
     let (index, sources) =
         state
             .service
@@ -91,7 +90,7 @@ fn file(
     let (application, profile_segment, ext) =
         file_name(name).ok_or_else(|| ApiError::not_found(format!("no such resource {name:?}")))?;
     document::check_name("application", application)?;
-    let profiles = profiles(profile_segment)?;
+    let profiles = spring_profiles(profile_segment)?;
     let resolved = state
         .service
         .resolve(application, &profiles, label, identity.may(Scope::Read));
@@ -173,7 +172,7 @@ pub(crate) async fn plain_file(
     identity.require(Scope::Read)?;
     let Path((application, profile_segment, raw_label, file_path)) = path?;
     document::check_name("application", &application)?;
-    let profiles = profiles(&profile_segment)?;
+    let profiles = spring_profiles(&profile_segment)?;
     let label = label(&raw_label)?;
     let not_found = || ApiError::not_found(format!("no file {file_path:?} for label {label}"));
     let profile = profiles
@@ -247,6 +246,27 @@ pub(crate) fn fuzz_placeholders(
     properties: &std::collections::BTreeMap<String, Value>,
 ) -> String {
     fill_placeholders(text, properties)
+}
+
+/// The profiles of a Spring client's path segment: comma-separated, each trimmed, empty ones
+/// skipped (as Spring's own server tolerates `dev,` or `dev, prod`), at least one. The native
+/// API's [`super::native::profiles`] is stricter, as its OpenAPI document says.
+fn spring_profiles(segment: &str) -> Result<Vec<String>, ApiError> {
+    let profiles: Vec<String> = segment
+        .split(',')
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    if profiles.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "at least one profile is required",
+        ));
+    }
+    for profile in &profiles {
+        document::check_name("profile", profile)?;
+    }
+    Ok(profiles)
 }
 
 #[cfg(test)]

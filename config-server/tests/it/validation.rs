@@ -228,6 +228,9 @@ async fn what_the_openapi_document_refuses_is_refused() {
     assert_eq!(error(r, 400).await["code"], "invalid_name");
     let r = get("/v1/resolve/orders/default,%20dev/main").await.unwrap();
     assert_eq!(r.status(), 200);
+    // Spring's API stays as lenient as Spring's own server: an empty profile is skipped.
+    let r = get("/orders/default,/main").await.unwrap();
+    assert_eq!(r.status(), 200);
     // A written `null` is not a map; a document of comments is an empty one.
     let r = server
         .put("orders/dev/main", "application/yaml", "null\n")

@@ -168,6 +168,8 @@ pub(crate) async fn get_instance(
 ) -> Result<Json<Instance>, ApiError> {
     let Path((service, id)) = path?;
     let Query(query) = query?;
+    crate::validate::name("service", &service)?;
+    crate::validate::name("id", &id)?;
     state
         .registry
         .service(query.namespace()?, &service, &InstanceFilter::default())
@@ -213,7 +215,15 @@ pub(crate) async fn get_service(
         status: query
             .status
             .as_deref()
-            .map(str::parse::<InstanceStatus>)
+            .map(|status| match status {
+                // Exactly as the document's pattern says (the parser also takes lower case).
+                "UP" | "DOWN" | "STARTING" | "OUT_OF_SERVICE" => {
+                    status.parse::<InstanceStatus>().map_err(|e| e.to_string())
+                }
+                _ => Err(format!(
+                    "status must be UP, DOWN, STARTING or OUT_OF_SERVICE, got {status:?}"
+                )),
+            })
             .transpose()
             .map_err(|e| ApiError::bad_request("invalid_status", e.to_string()))?,
         zone: query.zone.clone(),

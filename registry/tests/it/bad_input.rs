@@ -238,6 +238,19 @@ async fn reads_refuse_what_the_openapi_document_refuses() {
         "invalid_service",
     )
     .await;
+    expect_error(
+        get("/v1/services/a/instances/%C2%84").await.unwrap(),
+        422,
+        "invalid_instance_id",
+    )
+    .await;
+    // The status filter as documented: upper case.
+    expect_error(
+        get("/v1/services/a?status=up").await.unwrap(),
+        400,
+        "invalid_status",
+    )
+    .await;
     // A bad `wait` is refused even when the query does not block.
     expect_error(
         get("/v1/services/a?wait=").await.unwrap(),
