@@ -75,25 +75,13 @@ pub fn document_error_responses(openapi: &mut utoipa::openapi::OpenApi) {
                 .build(),
         )
     };
-    for item in openapi.paths.paths.values_mut() {
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-            &mut item.head,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            for (status, description) in COMMON {
-                operation
-                    .responses
-                    .responses
-                    .entry(status.to_owned())
-                    .or_insert_with(|| error(description));
-            }
+    for operation in crate::openapi::operations_mut(openapi) {
+        for (status, description) in COMMON {
+            operation
+                .responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| error(description));
         }
     }
 }

@@ -2,14 +2,14 @@
 //! documents, where client generators and fuzzers read it: one rule per parameter name, applied
 //! to every operation, so a route added later inherits it.
 
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::ArrayItems;
 use utoipa::openapi::{OpenApi, RefOr, Schema};
 
-/// Sets the `pattern` of every parameter named in `patterns` (name, ECMA-262 pattern) on every
-/// operation of `openapi`; for an array parameter (a repeated query parameter), its items'.
-pub fn document_parameter_patterns(openapi: &mut OpenApi, patterns: &[(&str, &str)]) {
-    for item in openapi.paths.paths.values_mut() {
-        for operation in [
+/// Every operation of `openapi`, to document something on all of them.
+pub(crate) fn operations_mut(openapi: &mut OpenApi) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.put,
             &mut item.post,
@@ -19,25 +19,30 @@ pub fn document_parameter_patterns(openapi: &mut OpenApi, patterns: &[(&str, &st
         ]
         .into_iter()
         .flatten()
-        {
-            for parameter in operation.parameters.iter_mut().flatten() {
-                let RefOr::T(parameter) = parameter else {
-                    continue;
-                };
-                let Some((_, pattern)) = patterns.iter().find(|(name, _)| *name == parameter.name)
-                else {
-                    continue;
-                };
-                let schema = match &mut parameter.schema {
-                    Some(RefOr::T(Schema::Array(array))) => match &mut array.items {
-                        ArrayItems::RefOrSchema(items) => Some(items.as_mut()),
-                        ArrayItems::False => None,
-                    },
-                    other => other.as_mut(),
-                };
-                if let Some(RefOr::T(Schema::Object(object))) = schema {
-                    object.pattern = Some((*pattern).to_owned());
-                }
+    })
+}
+
+/// Sets the `pattern` of every parameter named in `patterns` (name, ECMA-262 pattern) on every
+/// operation of `openapi`; for an array parameter (a repeated query parameter), its items'.
+pub fn document_parameter_patterns(openapi: &mut OpenApi, patterns: &[(&str, &str)]) {
+    for operation in operations_mut(openapi) {
+        for parameter in operation.parameters.iter_mut().flatten() {
+            let RefOr::T(parameter) = parameter else {
+                continue;
+            };
+            let Some((_, pattern)) = patterns.iter().find(|(name, _)| *name == parameter.name)
+            else {
+                continue;
+            };
+            let schema = match &mut parameter.schema {
+                Some(RefOr::T(Schema::Array(array))) => match &mut array.items {
+                    ArrayItems::RefOrSchema(items) => Some(items.as_mut()),
+                    ArrayItems::False => None,
+                },
+                other => other.as_mut(),
+            };
+            if let Some(RefOr::T(Schema::Object(object))) = schema {
+                object.pattern = Some((*pattern).to_owned());
             }
         }
     }
