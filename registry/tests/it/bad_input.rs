@@ -226,69 +226,42 @@ async fn bad_names_and_queries() {
 async fn reads_refuse_what_the_openapi_document_refuses() {
     let server = TestServer::start(fast_config()).await;
     let get = |path: &str| server.client.get(server.at(path)).send();
-    expect_error(
-        get("/v1/services?namespace=").await.unwrap(),
-        422,
-        "invalid_namespace",
-    )
-    .await;
-    expect_error(
-        get("/v1/services/%C2%84").await.unwrap(),
-        422,
-        "invalid_service",
-    )
-    .await;
-    expect_error(
-        get("/v1/services/a/instances/%C2%84").await.unwrap(),
-        422,
-        "invalid_instance_id",
-    )
-    .await;
-    // The status filter as documented: upper case.
-    expect_error(
-        get("/v1/services/a?status=up").await.unwrap(),
-        400,
-        "invalid_status",
-    )
-    .await;
-    // A bad `wait` is refused even when the query does not block.
-    expect_error(
-        get("/v1/services/a?wait=").await.unwrap(),
-        400,
-        "invalid_wait",
-    )
-    .await;
-    expect_error(
-        get("/v1/services/a?wait=5min").await.unwrap(),
-        400,
-        "invalid_wait",
-    )
-    .await;
     let beyond_int64 = "9223372036854775808";
-    expect_error(
-        get(&format!("/v1/services/a?index={beyond_int64}"))
-            .await
-            .unwrap(),
-        400,
-        "invalid_index",
-    )
-    .await;
-    expect_error(
-        get(&format!("/v1/watch?index={beyond_int64}"))
-            .await
-            .unwrap(),
-        400,
-        "invalid_index",
-    )
-    .await;
-    expect_error(
-        get(&format!("/v1/audit?since={beyond_int64}"))
-            .await
-            .unwrap(),
-        400,
-        "invalid_query",
-    )
-    .await;
+    for (path, status, code) in [
+        (
+            "/v1/services?namespace=".to_owned(),
+            422,
+            "invalid_namespace",
+        ),
+        ("/v1/services/%C2%84".to_owned(), 422, "invalid_service"),
+        (
+            "/v1/services/a/instances/%C2%84".to_owned(),
+            422,
+            "invalid_instance_id",
+        ),
+        // The status filter as documented: upper case.
+        ("/v1/services/a?status=up".to_owned(), 400, "invalid_status"),
+        // A bad `wait` is refused even when the query does not block.
+        ("/v1/services/a?wait=".to_owned(), 400, "invalid_wait"),
+        ("/v1/services/a?wait=5min".to_owned(), 400, "invalid_wait"),
+        (
+            format!("/v1/services/a?index={beyond_int64}"),
+            400,
+            "invalid_index",
+        ),
+        (
+            format!("/v1/watch?index={beyond_int64}"),
+            400,
+            "invalid_index",
+        ),
+        (
+            format!("/v1/audit?since={beyond_int64}"),
+            400,
+            "invalid_query",
+        ),
+    ] {
+        expect_error(get(&path).await.unwrap(), status, code).await;
+    }
     let long_lease = server
         .client
         .put(server.at("/v1/services/a/instances/1"))
