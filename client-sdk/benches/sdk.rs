@@ -4,63 +4,49 @@
 //!
 //! `cargo bench -p msakit --bench sdk`. Backend and registry share one single-threaded runtime;
 //! the client runs on a current-thread runtime of its own, whose thread's CPU time is measured;
-//! calls are sequential, in alternating rounds of 200 so drift hits both alike.
+//! calls are sequential, the variants taking turns in short runs so drift hits them alike.
 
 use std::time::{Duration, Instant};
 
 use msakit::{Discovery, DiscoveryOptions, ServiceClient, ServiceClientOptions};
 
-/// On-CPU time of the calling thread, in nanoseconds, from the scheduler's own accounting
-/// (`/proc/thread-self/schedstat`, Linux). The client runs on one current-thread runtime, so this
-/// is the client's whole cost: the caller, reqwest's connection tasks and the SDK's background
-/// tasks; the backend and registry run on other threads and are not counted.
+/// On-CPU time of the calling thread so far (`CLOCK_THREAD_CPUTIME_ID`: the scheduler's own
+/// accounting, to the nanosecond, user and kernel mode together). The client runs on one
+/// current-thread runtime, so this is the client's whole cost: the caller, reqwest's connection
+/// tasks, the SDK's background tasks and the kernel's loopback TCP and wake-up work done on that
+/// thread; the backend and registry run on another thread and are not counted.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let nanos = stat
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    Duration::from_nanos(nanos)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
 }
 
-/// User-mode CPU time of the calling thread (`/proc/thread-self/stat`, 10 ms ticks): the
-/// client's own code — the SDK, reqwest, hyper, tokio — without the kernel's loopback TCP and
-/// wake-up work, which moves by microseconds between runs on a VM.
-fn user_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-    let ticks: u64 = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(11)?.parse().ok())
-        .unwrap_or(0);
-    Duration::from_millis(ticks * 10)
+/// Context switches of the calling thread so far, voluntary and not (`getrusage`,
+/// `RUSAGE_THREAD`): each park of the client's runtime is one.
+fn context_switches() -> u64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_THREAD)
+        .map(|u| (u.voluntary_context_switches() + u.involuntary_context_switches()) as u64)
+        .unwrap_or(0)
 }
 
 /// The variants, in table order: plain reqwest; plain reqwest again on a client and connection
-/// of its own, as the SDK has (the same-run noise floor); under the attempt's timer alone; with
-/// the timer and the headers the SDK sends, by hand; the SDK's request as the SDK builds it
-/// (a `reqwest::Request` with its headers, on a client of its own, under the timer) without the
-/// SDK's logic; the SDK.
+/// of its own, as the SDK has (the same-run noise floor); under tokio's timer; under the SDK's
+/// shared timer (`msakit::timer`); the SDK's request as the SDK builds it (a `reqwest::Request`
+/// with the deadline and `traceparent` headers, on a client of its own, under the SDK's timer)
+/// without the SDK's logic; the SDK.
 const NAMES: [&str; 6] = [
     "plain reqwest",
     "plain reqwest, 2nd client",
-    "reqwest + timeout",
-    "reqwest + timeout + SDK headers",
+    "reqwest + tokio timeout",
+    "reqwest + msakit timeout",
     "the SDK's request, no SDK logic",
     "msakit ServiceClient",
 ];
 const VARIANTS: usize = NAMES.len();
-
-/// Context switches of the calling thread so far, voluntary and not
-/// (`/proc/thread-self/status`): each park of the client's runtime is one.
-fn context_switches() -> u64 {
-    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap_or_default();
-    status
-        .lines()
-        .filter(|l| l.contains("ctxt_switches:"))
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .sum()
-}
+/// Calls of one variant in a row: the first comes after another variant (cold), the rest after
+/// their own (warm).
+const RUN: usize = 5;
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
@@ -101,7 +87,9 @@ fn main() {
     let (http, second, client) = client_rt.block_on(async {
         let http = reqwest::Client::new();
         http.put(format!("{registry_url}/v1/services/backend/instances/b1"))
-            .json(&serde_json::json!({"host": "127.0.0.1", "port": port}))
+            // The longest lease the registry grants: the bench outlasts the default 15 s and
+            // sends no heartbeats.
+            .json(&serde_json::json!({"host": "127.0.0.1", "port": port, "lease_ttl_ms": 300_000}))
             .send()
             .await
             .unwrap();
@@ -112,8 +100,9 @@ fn main() {
         .unwrap();
         (http, reqwest::Client::new(), client)
     });
-    // One call of a variant (see `NAMES`). The request by hand with what the SDK adds tells the
-    // SDK's own logic apart from the cost of those features in tokio, reqwest and the kernel.
+    // One call of a variant (see `NAMES`). The SDK's request without its logic tells the SDK's
+    // own logic apart from the cost of what it sends (the timer, the two headers) in reqwest,
+    // hyper and the kernel.
     let call = |variant: usize| {
         let (http, second, client, backend_url) = (&http, &second, &client, &backend_url);
         async move {
@@ -127,19 +116,9 @@ fn main() {
                 .await
                 .unwrap()
                 .unwrap(),
-                3 => tokio::time::timeout(
+                3 => msakit::timer::timeout(
                     Duration::from_secs(2),
-                    http.get(format!("{backend_url}/x"))
-                        .header("x-msakit-deadline-ms", "5000")
-                        .header(
-                            "traceparent",
-                            format!(
-                                "00-{:032x}-{:016x}-01",
-                                fastrand::u128(1..),
-                                fastrand::u64(1..)
-                            ),
-                        )
-                        .send(),
+                    http.get(format!("{backend_url}/x")).send(),
                 )
                 .await
                 .unwrap()
@@ -166,7 +145,7 @@ fn main() {
                         )
                         .unwrap(),
                     );
-                    tokio::time::timeout(Duration::from_secs(2), second.execute(request))
+                    msakit::timer::timeout(Duration::from_secs(2), second.execute(request))
                         .await
                         .unwrap()
                         .unwrap()
@@ -179,48 +158,44 @@ fn main() {
     let only: Option<usize> = std::env::var("SDK_BENCH_ONLY")
         .ok()
         .and_then(|v| v.parse().ok());
-    let (samples, cpu, user, switches, rounds_cpu) = client_rt.block_on(async {
+    // Every call is measured on its own. The variants take turns in short runs of `RUN` calls,
+    // each cycle in a new random order (so each variant follows every other alike): a run's
+    // first call comes right after another variant's code and data (cold caches, as in a
+    // service doing other work between calls), the others right after their own (warm, as in a
+    // tight loop). A pause of the VM lands on one call, and each call is paired with the plain
+    // call at the same place of the same cycle, milliseconds apart. After each call the client's
+    // runtime runs whatever the call left ready (`yield_now`), so no variant's leftover work is
+    // counted against the next.
+    let (samples, cpu, switches) = client_rt.block_on(async {
         let mut samples: [Vec<Duration>; VARIANTS] = Default::default();
-        let mut cpu = [Duration::ZERO; VARIANTS];
-        // Each round's CPU per variant, for paired differences: the variants of one round run
-        // within milliseconds of each other, so drift of the machine hits them alike.
-        let mut rounds_cpu = Vec::new();
-        let mut user = [Duration::ZERO; VARIANTS];
+        let mut cpu: [Vec<Duration>; VARIANTS] = Default::default();
         let mut switches = [0u64; VARIANTS];
-        // Warm every path (connections, discovery cache, watch), then measure in rounds, the
-        // variants in turn, each round starting one variant further on so that no variant
-        // always follows the same other.
-        for round in 0..=rounds {
-            let mut this_round = [Duration::ZERO; VARIANTS];
-            for turn in 0..VARIANTS {
-                let variant = (round + turn) % VARIANTS;
+        // Cycle 0 warms every path (connections, discovery cache, watch) and is not counted.
+        let mut order: [usize; VARIANTS] = std::array::from_fn(|v| v);
+        for cycle in 0..=rounds * per_round / RUN {
+            fastrand::shuffle(&mut order);
+            for variant in order {
                 // `SDK_BENCH_ONLY=<variant>` runs one variant alone, for a profiler.
                 if only.is_some_and(|only| only != variant) {
                     continue;
                 }
-                let started_cpu = cpu_time();
-                let started_user = user_time();
-                let started_switches = context_switches();
-                for _ in 0..per_round {
-                    let t = Instant::now();
+                for _ in 0..RUN {
+                    let started_switches = context_switches();
+                    let started_cpu = cpu_time();
+                    let started = Instant::now();
                     call(variant).await;
-                    if round > 0 {
-                        samples[variant].push(t.elapsed());
+                    let elapsed = started.elapsed();
+                    tokio::task::yield_now().await;
+                    let spent = cpu_time() - started_cpu;
+                    if cycle > 0 {
+                        samples[variant].push(elapsed);
+                        cpu[variant].push(spent);
+                        switches[variant] += context_switches() - started_switches;
                     }
                 }
-                if round > 0 {
-                    let spent = cpu_time() - started_cpu;
-                    cpu[variant] += spent;
-                    this_round[variant] = spent;
-                    user[variant] += user_time() - started_user;
-                    switches[variant] += context_switches() - started_switches;
-                }
-            }
-            if round > 0 {
-                rounds_cpu.push(this_round);
             }
         }
-        (samples, cpu, user, switches, rounds_cpu)
+        (samples, cpu, switches)
     });
     // Heap allocations per call on the client's thread (the caller, reqwest's connection tasks,
     // the SDK's tasks), counted over 1,000 warm calls of each variant.
@@ -244,7 +219,6 @@ fn main() {
     let p50: Vec<Duration> = samples.iter_mut().map(|s| percentile(s, 0.5)).collect();
     let p99: Vec<Duration> = samples.iter_mut().map(|s| percentile(s, 0.99)).collect();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let per_call = |d: Duration| us(d) / f64::from(calls);
     let (plain, sdk) = (0, VARIANTS - 1);
     println!(
         "\n## SDK call stack vs plain reqwest, {calls} sequential calls each, same loopback backend"
@@ -276,12 +250,6 @@ fn main() {
         true,
     );
     row(
-        "client user-mode CPU per call",
-        user.iter().map(|&d| per_call(d)).collect(),
-        " µs",
-        false,
-    );
-    row(
         "heap allocations per call",
         allocations.iter().map(|&a| a as f64).collect(),
         "",
@@ -297,22 +265,45 @@ fn main() {
         false,
     );
     row(
-        "client CPU per call",
-        cpu.iter().map(|&d| per_call(d)).collect(),
+        "client CPU per call (mean)",
+        cpu.iter()
+            .map(|c| us(c.iter().sum::<Duration>()) / c.len().max(1) as f64)
+            .collect(),
         " µs",
         false,
     );
-    // Added CPU per call against plain reqwest, round by round: mean ± 95% confidence interval.
-    let mut line = String::from("| client CPU per call vs plain, per round (mean ± 95% CI) |");
-    for variant in 0..VARIANTS {
-        let added: Vec<f64> = rounds_cpu
-            .iter()
-            .map(|round| (us(round[variant]) - us(round[plain])) / per_round as f64)
-            .collect();
-        let n = added.len() as f64;
-        let mean = added.iter().sum::<f64>() / n;
-        let variance = added.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
-        line += &format!(" {mean:+.2} ± {:.2} µs |", 1.96 * (variance / n).sqrt());
+    row(
+        "client CPU per call (median)",
+        cpu.clone()
+            .iter_mut()
+            .map(|c| us(percentile(c, 0.5)))
+            .collect(),
+        " µs",
+        false,
+    );
+    // Added CPU per call against plain reqwest, each call paired with the plain call at the same
+    // place of its cycle: mean ± 95% confidence interval, over every call, over the first of each
+    // run (after other code) and over the others (after the same code).
+    for (name, place) in [
+        ("all calls", None),
+        ("first of a run (cold)", Some(true)),
+        ("rest of a run (warm)", Some(false)),
+    ] {
+        let mut line = format!("| client CPU per call vs plain, {name}, paired (mean ± 95% CI) |");
+        for variant in 0..VARIANTS {
+            let added: Vec<f64> = cpu[variant]
+                .iter()
+                .zip(&cpu[plain])
+                .enumerate()
+                .filter(|(i, _)| place.is_none_or(|first| (i % RUN == 0) == first))
+                .map(|(_, (&with, &without))| us(with) - us(without))
+                .collect();
+            let n = added.len() as f64;
+            let mean = added.iter().sum::<f64>() / n;
+            let variance =
+                added.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+            line += &format!(" {mean:+.2} ± {:.2} µs |", 1.96 * (variance / n).sqrt());
+        }
+        println!("{line} |");
     }
-    println!("{line} |");
 }

@@ -7,6 +7,7 @@
 //! - [`ConfigClient`]: typed configuration that updates itself when the config server pushes a
 //!   change, with a last-known-good copy on disk.
 //! - [`resilience`]: the fault-tolerance primitives, re-exported.
+//! - [`timer`]: timeouts for many short calls without a system call each (the attempt timeout).
 //!
 //! - [`ServiceClient`]: calls by service name — P2C over peak-EWMA latency, per-instance
 //!   ejection, a per-service breaker, retries on another instance within a retry budget, a
@@ -20,6 +21,7 @@ pub mod discovery;
 pub mod registration;
 pub mod service_client;
 mod sse;
+pub mod timer;
 pub mod tls;
 pub mod tower_discover;
 

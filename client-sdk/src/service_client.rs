@@ -108,6 +108,9 @@ pub enum CallErrorKind {
     /// Discovery knows no available instance.
     #[error("no available instance")]
     NoInstances,
+    /// The service has never been looked up and no registry answered (nor a disk cache).
+    #[error("{0}")]
+    Discovery(crate::DiscoveryError),
     /// The service's breaker is open.
     #[error("{0}")]
     BreakerOpen(msakit_resilience::CallNotPermitted),
@@ -791,7 +794,7 @@ impl ServiceRequest<'_> {
                 None => (
                     Box::pin(client.discovery.instances(self.service))
                         .await
-                        .map_err(|_| fail(attempts, None, CallErrorKind::NoInstances))?,
+                        .map_err(|e| fail(attempts, None, CallErrorKind::Discovery(e)))?,
                     true,
                 ),
             };
@@ -853,14 +856,19 @@ impl ServiceRequest<'_> {
             if let Some(body) = &self.body {
                 *request.body_mut() = Some(body.clone().into());
             }
-            // The attempt's timeout around the request (not reqwest's own, which boxes a timer
-            // per request).
+            // The attempt's timeout around the request: the SDK's shared timer (not reqwest's
+            // own, which boxes a tokio timer per request, nor tokio's, which wakes the runtime's
+            // driver with a system call every other call).
             let attempt_timeout = options.attempt_timeout.min(remaining);
-            let result =
-                match tokio::time::timeout(attempt_timeout, client.http.execute(request)).await {
-                    Ok(result) => result.map_err(|e| e.to_string()),
-                    Err(_) => Err(format!("attempt timed out after {attempt_timeout:?}")),
-                };
+            let result = match crate::timer::timeout_at(
+                attempt_started + attempt_timeout,
+                client.http.execute(request),
+            )
+            .await
+            {
+                Ok(result) => result.map_err(|e| e.to_string()),
+                Err(_) => Err(format!("attempt timed out after {attempt_timeout:?}")),
+            };
             let ended = Instant::now();
             let latency = ended.saturating_duration_since(attempt_started);
             let (failed, retry_after, error) = match &result {

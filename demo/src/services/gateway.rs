@@ -198,6 +198,9 @@ async fn forward(
             let (status, code) = match &error.kind {
                 CallErrorKind::BreakerOpen(_) => (StatusCode::SERVICE_UNAVAILABLE, "breaker_open"),
                 CallErrorKind::NoInstances => (StatusCode::SERVICE_UNAVAILABLE, "no_instances"),
+                CallErrorKind::Discovery(_) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "registry_unavailable")
+                }
                 CallErrorKind::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
                 _ => (StatusCode::BAD_GATEWAY, "upstream_failed"),
             };
