@@ -18,6 +18,7 @@
 mod backoff;
 pub mod config;
 pub mod discovery;
+mod picker;
 pub mod registration;
 pub mod service_client;
 mod sse;

@@ -16,6 +16,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use crate::discovery::Discovery;
+use crate::picker::{Picked, Picker, Ticket, Tried};
 
 /// The request header carrying how many milliseconds the caller still waits, so the callee can
 /// give up when the caller already has.
@@ -128,129 +129,11 @@ pub enum CallErrorKind {
     Transport(String),
 }
 
-/// What the balancer knows of one instance.
-#[derive(Debug)]
-struct InstanceStats {
-    /// Peak-EWMA latency in microseconds.
-    ewma_us: f64,
-    last_update: Instant,
-    in_flight: u32,
-    consecutive_failures: u32,
-    ejected_until: Option<Instant>,
-    ejections: u32,
-    /// The instance's parsed base URL, kept so a call does not parse a host each time, with
-    /// the address it was made from as the registry gave it (the parser may rewrite a host).
-    base: Option<(Address, reqwest::Url)>,
-    /// A path called on it and its whole URL: calls to a service mostly repeat a few paths, and
-    /// a copy of a URL is cheaper than setting its path and query again.
-    last: Option<(String, reqwest::Url)>,
-    /// Whether the last call's path missed `last`: it is replaced on a second miss in a row,
-    /// so paths that change every call do not pay for keeping it.
-    last_missed: bool,
-}
-
-/// An instance's address as the registry gave it.
-#[derive(Debug, PartialEq)]
-struct Address {
-    https: bool,
-    host: String,
-    port: u16,
-}
-
-impl InstanceStats {
-    fn new() -> Self {
-        Self {
-            ewma_us: 1_000.0,
-            last_update: Instant::now(),
-            in_flight: 0,
-            consecutive_failures: 0,
-            ejected_until: None,
-            ejections: 0,
-            base: None,
-            last: None,
-            last_missed: false,
-        }
-    }
-
-    /// `path` (with its query) on this instance; the base URL is parsed once and reused while
-    /// the instance keeps its address.
-    fn url(&mut self, instance: &Instance, path: &str) -> Option<reqwest::Url> {
-        let https = instance.scheme == msakit_api::registry::Scheme::Https;
-        let current = self.base.as_ref().is_some_and(|(address, _)| {
-            address.https == https && address.port == instance.port && address.host == instance.host
-        });
-        if !current {
-            let host = &instance.host;
-            let authority = if host.contains(':') && !host.starts_with('[') {
-                format!("[{host}]:{}", instance.port)
-            } else {
-                format!("{host}:{}", instance.port)
-            };
-            let scheme = if https { "https" } else { "http" };
-            let address = Address {
-                https,
-                host: host.clone(),
-                port: instance.port,
-            };
-            self.base = reqwest::Url::parse(&format!("{scheme}://{authority}"))
-                .ok()
-                .map(|url| (address, url));
-            self.last = None;
-        }
-        if let Some((last, url)) = &self.last
-            && last == path
-        {
-            self.last_missed = false;
-            return Some(url.clone());
-        }
-        let mut url = self.base.as_ref()?.1.clone();
-        let (path_only, query) = path
-            .split_once('?')
-            .map_or((path, None), |(p, q)| (p, Some(q)));
-        url.set_path(path_only);
-        url.set_query(query);
-        if self.last.is_none() || self.last_missed {
-            self.last = Some((path.to_owned(), url.clone()));
-            self.last_missed = false;
-        } else {
-            self.last_missed = true;
-        }
-        Some(url)
-    }
-
-    /// Peak EWMA (Finagle): a slower sample counts at once, faster ones decay in over ~10 s.
-    fn observe(&mut self, latency: Duration, now: Instant) {
-        let sample = latency.as_secs_f64() * 1e6;
-        let elapsed = now
-            .saturating_duration_since(self.last_update)
-            .as_secs_f64();
-        self.last_update = now;
-        if sample > self.ewma_us {
-            self.ewma_us = sample;
-        } else {
-            let weight = (-elapsed / 10.0).exp();
-            self.ewma_us = self.ewma_us * weight + sample * (1.0 - weight);
-        }
-    }
-
-    /// The load-weighted latency, decayed toward zero since the last sample (as Finagle's peak
-    /// EWMA does at read time), so an instance that was slow is probed again after a while
-    /// rather than starved for ever.
-    fn cost(&self, now: Instant) -> f64 {
-        let idle = now
-            .saturating_duration_since(self.last_update)
-            .as_secs_f64();
-        self.ewma_us * (-idle / 10.0).exp() * f64::from(self.in_flight + 1)
-    }
-}
-
 /// One service's balancer state and breaker.
 #[derive(Debug)]
 struct ServiceState {
     breaker: CircuitBreaker,
-    instances: Mutex<HashMap<String, InstanceStats>>,
-    /// The round-robin position.
-    next: std::sync::atomic::AtomicUsize,
+    picker: Mutex<Picker>,
     /// Metric handles, registered once per service.
     metrics: ServiceMetrics,
 }
@@ -487,154 +370,51 @@ impl ServiceClient {
             Arc::new(ServiceState {
                 breaker: CircuitBreaker::new(service.to_owned(), self.options.breaker.clone())
                     .expect("validated in new"),
-                instances: Mutex::new(HashMap::default()),
-                next: std::sync::atomic::AtomicUsize::new(0),
+                picker: Mutex::new(Picker::default()),
                 metrics: ServiceMetrics::new(service),
             })
         }))
     }
 
-    /// Power of two choices over the instances not tried yet and not ejected (ejections never
-    /// cover more than `max_ejected_share` of them).
-    fn pick<'a>(
+    /// Chooses the attempt's instance (see [`Picker::pick`]).
+    fn pick(
         &self,
         state: &ServiceState,
-        instances: &'a [Instance],
+        instances: &Arc<Vec<Instance>>,
         tried: &Tried,
         path: &str,
         now: Instant,
-    ) -> Option<(&'a Instance, Option<reqwest::Url>)> {
-        let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget instances that left (rarely: only once the map has grown well past them), but
-        // never one with calls in flight or an ejection running, and not on an empty list.
-        if !instances.is_empty() && stats.len() > 2 * instances.len() + 16 {
-            stats.retain(|id, s| {
-                s.in_flight > 0
-                    || s.ejected_until.is_some_and(|t| t > now)
-                    || instances.iter().any(|i| &i.id == id)
-            });
-        }
-        // UP instances, in this service's zone when any of them is.
-        let zone = self.discovery.zone();
-        let up = |i: &&Instance| i.status == msakit_api::registry::InstanceStatus::Up;
-        let local = zone.is_some()
-            && instances
-                .iter()
-                .filter(up)
-                .any(|i| i.zone.as_deref() == zone);
-        let eligible = |i: &&Instance| up(i) && (!local || i.zone.as_deref() == zone);
-        // Untried and healthy first; then untried but ejected; then tried ones.
-        let tier = |i: &Instance| {
-            let ejected = stats
-                .get(&i.id)
-                .and_then(|s| s.ejected_until)
-                .is_some_and(|t| t > now);
-            u8::from(tried.contains(&i.id)) * 2 + u8::from(ejected)
-        };
-        let best = instances.iter().filter(eligible).map(tier).min()?;
-        // The candidates, without collecting them: the n-th is found by walking the slice.
-        let usable_iter = || {
-            instances
-                .iter()
-                .filter(eligible)
-                .filter(move |i| tier(i) == best)
-        };
-        let n = usable_iter().count();
-        let usable = |k: usize| usable_iter().nth(k).expect("k < n");
-        let chosen = match (n, self.options.balancer) {
-            (0, _) => return None,
-            (1, _) => usable(0),
-            (_, Balancer::PowerOfTwoChoices) => {
-                let a = fastrand::usize(..n);
-                let mut b = fastrand::usize(..n - 1);
-                if b >= a {
-                    b += 1;
-                }
-                let cost = |i: &Instance| stats.get(&i.id).map_or(0.0, |s| s.cost(now));
-                let (a, b) = (usable(a), usable(b));
-                if cost(a) <= cost(b) { a } else { b }
-            }
-            (_, Balancer::RoundRobin) => usable(
-                state
-                    .next
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                    % n,
-            ),
-            (_, Balancer::Random) => usable(fastrand::usize(..n)),
-            (_, Balancer::Weighted) => {
-                let total: u64 = usable_iter().map(|i| u64::from(i.weight.max(1))).sum();
-                let mut ticket = fastrand::u64(..total);
-                let mut chosen = usable(0);
-                for candidate in usable_iter() {
-                    let weight = u64::from(candidate.weight.max(1));
-                    if ticket < weight {
-                        chosen = candidate;
-                        break;
-                    }
-                    ticket -= weight;
-                }
-                chosen
-            }
-        };
-        let entry = match stats.get_mut(&chosen.id) {
-            Some(entry) => entry,
-            None => stats
-                .entry(chosen.id.clone())
-                .or_insert_with(InstanceStats::new),
-        };
-        entry.in_flight += 1;
-        Some((chosen, entry.url(chosen, path)))
+    ) -> Option<Picked> {
+        state.picker.lock().unwrap_or_else(|e| e.into_inner()).pick(
+            instances,
+            self.discovery.zone(),
+            self.options.balancer,
+            tried,
+            path,
+            now,
+        )
     }
 
+    /// Records how an attempt went (see [`Picker::finish`]), and says so when that ejects the
+    /// instance.
     fn finish(
         &self,
         state: &ServiceState,
+        ticket: Ticket,
         instance: &str,
-        total: usize,
         latency: Duration,
         failed: bool,
         now: Instant,
     ) {
-        let mut stats = state.instances.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = match stats.get_mut(instance) {
-            Some(entry) => entry,
-            // Pruned by a concurrent pick since, the instance having left discovery.
-            None => stats
-                .entry(instance.to_owned())
-                .or_insert_with(InstanceStats::new),
-        };
-        entry.in_flight = entry.in_flight.saturating_sub(1);
-        entry.observe(latency, now);
-        if !failed {
-            entry.consecutive_failures = 0;
-            return;
+        let ejected = state
+            .picker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .finish(ticket, instance, latency, failed, now, &self.options);
+        if let Some(duration) = ejected {
+            metrics::counter!("msakit_ejections_total").increment(1);
+            tracing::warn!(%instance, ?duration, "instance ejected after repeated failures");
         }
-        entry.consecutive_failures += 1;
-        if entry.consecutive_failures < self.options.eject_after_failures {
-            return;
-        }
-        // Only now, on the rare way to an ejection, count the instances already ejected.
-        let ejected_now = stats
-            .values()
-            .filter(|s| s.ejected_until.is_some_and(|t| t > now))
-            .count();
-        if ((ejected_now + 1) as f64) > self.options.max_ejected_share * total as f64 {
-            return;
-        }
-        let Some(entry) = stats.get_mut(instance) else {
-            return;
-        };
-        let factor = 1u32 << entry.ejections.min(5);
-        let duration = self
-            .options
-            .ejection
-            .saturating_mul(factor)
-            .min(Duration::from_secs(300));
-        entry.ejected_until = Some(now + duration);
-        entry.ejections += 1;
-        entry.consecutive_failures = 0;
-        metrics::counter!("msakit_ejections_total").increment(1);
-        tracing::warn!(%instance, ?duration, "instance ejected after repeated failures");
     }
 }
 
@@ -813,24 +593,18 @@ impl ServiceRequest<'_> {
             } else {
                 Instant::now()
             };
-            let Some((instance, url)) =
+            let Some(Picked { index, url, ticket }) =
                 client.pick(&state, &instances, &tried, self.path, attempt_started)
             else {
                 drop(permit);
                 return Err(fail(attempts, None, CallErrorKind::NoInstances));
             };
+            let instance = &instances[index];
             attempts += 1;
             let remaining = deadline.saturating_duration_since(attempt_started);
             let Some(url) = url else {
                 let now = Instant::now();
-                client.finish(
-                    &state,
-                    &instance.id,
-                    instances.len(),
-                    Duration::ZERO,
-                    true,
-                    now,
-                );
+                client.finish(&state, ticket, &instance.id, Duration::ZERO, true, now);
                 permit.record(CallOutcome::Ignored);
                 return Err(fail(
                     attempts,
@@ -887,14 +661,7 @@ impl ServiceRequest<'_> {
                 Ok(_) => (false, None, CallErrorKind::NoInstances),
                 Err(e) => (true, None, CallErrorKind::Transport(e.clone())),
             };
-            client.finish(
-                &state,
-                &instance.id,
-                instances.len(),
-                latency,
-                failed,
-                ended,
-            );
+            client.finish(&state, ticket, &instance.id, latency, failed, ended);
             permit.record(if failed {
                 CallOutcome::Failure
             } else {
@@ -1000,89 +767,5 @@ mod tests {
             value.to_str().unwrap(),
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         );
-    }
-
-    #[test]
-    fn instance_url_is_parsed_once_and_follows_a_moved_instance() {
-        let mut stats = InstanceStats::new();
-        let mut instance: Instance = serde_json::from_value(serde_json::json!({
-            "id": "a", "service": "s", "namespace": "default", "host": "127.0.0.1",
-            "port": 8080, "scheme": "http", "weight": 1, "metadata": {}, "status": "UP",
-            "reported_status": "UP", "lease_ttl_ms": 30000, "registered_at_ms": 0,
-            "last_renewed_at_ms": 0, "modify_index": 1,
-        }))
-        .unwrap();
-        let url = stats.url(&instance, "/pay?x=1&y=2").unwrap();
-        assert_eq!(url.as_str(), "http://127.0.0.1:8080/pay?x=1&y=2");
-        // The same path again comes from the cache; another query does not.
-        assert_eq!(stats.url(&instance, "/pay?x=1&y=2").unwrap(), url);
-        assert_eq!(stats.last.as_ref().unwrap().0, "/pay?x=1&y=2");
-        // One other path leaves the cache as it is; a second miss in a row replaces it.
-        assert_eq!(
-            stats.url(&instance, "/other").unwrap().as_str(),
-            "http://127.0.0.1:8080/other"
-        );
-        assert_eq!(stats.last.as_ref().unwrap().0, "/pay?x=1&y=2");
-        stats.url(&instance, "/other").unwrap();
-        assert_eq!(stats.last.as_ref().unwrap().0, "/other");
-        assert_eq!(
-            stats.url(&instance, "/pay?x=2").unwrap().as_str(),
-            "http://127.0.0.1:8080/pay?x=2"
-        );
-        assert_eq!(
-            stats.url(&instance, "/pay").unwrap().as_str(),
-            "http://127.0.0.1:8080/pay"
-        );
-        assert_eq!(
-            stats.url(&instance, "/b").unwrap().as_str(),
-            "http://127.0.0.1:8080/b"
-        );
-        instance.port = 9090;
-        assert_eq!(
-            stats.url(&instance, "/c").unwrap().as_str(),
-            "http://127.0.0.1:9090/c"
-        );
-        instance.host = "::1".into();
-        assert_eq!(
-            stats.url(&instance, "/d").unwrap().as_str(),
-            "http://[::1]:9090/d"
-        );
-        // A host the parser rewrites is still recognised as the same address.
-        instance.host = "Example.COM".into();
-        assert_eq!(
-            stats.url(&instance, "/e").unwrap().as_str(),
-            "http://example.com:9090/e"
-        );
-        // (Parsing the base again would drop the cached "/e"; one miss keeps it.)
-        stats.url(&instance, "/f").unwrap();
-        assert_eq!(stats.last.as_ref().unwrap().0, "/e");
-    }
-}
-
-/// The instances a call has tried (hashes of their ids), without allocating: a call makes a few
-/// attempts; past eight, the oldest are forgotten.
-#[derive(Default)]
-struct Tried {
-    ids: [u64; 8],
-    len: usize,
-}
-
-impl Tried {
-    fn hash(id: &str) -> u64 {
-        use std::hash::BuildHasher;
-        foldhash::fast::FixedState::default().hash_one(id)
-    }
-
-    fn push(&mut self, id: &str) {
-        self.ids[self.len % self.ids.len()] = Self::hash(id);
-        self.len += 1;
-    }
-
-    fn contains(&self, id: &str) -> bool {
-        if self.len == 0 {
-            return false;
-        }
-        let hash = Self::hash(id);
-        self.ids[..self.len.min(self.ids.len())].contains(&hash)
     }
 }
