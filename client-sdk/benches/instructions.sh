@@ -2,7 +2,7 @@
 # User-mode instructions per call on the client's thread, for each variant of the `sdk` bench,
 # counted by valgrind's callgrind: exact and repeatable where CPU time on a VM is not. Each
 # variant runs alone twice (5 and 15 rounds of 200 calls); the difference over the 2,000 extra
-# calls leaves set-up out. Needs valgrind (`apt-get install -y valgrind`).
+# calls leaves set-up out (the bench's own clock and rusage reads per call are in every variant). Needs valgrind (`apt-get install -y valgrind`).
 #
 #   bash client-sdk/benches/instructions.sh
 set -euo pipefail
@@ -11,7 +11,7 @@ bench=$(cargo bench -p msakit --bench sdk --no-run --message-format=json 2>/dev/
   sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-names=("plain reqwest" "plain reqwest, 2nd client" "reqwest + timeout" "reqwest + timeout + SDK headers" "the SDK's request, no SDK logic" "msakit ServiceClient")
+names=("plain reqwest" "plain reqwest, 2nd client" "reqwest + tokio timeout" "reqwest + msakit timeout" "the SDK's request, no SDK logic" "msakit ServiceClient")
 declare -a per_call
 for variant in 0 1 2 3 4 5; do
   for rounds in 5 15; do

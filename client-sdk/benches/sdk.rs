@@ -215,6 +215,7 @@ fn main() {
         })
         .collect();
     let calls = (rounds * per_round) as u32;
+    let samples_in_order = samples.clone();
     let mut samples = samples;
     let p50: Vec<Duration> = samples.iter_mut().map(|s| percentile(s, 0.5)).collect();
     let p99: Vec<Duration> = samples.iter_mut().map(|s| percentile(s, 0.99)).collect();
@@ -249,6 +250,25 @@ fn main() {
         " µs",
         true,
     );
+    // The same apart: the first call of each run (after another variant) and the others.
+    for (name, first) in [
+        ("p50, first of a run (cold)", true),
+        ("p50, rest of a run (warm)", false),
+    ] {
+        let p50: Vec<f64> = samples_in_order
+            .iter()
+            .map(|s| {
+                let mut part: Vec<Duration> = s
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| (i % RUN == 0) == first)
+                    .map(|(_, &d)| d)
+                    .collect();
+                us(percentile(&mut part, 0.5))
+            })
+            .collect();
+        row(name, p50, " µs", true);
+    }
     row(
         "heap allocations per call",
         allocations.iter().map(|&a| a as f64).collect(),

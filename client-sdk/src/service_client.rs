@@ -502,6 +502,18 @@ impl ServiceRequest<'_> {
         if !failed {
             return result;
         }
+        self.answer_failure(fallback, result)
+    }
+
+    /// A failed call's answer: the call's fallback, else the service's, else the failure. Out
+    /// of line: no part of a call that succeeds.
+    #[cold]
+    #[inline(never)]
+    fn answer_failure(
+        &self,
+        fallback: Option<CallFallback>,
+        result: Result<reqwest::Response, CallError>,
+    ) -> Result<reqwest::Response, CallError> {
         let service_fallback = || {
             self.client
                 .fallbacks
@@ -553,11 +565,8 @@ impl ServiceRequest<'_> {
         let trace_id = self.trace_id.unwrap_or_else(|| fastrand::u128(1..));
         // The instance of the attempt before, named when the breaker then refuses.
         let mut last_instance: Option<String> = None;
-        let fail = |attempts, instance: Option<String>, kind| CallError {
-            service: self.service.to_owned(),
-            instance,
-            attempts,
-            kind,
+        let fail = |attempts, instance: Option<String>, kind| {
+            call_error(self.service, attempts, instance, kind)
         };
         if let Some(name) = &self.invalid_header {
             return Err(fail(
@@ -645,21 +654,12 @@ impl ServiceRequest<'_> {
             };
             let ended = Instant::now();
             let latency = ended.saturating_duration_since(attempt_started);
-            let (failed, retry_after, error) = match &result {
-                Ok(response)
-                    if response.status().is_server_error()
-                        || response.status() == StatusCode::TOO_MANY_REQUESTS =>
-                {
-                    let after = response
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    (true, after, CallErrorKind::Status(response.status()))
+            let failed = match &result {
+                Ok(response) => {
+                    response.status().is_server_error()
+                        || response.status() == StatusCode::TOO_MANY_REQUESTS
                 }
-                Ok(_) => (false, None, CallErrorKind::NoInstances),
-                Err(e) => (true, None, CallErrorKind::Transport(e.clone())),
+                Err(_) => true,
             };
             client.finish(&state, ticket, &instance.id, latency, failed, ended);
             permit.record(if failed {
@@ -668,16 +668,14 @@ impl ServiceRequest<'_> {
                 CallOutcome::Success
             });
             state.metrics.export_breaker_state(state.breaker.state());
-            let outcome = if failed { "failure" } else { "success" };
-            tracing::debug!(
-                service = %self.service,
-                instance = %instance.id,
-                attempt = attempts,
-                outcome,
-                latency_ms = latency.as_millis() as u64,
-                breaker = %state.breaker.state(),
-                trace_id = %format_args!("{trace_id:032x}"),
-                "service call attempt"
+            log_attempt(
+                self.service,
+                &instance.id,
+                attempts,
+                failed,
+                latency,
+                &state.breaker,
+                trace_id,
             );
             let calls = if failed {
                 &state.metrics.failed
@@ -698,6 +696,7 @@ impl ServiceRequest<'_> {
                     )
                 });
             }
+            let (retry_after, error) = failure(&result);
             if !self.retryable || attempts >= options.max_attempts {
                 return match result {
                     Ok(mut response) => {
@@ -733,6 +732,66 @@ impl ServiceRequest<'_> {
             tokio::time::sleep(pause).await;
         }
     }
+}
+
+/// A failed call's error. Out of line, as every failure path is: the code of a call that
+/// succeeds stays short.
+#[cold]
+#[inline(never)]
+fn call_error(
+    service: &str,
+    attempts: u32,
+    instance: Option<String>,
+    kind: CallErrorKind,
+) -> CallError {
+    CallError {
+        service: service.to_owned(),
+        instance,
+        attempts,
+        kind,
+    }
+}
+
+/// A failed attempt's `Retry-After` (whole seconds) and why it failed.
+#[cold]
+#[inline(never)]
+fn failure(result: &Result<reqwest::Response, String>) -> (Option<Duration>, CallErrorKind) {
+    match result {
+        Ok(response) => {
+            let after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(Duration::from_secs);
+            (after, CallErrorKind::Status(response.status()))
+        }
+        Err(e) => (None, CallErrorKind::Transport(e.clone())),
+    }
+}
+
+/// The `tracing` event of one attempt (at DEBUG), out of line.
+#[inline(never)]
+fn log_attempt(
+    service: &str,
+    instance: &str,
+    attempt: u32,
+    failed: bool,
+    latency: Duration,
+    breaker: &CircuitBreaker,
+    trace_id: u128,
+) {
+    let outcome = if failed { "failure" } else { "success" };
+    tracing::debug!(
+        %service,
+        %instance,
+        attempt,
+        outcome,
+        latency_ms = latency.as_millis() as u64,
+        breaker = %breaker.state(),
+        trace_id = %format_args!("{trace_id:032x}"),
+        "service call attempt"
+    );
 }
 
 /// The deadline header's value: the milliseconds left.
