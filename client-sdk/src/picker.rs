@@ -241,6 +241,19 @@ impl Picker {
         if self.slots[index].consecutive_failures < options.eject_after_failures {
             return None;
         }
+        self.eject(index, now, options)
+    }
+
+    /// Ejects the instance at `index` unless that would eject more than `max_ejected_share` of
+    /// them; answers for how long.
+    #[cold]
+    #[inline(never)]
+    fn eject(
+        &mut self,
+        index: usize,
+        now: Instant,
+        options: &ServiceClientOptions,
+    ) -> Option<Duration> {
         // Only now, on the rare way to an ejection, count the instances already ejected.
         let ejected_now = self.slots.iter().filter(|s| s.ejected(now)).count();
         if ((ejected_now + 1) as f64) > options.max_ejected_share * self.slots.len() as f64 {
@@ -259,6 +272,8 @@ impl Picker {
     }
 
     /// New slots for a new list, each instance keeping what was learnt about it.
+    #[cold]
+    #[inline(never)]
     fn rebuild(&mut self, instances: &Arc<Vec<Instance>>, zone: Option<&str>, now: Instant) {
         let mut known: HashMap<String, (Slot, UrlCache)> = HashMap::default();
         if let Some(source) = self.source.take() {
@@ -322,6 +337,22 @@ impl UrlCache {
             address.https == https && address.port == instance.port && address.host == instance.host
         });
         if !current {
+            self.parse_base(instance, https);
+        }
+        if let Some((last, url)) = &self.last
+            && last == path
+        {
+            self.last_missed = false;
+            return Some(url.clone());
+        }
+        self.with_path(path)
+    }
+
+    /// Parses the instance's address as the base URL (again, when the instance moved).
+    #[cold]
+    #[inline(never)]
+    fn parse_base(&mut self, instance: &Instance, https: bool) {
+        {
             let host = &instance.host;
             let authority = if host.contains(':') && !host.starts_with('[') {
                 format!("[{host}]:{}", instance.port)
@@ -339,12 +370,12 @@ impl UrlCache {
                 .map(|url| (address, url));
             self.last = None;
         }
-        if let Some((last, url)) = &self.last
-            && last == path
-        {
-            self.last_missed = false;
-            return Some(url.clone());
-        }
+    }
+
+    /// The base URL with `path` and its query set, kept as the last path on a second miss in
+    /// a row.
+    #[inline(never)]
+    fn with_path(&mut self, path: &str) -> Option<reqwest::Url> {
         let mut url = self.base.as_ref()?.1.clone();
         let (path_only, query) = path
             .split_once('?')

@@ -366,14 +366,23 @@ impl ServiceClient {
         if let Some(state) = services.get(service) {
             return Arc::clone(state);
         }
-        Arc::clone(services.entry(service.to_owned()).or_insert_with(|| {
-            Arc::new(ServiceState {
-                breaker: CircuitBreaker::new(service.to_owned(), self.options.breaker.clone())
-                    .expect("validated in new"),
-                picker: Mutex::new(Picker::default()),
-                metrics: ServiceMetrics::new(service),
-            })
-        }))
+        Arc::clone(
+            services
+                .entry(service.to_owned())
+                .or_insert_with(|| self.new_state(service)),
+        )
+    }
+
+    /// A service's state, on its first call.
+    #[cold]
+    #[inline(never)]
+    fn new_state(&self, service: &str) -> Arc<ServiceState> {
+        Arc::new(ServiceState {
+            breaker: CircuitBreaker::new(service.to_owned(), self.options.breaker.clone())
+                .expect("validated in new"),
+            picker: Mutex::new(Picker::default()),
+            metrics: ServiceMetrics::new(service),
+        })
     }
 
     /// Chooses the attempt's instance (see [`Picker::pick`]).
@@ -587,14 +596,10 @@ impl ServiceRequest<'_> {
                     true,
                 ),
             };
-            let permit = state.breaker.try_acquire_owned().map_err(|e| {
-                state.metrics.export_breaker_state(state.breaker.state());
-                fail(
-                    attempts,
-                    last_instance.clone(),
-                    CallErrorKind::BreakerOpen(e),
-                )
-            })?;
+            let permit = state
+                .breaker
+                .try_acquire_owned()
+                .map_err(|e| self.breaker_refused(&state, attempts, last_instance.take(), e))?;
             // One reading of the clock for the pick, the deadline left and the attempt's start
             // (the call's own on a first attempt answered from the cache).
             let attempt_started = if attempts == 0 && !asked_registry {
@@ -612,17 +617,7 @@ impl ServiceRequest<'_> {
             attempts += 1;
             let remaining = deadline.saturating_duration_since(attempt_started);
             let Some(url) = url else {
-                let now = Instant::now();
-                client.finish(&state, ticket, &instance.id, Duration::ZERO, true, now);
-                permit.record(CallOutcome::Ignored);
-                return Err(fail(
-                    attempts,
-                    Some(instance.id.clone()),
-                    CallErrorKind::Transport(format!(
-                        "no valid URL for {}:{}{}",
-                        instance.host, instance.port, self.path
-                    )),
-                ));
+                return Err(self.no_url(&state, ticket, instance, attempts, permit));
             };
             let mut request = reqwest::Request::new(self.method.clone(), url);
             let headers = request.headers_mut();
@@ -696,42 +691,114 @@ impl ServiceRequest<'_> {
                     )
                 });
             }
-            let (retry_after, error) = failure(&result);
-            if !self.retryable || attempts >= options.max_attempts {
-                return match result {
-                    Ok(mut response) => {
-                        response.extensions_mut().insert(Answered {
-                            instance: instance.id.clone(),
-                            attempts,
-                        });
-                        Ok(response)
-                    }
-                    Err(_) => Err(fail(attempts, Some(instance.id.clone()), error)),
+            let pause =
+                match self.retry_pause(&state, &instance.id, attempts, result, ended, deadline) {
+                    NextAttempt::After(pause) => pause,
+                    NextAttempt::None(answer) => return answer,
                 };
-            }
-            let pause = retry_after.unwrap_or_else(|| {
-                Duration::from_millis(fastrand::u64(10..=50 * u64::from(attempts)))
-            });
-            if ended + pause >= deadline {
-                return Err(fail(
-                    attempts,
-                    Some(instance.id.clone()),
-                    CallErrorKind::Deadline(options.deadline),
-                ));
-            }
-            if !client.budget.try_withdraw() {
-                state.metrics.budget_exhausted.increment(1);
-                return Err(fail(
-                    attempts,
-                    Some(instance.id.clone()),
-                    CallErrorKind::BudgetExhausted(error.to_string()),
-                ));
-            }
             tried.push(&instance.id);
             last_instance = Some(instance.id.clone());
             tokio::time::sleep(pause).await;
         }
     }
+
+    /// After a failed attempt: the pause before the next one, or the call's answer when there
+    /// is none (the last response when retries are not allowed or used up, else the error).
+    #[cold]
+    #[inline(never)]
+    fn retry_pause(
+        &self,
+        state: &ServiceState,
+        instance: &str,
+        attempts: u32,
+        result: Result<reqwest::Response, String>,
+        ended: Instant,
+        deadline: Instant,
+    ) -> NextAttempt {
+        let client = self.client;
+        let fail = |kind| call_error(self.service, attempts, Some(instance.to_owned()), kind);
+        let (retry_after, error) = failure(&result);
+        if !self.retryable || attempts >= client.options.max_attempts {
+            return NextAttempt::None(match result {
+                Ok(mut response) => {
+                    response.extensions_mut().insert(Answered {
+                        instance: instance.to_owned(),
+                        attempts,
+                    });
+                    Ok(response)
+                }
+                Err(_) => Err(fail(error)),
+            });
+        }
+        let pause = retry_after
+            .unwrap_or_else(|| Duration::from_millis(fastrand::u64(10..=50 * u64::from(attempts))));
+        if ended + pause >= deadline {
+            return NextAttempt::None(Err(fail(CallErrorKind::Deadline(client.options.deadline))));
+        }
+        if !client.budget.try_withdraw() {
+            state.metrics.budget_exhausted.increment(1);
+            return NextAttempt::None(Err(fail(CallErrorKind::BudgetExhausted(error.to_string()))));
+        }
+        NextAttempt::After(pause)
+    }
+
+    /// The error of a call the breaker refuses.
+    #[cold]
+    #[inline(never)]
+    fn breaker_refused(
+        &self,
+        state: &ServiceState,
+        attempts: u32,
+        last_instance: Option<String>,
+        refused: msakit_resilience::CallNotPermitted,
+    ) -> CallError {
+        state.metrics.export_breaker_state(state.breaker.state());
+        call_error(
+            self.service,
+            attempts,
+            last_instance,
+            CallErrorKind::BreakerOpen(refused),
+        )
+    }
+
+    /// The error of an attempt on an instance whose address makes no valid URL.
+    #[cold]
+    #[inline(never)]
+    fn no_url(
+        &self,
+        state: &ServiceState,
+        ticket: Ticket,
+        instance: &Instance,
+        attempts: u32,
+        permit: msakit_resilience::circuit_breaker::OwnedPermit,
+    ) -> CallError {
+        self.client.finish(
+            state,
+            ticket,
+            &instance.id,
+            Duration::ZERO,
+            true,
+            Instant::now(),
+        );
+        permit.record(CallOutcome::Ignored);
+        call_error(
+            self.service,
+            attempts,
+            Some(instance.id.clone()),
+            CallErrorKind::Transport(format!(
+                "no valid URL for {}:{}{}",
+                instance.host, instance.port, self.path
+            )),
+        )
+    }
+}
+
+/// What follows a failed attempt.
+enum NextAttempt {
+    /// Another attempt, after this pause.
+    After(Duration),
+    /// None: the call answers this.
+    None(Result<reqwest::Response, CallError>),
 }
 
 /// A failed call's error. Out of line, as every failure path is: the code of a call that

@@ -93,10 +93,8 @@ impl<F: Future> Future for Timeout<F> {
             None => match Registered::new(*this.deadline, cx.waker()) {
                 Some(registered) => *this.registered = Some(registered),
                 None => {
-                    let mut sleep = Box::pin(tokio::time::sleep_until((*this.deadline).into()));
-                    let elapsed = sleep.as_mut().poll(cx).is_ready();
-                    *this.fallback = Some(sleep);
-                    if elapsed {
+                    let sleep = this.fallback.insert(fallback(*this.deadline));
+                    if sleep.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Err(Elapsed));
                     }
                 }
@@ -104,6 +102,13 @@ impl<F: Future> Future for Timeout<F> {
         }
         Poll::Pending
     }
+}
+
+/// tokio's timer for `deadline`, when the shared thread could not start.
+#[cold]
+#[inline(never)]
+fn fallback(deadline: Instant) -> Pin<Box<tokio::time::Sleep>> {
+    Box::pin(tokio::time::sleep_until(deadline.into()))
 }
 
 /// A deadline in the shared table; taken out when dropped.
