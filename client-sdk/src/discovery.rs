@@ -4,6 +4,7 @@
 //! old it is).
 
 use foldhash::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -81,6 +82,9 @@ struct Inner {
     services: RwLock<HashMap<String, Known>>,
     /// Bumped whenever any service's instances change, for followers (see `tower_discover`).
     updates: tokio::sync::watch::Sender<u64>,
+    /// Bumped with `updates`, and read without a lock: a caller that saw the same generation
+    /// before still holds every service's current instances.
+    generation: AtomicU64,
     stop: CancellationToken,
 }
 
@@ -104,6 +108,7 @@ impl Discovery {
                 options,
                 services: RwLock::new(HashMap::default()),
                 updates: tokio::sync::watch::channel(0).0,
+                generation: AtomicU64::new(0),
                 stop: CancellationToken::new(),
             }),
         }
@@ -154,6 +159,7 @@ impl Discovery {
             first
         };
         if first {
+            self.inner.generation.fetch_add(1, Ordering::Release);
             self.inner.updates.send_modify(|n| *n += 1);
             tokio::spawn(watch(Arc::downgrade(&self.inner), service.to_owned()));
         }
@@ -179,6 +185,12 @@ impl Discovery {
             }
         }
         Ok(up)
+    }
+
+    /// Counts changes to any cached service's instances: read before [`Discovery::cached`], it
+    /// tells a caller later whether what it got then is still current.
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::Acquire)
     }
 
     /// A receiver told of every change to any cached service's instances.
@@ -377,6 +389,7 @@ fn apply(inner: &Inner, service: &str, event: &str, data: &str) {
     known.fresh_at = Instant::now();
     let instances = Arc::clone(&known.instances);
     drop(services);
+    inner.generation.fetch_add(1, Ordering::Release);
     inner.updates.send_modify(|n| *n += 1);
     persist(inner, service, &instances);
 }

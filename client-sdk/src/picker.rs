@@ -22,6 +22,10 @@ use crate::service_client::{Balancer, ServiceClientOptions};
 pub(crate) struct Picker {
     /// The list the slots were built from, recognised by pointer.
     source: Option<Arc<Vec<Instance>>>,
+    /// Discovery's generation when `source` was last confirmed current: while discovery is
+    /// still at it, a call takes `source` without asking discovery (see
+    /// [`Picker::current_instances`]).
+    seen: Option<u64>,
     /// One per instance of `source`, in its order.
     slots: Vec<Slot>,
     /// The instances' URLs, beside `slots`.
@@ -110,12 +114,22 @@ impl Slot {
 }
 
 impl Picker {
-    /// Chooses an instance of `instances` for `path`: untried and not ejected first, then
-    /// untried but ejected, then tried ones; among the best of those, by `balancer`. `None`
-    /// when no instance is eligible.
+    /// The instances of the last pick, if discovery's `generation` has not moved since.
+    pub(crate) fn current_instances(&self, generation: u64) -> Option<Arc<Vec<Instance>>> {
+        self.source
+            .as_ref()
+            .filter(|_| self.seen == Some(generation))
+            .map(Arc::clone)
+    }
+
+    /// Chooses an instance of `instances` (discovery's list at `generation`) for `path`:
+    /// untried and not ejected first, then untried but ejected, then tried ones; among the best
+    /// of those, by `balancer`. `None` when no instance is eligible.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn pick(
         &mut self,
         instances: &Arc<Vec<Instance>>,
+        generation: u64,
         zone: Option<&str>,
         balancer: Balancer,
         tried: &Tried,
@@ -129,6 +143,7 @@ impl Picker {
         {
             self.rebuild(instances, zone, now);
         }
+        self.seen = Some(generation);
         let tier = |index: usize, slot: &Slot| {
             u8::from(tried.contains(&instances[index].id)) * 2 + u8::from(slot.ejected(now))
         };
@@ -456,6 +471,7 @@ mod tests {
             let picked = picker
                 .pick(
                     &first,
+                    0,
                     None,
                     Balancer::RoundRobin,
                     &Tried::default(),
@@ -472,6 +488,7 @@ mod tests {
             let picked = picker
                 .pick(
                     &first,
+                    0,
                     None,
                     Balancer::RoundRobin,
                     &Tried::default(),
@@ -487,6 +504,7 @@ mod tests {
         let picked = picker
             .pick(
                 &without,
+                1,
                 None,
                 Balancer::RoundRobin,
                 &Tried::default(),
@@ -503,6 +521,7 @@ mod tests {
             let picked = picker
                 .pick(
                     &again,
+                    2,
                     None,
                     Balancer::RoundRobin,
                     &Tried::default(),
@@ -520,6 +539,7 @@ mod tests {
                 let picked = picker
                     .pick(
                         &again,
+                        2,
                         None,
                         Balancer::RoundRobin,
                         &Tried::default(),
@@ -543,6 +563,7 @@ mod tests {
         let picked = picker
             .pick(
                 &first,
+                0,
                 None,
                 Balancer::RoundRobin,
                 &Tried::default(),
@@ -558,6 +579,7 @@ mod tests {
         picker
             .pick(
                 &second,
+                1,
                 None,
                 Balancer::RoundRobin,
                 &Tried::default(),
@@ -591,6 +613,7 @@ mod tests {
             let picked = picker
                 .pick(
                     &list,
+                    0,
                     Some("z1"),
                     Balancer::Random,
                     &Tried::default(),
@@ -607,6 +630,7 @@ mod tests {
         let picked = picker
             .pick(
                 &far_only,
+                1,
                 Some("z1"),
                 Balancer::Random,
                 &Tried::default(),
@@ -620,6 +644,7 @@ mod tests {
             picker
                 .pick(
                     &none_up,
+                    2,
                     Some("z1"),
                     Balancer::Random,
                     &Tried::default(),

@@ -385,17 +385,32 @@ impl ServiceClient {
         })
     }
 
+    /// The service's instances as of the last pick, if discovery has not changed since.
+    fn current_instances(
+        &self,
+        state: &ServiceState,
+        generation: u64,
+    ) -> Option<Arc<Vec<Instance>>> {
+        state
+            .picker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .current_instances(generation)
+    }
+
     /// Chooses the attempt's instance (see [`Picker::pick`]).
     fn pick(
         &self,
         state: &ServiceState,
         instances: &Arc<Vec<Instance>>,
+        generation: u64,
         tried: &Tried,
         path: &str,
         now: Instant,
     ) -> Option<Picked> {
         state.picker.lock().unwrap_or_else(|e| e.into_inner()).pick(
             instances,
+            generation,
             self.discovery.zone(),
             self.options.balancer,
             tried,
@@ -587,7 +602,12 @@ impl ServiceRequest<'_> {
         loop {
             // From the cache without a future; the first call of a service asks the registry
             // through a boxed one, which keeps that rare path out of every call's state.
-            let (instances, asked_registry) = match client.discovery.cached(self.service) {
+            // Discovery's generation first: what it answers next is at least that current.
+            let generation = client.discovery.generation();
+            let known = client
+                .current_instances(&state, generation)
+                .or_else(|| client.discovery.cached(self.service));
+            let (instances, asked_registry) = match known {
                 Some(instances) => (instances, false),
                 None => (
                     Box::pin(client.discovery.instances(self.service))
@@ -607,9 +627,14 @@ impl ServiceRequest<'_> {
             } else {
                 Instant::now()
             };
-            let Some(Picked { index, url, ticket }) =
-                client.pick(&state, &instances, &tried, self.path, attempt_started)
-            else {
+            let Some(Picked { index, url, ticket }) = client.pick(
+                &state,
+                &instances,
+                generation,
+                &tried,
+                self.path,
+                attempt_started,
+            ) else {
                 drop(permit);
                 return Err(fail(attempts, None, CallErrorKind::NoInstances));
             };
