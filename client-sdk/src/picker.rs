@@ -52,6 +52,8 @@ struct Slot {
     /// UP, and in this service's zone when any UP instance is (fixed per list).
     eligible: bool,
     weight: u32,
+    /// Never picked yet: it costs nothing, so a new instance wins its first comparison.
+    fresh: bool,
 }
 
 /// Where a picked instance's slot was, for [`Picker::finish`].
@@ -80,6 +82,7 @@ impl Slot {
             ejected_until: None,
             eligible: false,
             weight: 1,
+            fresh: true,
         }
     }
 
@@ -106,6 +109,9 @@ impl Slot {
     /// EWMA does at read time), so an instance that was slow is probed again after a while
     /// rather than starved for ever.
     fn cost(&self, now: Instant) -> f64 {
+        if self.fresh {
+            return 0.0;
+        }
         let idle = now
             .saturating_duration_since(self.last_update)
             .as_secs_f64();
@@ -207,7 +213,9 @@ impl Picker {
                 chosen
             }
         };
-        self.slots[chosen].in_flight += 1;
+        let slot = &mut self.slots[chosen];
+        slot.in_flight += 1;
+        slot.fresh = false;
         Some(Picked {
             index: chosen,
             url: self.urls[chosen].url(&instances[chosen], path),
@@ -229,21 +237,7 @@ impl Picker {
         now: Instant,
         options: &ServiceClientOptions,
     ) -> Option<Duration> {
-        let listed = if ticket.generation == self.generation {
-            Some(ticket.index)
-        } else {
-            // The list changed since the pick: find the instance again.
-            self.source
-                .as_ref()
-                .and_then(|source| source.iter().position(|i| i.id == id))
-        };
-        let slot = match listed {
-            Some(index) => self.slots.get_mut(index)?,
-            None => {
-                let departed = self.departed.iter_mut().find(|(d, _)| d == id)?;
-                &mut departed.1
-            }
-        };
+        let (slot, listed) = self.slot(ticket, id)?;
         slot.in_flight = slot.in_flight.saturating_sub(1);
         slot.observe(latency, now);
         if !failed {
@@ -259,6 +253,33 @@ impl Picker {
         self.eject(index, now, options)
     }
 
+    /// Forgets an attempt that was dropped before it finished (its call was cancelled): it is
+    /// no longer in flight, and taught nothing.
+    pub(crate) fn cancel(&mut self, ticket: Ticket, id: &str) {
+        if let Some((slot, _)) = self.slot(ticket, id) {
+            slot.in_flight = slot.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// The slot of the instance a ticket was given for, and its index when it is still listed.
+    fn slot(&mut self, ticket: Ticket, id: &str) -> Option<(&mut Slot, Option<usize>)> {
+        let listed = if ticket.generation == self.generation {
+            Some(ticket.index)
+        } else {
+            // The list changed since the pick: find the instance again.
+            self.source
+                .as_ref()
+                .and_then(|source| source.iter().position(|i| i.id == id))
+        };
+        match listed {
+            Some(index) => Some((self.slots.get_mut(index)?, listed)),
+            None => {
+                let departed = self.departed.iter_mut().find(|(d, _)| d == id)?;
+                Some((&mut departed.1, None))
+            }
+        }
+    }
+
     /// Ejects the instance at `index` unless that would eject more than `max_ejected_share` of
     /// them; answers for how long.
     #[cold]
@@ -270,7 +291,13 @@ impl Picker {
         options: &ServiceClientOptions,
     ) -> Option<Duration> {
         // Only now, on the rare way to an ejection, count the instances already ejected.
-        let ejected_now = self.slots.iter().filter(|s| s.ejected(now)).count();
+        // (Those that left the list while ejected count too, as they will when they return.)
+        let ejected_now = self
+            .slots
+            .iter()
+            .chain(self.departed.iter().map(|(_, slot)| slot))
+            .filter(|s| s.ejected(now))
+            .count();
         if ((ejected_now + 1) as f64) > options.max_ejected_share * self.slots.len() as f64 {
             return None;
         }
@@ -311,11 +338,21 @@ impl Picker {
             self.slots.push(slot);
             self.urls.push(url);
         }
-        self.departed = known
+        // Kept: those with calls in flight or an ejection running; and, up to a bound, those
+        // ejected before, so one that crashes and registers again keeps its growing ejection.
+        let bound = self.slots.len() + 16;
+        let mut departed: Vec<(String, Slot)> = known
             .into_iter()
-            .filter(|(_, (slot, _))| slot.in_flight > 0 || slot.ejected(now))
+            .filter(|(_, (slot, _))| slot.in_flight > 0 || slot.ejections > 0)
             .map(|(id, (slot, _))| (id, slot))
             .collect();
+        if departed.len() > bound {
+            departed.sort_by_key(|(_, slot)| {
+                std::cmp::Reverse((slot.in_flight > 0 || slot.ejected(now), slot.last_update))
+            });
+            departed.truncate(bound);
+        }
+        self.departed = departed;
         self.source = Some(Arc::clone(instances));
         self.generation += 1;
     }
@@ -598,6 +635,170 @@ mod tests {
         );
         assert_eq!(picker.slots[1].in_flight, 0);
         assert_eq!(picker.slots[1].ewma_us, 5_000.0);
+    }
+
+    #[test]
+    fn a_cancelled_attempt_is_no_longer_in_flight_and_teaches_nothing() {
+        let now = Instant::now();
+        let mut picker = Picker::default();
+        let list = Arc::new(vec![instance("a", 1, "UP", None)]);
+        let picked = picker
+            .pick(
+                &list,
+                0,
+                None,
+                Balancer::RoundRobin,
+                &Tried::default(),
+                "/",
+                now,
+            )
+            .unwrap();
+        assert_eq!(picker.slots[0].in_flight, 1);
+        picker.cancel(picked.ticket, "a");
+        assert_eq!(picker.slots[0].in_flight, 0);
+        assert_eq!(picker.slots[0].ewma_us, 1_000.0, "no latency learnt");
+        // Across a list change too, and once only.
+        let picked = picker
+            .pick(
+                &list,
+                0,
+                None,
+                Balancer::RoundRobin,
+                &Tried::default(),
+                "/",
+                now,
+            )
+            .unwrap();
+        let moved = Arc::new(vec![
+            instance("0", 9, "UP", None),
+            instance("a", 1, "UP", None),
+        ]);
+        picker
+            .pick(
+                &moved,
+                1,
+                None,
+                Balancer::RoundRobin,
+                &Tried::default(),
+                "/",
+                now,
+            )
+            .unwrap();
+        picker.cancel(picked.ticket, "a");
+        assert_eq!(picker.slots[1].in_flight, 0);
+    }
+
+    #[test]
+    fn a_new_instance_wins_its_first_comparison_then_pays_for_its_load() {
+        let now = Instant::now();
+        let mut picker = Picker::default();
+        let old = Arc::new(vec![instance("old", 1, "UP", None)]);
+        let picked = picker
+            .pick(
+                &old,
+                0,
+                None,
+                Balancer::PowerOfTwoChoices,
+                &Tried::default(),
+                "/",
+                now,
+            )
+            .unwrap();
+        picker.finish(
+            picked.ticket,
+            "old",
+            Duration::from_micros(100),
+            false,
+            now,
+            &options(),
+        );
+        let both = Arc::new(vec![
+            instance("new", 2, "UP", None),
+            instance("old", 1, "UP", None),
+        ]);
+        let first = picker
+            .pick(
+                &both,
+                1,
+                None,
+                Balancer::PowerOfTwoChoices,
+                &Tried::default(),
+                "/",
+                now,
+            )
+            .unwrap();
+        assert_eq!(
+            both[first.index].id, "new",
+            "a fresh instance costs nothing"
+        );
+        // Picked once and still busy, it now weighs in at its (guessed) latency times its load.
+        let second = picker
+            .pick(
+                &both,
+                1,
+                None,
+                Balancer::PowerOfTwoChoices,
+                &Tried::default(),
+                "/",
+                now,
+            )
+            .unwrap();
+        assert_eq!(both[second.index].id, "old");
+    }
+
+    #[test]
+    fn ejections_of_instances_that_left_count_toward_the_share() {
+        let now = Instant::now();
+        let mut picker = Picker::default();
+        let ids = ["a", "b", "c", "d"];
+        let list = Arc::new(
+            ids.iter()
+                .enumerate()
+                .map(|(port, id)| instance(id, port as u16 + 1, "UP", None))
+                .collect::<Vec<_>>(),
+        );
+        let fail_until_ejected = |picker: &mut Picker, list: &Arc<Vec<Instance>>, g, id: &str| {
+            let mut ejected = None;
+            for _ in 0..64 {
+                let picked = picker
+                    .pick(
+                        list,
+                        g,
+                        None,
+                        Balancer::RoundRobin,
+                        &Tried::default(),
+                        "/",
+                        now,
+                    )
+                    .unwrap();
+                let this = list[picked.index].id.clone();
+                let failed = this == id;
+                let outcome = picker.finish(
+                    picked.ticket,
+                    &this,
+                    Duration::ZERO,
+                    failed,
+                    now,
+                    &options(),
+                );
+                if failed && outcome.is_some() {
+                    ejected = outcome;
+                    break;
+                }
+            }
+            ejected
+        };
+        assert!(fail_until_ejected(&mut picker, &list, 0, "a").is_some());
+        // "a" leaves while ejected and "e" takes its place: with a share of 0.5 of four
+        // instances, one more ejection is allowed ("b"), not two.
+        let next = Arc::new(vec![
+            instance("b", 2, "UP", None),
+            instance("c", 3, "UP", None),
+            instance("d", 4, "UP", None),
+            instance("e", 5, "UP", None),
+        ]);
+        assert!(fail_until_ejected(&mut picker, &next, 1, "b").is_some());
+        assert!(fail_until_ejected(&mut picker, &next, 1, "c").is_none());
     }
 
     #[test]

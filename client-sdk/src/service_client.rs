@@ -419,6 +419,17 @@ impl ServiceClient {
         )
     }
 
+    /// Takes back an attempt its call dropped (see [`Picker::cancel`]).
+    #[cold]
+    #[inline(never)]
+    fn cancel(&self, state: &ServiceState, ticket: Ticket, instance: &str) {
+        state
+            .picker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cancel(ticket, instance);
+    }
+
     /// Records how an attempt went (see [`Picker::finish`]), and says so when that ejects the
     /// instance.
     fn finish(
@@ -644,6 +655,15 @@ impl ServiceRequest<'_> {
             let Some(url) = url else {
                 return Err(self.no_url(&state, ticket, instance, attempts, permit));
             };
+            // Until the attempt finishes, the instance counts it in flight; a call dropped before
+            // then (cancelled by its caller) takes it back.
+            let mut in_flight = InFlight {
+                client,
+                state: &state,
+                ticket,
+                instance: &instance.id,
+                finished: false,
+            };
             let mut request = reqwest::Request::new(self.method.clone(), url);
             let headers = request.headers_mut();
             if !self.headers.is_empty() {
@@ -681,6 +701,7 @@ impl ServiceRequest<'_> {
                 }
                 Err(_) => true,
             };
+            in_flight.finished = true;
             client.finish(&state, ticket, &instance.id, latency, failed, ended);
             permit.record(if failed {
                 CallOutcome::Failure
@@ -815,6 +836,24 @@ impl ServiceRequest<'_> {
                 instance.host, instance.port, self.path
             )),
         )
+    }
+}
+
+/// An attempt in flight on an instance, taken back from the balancer if the call is dropped
+/// before the attempt finishes.
+struct InFlight<'a> {
+    client: &'a ServiceClient,
+    state: &'a ServiceState,
+    ticket: Ticket,
+    instance: &'a str,
+    finished: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.client.cancel(self.state, self.ticket, self.instance);
+        }
     }
 }
 

@@ -31,7 +31,12 @@ pub struct Elapsed;
 
 /// Cuts `future` off `limit` after now. See the [module documentation](self).
 pub fn timeout<F: Future>(limit: Duration, future: F) -> Timeout<F> {
-    timeout_at(Instant::now() + limit, future)
+    let now = Instant::now();
+    // A limit past what an `Instant` can hold is as good as none: thirty years.
+    let deadline = now
+        .checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(30 * 365 * 86_400));
+    timeout_at(deadline, future)
 }
 
 /// Cuts `future` off at `deadline`. See the [module documentation](self).
@@ -83,11 +88,10 @@ impl<F: Future> Future for Timeout<F> {
         match this.registered.as_mut() {
             // Woken again: by the inner future's progress or by the timer thread.
             Some(registered) => {
-                if Instant::now() >= *this.deadline {
+                if Instant::now() >= *this.deadline || registered.fired(cx.waker()) {
                     *this.registered = None;
                     return Poll::Ready(Err(Elapsed));
                 }
-                registered.update(cx.waker());
             }
             // The first wait: no clock read, only an entry in the table.
             None => match Registered::new(*this.deadline, cx.waker()) {
@@ -141,26 +145,34 @@ impl Registered {
         })
     }
 
-    /// Keeps the table's waker the one of the task polling now.
-    fn update(&mut self, waker: &Waker) {
+    /// Whether the thread has fired this deadline (it takes the waker when it does: the clock
+    /// it read may be a hair ahead of this poll's); if not, keeps the table's waker the one of
+    /// the task polling now. Only a future polled again while still waiting gets here.
+    fn fired(&mut self, waker: &Waker) -> bool {
+        let mut table = self.timer.lock();
+        let Some(entry) = table.entries.get_mut(self.key) else {
+            return true;
+        };
+        let Some(current) = &mut entry.waker else {
+            return true;
+        };
         if self.waker.will_wake(waker) {
-            return;
+            return false;
         }
+        // The old wakers are dropped outside the lock: dropping one may run a task's code.
+        let old = std::mem::replace(current, waker.clone());
+        drop(table);
+        drop(old);
         self.waker = waker.clone();
-        if let Some(entry) = self.timer.lock().entries.get_mut(self.key) {
-            match &mut entry.waker {
-                Some(old) => old.clone_from(waker),
-                // The thread took the old waker since this poll read the clock: the deadline
-                // has passed, and a poll at once says so.
-                None => waker.wake_by_ref(),
-            }
-        }
+        false
     }
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.timer.lock().entries.try_remove(self.key);
+        // Taken out under the lock, dropped (with its waker) after it.
+        let entry = self.timer.lock().entries.try_remove(self.key);
+        drop(entry);
     }
 }
 
@@ -228,7 +240,14 @@ impl Timer {
             if !expired.is_empty() {
                 // Woken outside the lock: a waker may run code that polls a `Timeout`.
                 drop(table);
-                expired.drain(..).for_each(Waker::wake);
+                for waker in expired.drain(..) {
+                    // A waker that panics must not stop every other timeout for good.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()))
+                        .is_err()
+                    {
+                        tracing::error!("a waker panicked in the timer thread");
+                    }
+                }
                 table = self.lock();
                 continue;
             }
@@ -308,6 +327,28 @@ mod tests {
                 assert_eq!(answer, Err(Elapsed));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_moved_to_another_task_wakes_that_task() {
+        let mut waiting = Box::pin(timeout(
+            Duration::from_millis(30),
+            std::future::pending::<()>(),
+        ));
+        // First polled with a waker that wakes nothing, then awaited by another task: the
+        // table must hold the new task's waker, or that task never wakes.
+        let noop = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&noop);
+        assert!(waiting.as_mut().poll(&mut cx).is_pending());
+        let moved = tokio::spawn(waiting);
+        let answer = tokio::time::timeout(Duration::from_secs(5), moved).await;
+        assert_eq!(answer.unwrap().unwrap(), Err(Elapsed));
+    }
+
+    #[test]
+    fn a_limit_too_far_for_an_instant_means_no_limit() {
+        let far = timeout(Duration::MAX, std::future::ready(()));
+        assert!(far.deadline > Instant::now() + Duration::from_secs(86_400 * 365));
     }
 
     #[tokio::test]
