@@ -486,6 +486,27 @@ mod tests {
         .unwrap()
     }
 
+    /// A pick of an untried instance for "/", outside any zone.
+    fn pick(
+        picker: &mut Picker,
+        list: &Arc<Vec<Instance>>,
+        generation: u64,
+        balancer: Balancer,
+        now: Instant,
+    ) -> Picked {
+        picker
+            .pick(
+                list,
+                generation,
+                None,
+                balancer,
+                &Tried::default(),
+                "/",
+                now,
+            )
+            .unwrap()
+    }
+
     fn options() -> ServiceClientOptions {
         ServiceClientOptions {
             eject_after_failures: 2,
@@ -505,67 +526,27 @@ mod tests {
         // Two failures on "a" eject it; the next picks avoid it.
         let mut failures = 0;
         while failures < 2 {
-            let picked = picker
-                .pick(
-                    &first,
-                    0,
-                    None,
-                    Balancer::RoundRobin,
-                    &Tried::default(),
-                    "/",
-                    now,
-                )
-                .unwrap();
+            let picked = pick(&mut picker, &first, 0, Balancer::RoundRobin, now);
             let id = first[picked.index].id.clone();
             let failed = id == "a";
             picker.finish(picked.ticket, &id, Duration::ZERO, failed, now, &options());
             failures += u32::from(failed);
         }
         for _ in 0..4 {
-            let picked = picker
-                .pick(
-                    &first,
-                    0,
-                    None,
-                    Balancer::RoundRobin,
-                    &Tried::default(),
-                    "/",
-                    now,
-                )
-                .unwrap();
+            let picked = pick(&mut picker, &first, 0, Balancer::RoundRobin, now);
             assert_eq!(first[picked.index].id, "b", "a is ejected");
             picker.finish(picked.ticket, "b", Duration::ZERO, false, now, &options());
         }
         // A new list without "a", then with it again: still ejected.
         let without = Arc::new(vec![instance("b", 2, "UP", None)]);
-        let picked = picker
-            .pick(
-                &without,
-                1,
-                None,
-                Balancer::RoundRobin,
-                &Tried::default(),
-                "/",
-                now,
-            )
-            .unwrap();
+        let picked = pick(&mut picker, &without, 1, Balancer::RoundRobin, now);
         picker.finish(picked.ticket, "b", Duration::ZERO, false, now, &options());
         let again = Arc::new(vec![
             instance("a", 1, "UP", None),
             instance("b", 2, "UP", None),
         ]);
         for _ in 0..4 {
-            let picked = picker
-                .pick(
-                    &again,
-                    2,
-                    None,
-                    Balancer::RoundRobin,
-                    &Tried::default(),
-                    "/",
-                    now,
-                )
-                .unwrap();
+            let picked = pick(&mut picker, &again, 2, Balancer::RoundRobin, now);
             assert_eq!(again[picked.index].id, "b", "a came back still ejected");
             picker.finish(picked.ticket, "b", Duration::ZERO, false, now, &options());
         }
@@ -573,17 +554,7 @@ mod tests {
         let later = now + Duration::from_secs(301);
         let ids: Vec<&str> = (0..4)
             .map(|_| {
-                let picked = picker
-                    .pick(
-                        &again,
-                        2,
-                        None,
-                        Balancer::RoundRobin,
-                        &Tried::default(),
-                        "/",
-                        later,
-                    )
-                    .unwrap();
+                let picked = pick(&mut picker, &again, 2, Balancer::RoundRobin, later);
                 let id = again[picked.index].id.as_str();
                 picker.finish(picked.ticket, id, Duration::ZERO, false, later, &options());
                 id
@@ -597,33 +568,13 @@ mod tests {
         let now = Instant::now();
         let mut picker = Picker::default();
         let first = Arc::new(vec![instance("a", 1, "UP", None)]);
-        let picked = picker
-            .pick(
-                &first,
-                0,
-                None,
-                Balancer::RoundRobin,
-                &Tried::default(),
-                "/",
-                now,
-            )
-            .unwrap();
+        let picked = pick(&mut picker, &first, 0, Balancer::RoundRobin, now);
         // The list changes (a new instance first) while the call is in flight.
         let second = Arc::new(vec![
             instance("0", 9, "UP", None),
             instance("a", 1, "UP", None),
         ]);
-        picker
-            .pick(
-                &second,
-                1,
-                None,
-                Balancer::RoundRobin,
-                &Tried::default(),
-                "/",
-                now,
-            )
-            .unwrap();
+        pick(&mut picker, &second, 1, Balancer::RoundRobin, now);
         assert_eq!(picker.slots[1].in_flight, 1, "a's call still in flight");
         picker.finish(
             picked.ticket,
@@ -642,48 +593,18 @@ mod tests {
         let now = Instant::now();
         let mut picker = Picker::default();
         let list = Arc::new(vec![instance("a", 1, "UP", None)]);
-        let picked = picker
-            .pick(
-                &list,
-                0,
-                None,
-                Balancer::RoundRobin,
-                &Tried::default(),
-                "/",
-                now,
-            )
-            .unwrap();
+        let picked = pick(&mut picker, &list, 0, Balancer::RoundRobin, now);
         assert_eq!(picker.slots[0].in_flight, 1);
         picker.cancel(picked.ticket, "a");
         assert_eq!(picker.slots[0].in_flight, 0);
         assert_eq!(picker.slots[0].ewma_us, 1_000.0, "no latency learnt");
         // Across a list change too, and once only.
-        let picked = picker
-            .pick(
-                &list,
-                0,
-                None,
-                Balancer::RoundRobin,
-                &Tried::default(),
-                "/",
-                now,
-            )
-            .unwrap();
+        let picked = pick(&mut picker, &list, 0, Balancer::RoundRobin, now);
         let moved = Arc::new(vec![
             instance("0", 9, "UP", None),
             instance("a", 1, "UP", None),
         ]);
-        picker
-            .pick(
-                &moved,
-                1,
-                None,
-                Balancer::RoundRobin,
-                &Tried::default(),
-                "/",
-                now,
-            )
-            .unwrap();
+        pick(&mut picker, &moved, 1, Balancer::RoundRobin, now);
         picker.cancel(picked.ticket, "a");
         assert_eq!(picker.slots[1].in_flight, 0);
     }
@@ -693,17 +614,7 @@ mod tests {
         let now = Instant::now();
         let mut picker = Picker::default();
         let old = Arc::new(vec![instance("old", 1, "UP", None)]);
-        let picked = picker
-            .pick(
-                &old,
-                0,
-                None,
-                Balancer::PowerOfTwoChoices,
-                &Tried::default(),
-                "/",
-                now,
-            )
-            .unwrap();
+        let picked = pick(&mut picker, &old, 0, Balancer::PowerOfTwoChoices, now);
         picker.finish(
             picked.ticket,
             "old",
@@ -716,33 +627,13 @@ mod tests {
             instance("new", 2, "UP", None),
             instance("old", 1, "UP", None),
         ]);
-        let first = picker
-            .pick(
-                &both,
-                1,
-                None,
-                Balancer::PowerOfTwoChoices,
-                &Tried::default(),
-                "/",
-                now,
-            )
-            .unwrap();
+        let first = pick(&mut picker, &both, 1, Balancer::PowerOfTwoChoices, now);
         assert_eq!(
             both[first.index].id, "new",
             "a fresh instance costs nothing"
         );
         // Picked once and still busy, it now weighs in at its (guessed) latency times its load.
-        let second = picker
-            .pick(
-                &both,
-                1,
-                None,
-                Balancer::PowerOfTwoChoices,
-                &Tried::default(),
-                "/",
-                now,
-            )
-            .unwrap();
+        let second = pick(&mut picker, &both, 1, Balancer::PowerOfTwoChoices, now);
         assert_eq!(both[second.index].id, "old");
     }
 
@@ -760,17 +651,7 @@ mod tests {
         let fail_until_ejected = |picker: &mut Picker, list: &Arc<Vec<Instance>>, g, id: &str| {
             let mut ejected = None;
             for _ in 0..64 {
-                let picked = picker
-                    .pick(
-                        list,
-                        g,
-                        None,
-                        Balancer::RoundRobin,
-                        &Tried::default(),
-                        "/",
-                        now,
-                    )
-                    .unwrap();
+                let picked = pick(picker, list, g, Balancer::RoundRobin, now);
                 let this = list[picked.index].id.clone();
                 let failed = this == id;
                 let outcome = picker.finish(
