@@ -88,6 +88,14 @@ struct Inner {
     stop: CancellationToken,
 }
 
+impl Inner {
+    /// Tells callers (the generation) and followers (`updates`) that instances changed.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
+        self.updates.send_modify(|n| *n += 1);
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.cancel();
@@ -159,8 +167,7 @@ impl Discovery {
             first
         };
         if first {
-            self.inner.generation.fetch_add(1, Ordering::Release);
-            self.inner.updates.send_modify(|n| *n += 1);
+            self.inner.changed();
             tokio::spawn(watch(Arc::downgrade(&self.inner), service.to_owned()));
         }
         Ok(instances)
@@ -389,7 +396,6 @@ fn apply(inner: &Inner, service: &str, event: &str, data: &str) {
     known.fresh_at = Instant::now();
     let instances = Arc::clone(&known.instances);
     drop(services);
-    inner.generation.fetch_add(1, Ordering::Release);
-    inner.updates.send_modify(|n| *n += 1);
+    inner.changed();
     persist(inner, service, &instances);
 }
