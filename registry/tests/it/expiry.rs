@@ -1,5 +1,6 @@
 //! Leases expire exactly, and self-preservation holds back a mass eviction.
 
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 use crate::support::{SseStream, TestServer, fast_config, wait_until};
@@ -94,7 +95,8 @@ async fn self_preservation_pauses_a_mass_eviction_and_resumes_when_renewals_reco
     );
 
     // Renewals recover for all but one, which really died and is evicted once the share is
-    // normal again.
+    // normal again. The keepers act as real clients do: one evicted in the instant eviction
+    // resumed, before its first renewal landed, registers again on the 404.
     let (alive, dead) = survivors.split_at(survivors.len() - 1);
     let keeper = {
         let (client, base) = (
@@ -105,7 +107,12 @@ async fn self_preservation_pauses_a_mass_eviction_and_resumes_when_renewals_reco
         tokio::spawn(async move {
             loop {
                 for id in &alive {
-                    let _ = client.put(format!("{base}/{id}/heartbeat")).send().await;
+                    let renewed = client.put(format!("{base}/{id}/heartbeat")).send().await;
+                    if renewed.is_ok_and(|r| r.status() == 404) {
+                        let port: u16 = 7000 + id[1..].parse::<u16>().unwrap();
+                        let body = json!({"host": "127.0.0.1", "port": port, "lease_ttl_ms": 2000});
+                        let _ = client.put(format!("{base}/{id}")).json(&body).send().await;
+                    }
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
