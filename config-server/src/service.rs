@@ -645,33 +645,31 @@ impl ConfigService {
         Ok(())
     }
 
-    /// The documents that make up (application, profiles, label), highest precedence first:
-    /// app+profile (the last profile first), app, application+profile, application.
+    /// The documents that make up (application, profiles, label), highest precedence first, in
+    /// the order Spring Boot loads them for Spring's own server: every profile's documents above
+    /// the plain ones, the last profile first, and within each the application above the
+    /// shared `application` — app+prod, application+prod, app+dev, application+dev, app,
+    /// application.
     pub(crate) fn sources(application: &str, profiles: &[String], label: &str) -> Vec<DocKey> {
-        let mut keys = Vec::new();
-        let mut apps = vec![application];
-        if application != SHARED {
-            apps.push(SHARED);
-        }
-        for app in apps {
-            for profile in profiles
-                .iter()
-                .rev()
-                .filter(|p| p.as_str() != DEFAULT_PROFILE)
-            {
-                keys.push(DocKey {
-                    application: app.to_owned(),
-                    profile: profile.clone(),
+        let applications: &[&str] = if application == SHARED {
+            &[SHARED]
+        } else {
+            &[application, SHARED]
+        };
+        profiles
+            .iter()
+            .rev()
+            .map(String::as_str)
+            .filter(|profile| *profile != DEFAULT_PROFILE)
+            .chain([DEFAULT_PROFILE])
+            .flat_map(|profile| {
+                applications.iter().map(move |app| DocKey {
+                    application: (*app).to_owned(),
+                    profile: profile.to_owned(),
                     label: label.to_owned(),
-                });
-            }
-            keys.push(DocKey {
-                application: app.to_owned(),
-                profile: DEFAULT_PROFILE.to_owned(),
-                label: label.to_owned(),
-            });
-        }
-        keys
+                })
+            })
+            .collect()
     }
 
     /// The documents of (application, profiles, label) that exist, highest precedence first,
@@ -729,6 +727,15 @@ impl ConfigService {
                 }
             }
         }
+    }
+
+    /// Whether any live document carries `label`: what a Spring client asking for a label that
+    /// is nowhere is told with a 404, as Spring's git backend tells of a missing branch.
+    pub(crate) fn has_label(&self, label: &str) -> bool {
+        self.read()
+            .heads
+            .iter()
+            .any(|(key, head)| key.label == label && !head.stored.deleted)
     }
 
     /// The change index of the view of (application, profiles, label), without building it:

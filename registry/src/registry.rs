@@ -94,6 +94,47 @@ pub struct ChangeRecord {
     /// Not a change: the whole state was replaced (a cluster node installed a snapshot).
     /// Followers of the stream start over from a fresh snapshot.
     pub restart: bool,
+    /// For a removal, the instance as it was when it left, kept as long as the history keeps
+    /// the change: Eureka's delta describes a deleted instance in full, and clients match it by
+    /// what it was (host name, port), not only by id.
+    pub(crate) departed: Option<Arc<DepartedInstance>>,
+}
+
+/// An instance as it was when it left the registry.
+#[derive(Debug)]
+pub(crate) struct DepartedInstance {
+    /// The instance as it last was.
+    pub(crate) instance: Instance,
+    /// What it told the Eureka API, if it registered there.
+    pub(crate) eureka: Option<EurekaInfo>,
+}
+
+/// What Eureka's `/apps/delta` shows, read under one lock, so that the hash code describes the
+/// very state its entries lead to (a write between them would make every client's recomputed
+/// hash differ and send it to a full fetch).
+#[derive(Debug)]
+pub(crate) struct EurekaDelta {
+    /// The registry's index when read.
+    pub(crate) index: u64,
+    /// Every instance changed in the window, with its last change, by service then id.
+    pub(crate) entries: Vec<DeltaEntry>,
+    /// How many instances of the namespace have each effective status, by its wire name (the
+    /// order Eureka's hash code lists them in).
+    pub(crate) status_counts: BTreeMap<&'static str, u64>,
+}
+
+/// The last change of one instance within a delta's window.
+#[derive(Debug)]
+pub(crate) enum DeltaEntry {
+    /// It is registered: as it is now.
+    Present {
+        /// The instance now.
+        instance: Box<Instance>,
+        /// What it told the Eureka API.
+        eureka: Option<Box<EurekaInfo>>,
+    },
+    /// It left: as it was then.
+    Departed(Arc<DepartedInstance>),
 }
 
 /// The changes a resuming watcher missed, and the stream of every change after them.
@@ -674,19 +715,52 @@ impl Registry {
         out
     }
 
-    /// The changes of the history made at or after `since_ms` (Unix milliseconds), and whether
-    /// the history reaches back that far.
-    pub(crate) fn changes_after(&self, since_ms: u64) -> (Vec<Arc<ChangeRecord>>, bool) {
+    /// Eureka's delta of `namespace` since `since_ms` (Unix milliseconds): each changed
+    /// instance's last change, and the status counts and index, all under one read lock.
+    pub(crate) fn eureka_delta(&self, namespace: &str, since_ms: u64) -> EurekaDelta {
         let state = self.read();
-        let complete = state.history.len() < self.history_len
-            || state.history.front().is_some_and(|c| c.at_ms < since_ms);
-        let changes = state
+        let mut last: BTreeMap<(&str, &str), &ChangeRecord> = BTreeMap::new();
+        for change in state
             .history
             .iter()
-            .filter(|c| c.at_ms >= since_ms)
-            .cloned()
+            .filter(|c| c.at_ms >= since_ms && !c.restart && c.namespace == namespace)
+        {
+            last.insert((change.service.as_str(), change.id.as_str()), change);
+        }
+        let services = state.namespaces.get(namespace);
+        let entries = last
+            .into_iter()
+            .filter_map(|((service, id), change)| {
+                let present = services
+                    .and_then(|s| s.get(service))
+                    .and_then(|s| s.instances.get(id));
+                match (present, &change.departed) {
+                    (Some(entry), _) if !change.removed => Some(DeltaEntry::Present {
+                        instance: Box::new(to_wire(namespace, service, id, entry)),
+                        eureka: entry.registration.eureka.clone().map(Box::new),
+                    }),
+                    // Removed and back since: its registration is a later change.
+                    (Some(_), _) => None,
+                    (None, Some(departed)) => Some(DeltaEntry::Departed(Arc::clone(departed))),
+                    (None, None) => None,
+                }
+            })
             .collect();
-        (changes, complete)
+        let mut status_counts = BTreeMap::new();
+        for entry in services
+            .into_iter()
+            .flat_map(|s| s.values())
+            .flat_map(|s| s.instances.values())
+        {
+            *status_counts
+                .entry(entry.registration.status().as_str())
+                .or_insert(0) += 1;
+        }
+        EurekaDelta {
+            index: state.index,
+            entries,
+            status_counts,
+        }
     }
 
     /// Every instance that has a health check, and the stream of every change after that, taken
@@ -1000,6 +1074,7 @@ impl Registry {
             json: String::new(),
             frame: axum::body::Bytes::new(),
             restart: true,
+            departed: None,
         }));
     }
 
@@ -1105,17 +1180,21 @@ impl Registry {
         else {
             return false;
         };
-        if s.instances.remove(id).is_none() {
+        let Some(entry) = s.instances.remove(id) else {
             return false;
-        }
+        };
         state.instances -= 1;
+        let departed = DepartedInstance {
+            instance: to_wire(namespace, service, id, &entry),
+            eureka: entry.registration.eureka,
+        };
         let change = Change::Removed {
             namespace: namespace.to_owned(),
             service: service.to_owned(),
             id: id.to_owned(),
             reason,
         };
-        self.commit(state, namespace, service, change);
+        self.commit(state, namespace, service, change, Some(departed));
         if let Some(persist) = &self.persist {
             let _ = persist.send(PersistOp::Delete(key(namespace, service, id), state.index));
         }
@@ -1138,12 +1217,25 @@ impl Registry {
             let index = state.index + 1;
             let _ = persist.send(PersistOp::Put(key(namespace, service, id), bytes, index));
         }
-        self.commit(state, namespace, service, Change::Upserted { instance });
+        self.commit(
+            state,
+            namespace,
+            service,
+            Change::Upserted { instance },
+            None,
+        );
     }
 
     /// Takes the next index for `change`, records it in the history and tells every watcher.
     /// Called with the write lock held, which orders changes.
-    fn commit(&self, state: &mut State, namespace: &str, service: &str, change: Change) {
+    fn commit(
+        &self,
+        state: &mut State,
+        namespace: &str,
+        service: &str,
+        change: Change,
+        departed: Option<DepartedInstance>,
+    ) {
         let (id, removed) = match &change {
             Change::Upserted { instance } => (instance.id.clone(), false),
             Change::Removed { id, .. } => (id.clone(), true),
@@ -1170,6 +1262,7 @@ impl Registry {
             json,
             frame,
             restart: false,
+            departed: departed.map(Arc::new),
         });
         while state.history.len() >= self.history_len.max(1) {
             state.history.pop_front();

@@ -1,13 +1,18 @@
-//! Reading a token from a request: `Authorization: Bearer <token>`, or HTTP Basic with the token
-//! as the password (what Eureka and Spring clients send).
+//! Reading a token from a request: `Authorization: Bearer <token>`, HTTP Basic with the token
+//! as the password (what Eureka and Spring clients send), or `X-Config-Token` (what Spring's
+//! config client sends when `spring.cloud.config.token` is set).
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-/// The token a request presents, if any.
+/// The token a request presents, if any; `Authorization` wins over `X-Config-Token`.
 pub fn presented_token(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        let token = headers.get("x-config-token")?.to_str().ok()?.trim();
+        return (!token.is_empty()).then(|| token.to_owned());
+    };
+    let value = value.to_str().ok()?;
     if let Some(token) = value.strip_prefix("Bearer ") {
         return Some(token.trim().to_owned());
     }
@@ -37,6 +42,11 @@ mod tests {
         assert_eq!(presented_token(&headers).as_deref(), Some("s3cret"));
         headers.insert(header::AUTHORIZATION, "Basic !!!".parse().unwrap());
         assert_eq!(presented_token(&headers), None);
+        let mut spring = HeaderMap::new();
+        spring.insert("x-config-token", " t0ken ".parse().unwrap());
+        assert_eq!(presented_token(&spring).as_deref(), Some("t0ken"));
+        spring.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert_eq!(presented_token(&spring).as_deref(), Some("abc"));
         assert!(
             constant_time_eq(b"abc", b"abc")
                 && !constant_time_eq(b"abc", b"abd")

@@ -3,10 +3,9 @@
 //! configuration as a file (`/{application}-{profiles}.yml|.yaml|.properties|.json`, optionally
 //! under `/{label}/`). `/encrypt` and `/decrypt` are shared with the native API.
 
-use axum::Json;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -23,14 +22,54 @@ fn label(raw: &str) -> Result<String, ApiError> {
     Ok(label)
 }
 
+/// The media type of Spring's Environment with each value's origin, which Spring's config client
+/// asks for first.
+const ENVIRONMENT_V2: &str = "application/vnd.spring-cloud.config-server.v2+json";
+
+/// Which form of the Environment document a client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvironmentForm {
+    /// `application/json`: each property's value as it is.
+    Plain,
+    /// [`ENVIRONMENT_V2`]: each property as `{"value": …, "origin": …}`, as Spring's server
+    /// answers that media type.
+    WithOrigins,
+}
+
+impl EnvironmentForm {
+    fn asked(headers: &HeaderMap) -> Self {
+        let v2 = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|accept| accept.to_ascii_lowercase().contains(ENVIRONMENT_V2));
+        if v2 { Self::WithOrigins } else { Self::Plain }
+    }
+}
+
+/// A property's value as Spring's server gives it: YAML's `null` is the empty string (what
+/// Spring Boot's YAML loader makes of it), so that a `key: ~` blanks out a lower document's value
+/// instead of letting it show through.
+fn spring_value(value: Value) -> Value {
+    if value.is_null() {
+        Value::String(String::new())
+    } else {
+        value
+    }
+}
+
 /// The Environment document Spring clients read: property sources, highest precedence first.
 fn environment(
     state: &AppState,
     identity: &Identity,
-    application: &str,
-    profile_segment: &str,
-    label: &str,
+    request: EnvironmentRequest<'_>,
 ) -> Result<Response, ApiError> {
+    let EnvironmentRequest {
+        application,
+        profile_segment,
+        label,
+        form,
+    } = request;
     identity.require(Scope::Read)?;
     document::check_name("application", application)?;
     let profiles = spring_profiles(profile_segment)?;
@@ -38,6 +77,15 @@ fn environment(
         state
             .service
             .sources_view(application, &profiles, label, identity.may(Scope::Read));
+    if sources.is_empty() && label != DEFAULT_LABEL && !state.service.has_label(label) {
+        // As Spring's git backend answers a branch that does not exist, so that a client given
+        // several labels (`label: feature-x,main`) goes on to the next one.
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_such_label",
+            format!("no document carries the label {label}"),
+        ));
+    }
     if sources.is_empty() && !state.config.spring.accept_empty {
         return Err(ApiError::not_found(format!(
             "no configuration for application {application}, profiles {profile_segment}, label {label}"
@@ -55,18 +103,43 @@ fn environment(
                     source.application, source.profile
                 )
             };
-            json!({"name": name, "source": flat})
+            let values: serde_json::Map<String, Value> = flat
+                .into_iter()
+                .map(|(key, value)| {
+                    let value = spring_value(value);
+                    let value = match form {
+                        EnvironmentForm::Plain => value,
+                        EnvironmentForm::WithOrigins => {
+                            json!({"value": value, "origin": format!("{name}:{key}")})
+                        }
+                    };
+                    (key, value)
+                })
+                .collect();
+            json!({"name": name, "source": values})
         })
         .collect();
-    Ok(Json(json!({
+    let content_type = match form {
+        EnvironmentForm::Plain => "application/json",
+        EnvironmentForm::WithOrigins => ENVIRONMENT_V2,
+    };
+    let body = json!({
         "name": application,
         "profiles": profiles,
         "label": label,
         "version": index.to_string(),
         "state": null,
         "propertySources": property_sources,
-    }))
-    .into_response())
+    });
+    Ok(([(header::CONTENT_TYPE, content_type)], body.to_string()).into_response())
+}
+
+/// What `GET /{application}/{profiles}[/{label}]` asks for.
+struct EnvironmentRequest<'a> {
+    application: &'a str,
+    profile_segment: &'a str,
+    label: &'a str,
+    form: EnvironmentForm,
 }
 
 /// `{application}-{profiles}.{ext}` split at the last `-` before the extension.
@@ -136,29 +209,38 @@ pub(crate) async fn one_segment(
 pub(crate) async fn two_segments(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path((first, second)) = path?;
     if file_name(&second).is_some() {
         return file(&state, &identity, &label(&first)?, &second);
     }
-    environment(&state, &identity, &first, &second, DEFAULT_LABEL)
+    let request = EnvironmentRequest {
+        application: &first,
+        profile_segment: &second,
+        label: DEFAULT_LABEL,
+        form: EnvironmentForm::asked(&headers),
+    };
+    environment(&state, &identity, request)
 }
 
 /// `GET /{application}/{profiles}/{label}`.
 pub(crate) async fn three_segments(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
+    headers: HeaderMap,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path((application, profile_segment, raw_label)) = path?;
-    environment(
-        &state,
-        &identity,
-        &application,
-        &profile_segment,
-        &label(&raw_label)?,
-    )
+    let label = label(&raw_label)?;
+    let request = EnvironmentRequest {
+        application: &application,
+        profile_segment: &profile_segment,
+        label: &label,
+        form: EnvironmentForm::asked(&headers),
+    };
+    environment(&state, &identity, request)
 }
 
 /// `GET /{application}/{profile}/{label}/{path}`: a stored plain file (or one from the native

@@ -53,6 +53,17 @@ async fn scopes_and_authors() {
     assert_eq!(reader.status(), 200);
     let doc: serde_json::Value = reader.json().await.unwrap();
     assert_eq!(doc["author"], "ci");
+    // Regression (issue 18): Spring's config client sends `spring.cloud.config.token` as
+    // `X-Config-Token`, which we ignored (401, and a failed start).
+    let spring = |token: &'static str| {
+        server
+            .client
+            .get(server.at("/orders/default/main"))
+            .header("x-config-token", token)
+            .send()
+    };
+    assert_eq!(spring("read-token-456").await.unwrap().status(), 200);
+    assert_eq!(spring("wrong").await.unwrap().status(), 401);
     let encrypt = server
         .client
         .post(server.at("/encrypt"))

@@ -1,4 +1,5 @@
-//! Spring's precedence: app+profile over app over application+profile over application; several
+//! Spring's precedence, as Spring Boot loads documents for Spring's own server: every profile's
+//! documents over the plain ones (app+profile, application+profile, app, application); several
 //! profiles, the last wins.
 
 use serde_json::json;
@@ -16,7 +17,7 @@ async fn precedence_and_multi_profile_merge() {
         )
         .await;
     server
-        .put_yaml("application/dev/main", "b: shared-dev\n")
+        .put_yaml("application/dev/main", "b: shared-dev\nc: shared-dev\n")
         .await;
     server
         .put_yaml("orders/default/main", "c: orders\nlist: [x, y]\n")
@@ -38,7 +39,9 @@ async fn precedence_and_multi_profile_merge() {
     let p = &resolved["properties"];
     assert_eq!(p["a"], "shared");
     assert_eq!(p["b"], "shared-dev");
-    assert_eq!(p["c"], "orders");
+    // The shared profile document outranks the application's plain one, as in Spring Boot
+    // (profile-specific files are loaded in a pass of their own, above every plain file).
+    assert_eq!(p["c"], "shared-dev");
     assert_eq!(p["d"], "orders-dev");
     assert_eq!(p["list[1]"], "y");
     let sources: Vec<String> = resolved["sources"]
@@ -57,8 +60,8 @@ async fn precedence_and_multi_profile_merge() {
         sources,
         [
             "orders-dev",
-            "orders-default",
             "application-dev",
+            "orders-default",
             "application-default"
         ]
     );
@@ -74,7 +77,7 @@ async fn precedence_and_multi_profile_merge() {
     let payments = server.resolve("payments/dev/main").await;
     assert_eq!(
         payments["properties"],
-        json!({"a": "shared", "b": "shared-dev", "c": "shared", "d": "shared", "e": "shared"})
+        json!({"a": "shared", "b": "shared-dev", "c": "shared-dev", "d": "shared", "e": "shared"})
     );
     let release = server.resolve("orders/default/release").await;
     assert_eq!(release["properties"], json!({"a.nested": true}));

@@ -45,11 +45,12 @@ async fn environment_documents_in_springs_shape() {
     // Several profiles, URL-encoded comma.
     let env = server.get_json("/orders/dev%2Ceu/main").await;
     assert_eq!(env["profiles"], serde_json::json!(["dev", "eu"]));
-    // Another application gets the shared documents; a label with nothing stored is an empty
-    // Environment, as Spring answers by default.
+    // Another application gets the shared documents; a label that exists but has nothing for an
+    // application is an empty Environment, as Spring answers by default.
     let other = server.get_json("/nobody/default").await;
     assert_eq!(other["propertySources"].as_array().unwrap().len(), 1);
-    let empty = server.get_json("/nobody/default/nothing-here").await;
+    server.put_yaml("orders/default/other", "x: 1\n").await;
+    let empty = server.get_json("/nobody/default/other").await;
     assert_eq!(empty["propertySources"], serde_json::json!([]));
     server.stop().await;
 }
@@ -104,9 +105,10 @@ async fn a_prefix_moves_the_api_and_empty_results_can_be_refused() {
         .await
         .unwrap();
     assert_eq!(root.status(), 404);
+    server.put_yaml("orders/default/other", "x: 1\n").await;
     let empty = server
         .client
-        .get(server.at("/spring/nobody/default/nothing-here"))
+        .get(server.at("/spring/nobody/default/other"))
         .send()
         .await
         .unwrap();
@@ -192,5 +194,89 @@ async fn stored_plain_files_with_placeholders() {
         .await
         .unwrap();
     assert_eq!(gone.status(), 404);
+    server.stop().await;
+}
+
+/// Regression (issue 18): Spring's config client asks for
+/// `application/vnd.spring-cloud.config-server.v2+json` first, and Spring's server answers it in
+/// that type with every value as `{"value": …, "origin": …}`; we answered plain JSON.
+#[tokio::test]
+async fn the_v2_media_type_is_answered_with_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config_in(dir.path())).await;
+    seed(&server).await;
+    let v2 = "application/vnd.spring-cloud.config-server.v2+json";
+    for path in ["/orders/dev", "/orders/dev/main"] {
+        let response = server
+            .client
+            .get(server.at(path))
+            .header("accept", format!("{v2}, application/json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], v2, "{path}");
+        let env: Value = response.json().await.unwrap();
+        let first = &env["propertySources"][0];
+        assert_eq!(first["name"], "msakit:main/orders-dev.yml");
+        assert_eq!(first["source"]["pool.size"]["value"], 8);
+        assert_eq!(
+            first["source"]["pool.size"]["origin"],
+            "msakit:main/orders-dev.yml:pool.size"
+        );
+        assert_eq!(env["label"], "main");
+    }
+    // application/json (or nothing said) keeps plain values.
+    let plain = server
+        .client
+        .get(server.at("/orders/dev"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.headers()["content-type"], "application/json");
+    let env: Value = plain.json().await.unwrap();
+    assert_eq!(env["propertySources"][0]["source"]["pool.size"], 8);
+    server.stop().await;
+}
+
+/// Regression (issue 18): YAML's `null` went out as JSON `null`, which Spring's client takes as
+/// "not set", so a lower document's value showed through; Spring's server sends `""`.
+#[tokio::test]
+async fn a_null_value_blanks_out_a_lower_one_as_in_spring() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config_in(dir.path())).await;
+    seed(&server).await;
+    server.put_yaml("orders/dev/main", "shared: ~\n").await;
+    let env = server.get_json("/orders/dev").await;
+    assert_eq!(env["propertySources"][0]["source"]["shared"], "");
+    server.stop().await;
+}
+
+/// Regression (issue 18): a label under which nothing is stored was an empty Environment, so a
+/// client given several labels (`label: feature-x,main`) stopped at the first; Spring's git
+/// backend answers 404 for a branch that does not exist, and the client goes on to the next.
+#[tokio::test]
+async fn an_unknown_label_is_a_404_so_clients_try_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config_in(dir.path())).await;
+    seed(&server).await;
+    let missing = server
+        .client
+        .get(server.at("/orders/dev/feature-x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "no_such_label");
+    // The default label never is: an empty store still answers an (empty) Environment.
+    let empty_dir = tempfile::tempdir().unwrap();
+    let empty = TestServer::start(config_in(empty_dir.path())).await;
+    assert_eq!(
+        empty.get_json("/orders/dev/main").await["propertySources"],
+        serde_json::json!([])
+    );
+    empty.stop().await;
     server.stop().await;
 }

@@ -31,6 +31,27 @@ pub(crate) struct EurekaInfo {
     last_dirty_timestamp: Option<String>,
 }
 
+impl EurekaInfo {
+    /// When the client last changed its registration (its own clock, Unix milliseconds).
+    pub(crate) fn last_dirty_timestamp(&self) -> Option<i64> {
+        self.last_dirty_timestamp.as_deref()?.trim().parse().ok()
+    }
+}
+
+/// The data-centre names Eureka's Java client can read (`DataCenterInfo.Name`): any other makes
+/// every Java client fail to parse the whole registry.
+const DATA_CENTER_NAMES: [&str; 3] = ["Netflix", "Amazon", "MyOwn"];
+
+/// The data-centre classes Eureka's Java client can instantiate, with the names each may carry.
+const DATA_CENTER_CLASSES: [(&str, &[&str]); 3] = [
+    (DEFAULT_DATA_CENTER_CLASS, &["Netflix", "MyOwn"]),
+    (
+        "com.netflix.appinfo.MyDataCenterInfo",
+        &["Netflix", "MyOwn"],
+    ),
+    ("com.netflix.appinfo.AmazonInfo", &["Amazon"]),
+];
+
 /// A parsed registration.
 pub(crate) struct Parsed {
     pub(crate) id: String,
@@ -99,6 +120,45 @@ pub(crate) fn parse(instance: &Value, app: &str) -> Result<Parsed, ApiError> {
         .get("name")
         .and_then(text)
         .ok_or_else(|| ApiError::bad_request("missing_field", "dataCenterInfo.name is required"))?;
+    if !DATA_CENTER_NAMES.contains(&data_center_name.as_str()) {
+        return Err(ApiError::bad_request(
+            "invalid_data_center",
+            format!(
+                "dataCenterInfo.name must be Netflix, Amazon or MyOwn, got {data_center_name:?}"
+            ),
+        ));
+    }
+    let data_center_class = data_center
+        .get("@class")
+        .and_then(text)
+        .unwrap_or_else(|| DEFAULT_DATA_CENTER_CLASS.to_owned());
+    match DATA_CENTER_CLASSES
+        .iter()
+        .find(|(class, _)| *class == data_center_class)
+    {
+        Some((_, names)) if names.contains(&data_center_name.as_str()) => {}
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid_data_center",
+                format!(
+                    "dataCenterInfo {data_center_class:?} named {data_center_name:?} is not one Eureka clients can read"
+                ),
+            ));
+        }
+    }
+    let last_dirty_timestamp = instance
+        .get("lastDirtyTimestamp")
+        .and_then(text)
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| {
+            t.trim().parse::<i64>().map(|n| n.to_string()).map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_field",
+                    format!("lastDirtyTimestamp must be an integer, got {t:?}"),
+                )
+            })
+        })
+        .transpose()?;
     if !body_app.eq_ignore_ascii_case(app) {
         return Err(ApiError::bad_request(
             "app_mismatch",
@@ -174,14 +234,14 @@ pub(crate) fn parse(instance: &Value, app: &str) -> Result<Parsed, ApiError> {
             home_page_url: field("homePageUrl"),
             status_page_url: field("statusPageUrl"),
             health_check_url: field("healthCheckUrl"),
-            data_center_class: data_center
-                .get("@class")
-                .and_then(text)
-                .unwrap_or_else(|| DEFAULT_DATA_CENTER_CLASS.to_owned()),
+            data_center_class,
             data_center_name,
-            country_id: field("countryId").and_then(|c| c.parse().ok()).unwrap_or(1),
-            renewal_interval_secs: lease_secs("renewalIntervalInSecs", 30),
-            last_dirty_timestamp: field("lastDirtyTimestamp"),
+            // Java reads both as `int`: a larger number would fail every client's parse.
+            country_id: field("countryId")
+                .and_then(|c| c.parse::<i128>().ok())
+                .map_or(1, |c| c.clamp(i32::MIN.into(), i32::MAX.into()) as i64),
+            renewal_interval_secs: lease_secs("renewalIntervalInSecs", 30).min(i32::MAX as u64),
+            last_dirty_timestamp,
         },
     })
 }
@@ -215,10 +275,18 @@ pub(crate) fn render(instance: &Instance, eureka: Option<&EurekaInfo>, action: &
             .and_then(|g| g.clone())
             .unwrap_or_else(|| format!("{base}{path}"))
     };
-    let metadata = if instance.metadata.is_empty() {
+    // Spring Cloud LoadBalancer reads an instance's zone from its metadata; a natively
+    // registered instance keeps it in its own field.
+    let mut metadata_map = instance.metadata.clone();
+    if let Some(zone) = &instance.zone {
+        metadata_map
+            .entry("zone".to_owned())
+            .or_insert_with(|| zone.clone());
+    }
+    let metadata = if metadata_map.is_empty() {
         json!({"@class": "java.util.Collections$EmptyMap"})
     } else {
-        json!(instance.metadata)
+        json!(metadata_map)
     };
     let ttl_secs = (instance.lease_ttl_ms / 1000).max(1);
     let overridden = instance
@@ -263,28 +331,6 @@ pub(crate) fn render(instance: &Instance, eureka: Option<&EurekaInfo>, action: &
     })
 }
 
-/// A removed instance in a delta: enough for clients to drop it by application and id.
-pub(crate) fn render_deleted(service: &str, id: &str) -> Value {
-    json!({
-        "instanceId": id,
-        "hostName": id,
-        "app": service.to_ascii_uppercase(),
-        "ipAddr": id,
-        "status": "DOWN",
-        "overriddenStatus": "UNKNOWN",
-        "overriddenstatus": "UNKNOWN",
-        "port": port_value(0, false),
-        "securePort": port_value(0, false),
-        "countryId": 1,
-        "dataCenterInfo": {"@class": DEFAULT_DATA_CENTER_CLASS, "name": "MyOwn"},
-        "metadata": {"@class": "java.util.Collections$EmptyMap"},
-        "vipAddress": service,
-        "secureVipAddress": service,
-        "isCoordinatingDiscoveryServer": "false",
-        "actionType": "DELETED",
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,7 +339,7 @@ mod tests {
         json!({
             "hostName": "host-1", "app": "ORDERS", "ipAddr": "10.0.0.1",
             "port": {"$": 8080, "@enabled": true}, "securePort": {"$": "8443", "@enabled": "false"},
-            "dataCenterInfo": {"@class": "x", "name": "MyOwn"},
+            "dataCenterInfo": {"@class": DEFAULT_DATA_CENTER_CLASS, "name": "MyOwn"},
             "leaseInfo": {"durationInSecs": 30, "renewalIntervalInSecs": 10},
             "metadata": {"zone": "eu-1", "@class": "java.util.HashMap"},
             "vipAddress": "orders-vip"
@@ -318,6 +364,41 @@ mod tests {
             assert!(parse(&b, "ORDERS").is_err(), "{field}");
         }
         assert!(parse(&body(), "PAYMENTS").is_err());
+    }
+
+    /// What Eureka's Java client cannot read is refused at registration, or clamped: one such
+    /// instance would make every Java client fail to parse the whole registry.
+    #[test]
+    fn values_java_clients_cannot_read_are_refused_or_clamped() {
+        for data_center in [
+            json!({"@class": DEFAULT_DATA_CENTER_CLASS, "name": "Mars"}),
+            json!({"@class": "com.example.Unknown", "name": "MyOwn"}),
+            json!({"@class": DEFAULT_DATA_CENTER_CLASS, "name": "Amazon"}),
+            json!({"@class": "com.netflix.appinfo.AmazonInfo", "name": "MyOwn"}),
+        ] {
+            let mut instance = body();
+            instance["dataCenterInfo"] = data_center.clone();
+            assert!(parse(&instance, "ORDERS").is_err(), "{data_center}");
+        }
+        let mut instance = body();
+        instance["dataCenterInfo"] =
+            json!({"@class": "com.netflix.appinfo.AmazonInfo", "name": "Amazon"});
+        assert!(parse(&instance, "ORDERS").is_ok());
+        let mut instance = body();
+        instance["lastDirtyTimestamp"] = json!("1.7e12");
+        assert!(parse(&instance, "ORDERS").is_err());
+        instance["lastDirtyTimestamp"] = json!(1_700_000_000_000_i64);
+        let parsed = parse(&instance, "ORDERS").unwrap();
+        assert_eq!(
+            parsed.eureka.last_dirty_timestamp(),
+            Some(1_700_000_000_000)
+        );
+        let mut instance = body();
+        instance["countryId"] = json!(u64::MAX.to_string());
+        instance["leaseInfo"]["renewalIntervalInSecs"] = json!(u64::MAX.to_string());
+        let parsed = parse(&instance, "ORDERS").unwrap();
+        assert_eq!(parsed.eureka.country_id, i64::from(i32::MAX));
+        assert_eq!(parsed.eureka.renewal_interval_secs, i32::MAX as u64);
     }
 
     /// Found by the `eureka_xml` fuzz target: a huge lease duration overflowed.

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::http::{ApiError, AppState};
+use crate::registry::DeltaEntry;
 
 pub(crate) use codec::EurekaInfo;
 
@@ -95,21 +96,6 @@ fn applications(state: &AppState, keep: impl Fn(&Value) -> bool) -> Value {
             .map(|(name, instance)| json!({"name": name, "instance": instance}))
             .collect::<Vec<_>>(),
     })
-}
-
-/// The hash code of the whole namespace, from the status counts the registry keeps (no
-/// rendering).
-fn registry_hashcode(state: &AppState) -> String {
-    let mut counts: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for service in state.registry.services(DEFAULT_NAMESPACE).services {
-        for (status, n) in service.by_status {
-            *counts.entry(status.as_str()).or_default() += n;
-        }
-    }
-    counts
-        .iter()
-        .map(|(status, n)| format!("{status}_{n}_"))
-        .collect()
 }
 
 /// The whole registry for `GET /eureka/apps`, rendered one service at a time straight into
@@ -214,45 +200,48 @@ async fn apps(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 /// Changes of the last three minutes, each instance with its `actionType`; the hash code is
-/// that of the whole registry after them, as clients check.
+/// that of the whole registry after them, as clients check, read in the same instant as the
+/// changes. A removed instance is described as it was when it left, and removals come in
+/// `application` elements of their own: a client that does not know an application adds the
+/// whole element of an ADDED instance to its cache, which must not bring a removed one with it.
 async fn delta(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let (changes, _complete) = state
-        .registry
-        .changes_after(now.saturating_sub(DELTA_WINDOW_MS));
-    // The last change per instance decides its action.
-    let mut last: BTreeMap<(String, String), &crate::registry::ChangeRecord> = BTreeMap::new();
-    for change in changes.iter().filter(|c| c.namespace == DEFAULT_NAMESPACE) {
-        last.insert((change.service.clone(), change.id.clone()), change);
-    }
+    let now = crate::registry::unix_ms();
     let cutoff = now.saturating_sub(DELTA_WINDOW_MS);
-    let mut apps: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (key, change) in last {
-        let current = state
-            .registry
-            .eureka_instance(DEFAULT_NAMESPACE, &key.0, &key.1);
-        let rendered = match &current {
-            Some((instance, eureka)) if !change.removed => {
+    let delta = state.registry.eureka_delta(DEFAULT_NAMESPACE, cutoff);
+    let mut present: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let mut departed: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for entry in &delta.entries {
+        let (rendered, into) = match entry {
+            DeltaEntry::Present { instance, eureka } => {
                 let action = if instance.registered_at_ms >= cutoff {
                     "ADDED"
                 } else {
                     "MODIFIED"
                 };
-                codec::render(instance, eureka.as_ref(), action)
+                (
+                    codec::render(instance, eureka.as_deref(), action),
+                    &mut present,
+                )
             }
-            Some(_) => continue,
-            None => codec::render_deleted(&key.0, &key.1),
+            DeltaEntry::Departed(gone) => (
+                codec::render(&gone.instance, gone.eureka.as_ref(), "DELETED"),
+                &mut departed,
+            ),
         };
         let app = rendered["app"].as_str().unwrap_or_default().to_owned();
-        apps.entry(app).or_default().push(rendered);
+        into.entry(app).or_default().push(rendered);
     }
+    let hashcode: String = delta
+        .status_counts
+        .iter()
+        .map(|(status, n)| format!("{status}_{n}_"))
+        .collect();
     let body = json!({
-        "versions__delta": state.registry.index().to_string(),
-        "apps__hashcode": registry_hashcode(&state),
-        "application": apps
+        "versions__delta": delta.index.to_string(),
+        "apps__hashcode": hashcode,
+        "application": present
             .into_iter()
+            .chain(departed)
             .map(|(name, instance)| json!({"name": name, "instance": instance}))
             .collect::<Vec<_>>(),
     });
@@ -388,18 +377,43 @@ async fn register(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// The query of a heartbeat; only `lastDirtyTimestamp` matters here.
+#[derive(Debug, Deserialize)]
+struct HeartbeatQuery {
+    #[serde(rename = "lastDirtyTimestamp")]
+    last_dirty_timestamp: Option<String>,
+}
+
 /// `PUT /apps/{APP}/{ID}?status=&lastDirtyTimestamp=`: renew → 200, or 404 so the client
 /// registers again. As in Eureka, the `status` a heartbeat carries does not change the
 /// instance's status (clients change it by registering again), so an operator's override
-/// removed later falls back to what the instance registered with.
+/// removed later falls back to what the instance registered with. Also as in Eureka, a
+/// `lastDirtyTimestamp` newer than the registration's is a 404: the client changed its
+/// registration (say STARTING → UP) and that registration never arrived, so it sends it again.
 async fn heartbeat(
     State(state): State<AppState>,
     path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<HeartbeatQuery>, QueryRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Path((app, id)) = path?;
-    state
-        .writes
-        .renew(DEFAULT_NAMESPACE, &service_of(&app), &id)?;
+    let Query(query) = query?;
+    let service = service_of(&app);
+    let presented = query
+        .last_dirty_timestamp
+        .and_then(|t| t.trim().parse::<i64>().ok());
+    if let Some(presented) = presented {
+        let registered = state
+            .registry
+            .eureka_instance(DEFAULT_NAMESPACE, &service, &id)
+            .and_then(|(_, eureka)| eureka)
+            .and_then(|eureka| eureka.last_dirty_timestamp());
+        if registered.is_some_and(|registered| presented > registered) {
+            return Err(ApiError::not_found(format!(
+                "instance {id} of {app} changed since it registered; register again"
+            )));
+        }
+    }
+    state.writes.renew(DEFAULT_NAMESPACE, &service, &id)?;
     Ok(StatusCode::OK)
 }
 

@@ -28,6 +28,16 @@ async fn get_json(server: &TestServer, path: &str) -> (reqwest::StatusCode, Valu
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// Every instance of every `application` element of an `applications` document.
+fn delta_instances(applications: &Value) -> Vec<Value> {
+    applications["application"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|app| app["instance"].as_array().unwrap().clone())
+        .collect()
+}
+
 async fn post(server: &TestServer, app: &str, body: &Value) -> reqwest::StatusCode {
     server
         .client
@@ -158,9 +168,7 @@ async fn register_fetch_heartbeat_override_and_cancel_in_json() {
     let (_, delta) = get_json(&server, "/eureka/apps/delta").await;
     let delta = &delta["applications"];
     assert_eq!(delta["apps__hashcode"], "UP_1_");
-    let actions: Vec<(String, String)> = delta["application"][0]["instance"]
-        .as_array()
-        .unwrap()
+    let actions: Vec<(String, String)> = delta_instances(delta)
         .iter()
         .map(|i| {
             (
@@ -347,5 +355,229 @@ async fn bad_registrations_get_400() {
     assert_eq!(broken.status(), 400);
     let body: Value = broken.json().await.unwrap();
     assert_eq!(body["error"]["code"], "malformed_xml");
+    server.stop().await;
+}
+
+/// Regression (issue 18): the delta described a removed instance by a stub (host name = id,
+/// port 0), and clients that match deletions by host name and port never dropped it. A
+/// cancelled or evicted instance is now described as it was; removals come in `application`
+/// elements of their own, so a client that adds a new application's element whole (Eureka's
+/// Java client does) never adds a removed instance with it.
+#[tokio::test]
+async fn the_delta_describes_a_removed_instance_as_it_was() {
+    let server = TestServer::start(fast_config()).await;
+    assert_eq!(
+        post(&server, "ORDERS", &instance("orders-1", 8080)).await,
+        204
+    );
+    let mut cancelled = instance("orders-2", 8081);
+    cancelled["instance"]["hostName"] = json!("host-2");
+    cancelled["instance"]["ipAddr"] = json!("10.0.0.2");
+    cancelled["instance"]["metadata"] = json!({"zone": "eu-2", "team": "shop"});
+    assert_eq!(post(&server, "ORDERS", &cancelled).await, 204);
+    let mut evicted = instance("orders-3", 8082);
+    evicted["instance"]["hostName"] = json!("host-3");
+    evicted["instance"]["leaseInfo"]["durationInSecs"] = json!(1);
+    assert_eq!(post(&server, "ORDERS", &evicted).await, 204);
+    let cancel = server
+        .client
+        .delete(server.at("/eureka/apps/ORDERS/orders-2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cancel.status(), 200);
+    wait_until(Duration::from_secs(10), || async {
+        !server
+            .instance_ids("orders")
+            .await
+            .contains(&"orders-3".to_owned())
+    })
+    .await;
+
+    let (_, delta) = get_json(&server, "/eureka/apps/delta").await;
+    let delta = &delta["applications"];
+    for app in delta["application"].as_array().unwrap() {
+        let actions: Vec<&str> = app["instance"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["actionType"].as_str().unwrap())
+            .collect();
+        assert!(
+            actions.iter().all(|a| *a == "DELETED") || !actions.contains(&"DELETED"),
+            "removals share an element with live instances: {app}"
+        );
+    }
+    let by_id = |id: &str| {
+        delta_instances(delta)
+            .into_iter()
+            .find(|i| i["instanceId"] == id)
+            .unwrap_or_else(|| panic!("{id} missing from {delta}"))
+    };
+    let gone = by_id("orders-2");
+    assert_eq!(gone["actionType"], "DELETED");
+    assert_eq!(gone["hostName"], "host-2");
+    assert_eq!(gone["ipAddr"], "10.0.0.2");
+    assert_eq!(gone["port"]["$"], 8081);
+    assert_eq!(gone["vipAddress"], "orders");
+    assert_eq!(gone["secureVipAddress"], "orders-secure");
+    assert_eq!(gone["metadata"]["team"], "shop");
+    let expired = by_id("orders-3");
+    assert_eq!(expired["actionType"], "DELETED");
+    assert_eq!(expired["hostName"], "host-3");
+    assert_eq!(expired["port"]["$"], 8082);
+    assert_eq!(by_id("orders-1")["actionType"], "ADDED");
+    assert_eq!(delta["apps__hashcode"], "UP_1_");
+
+    // The same in XML.
+    let xml = server
+        .client
+        .get(server.at("/eureka/apps/delta"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(xml.contains("<hostName>host-2</hostName>"), "{xml}");
+    assert!(xml.contains(r#"<port enabled="true">8081</port>"#), "{xml}");
+    server.stop().await;
+}
+
+/// Regression (issue 18): the delta's hash code was read apart from its entries, so a write
+/// in between sent Eureka's Java client to a full fetch. A client that applies every delta as
+/// the Java client does (ADDED and MODIFIED replace by id, DELETED removes by id) and
+/// recomputes the hash (instances per status, sorted by status) agrees with every delta while
+/// instances register, change status and leave all the time.
+#[tokio::test]
+async fn a_client_applying_deltas_agrees_with_every_hash_code_under_churn() {
+    let server = TestServer::start(fast_config()).await;
+    for n in 0..4 {
+        assert_eq!(
+            post(&server, "ORDERS", &instance(&format!("base-{n}"), 8000 + n)).await,
+            204
+        );
+    }
+    let (_, full) = get_json(&server, "/eureka/apps").await;
+    let mut cache: std::collections::BTreeMap<(String, String), String> =
+        delta_instances(&full["applications"])
+            .iter()
+            .map(|i| {
+                (
+                    (
+                        i["app"].as_str().unwrap().to_owned(),
+                        i["instanceId"].as_str().unwrap().to_owned(),
+                    ),
+                    i["status"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+    let churn = {
+        let client = server.client.clone();
+        let base = server.url.clone();
+        tokio::spawn(async move {
+            for round in 0..150u16 {
+                let id = format!("churn-{}", round % 5);
+                let mut body = instance(&id, 9000 + round % 5);
+                body["instance"]["app"] = json!("PAYMENTS");
+                let _ = client
+                    .post(format!("{base}/eureka/apps/PAYMENTS"))
+                    .json(&body)
+                    .send()
+                    .await;
+                let target = format!("{base}/eureka/apps/ORDERS/base-{}", round % 4);
+                let value = if round % 2 == 0 {
+                    "OUT_OF_SERVICE"
+                } else {
+                    "UP"
+                };
+                let _ = client
+                    .put(format!("{target}/status?value={value}"))
+                    .send()
+                    .await;
+                let gone = format!("{base}/eureka/apps/PAYMENTS/churn-{}", (round + 2) % 5);
+                let _ = client.delete(gone).send().await;
+            }
+        })
+    };
+    let mut deltas = 0;
+    while !churn.is_finished() || deltas < 5 {
+        let (_, delta) = get_json(&server, "/eureka/apps/delta").await;
+        let delta = &delta["applications"];
+        for i in delta_instances(delta) {
+            let key = (
+                i["app"].as_str().unwrap().to_owned(),
+                i["instanceId"].as_str().unwrap().to_owned(),
+            );
+            if i["actionType"] == "DELETED" {
+                cache.remove(&key);
+            } else {
+                cache.insert(key, i["status"].as_str().unwrap().to_owned());
+            }
+        }
+        let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for status in cache.values() {
+            *counts.entry(status).or_default() += 1;
+        }
+        let recomputed: String = counts.iter().map(|(s, n)| format!("{s}_{n}_")).collect();
+        assert_eq!(
+            delta["apps__hashcode"],
+            recomputed.as_str(),
+            "delta {deltas}: {delta}"
+        );
+        deltas += 1;
+    }
+    churn.await.unwrap();
+    server.stop().await;
+}
+
+/// Regression (issue 18): a heartbeat always renewed, so a client whose registration changed
+/// (STARTING → UP) and never arrived stayed as it was. As in Eureka, a `lastDirtyTimestamp`
+/// newer than the registration's is a 404, and the client registers again.
+#[tokio::test]
+async fn a_heartbeat_newer_than_the_registration_asks_for_it_again() {
+    let server = TestServer::start(fast_config()).await;
+    let mut body = instance("orders-1", 8080);
+    body["instance"]["lastDirtyTimestamp"] = json!("1000");
+    assert_eq!(post(&server, "ORDERS", &body).await, 204);
+    let beat = |dirty: &'static str| {
+        let url = server.at(&format!(
+            "/eureka/apps/ORDERS/orders-1?status=UP&lastDirtyTimestamp={dirty}"
+        ));
+        let client = server.client.clone();
+        async move { client.put(url).send().await.unwrap().status() }
+    };
+    assert_eq!(beat("1000").await, 200);
+    assert_eq!(
+        beat("999").await,
+        200,
+        "older: the registration is newer, fine"
+    );
+    assert_eq!(beat("not-a-number").await, 200, "unreadable: ignored");
+    assert_eq!(beat("1001").await, 404, "newer: register again");
+    body["instance"]["lastDirtyTimestamp"] = json!(1001);
+    assert_eq!(post(&server, "ORDERS", &body).await, 204);
+    assert_eq!(beat("1001").await, 200);
+    server.stop().await;
+}
+
+/// Spring Cloud LoadBalancer reads an instance's zone from its metadata; a natively registered
+/// instance's zone shows there too.
+#[tokio::test]
+async fn a_native_instances_zone_is_in_its_eureka_metadata() {
+    let server = TestServer::start(fast_config()).await;
+    let response = server
+        .register(
+            "payments",
+            "pay-1",
+            json!({"host": "127.0.0.1", "port": 9000, "zone": "eu-1"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let (_, app) = get_json(&server, "/eureka/apps/PAYMENTS").await;
+    assert_eq!(
+        app["application"]["instance"][0]["metadata"]["zone"],
+        "eu-1"
+    );
     server.stop().await;
 }
