@@ -645,17 +645,18 @@ impl ConfigService {
         Ok(())
     }
 
-    /// The documents that make up (application, profiles, label), highest precedence first, in
+    /// The documents that make up (applications, profiles, label), highest precedence first, in
     /// the order Spring Boot loads them for Spring's own server: every profile's documents above
-    /// the plain ones, the last profile first, and within each the application above the
-    /// shared `application` — app+prod, application+prod, app+dev, application+dev, app,
-    /// application.
-    pub(crate) fn sources(application: &str, profiles: &[String], label: &str) -> Vec<DocKey> {
-        let applications: &[&str] = if application == SHARED {
-            &[SHARED]
-        } else {
-            &[application, SHARED]
-        };
+    /// the plain ones, the last profile first, and within each the applications (the last
+    /// named first, as Spring's `spring.cloud.config.name: a,b` has it) above the shared
+    /// `application` — app+prod, application+prod, app+dev, application+dev, app, application.
+    pub(crate) fn sources(applications: &[&str], profiles: &[String], label: &str) -> Vec<DocKey> {
+        let mut names: Vec<&str> = Vec::with_capacity(applications.len() + 1);
+        for name in applications.iter().rev().copied().chain([SHARED]) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
         profiles
             .iter()
             .rev()
@@ -663,7 +664,7 @@ impl ConfigService {
             .filter(|profile| *profile != DEFAULT_PROFILE)
             .chain([DEFAULT_PROFILE])
             .flat_map(|profile| {
-                applications.iter().map(move |app| DocKey {
+                names.iter().map(move |app| DocKey {
                     application: (*app).to_owned(),
                     profile: profile.to_owned(),
                     label: label.to_owned(),
@@ -678,12 +679,12 @@ impl ConfigService {
     /// `invalid.<key>` = `<n/a>`.
     pub(crate) fn sources_view(
         &self,
-        application: &str,
+        applications: &[&str],
         profiles: &[String],
         label: &str,
         decrypt: bool,
     ) -> (u64, Vec<SourceView>) {
-        let keys = Self::sources(application, profiles, label);
+        let keys = Self::sources(applications, profiles, label);
         let state = self.read();
         let mut index = 0;
         let mut found = Vec::new();
@@ -741,7 +742,7 @@ impl ConfigService {
     /// The change index of the view of (application, profiles, label), without building it:
     /// what a blocking query compares on every wake-up.
     pub(crate) fn view_index(&self, application: &str, profiles: &[String], label: &str) -> u64 {
-        let keys = Self::sources(application, profiles, label);
+        let keys = Self::sources(&[application], profiles, label);
         let state = self.read();
         keys.iter()
             .filter_map(|key| state.heads.get(key).map(|head| head.stored.index))
@@ -757,7 +758,7 @@ impl ConfigService {
         label: &str,
         decrypt: bool,
     ) -> Resolved {
-        let (index, found) = self.sources_view(application, profiles, label, decrypt);
+        let (index, found) = self.sources_view(&[application], profiles, label, decrypt);
         let mut properties = BTreeMap::new();
         for (_, flat) in found.iter().rev() {
             properties.extend(flat.iter().map(|(k, v)| (k.clone(), v.clone())));

@@ -118,6 +118,10 @@ pub(crate) struct EurekaDelta {
     pub(crate) index: u64,
     /// Every instance changed in the window, with its last change, by service then id.
     pub(crate) entries: Vec<DeltaEntry>,
+    /// Whether the history holds every change of the window: not when it overflowed within it,
+    /// nor when a snapshot install emptied it within it. A client cannot be brought up to date
+    /// by an incomplete delta.
+    pub(crate) complete: bool,
     /// How many instances of the namespace have each effective status, by its wire name (the
     /// order Eureka's hash code lists them in).
     pub(crate) status_counts: BTreeMap<&'static str, u64>,
@@ -224,6 +228,9 @@ struct State {
     index: u64,
     namespaces: HashMap<String, HashMap<String, Service>>,
     history: VecDeque<Arc<ChangeRecord>>,
+    /// When the history was last emptied by a snapshot install (Unix ms; 0 if never): no change
+    /// before it is in the history, whatever its length.
+    history_floor_ms: u64,
     instances: usize,
 }
 
@@ -719,6 +726,9 @@ impl Registry {
     /// instance's last change, and the status counts and index, all under one read lock.
     pub(crate) fn eureka_delta(&self, namespace: &str, since_ms: u64) -> EurekaDelta {
         let state = self.read();
+        let overflowed = state.history.len() >= self.history_len.max(1)
+            && state.history.front().is_some_and(|c| c.at_ms >= since_ms);
+        let complete = state.history_floor_ms < since_ms && !overflowed;
         let mut last: BTreeMap<(&str, &str), &ChangeRecord> = BTreeMap::new();
         for change in state
             .history
@@ -759,6 +769,7 @@ impl Registry {
         EurekaDelta {
             index: state.index,
             entries,
+            complete,
             status_counts,
         }
     }
@@ -1051,6 +1062,7 @@ impl Registry {
             let mut state = self.write();
             state.namespaces.clear();
             state.history.clear();
+            state.history_floor_ms = unix_ms();
             state.instances = 0;
             self.restore_locked(&mut state, dumped.instances, dumped.index, now);
             for (namespace, service, index) in dumped.services {
@@ -1352,6 +1364,34 @@ mod tests {
 
     fn request(port: u16) -> RegisterInstance {
         serde_json::from_value(serde_json::json!({"host": "127.0.0.1", "port": port})).unwrap()
+    }
+
+    /// A delta whose window the history no longer covers says so: after a snapshot install
+    /// emptied it, or when more changes than it keeps happened within the window.
+    #[test]
+    fn a_delta_knows_when_its_history_does_not_cover_the_window() {
+        let r = registry();
+        let window_start = unix_ms().saturating_sub(180_000);
+        r.register("public", "a", "1", request(1)).unwrap();
+        let delta = r.eureka_delta("public", window_start);
+        assert!(delta.complete);
+        assert_eq!(delta.entries.len(), 1);
+        r.replace(r.dump());
+        assert!(!r.eureka_delta("public", window_start).complete);
+        assert!(r.eureka_delta("public", unix_ms() + 1).complete);
+
+        let config = RegistryConfig {
+            watch: crate::config::WatchConfig {
+                history: 3,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let small = Registry::new(&config, None);
+        for port in 1..=4 {
+            small.register("public", "a", "1", request(port)).unwrap();
+        }
+        assert!(!small.eureka_delta("public", window_start).complete);
     }
 
     #[tokio::test(start_paused = true)]

@@ -71,12 +71,12 @@ fn environment(
         form,
     } = request;
     identity.require(Scope::Read)?;
-    document::check_name("application", application)?;
+    let applications = spring_names(application)?;
     let profiles = spring_profiles(profile_segment)?;
     let (index, sources) =
         state
             .service
-            .sources_view(application, &profiles, label, identity.may(Scope::Read));
+            .sources_view(&applications, &profiles, label, identity.may(Scope::Read));
     if sources.is_empty() && label != DEFAULT_LABEL && !state.service.has_label(label) {
         // As Spring's git backend answers a branch that does not exist, so that a client given
         // several labels (`label: feature-x,main`) goes on to the next one.
@@ -328,6 +328,16 @@ pub(crate) fn fuzz_placeholders(
     properties: &std::collections::BTreeMap<String, Value>,
 ) -> String {
     fill_placeholders(text, properties)
+}
+
+/// The application names of a Spring client's path segment: one, or several comma-separated
+/// (`spring.cloud.config.name: orders,shared-db`), the later ones overriding the earlier.
+fn spring_names(segment: &str) -> Result<Vec<&str>, ApiError> {
+    let names: Vec<&str> = segment.split(',').map(str::trim).collect();
+    for name in &names {
+        document::check_name("application", name)?;
+    }
+    Ok(names)
 }
 
 /// The profiles of a Spring client's path segment: comma-separated, each trimmed, empty ones

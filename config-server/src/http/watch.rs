@@ -42,7 +42,7 @@ pub(crate) async fn stream(
     let profiles = profiles(&profile_segment)?;
     // Subscribe before the first resolve, so no change falls between them.
     let receiver = state.service.subscribe();
-    let sources = ConfigService::sources(&application, &profiles, &label);
+    let sources = ConfigService::sources(&[&application], &profiles, &label);
     let mut watch = Watch {
         receiver,
         keep_alive: tokio::time::interval(state.config.watch.keep_alive),

@@ -280,3 +280,42 @@ async fn an_unknown_label_is_a_404_so_clients_try_the_next() {
     empty.stop().await;
     server.stop().await;
 }
+
+/// Regression (issue 18): `spring.cloud.config.name: orders,db` (several names in one request,
+/// documented by Spring) was refused with 400, which fails the client's start. The later name
+/// overrides the earlier, each profile's documents above the plain ones, as Spring Boot loads
+/// them.
+#[tokio::test]
+async fn several_application_names_merge_the_later_over_the_earlier() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(config_in(dir.path())).await;
+    seed(&server).await;
+    server
+        .put_yaml("db/default/main", "timeout: 3s\npool:\n  size: 16\n")
+        .await;
+    let env = server.get_json("/orders,db/dev").await;
+    assert_eq!(env["name"], "orders,db");
+    let names: Vec<&str> = env["propertySources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "msakit:main/orders-dev.yml",
+            "msakit:main/db.yml",
+            "msakit:main/orders.yml",
+            "msakit:main/application.yml"
+        ]
+    );
+    let bad = server
+        .client
+        .get(server.at("/orders,../dev"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    server.stop().await;
+}

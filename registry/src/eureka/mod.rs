@@ -27,6 +27,9 @@ use crate::registry::DeltaEntry;
 
 pub(crate) use codec::EurekaInfo;
 
+/// The hash code of a delta that cannot bring a client up to date.
+const INCOMPLETE_DELTA_HASHCODE: &str = "INCOMPLETE_0_";
+
 /// How far back `/apps/delta` reaches.
 const DELTA_WINDOW_MS: u64 = 3 * 60 * 1000;
 
@@ -231,11 +234,17 @@ async fn delta(State(state): State<AppState>, headers: HeaderMap) -> Response {
         let app = rendered["app"].as_str().unwrap_or_default().to_owned();
         into.entry(app).or_default().push(rendered);
     }
-    let hashcode: String = delta
-        .status_counts
-        .iter()
-        .map(|(status, n)| format!("{status}_{n}_"))
-        .collect();
+    let hashcode: String = if delta.complete {
+        delta
+            .status_counts
+            .iter()
+            .map(|(status, n)| format!("{status}_{n}_"))
+            .collect()
+    } else {
+        // No status is called that, so no client's recomputed hash matches: each falls back to
+        // a full fetch instead of keeping what the missing changes would have removed.
+        INCOMPLETE_DELTA_HASHCODE.to_owned()
+    };
     let body = json!({
         "versions__delta": delta.index.to_string(),
         "apps__hashcode": hashcode,

@@ -174,6 +174,30 @@ async fn registrations_replicate_heartbeats_reach_the_leader_and_a_leader_kill_e
         Duration::from_secs(5),
     )
     .await;
+    // Every node's Eureka delta describes the evicted `c` as it was (issue 18: it was a stub
+    // with the id for a host name and port 0, which clients matching by host and port keep).
+    for url in &urls {
+        let delta: Value = client
+            .get(format!("{url}/eureka/apps/delta"))
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let gone: Vec<&Value> = delta["applications"]["application"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|app| app["instance"].as_array().unwrap())
+            .filter(|i| i["instanceId"] == "c")
+            .collect();
+        assert_eq!(gone.len(), 1, "{url}: {delta}");
+        assert_eq!(gone[0]["actionType"], "DELETED", "{url}");
+        assert_eq!(gone[0]["hostName"], "127.0.0.1", "{url}");
+        assert_eq!(gone[0]["port"]["$"], 9003, "{url}");
+    }
     // The leader, idle of writes for seconds but acknowledged by the followers, is current.
     let read = client
         .get(format!("{}/v1/services/orders", urls[leader_index]))
@@ -396,6 +420,21 @@ async fn a_node_added_after_the_log_was_dropped_catches_up_from_a_snapshot() {
     let voter = |s: &Value| s["voters"].as_object().is_some_and(|v| v.len() == 4);
     let status = status_when(&client, &joining.url(), voter, Duration::from_secs(10)).await;
     assert!(status["snapshot_index"].as_u64().is_some(), "{status}");
+    // Its change history starts at the snapshot: its Eureka delta cannot bring a client up to
+    // date, and says so with a hash code no client computes (each then fetches in full).
+    let delta: Value = client
+        .get(format!("{}/eureka/apps/delta", joining.url()))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        delta["applications"]["apps__hashcode"], "INCOMPLETE_0_",
+        "{delta}"
+    );
 
     // Restarted, it starts from the snapshot it kept and the log after it.
     joining.terminate();
