@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use msakit_api::registry::{
-    Change, ChangeEvent, HealthCheck, Instance, InstanceStatus, Lease, LeaseGranted,
-    RegisterInstance, RemovalReason, Scheme, ServiceInstances, ServiceList, ServiceSummary,
-    Snapshot,
+    Change, ChangeEvent, DEFAULT_NAMESPACE, HealthCheck, Instance, InstanceStatus, Lease,
+    LeaseGranted, RegisterInstance, RemovalReason, Scheme, ServiceInstances, ServiceList,
+    ServiceSummary, Snapshot,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -26,6 +26,9 @@ use crate::config::{
 };
 use crate::eureka::EurekaInfo;
 use crate::validate;
+
+mod eureka_delta;
+pub(crate) use eureka_delta::DeltaEntry;
 
 /// Why a registry operation was refused. Serialisable: in a cluster, the leader's refusal
 /// travels back as the answer to a Raft entry.
@@ -107,38 +110,6 @@ pub(crate) struct DepartedInstance {
     pub(crate) instance: Instance,
     /// What it told the Eureka API, if it registered there.
     pub(crate) eureka: Option<EurekaInfo>,
-}
-
-/// What Eureka's `/apps/delta` shows, read under one lock, so that the hash code describes the
-/// very state its entries lead to (a write between them would make every client's recomputed
-/// hash differ and send it to a full fetch).
-#[derive(Debug)]
-pub(crate) struct EurekaDelta {
-    /// The registry's index when read.
-    pub(crate) index: u64,
-    /// Every instance changed in the window, with its last change, by service then id.
-    pub(crate) entries: Vec<DeltaEntry>,
-    /// Whether the history holds every change of the window: not when it overflowed within it,
-    /// nor when a snapshot install emptied it within it. A client cannot be brought up to date
-    /// by an incomplete delta.
-    pub(crate) complete: bool,
-    /// How many instances of the namespace have each effective status, by its wire name (the
-    /// order Eureka's hash code lists them in).
-    pub(crate) status_counts: BTreeMap<&'static str, u64>,
-}
-
-/// The last change of one instance within a delta's window.
-#[derive(Debug)]
-pub(crate) enum DeltaEntry {
-    /// It is registered: as it is now.
-    Present {
-        /// The instance now.
-        instance: Box<Instance>,
-        /// What it told the Eureka API.
-        eureka: Option<Box<EurekaInfo>>,
-    },
-    /// It left: as it was then.
-    Departed(Arc<DepartedInstance>),
 }
 
 /// The changes a resuming watcher missed, and the stream of every change after them.
@@ -659,13 +630,15 @@ impl Registry {
         names
     }
 
-    /// One instance with its Eureka details.
-    pub(crate) fn eureka_instance(
+    /// When an instance registered through the Eureka API says it last changed its registration
+    /// (its `lastDirtyTimestamp`), without copying the instance: what every Eureka heartbeat
+    /// compares with its own.
+    pub(crate) fn eureka_last_dirty(
         &self,
         namespace: &str,
         service: &str,
         id: &str,
-    ) -> Option<(Instance, Option<EurekaInfo>)> {
+    ) -> Option<i64> {
         let state = self.read();
         let entry = state
             .namespaces
@@ -673,10 +646,7 @@ impl Registry {
             .get(service)?
             .instances
             .get(id)?;
-        Some((
-            to_wire(namespace, service, id, entry),
-            entry.registration.eureka.clone(),
-        ))
+        entry.registration.eureka.as_ref()?.last_dirty_timestamp()
     }
 
     /// One service's instances with their Eureka details.
@@ -720,58 +690,6 @@ impl Registry {
             }
         }
         out
-    }
-
-    /// Eureka's delta of `namespace` since `since_ms` (Unix milliseconds): each changed
-    /// instance's last change, and the status counts and index, all under one read lock.
-    pub(crate) fn eureka_delta(&self, namespace: &str, since_ms: u64) -> EurekaDelta {
-        let state = self.read();
-        let overflowed = state.history.len() >= self.history_len.max(1)
-            && state.history.front().is_some_and(|c| c.at_ms >= since_ms);
-        let complete = state.history_floor_ms < since_ms && !overflowed;
-        let mut last: BTreeMap<(&str, &str), &ChangeRecord> = BTreeMap::new();
-        for change in state
-            .history
-            .iter()
-            .filter(|c| c.at_ms >= since_ms && !c.restart && c.namespace == namespace)
-        {
-            last.insert((change.service.as_str(), change.id.as_str()), change);
-        }
-        let services = state.namespaces.get(namespace);
-        let entries = last
-            .into_iter()
-            .filter_map(|((service, id), change)| {
-                let present = services
-                    .and_then(|s| s.get(service))
-                    .and_then(|s| s.instances.get(id));
-                match (present, &change.departed) {
-                    (Some(entry), _) if !change.removed => Some(DeltaEntry::Present {
-                        instance: Box::new(to_wire(namespace, service, id, entry)),
-                        eureka: entry.registration.eureka.clone().map(Box::new),
-                    }),
-                    // Removed and back since: its registration is a later change.
-                    (Some(_), _) => None,
-                    (None, Some(departed)) => Some(DeltaEntry::Departed(Arc::clone(departed))),
-                    (None, None) => None,
-                }
-            })
-            .collect();
-        let mut status_counts = BTreeMap::new();
-        for entry in services
-            .into_iter()
-            .flat_map(|s| s.values())
-            .flat_map(|s| s.instances.values())
-        {
-            *status_counts
-                .entry(entry.registration.status().as_str())
-                .or_insert(0) += 1;
-        }
-        EurekaDelta {
-            index: state.index,
-            entries,
-            complete,
-            status_counts,
-        }
     }
 
     /// Every instance that has a health check, and the stream of every change after that, taken
@@ -1144,6 +1062,11 @@ impl Registry {
     pub(crate) fn restore(&self, stored: Vec<StoredInstance>, index: u64) {
         let now = self.now_ms();
         let mut state = self.write();
+        if !stored.is_empty() {
+            // The changes just before the restart are not in the new history: a delta that
+            // reaches back before now cannot bring a client up to date.
+            state.history_floor_ms = unix_ms();
+        }
         self.restore_locked(&mut state, stored, index, now);
         self.index.send_replace(state.index);
     }
@@ -1196,17 +1119,18 @@ impl Registry {
             return false;
         };
         state.instances -= 1;
-        let departed = DepartedInstance {
+        // Only Eureka's delta reads it, and Eureka's API shows only the default namespace.
+        let departed = (namespace == DEFAULT_NAMESPACE).then(|| DepartedInstance {
             instance: to_wire(namespace, service, id, &entry),
             eureka: entry.registration.eureka,
-        };
+        });
         let change = Change::Removed {
             namespace: namespace.to_owned(),
             service: service.to_owned(),
             id: id.to_owned(),
             reason,
         };
-        self.commit(state, namespace, service, change, Some(departed));
+        self.commit(state, namespace, service, change, departed);
         if let Some(persist) = &self.persist {
             let _ = persist.send(PersistOp::Delete(key(namespace, service, id), state.index));
         }
@@ -1345,7 +1269,7 @@ fn to_wire(namespace: &str, service: &str, id: &str, entry: &Entry) -> Instance 
 mod tests {
     use super::*;
 
-    fn registry() -> Registry {
+    pub(super) fn registry() -> Registry {
         let config = RegistryConfig {
             lease: LeaseConfig {
                 default_ttl: Duration::from_secs(15),
@@ -1362,36 +1286,8 @@ mod tests {
         Registry::new(&config, None)
     }
 
-    fn request(port: u16) -> RegisterInstance {
+    pub(super) fn request(port: u16) -> RegisterInstance {
         serde_json::from_value(serde_json::json!({"host": "127.0.0.1", "port": port})).unwrap()
-    }
-
-    /// A delta whose window the history no longer covers says so: after a snapshot install
-    /// emptied it, or when more changes than it keeps happened within the window.
-    #[test]
-    fn a_delta_knows_when_its_history_does_not_cover_the_window() {
-        let r = registry();
-        let window_start = unix_ms().saturating_sub(180_000);
-        r.register("public", "a", "1", request(1)).unwrap();
-        let delta = r.eureka_delta("public", window_start);
-        assert!(delta.complete);
-        assert_eq!(delta.entries.len(), 1);
-        r.replace(r.dump());
-        assert!(!r.eureka_delta("public", window_start).complete);
-        assert!(r.eureka_delta("public", unix_ms() + 1).complete);
-
-        let config = RegistryConfig {
-            watch: crate::config::WatchConfig {
-                history: 3,
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let small = Registry::new(&config, None);
-        for port in 1..=4 {
-            small.register("public", "a", "1", request(port)).unwrap();
-        }
-        assert!(!small.eureka_delta("public", window_start).complete);
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,13 +6,18 @@ use axum::http::{HeaderMap, header};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-/// The token a request presents, if any; `Authorization` wins over `X-Config-Token`.
+/// The token a request presents, if any: from `Authorization`, else from `X-Config-Token` (a
+/// client may send Basic credentials meant for a proxy beside its config token).
 pub fn presented_token(headers: &HeaderMap) -> Option<String> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    authorization_token(headers).or_else(|| {
         let token = headers.get("x-config-token")?.to_str().ok()?.trim();
-        return (!token.is_empty()).then(|| token.to_owned());
-    };
-    let value = value.to_str().ok()?;
+        (!token.is_empty()).then(|| token.to_owned())
+    })
+}
+
+/// The token of the `Authorization` header: Bearer, or the password of Basic.
+fn authorization_token(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     if let Some(token) = value.strip_prefix("Bearer ") {
         return Some(token.trim().to_owned());
     }
@@ -47,6 +52,8 @@ mod tests {
         assert_eq!(presented_token(&spring).as_deref(), Some("t0ken"));
         spring.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
         assert_eq!(presented_token(&spring).as_deref(), Some("abc"));
+        spring.insert(header::AUTHORIZATION, "Negotiate xyz".parse().unwrap());
+        assert_eq!(presented_token(&spring).as_deref(), Some("t0ken"));
         assert!(
             constant_time_eq(b"abc", b"abc")
                 && !constant_time_eq(b"abc", b"abd")

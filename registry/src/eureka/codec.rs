@@ -38,11 +38,9 @@ impl EurekaInfo {
     }
 }
 
-/// The data-centre names Eureka's Java client can read (`DataCenterInfo.Name`): any other makes
-/// every Java client fail to parse the whole registry.
-const DATA_CENTER_NAMES: [&str; 3] = ["Netflix", "Amazon", "MyOwn"];
-
-/// The data-centre classes Eureka's Java client can instantiate, with the names each may carry.
+/// The data-centre classes Eureka's Java client can instantiate, with the names
+/// (`DataCenterInfo.Name`) each may carry: any other makes every Java client fail to parse the
+/// whole registry.
 const DATA_CENTER_CLASSES: [(&str, &[&str]); 3] = [
     (DEFAULT_DATA_CENTER_CLASS, &["Netflix", "MyOwn"]),
     (
@@ -120,14 +118,6 @@ pub(crate) fn parse(instance: &Value, app: &str) -> Result<Parsed, ApiError> {
         .get("name")
         .and_then(text)
         .ok_or_else(|| ApiError::bad_request("missing_field", "dataCenterInfo.name is required"))?;
-    if !DATA_CENTER_NAMES.contains(&data_center_name.as_str()) {
-        return Err(ApiError::bad_request(
-            "invalid_data_center",
-            format!(
-                "dataCenterInfo.name must be Netflix, Amazon or MyOwn, got {data_center_name:?}"
-            ),
-        ));
-    }
     let data_center_class = data_center
         .get("@class")
         .and_then(text)

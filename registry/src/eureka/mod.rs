@@ -413,9 +413,7 @@ async fn heartbeat(
     if let Some(presented) = presented {
         let registered = state
             .registry
-            .eureka_instance(DEFAULT_NAMESPACE, &service, &id)
-            .and_then(|(_, eureka)| eureka)
-            .and_then(|eureka| eureka.last_dirty_timestamp());
+            .eureka_last_dirty(DEFAULT_NAMESPACE, &service, &id);
         if registered.is_some_and(|registered| presented > registered) {
             return Err(ApiError::not_found(format!(
                 "instance {id} of {app} changed since it registered; register again"
