@@ -16,23 +16,34 @@ async fn seed(server: &TestServer) {
         .await;
 }
 
-#[tokio::test]
-async fn environment_documents_in_springs_shape() {
+/// The names of an Environment's property sources, highest precedence first.
+fn source_names(env: &Value) -> Vec<&str> {
+    let sources = env["propertySources"].as_array().unwrap();
+    sources
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
+}
+
+/// A server in a temporary folder with [`seed`]'s documents.
+async fn seeded() -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config_in(dir.path())).await;
     seed(&server).await;
+    (dir, server)
+}
+
+#[tokio::test]
+async fn environment_documents_in_springs_shape() {
+    let (_dir, server) = seeded().await;
     for path in ["/orders/dev", "/orders/dev/main", "/orders/dev/master"] {
         let env = server.get_json(path).await;
         assert_eq!(env["name"], "orders", "{path}");
         assert_eq!(env["profiles"], serde_json::json!(["dev"]));
         assert_eq!(env["label"], "main");
         let sources = env["propertySources"].as_array().unwrap();
-        let names: Vec<&str> = sources
-            .iter()
-            .map(|s| s["name"].as_str().unwrap())
-            .collect();
         assert_eq!(
-            names,
+            source_names(&env),
             [
                 "msakit:main/orders-dev.yml",
                 "msakit:main/orders.yml",
@@ -57,9 +68,7 @@ async fn environment_documents_in_springs_shape() {
 
 #[tokio::test]
 async fn merged_files_in_every_format() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config_in(dir.path())).await;
-    seed(&server).await;
+    let (_dir, server) = seeded().await;
     let text = |path: &'static str| {
         let client = server.client.clone();
         let url = server.at(path);
@@ -76,12 +85,7 @@ async fn merged_files_in_every_format() {
     assert!(properties.contains("pool.size: 8\n"), "{properties}");
     assert!(properties.contains("hosts[1]: b\n"), "{properties}");
     assert_eq!(text("/master/orders-dev.yaml").await, yaml);
-    let missing = server
-        .client
-        .get(server.at("/nothing-here.exe"))
-        .send()
-        .await
-        .unwrap();
+    let missing = server.get("/nothing-here.exe").await;
     assert_eq!(missing.status(), 404);
     server.stop().await;
 }
@@ -98,20 +102,10 @@ async fn a_prefix_moves_the_api_and_empty_results_can_be_refused() {
         server.get_json("/spring/orders/dev").await["name"],
         "orders"
     );
-    let root = server
-        .client
-        .get(server.at("/orders/dev"))
-        .send()
-        .await
-        .unwrap();
+    let root = server.get("/orders/dev").await;
     assert_eq!(root.status(), 404);
     server.put_yaml("orders/default/other", "x: 1\n").await;
-    let empty = server
-        .client
-        .get(server.at("/spring/nobody/default/other"))
-        .send()
-        .await
-        .unwrap();
+    let empty = server.get("/spring/nobody/default/other").await;
     assert_eq!(empty.status(), 404);
     let body: Value = empty.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");
@@ -150,9 +144,7 @@ async fn labels_with_slashes_are_spelled_with_underscores_in_parentheses() {
 
 #[tokio::test]
 async fn stored_plain_files_with_placeholders() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config_in(dir.path())).await;
-    seed(&server).await;
+    let (_dir, server) = seeded().await;
     let put = server
         .client
         .put(server.at("/v1/files/orders/default/main/conf/nginx.conf"))
@@ -163,11 +155,8 @@ async fn stored_plain_files_with_placeholders() {
     assert_eq!(put.status(), 204);
     // The dev profile falls back to the default profile's file, filled from the dev view.
     let text = server
-        .client
-        .get(server.at("/orders/dev/main/conf/nginx.conf"))
-        .send()
+        .get("/orders/dev/main/conf/nginx.conf")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();
@@ -187,12 +176,7 @@ async fn stored_plain_files_with_placeholders() {
         .await
         .unwrap();
     assert_eq!(deleted.status(), 204);
-    let gone = server
-        .client
-        .get(server.at("/orders/dev/main/conf/nginx.conf"))
-        .send()
-        .await
-        .unwrap();
+    let gone = server.get("/orders/dev/main/conf/nginx.conf").await;
     assert_eq!(gone.status(), 404);
     server.stop().await;
 }
@@ -202,9 +186,7 @@ async fn stored_plain_files_with_placeholders() {
 /// that type with every value as `{"value": …, "origin": …}`; we answered plain JSON.
 #[tokio::test]
 async fn the_v2_media_type_is_answered_with_origins() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config_in(dir.path())).await;
-    seed(&server).await;
+    let (_dir, server) = seeded().await;
     let v2 = "application/vnd.spring-cloud.config-server.v2+json";
     for path in ["/orders/dev", "/orders/dev/main"] {
         let response = server
@@ -244,9 +226,7 @@ async fn the_v2_media_type_is_answered_with_origins() {
 /// "not set", so a lower document's value showed through; Spring's server sends `""`.
 #[tokio::test]
 async fn a_null_value_blanks_out_a_lower_one_as_in_spring() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config_in(dir.path())).await;
-    seed(&server).await;
+    let (_dir, server) = seeded().await;
     server.put_yaml("orders/dev/main", "shared: ~\n").await;
     let env = server.get_json("/orders/dev").await;
     assert_eq!(env["propertySources"][0]["source"]["shared"], "");
@@ -258,15 +238,8 @@ async fn a_null_value_blanks_out_a_lower_one_as_in_spring() {
 /// backend answers 404 for a branch that does not exist, and the client goes on to the next.
 #[tokio::test]
 async fn an_unknown_label_is_a_404_so_clients_try_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config_in(dir.path())).await;
-    seed(&server).await;
-    let missing = server
-        .client
-        .get(server.at("/orders/dev/feature-x"))
-        .send()
-        .await
-        .unwrap();
+    let (_dir, server) = seeded().await;
+    let missing = server.get("/orders/dev/feature-x").await;
     assert_eq!(missing.status(), 404);
     let body: Value = missing.json().await.unwrap();
     assert_eq!(body["error"]["code"], "no_such_label");
@@ -287,22 +260,14 @@ async fn an_unknown_label_is_a_404_so_clients_try_the_next() {
 /// them.
 #[tokio::test]
 async fn several_application_names_merge_the_later_over_the_earlier() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(config_in(dir.path())).await;
-    seed(&server).await;
+    let (_dir, server) = seeded().await;
     server
         .put_yaml("db/default/main", "timeout: 3s\npool:\n  size: 16\n")
         .await;
     let env = server.get_json("/orders,db/dev").await;
     assert_eq!(env["name"], "orders,db");
-    let names: Vec<&str> = env["propertySources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        names,
+        source_names(&env),
         [
             "msakit:main/orders-dev.yml",
             "msakit:main/db.yml",
@@ -310,12 +275,7 @@ async fn several_application_names_merge_the_later_over_the_earlier() {
             "msakit:main/application.yml"
         ]
     );
-    let bad = server
-        .client
-        .get(server.at("/orders,../dev"))
-        .send()
-        .await
-        .unwrap();
+    let bad = server.get("/orders,../dev").await;
     assert_eq!(bad.status(), 400);
     server.stop().await;
 }

@@ -76,6 +76,10 @@ impl TestServer {
             .unwrap()
     }
 
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.at(path)).send().await.unwrap()
+    }
+
     pub(crate) async fn get_json(&self, path: &str) -> Value {
         let response = self.client.get(self.at(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "GET {path}");

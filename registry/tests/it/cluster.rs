@@ -45,6 +45,16 @@ pub(crate) async fn ids(client: &reqwest::Client, url: &str, service: &str) -> O
     Some(ids)
 }
 
+/// A node's `/eureka/apps/delta` as JSON.
+async fn json_delta(client: &reqwest::Client, url: &str) -> Value {
+    let response = client
+        .get(format!("{url}/eureka/apps/delta"))
+        .header("accept", "application/json")
+        .send()
+        .await;
+    response.unwrap().json().await.unwrap()
+}
+
 /// Waits until every node in `urls` lists exactly `expected` for `service`.
 async fn every_node_lists(
     client: &reqwest::Client,
@@ -177,15 +187,7 @@ async fn registrations_replicate_heartbeats_reach_the_leader_and_a_leader_kill_e
     // Every node's Eureka delta describes the evicted `c` as it was (issue 18: it was a stub
     // with the id for a host name and port 0, which clients matching by host and port keep).
     for url in &urls {
-        let delta: Value = client
-            .get(format!("{url}/eureka/apps/delta"))
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let delta = json_delta(&client, url).await;
         let gone: Vec<&Value> = delta["applications"]["application"]
             .as_array()
             .unwrap()
@@ -422,15 +424,7 @@ async fn a_node_added_after_the_log_was_dropped_catches_up_from_a_snapshot() {
     assert!(status["snapshot_index"].as_u64().is_some(), "{status}");
     // Its change history starts at the snapshot: its Eureka delta cannot bring a client up to
     // date, and says so with a hash code no client computes (each then fetches in full).
-    let delta: Value = client
-        .get(format!("{}/eureka/apps/delta", joining.url()))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let delta = json_delta(&client, &joining.url()).await;
     assert_eq!(
         delta["applications"]["apps__hashcode"], "INCOMPLETE_0_",
         "{delta}"

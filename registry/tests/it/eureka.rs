@@ -28,6 +28,16 @@ async fn get_json(server: &TestServer, path: &str) -> (reqwest::StatusCode, Valu
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// `/eureka/apps/delta` as XML, what a client that says nothing gets.
+async fn xml_delta(server: &TestServer) -> String {
+    let response = server
+        .client
+        .get(server.at("/eureka/apps/delta"))
+        .send()
+        .await;
+    response.unwrap().text().await.unwrap()
+}
+
 /// Every instance of every `application` element of an `applications` document.
 fn delta_instances(applications: &Value) -> Vec<Value> {
     applications["application"]
@@ -258,15 +268,7 @@ async fn xml_by_default_and_xml_registration() {
             "{path}: {body}"
         );
     }
-    let delta = server
-        .client
-        .get(server.at("/eureka/apps/delta"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let delta = xml_delta(&server).await;
     assert!(delta.contains("<actionType>ADDED</actionType>"), "{delta}");
     let missing = server
         .client
@@ -430,15 +432,7 @@ async fn the_delta_describes_a_removed_instance_as_it_was() {
     assert_eq!(delta["apps__hashcode"], "UP_1_");
 
     // The same in XML.
-    let xml = server
-        .client
-        .get(server.at("/eureka/apps/delta"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let xml = xml_delta(&server).await;
     assert!(xml.contains("<hostName>host-2</hostName>"), "{xml}");
     assert!(xml.contains(r#"<port enabled="true">8081</port>"#), "{xml}");
     server.stop().await;
