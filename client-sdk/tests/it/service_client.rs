@@ -100,9 +100,13 @@ async fn p2c_moves_load_away_from_a_slow_instance() {
         fast_a.id,
         fast_b.id
     );
+    // What P2C promises the fast ones is not an even split (with peak EWMA the slightly faster
+    // of two equal instances may win every pairing of the two): each wins at least whenever it
+    // is paired with the slow one, a third of the calls on average (50 of 150, 5.8 either side);
+    // 25 is more than four of those below.
     assert!(
-        a > 40 && b > 40,
-        "load spread over the fast ones: {a} / {b}"
+        a >= 25 && b >= 25,
+        "each fast instance wins its pairings with the slow one: {a} / {b}"
     );
 }
 
