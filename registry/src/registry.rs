@@ -112,6 +112,17 @@ pub(crate) struct DepartedInstance {
     pub(crate) eureka: Option<EurekaInfo>,
 }
 
+/// Whether an eviction looks at this node's own leases once more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EvictionCheck {
+    /// A single node: a renewal may have come in since the sweep found the lease expired, so
+    /// each lease is checked again.
+    RecheckLease,
+    /// A cluster: the leader decided, and every node applies its decision without looking at
+    /// its own leases, so that all end up the same.
+    LeaderDecided,
+}
+
 /// The changes a resuming watcher missed, and the stream of every change after them.
 pub type MissedChanges = (
     Vec<Arc<ChangeRecord>>,
@@ -851,7 +862,7 @@ impl Registry {
     /// back. Returns how many were removed.
     pub fn sweep(&self) -> usize {
         let due = self.due_for_eviction();
-        self.evict(due, true)
+        self.evict(due, EvictionCheck::RecheckLease)
     }
 
     /// The instances whose lease has run out, with the index of their registration as it was,
@@ -880,11 +891,9 @@ impl Registry {
     }
 
     /// Removes `keys` as expired, each only while its registration is the one found expired
-    /// (same index: a re-registration since then saves it) — and, with `recheck` (a single
-    /// node, where a renewal may have come in meanwhile), only while still expired here; a
-    /// cluster applies the leader's decision without looking at its own leases, the same on
-    /// every node. Returns how many were removed.
-    pub(crate) fn evict(&self, keys: Vec<(InstanceKey, u64)>, recheck: bool) -> usize {
+    /// (same index: a re-registration since then saves it) — and, as `check` says, only while
+    /// still expired here. Returns how many were removed.
+    pub(crate) fn evict(&self, keys: Vec<(InstanceKey, u64)>, check: EvictionCheck) -> usize {
         if keys.is_empty() {
             return 0;
         }
@@ -899,7 +908,8 @@ impl Registry {
                 .and_then(|s| s.instances.get(&id))
                 .is_some_and(|e| {
                     e.registration.modify_index == modify_index
-                        && (!recheck || e.expires_at.load(Ordering::Acquire) <= now)
+                        && (check == EvictionCheck::LeaderDecided
+                            || e.expires_at.load(Ordering::Acquire) <= now)
                 });
             if still_expired
                 && self.remove(
@@ -1443,7 +1453,10 @@ mod tests {
         let decided = first.instance.modify_index;
         // Registered again with other data after the decision: a new index, spared.
         registry.register("public", "a", "1", request(2)).unwrap();
-        assert_eq!(registry.evict(vec![(key.clone(), decided)], false), 0);
+        assert_eq!(
+            registry.evict(vec![(key.clone(), decided)], EvictionCheck::LeaderDecided),
+            0
+        );
         assert_eq!(registry.instance_count(), 1);
         // The registration as decided on is evicted, lease or not (a cluster applies the
         // leader's decision as it is).
@@ -1451,7 +1464,10 @@ mod tests {
             .service("public", "a", &InstanceFilter::default())
             .instances[0]
             .modify_index;
-        assert_eq!(registry.evict(vec![(key, now)], false), 1);
+        assert_eq!(
+            registry.evict(vec![(key, now)], EvictionCheck::LeaderDecided),
+            1
+        );
         assert_eq!(registry.instance_count(), 0);
     }
 

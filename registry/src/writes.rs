@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterError, Renewals};
 use crate::eureka::EurekaInfo;
-use crate::registry::{InstanceKey, Registry, RegistryError};
+use crate::registry::{EvictionCheck, InstanceKey, Registry, RegistryError};
 
 /// A change to the registry, deterministic: applied to the same state it gives the same result
 /// on every node (times come with it; leases are not part of it).
@@ -70,9 +70,9 @@ pub(crate) enum Applied {
     Refused(RegistryError),
 }
 
-/// Applies `command` to `registry`. `replicated`: every node applies it (evictions then do not
-/// look at this node's leases).
-pub(crate) fn apply(registry: &Registry, command: Command, replicated: bool) -> Applied {
+/// Applies `command` to `registry`; `eviction` says whether an eviction looks at this node's
+/// leases again (a single node) or applies the leader's decision (every node of a cluster).
+pub(crate) fn apply(registry: &Registry, command: Command, eviction: EvictionCheck) -> Applied {
     let outcome = match command {
         Command::Register {
             namespace,
@@ -117,7 +117,7 @@ pub(crate) fn apply(registry: &Registry, command: Command, replicated: bool) -> 
         Command::CheckVerdict { probed, passing } => registry
             .set_check_passing(&probed, passing)
             .map(Applied::Instance),
-        Command::Evict { keys } => Ok(Applied::Evicted(registry.evict(keys, !replicated))),
+        Command::Evict { keys } => Ok(Applied::Evicted(registry.evict(keys, eviction))),
     };
     outcome.unwrap_or_else(Applied::Refused)
 }
@@ -181,7 +181,7 @@ impl Writes {
     /// Applies `command` (a single node) or has the cluster commit it.
     pub(crate) async fn apply(&self, command: Command) -> Result<Applied, WriteError> {
         let applied = match self.cluster() {
-            None => apply(&self.registry, command, false),
+            None => apply(&self.registry, command, EvictionCheck::RecheckLease),
             Some(cluster) => cluster.propose(command).await?,
         };
         match applied {

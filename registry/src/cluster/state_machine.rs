@@ -15,7 +15,7 @@ use openraft::{
 use msakit_raft::blocking;
 
 use super::{ClusterError, NodeId, TypeConfig};
-use crate::registry::{Dumped, Registry};
+use crate::registry::{Dumped, EvictionCheck, Registry};
 use crate::writes::{self, Applied};
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
@@ -126,7 +126,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let mut applied = self.applied();
             outcomes.push(match entry.payload {
                 EntryPayload::Blank => Applied::Done,
-                EntryPayload::Normal(command) => writes::apply(&self.registry, command, true),
+                EntryPayload::Normal(command) => {
+                    writes::apply(&self.registry, command, EvictionCheck::LeaderDecided)
+                }
                 EntryPayload::Membership(membership) => {
                     applied.membership = StoredMembership::new(Some(entry.log_id), membership);
                     Applied::Done
