@@ -674,15 +674,14 @@ impl ConfigService {
     }
 
     /// The documents of (application, profiles, label) that exist, highest precedence first,
-    /// each flattened, with the change index of the view. `{cipher}` values are decrypted when
-    /// `decrypt` (an authorised reader); one that cannot be is reported as Spring does:
+    /// each flattened, with the change index of the view. `{cipher}` values are decrypted (every
+    /// caller is an authorised reader); one that cannot be is reported as Spring does:
     /// `invalid.<key>` = `<n/a>`.
     pub(crate) fn sources_view(
         &self,
         applications: &[&str],
         profiles: &[String],
         label: &str,
-        decrypt: bool,
     ) -> (u64, Vec<SourceView>) {
         let keys = Self::sources(applications, profiles, label);
         let state = self.read();
@@ -702,10 +701,8 @@ impl ConfigService {
             found.push((source, flat.clone()));
         }
         drop(state);
-        if decrypt {
-            for (_, flat) in &mut found {
-                self.open_secrets(flat);
-            }
+        for (_, flat) in &mut found {
+            self.open_secrets(flat);
         }
         (index, found)
     }
@@ -751,14 +748,8 @@ impl ConfigService {
     }
 
     /// The merged view of [`sources_view`](Self::sources_view).
-    pub(crate) fn resolve(
-        &self,
-        application: &str,
-        profiles: &[String],
-        label: &str,
-        decrypt: bool,
-    ) -> Resolved {
-        let (index, found) = self.sources_view(&[application], profiles, label, decrypt);
+    pub(crate) fn resolve(&self, application: &str, profiles: &[String], label: &str) -> Resolved {
+        let (index, found) = self.sources_view(&[application], profiles, label);
         let mut properties = BTreeMap::new();
         for (_, flat) in found.iter().rev() {
             properties.extend(flat.iter().map(|(k, v)| (k.clone(), v.clone())));

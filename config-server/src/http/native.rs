@@ -263,10 +263,7 @@ pub(crate) async fn resolve(
             }
         }
     }
-    let resolved =
-        state
-            .service
-            .resolve(&application, &profiles, &label, identity.may(Scope::Read));
+    let resolved = state.service.resolve(&application, &profiles, &label);
     state.metrics.read();
     let mut response = Json(&resolved).into_response();
     response

@@ -73,10 +73,7 @@ fn environment(
     identity.require(Scope::Read)?;
     let applications = spring_names(application)?;
     let profiles = spring_profiles(profile_segment)?;
-    let (index, sources) =
-        state
-            .service
-            .sources_view(&applications, &profiles, label, identity.may(Scope::Read));
+    let (index, sources) = state.service.sources_view(&applications, &profiles, label);
     if sources.is_empty() && label != DEFAULT_LABEL && !state.service.has_label(label) {
         // As Spring's git backend answers a branch that does not exist, so that a client given
         // several labels (`label: feature-x,main`) goes on to the next one.
@@ -164,9 +161,7 @@ fn file(
         file_name(name).ok_or_else(|| ApiError::not_found(format!("no such resource {name:?}")))?;
     document::check_name("application", application)?;
     let profiles = spring_profiles(profile_segment)?;
-    let resolved = state
-        .service
-        .resolve(application, &profiles, label, identity.may(Scope::Read));
+    let resolved = state.service.resolve(application, &profiles, label);
     state.metrics.read();
     let tree = document::unflatten(&resolved.properties);
     let (content_type, body) = match ext {
@@ -270,10 +265,7 @@ pub(crate) async fn plain_file(
             .and_then(|native| native.plain_file(&label, &file_path))
             .ok_or_else(not_found)?,
     };
-    let resolved =
-        state
-            .service
-            .resolve(&application, &profiles, &label, identity.may(Scope::Read));
+    let resolved = state.service.resolve(&application, &profiles, &label);
     state.metrics.read();
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

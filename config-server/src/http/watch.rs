@@ -51,7 +51,6 @@ pub(crate) async fn stream(
         profiles,
         label,
         sources,
-        decrypt: identity.may(Scope::Read),
         last_index: 0,
         _slot: slot,
     };
@@ -78,7 +77,6 @@ struct Watch {
     profiles: Vec<String>,
     label: String,
     sources: Vec<DocKey>,
-    decrypt: bool,
     last_index: u64,
     /// This client's watcher slot, given back when the stream ends.
     _slot: Option<msakit_server_kit::WatcherSlot>,
@@ -92,12 +90,10 @@ impl Drop for Watch {
 
 impl Watch {
     fn frame(&mut self) -> Bytes {
-        let resolved = self.state.service.resolve(
-            &self.application,
-            &self.profiles,
-            &self.label,
-            self.decrypt,
-        );
+        let resolved = self
+            .state
+            .service
+            .resolve(&self.application, &self.profiles, &self.label);
         self.last_index = resolved.index;
         let json = serde_json::to_string(&resolved).expect("plain data serialises");
         Bytes::from(format!(
