@@ -16,6 +16,16 @@ use msakit_api::registry::{Instance, InstanceStatus, Scheme};
 
 use crate::service_client::{Balancer, ServiceClientOptions};
 
+/// How an attempt ended, as the balancer counts it: a failure (a 5xx, a 429, a transport
+/// error or a timeout) moves the instance towards ejection; anything else resets its count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttemptEnd {
+    /// The instance answered, and not with a failure.
+    Succeeded,
+    /// The attempt failed.
+    Failed,
+}
+
 /// One service's balancer: slots for the instances of the last list seen, and the instances
 /// that left it while still busy or ejected.
 #[derive(Debug, Default)]
@@ -233,14 +243,14 @@ impl Picker {
         ticket: Ticket,
         id: &str,
         latency: Duration,
-        failed: bool,
+        end: AttemptEnd,
         now: Instant,
         options: &ServiceClientOptions,
     ) -> Option<Duration> {
         let (slot, listed) = self.slot(ticket, id)?;
         slot.in_flight = slot.in_flight.saturating_sub(1);
         slot.observe(latency, now);
-        if !failed {
+        if end == AttemptEnd::Succeeded {
             slot.consecutive_failures = 0;
             return None;
         }
@@ -528,19 +538,37 @@ mod tests {
         while failures < 2 {
             let picked = pick(&mut picker, &first, 0, Balancer::RoundRobin, now);
             let id = first[picked.index].id.clone();
-            let failed = id == "a";
-            picker.finish(picked.ticket, &id, Duration::ZERO, failed, now, &options());
-            failures += u32::from(failed);
+            let end = if id == "a" {
+                AttemptEnd::Failed
+            } else {
+                AttemptEnd::Succeeded
+            };
+            picker.finish(picked.ticket, &id, Duration::ZERO, end, now, &options());
+            failures += u32::from(end == AttemptEnd::Failed);
         }
         for _ in 0..4 {
             let picked = pick(&mut picker, &first, 0, Balancer::RoundRobin, now);
             assert_eq!(first[picked.index].id, "b", "a is ejected");
-            picker.finish(picked.ticket, "b", Duration::ZERO, false, now, &options());
+            picker.finish(
+                picked.ticket,
+                "b",
+                Duration::ZERO,
+                AttemptEnd::Succeeded,
+                now,
+                &options(),
+            );
         }
         // A new list without "a", then with it again: still ejected.
         let without = Arc::new(vec![instance("b", 2, "UP", None)]);
         let picked = pick(&mut picker, &without, 1, Balancer::RoundRobin, now);
-        picker.finish(picked.ticket, "b", Duration::ZERO, false, now, &options());
+        picker.finish(
+            picked.ticket,
+            "b",
+            Duration::ZERO,
+            AttemptEnd::Succeeded,
+            now,
+            &options(),
+        );
         let again = Arc::new(vec![
             instance("a", 1, "UP", None),
             instance("b", 2, "UP", None),
@@ -548,7 +576,14 @@ mod tests {
         for _ in 0..4 {
             let picked = pick(&mut picker, &again, 2, Balancer::RoundRobin, now);
             assert_eq!(again[picked.index].id, "b", "a came back still ejected");
-            picker.finish(picked.ticket, "b", Duration::ZERO, false, now, &options());
+            picker.finish(
+                picked.ticket,
+                "b",
+                Duration::ZERO,
+                AttemptEnd::Succeeded,
+                now,
+                &options(),
+            );
         }
         // Once its ejection is over, it takes calls again.
         let later = now + Duration::from_secs(301);
@@ -556,7 +591,14 @@ mod tests {
             .map(|_| {
                 let picked = pick(&mut picker, &again, 2, Balancer::RoundRobin, later);
                 let id = again[picked.index].id.as_str();
-                picker.finish(picked.ticket, id, Duration::ZERO, false, later, &options());
+                picker.finish(
+                    picked.ticket,
+                    id,
+                    Duration::ZERO,
+                    AttemptEnd::Succeeded,
+                    later,
+                    &options(),
+                );
                 id
             })
             .collect();
@@ -580,7 +622,7 @@ mod tests {
             picked.ticket,
             "a",
             Duration::from_millis(5),
-            false,
+            AttemptEnd::Succeeded,
             now,
             &options(),
         );
@@ -619,7 +661,7 @@ mod tests {
             picked.ticket,
             "old",
             Duration::from_micros(100),
-            false,
+            AttemptEnd::Succeeded,
             now,
             &options(),
         );
@@ -653,16 +695,14 @@ mod tests {
             for _ in 0..64 {
                 let picked = pick(picker, list, g, Balancer::RoundRobin, now);
                 let this = list[picked.index].id.clone();
-                let failed = this == id;
-                let outcome = picker.finish(
-                    picked.ticket,
-                    &this,
-                    Duration::ZERO,
-                    failed,
-                    now,
-                    &options(),
-                );
-                if failed && outcome.is_some() {
+                let end = if this == id {
+                    AttemptEnd::Failed
+                } else {
+                    AttemptEnd::Succeeded
+                };
+                let outcome =
+                    picker.finish(picked.ticket, &this, Duration::ZERO, end, now, &options());
+                if end == AttemptEnd::Failed && outcome.is_some() {
                     ejected = outcome;
                     break;
                 }

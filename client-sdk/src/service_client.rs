@@ -16,7 +16,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 
 use crate::discovery::Discovery;
-use crate::picker::{Picked, Picker, Ticket, Tried};
+use crate::picker::{AttemptEnd, Picked, Picker, Ticket, Tried};
 
 /// The request header carrying how many milliseconds the caller still waits, so the callee can
 /// give up when the caller already has.
@@ -438,14 +438,14 @@ impl ServiceClient {
         ticket: Ticket,
         instance: &str,
         latency: Duration,
-        failed: bool,
+        end: AttemptEnd,
         now: Instant,
     ) {
         let ejected = state
             .picker
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .finish(ticket, instance, latency, failed, now, &self.options);
+            .finish(ticket, instance, latency, end, now, &self.options);
         if let Some(duration) = ejected {
             metrics::counter!("msakit_ejections_total").increment(1);
             tracing::warn!(%instance, ?duration, "instance ejected after repeated failures");
@@ -702,12 +702,13 @@ impl ServiceRequest<'_> {
                 Err(_) => true,
             };
             in_flight.finished = true;
-            client.finish(&state, ticket, &instance.id, latency, failed, ended);
-            permit.record(if failed {
-                CallOutcome::Failure
+            let (end, outcome) = if failed {
+                (AttemptEnd::Failed, CallOutcome::Failure)
             } else {
-                CallOutcome::Success
-            });
+                (AttemptEnd::Succeeded, CallOutcome::Success)
+            };
+            client.finish(&state, ticket, &instance.id, latency, end, ended);
+            permit.record(outcome);
             state.metrics.export_breaker_state(state.breaker.state());
             log_attempt(
                 self.service,
@@ -823,7 +824,7 @@ impl ServiceRequest<'_> {
             ticket,
             &instance.id,
             Duration::ZERO,
-            true,
+            AttemptEnd::Failed,
             Instant::now(),
         );
         permit.record(CallOutcome::Ignored);
