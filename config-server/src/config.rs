@@ -237,9 +237,10 @@ impl ConfigServerConfig {
             return invalid("watch.keep_alive", "must be greater than zero");
         }
         if let Some(cluster) = &self.cluster {
-            if let Err((field, message)) =
-                cluster.check(!self.auth.tokens.is_empty(), self.tls.is_some())
-            {
+            if let Err((field, message)) = cluster.check(msakit_raft::ServerSecurity {
+                requires_tokens: !self.auth.tokens.is_empty(),
+                serves_tls: self.tls.is_some(),
+            }) {
                 return invalid(field, message);
             }
             if self.native_dir.is_some() {

@@ -104,11 +104,10 @@ impl ClusterConfig {
         Some(config)
     }
 
-    /// Checks the settings; a problem is named by its field. `auth_on` says whether the server
-    /// requires tokens (then nodes need one too); `tls_on`, whether it serves HTTPS (then nodes
-    /// need the CA of their certificates).
-    pub fn check(&self, auth_on: bool, tls_on: bool) -> Result<(), (&'static str, &'static str)> {
-        if tls_on && self.ca.is_none() {
+    /// Checks the settings against what the `server` they run in requires; a problem is named
+    /// by its field.
+    pub fn check(&self, server: ServerSecurity) -> Result<(), (&'static str, &'static str)> {
+        if server.serves_tls && self.ca.is_none() {
             return Err((
                 "cluster.ca",
                 "with tls, nodes need the CA (PEM) that signed their certificates",
@@ -136,7 +135,7 @@ impl ClusterConfig {
         if self.snapshot_after == 0 {
             return Err(("cluster.snapshot_after", "must be at least 1"));
         }
-        if auth_on && self.token.as_deref().is_none_or(|t| t.len() < 8) {
+        if server.requires_tokens && self.token.as_deref().is_none_or(|t| t.len() < 8) {
             return Err((
                 "cluster.token",
                 "with auth.tokens set, the nodes need a token of at least 8 characters",
@@ -144,6 +143,16 @@ impl ClusterConfig {
         }
         Ok(())
     }
+}
+
+/// What the server a cluster node runs in asks of its clients, which decides what the nodes
+/// need of each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ServerSecurity {
+    /// The server requires tokens (`auth.tokens`): the nodes need one too.
+    pub requires_tokens: bool,
+    /// The server serves HTTPS: the nodes need the CA that signed their certificates.
+    pub serves_tls: bool,
 }
 
 #[cfg(test)]
@@ -166,15 +175,24 @@ mod tests {
             peers: parse_peers("1=a:1,2=b:2,3=c:3").unwrap(),
             ..ClusterConfig::default()
         };
-        assert_eq!(config.check(false, false), Ok(()));
-        assert_eq!(config.check(false, true).unwrap_err().0, "cluster.ca");
-        assert_eq!(config.check(true, false).unwrap_err().0, "cluster.token");
+        let open = ServerSecurity::default();
+        let tls = ServerSecurity {
+            serves_tls: true,
+            ..open
+        };
+        let tokens = ServerSecurity {
+            requires_tokens: true,
+            ..open
+        };
+        assert_eq!(config.check(open), Ok(()));
+        assert_eq!(config.check(tls).unwrap_err().0, "cluster.ca");
+        assert_eq!(config.check(tokens).unwrap_err().0, "cluster.token");
         config.node_id = 4;
-        assert_eq!(config.check(false, false).unwrap_err().0, "cluster.node_id");
+        assert_eq!(config.check(open).unwrap_err().0, "cluster.node_id");
         config.node_id = 1;
         config.heartbeat_interval = config.election_timeout;
         assert_eq!(
-            config.check(false, false).unwrap_err().0,
+            config.check(open).unwrap_err().0,
             "cluster.heartbeat_interval"
         );
     }

@@ -19,7 +19,7 @@ use std::io::Cursor;
 use openraft::impls::OneshotResponder;
 use openraft::{BasicNode, RaftTypeConfig, TokioRuntime};
 
-pub use config::{ClusterConfig, parse_peers};
+pub use config::{ClusterConfig, ServerSecurity, parse_peers};
 pub use http::{
     CONSISTENCY, NewNode, Reads, Routing, add_node, check_peer, not_clustered, raft_routes,
     remove_node, route,

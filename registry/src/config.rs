@@ -303,7 +303,10 @@ impl RegistryConfig {
         }
         if let Some(cluster) = &self.cluster {
             cluster
-                .check(!self.auth.tokens.is_empty(), self.tls.is_some())
+                .check(msakit_raft::ServerSecurity {
+                    requires_tokens: !self.auth.tokens.is_empty(),
+                    serves_tls: self.tls.is_some(),
+                })
                 .map_err(|(field, reason)| invalid(field, reason))?;
             if self.data_dir.is_none() {
                 return Err(invalid(
