@@ -130,6 +130,25 @@ pub(crate) enum Command {
     },
 }
 
+/// A version about to be committed: the document, its content, and what made it.
+struct NewVersion {
+    key: DocKey,
+    format: Format,
+    content: String,
+    kind: VersionKind,
+}
+
+/// What made a new version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VersionKind {
+    /// A write of new content.
+    Written,
+    /// A deletion: a tombstone, with the history kept.
+    Deleted,
+    /// A rollback: the content of this earlier version, restored.
+    RolledBackTo(u64),
+}
+
 /// What applying a [`Command`] gave.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Applied {
@@ -311,8 +330,13 @@ impl ConfigService {
         if_match: Option<u64>,
     ) -> Result<WriteResult, ServiceError> {
         self.check(&key, format, &content)?;
-        self.commit(key, format, content, author, message, if_match, false, None)
-            .await
+        let version = NewVersion {
+            key,
+            format,
+            content,
+            kind: VersionKind::Written,
+        };
+        self.commit(version, author, message, if_match).await
     }
 
     /// Deletes a document: a tombstone version, history kept.
@@ -330,17 +354,13 @@ impl ConfigService {
                 _ => return Err(not_found(&key)),
             }
         };
-        self.commit(
+        let version = NewVersion {
             key,
             format,
-            String::new(),
-            author,
-            message,
-            if_match,
-            true,
-            None,
-        )
-        .await
+            content: String::new(),
+            kind: VersionKind::Deleted,
+        };
+        self.commit(version, author, message, if_match).await
     }
 
     /// Restores an earlier version as a new version; history is never rewritten.
@@ -361,17 +381,13 @@ impl ConfigService {
             )));
         }
         let message = format!("rollback to version {version}");
-        self.commit(
+        let restored = NewVersion {
             key,
-            old.format,
-            old.content,
-            author,
-            &message,
-            None,
-            false,
-            Some(version),
-        )
-        .await
+            format: old.format,
+            content: old.content,
+            kind: VersionKind::RolledBackTo(version),
+        };
+        self.commit(restored, author, &message, None).await
     }
 
     /// Size, syntax, secrets and schema.
@@ -417,19 +433,20 @@ impl ConfigService {
     /// queue; the writers whose versions it carried find their outcome when they get the lock in
     /// turn. Versions and `If-Match` checks are decided in queue order against the durable heads,
     /// so a batch is exactly the sequence of single commits it replaces, with one fsync.
-    #[allow(clippy::too_many_arguments)]
     async fn commit(
         &self,
-        key: DocKey,
-        format: Format,
-        content: String,
+        new: NewVersion,
         author: &str,
         message: &str,
         if_match: Option<u64>,
-        deleted: bool,
-        rolled_back_to: Option<u64>,
     ) -> Result<WriteResult, ServiceError> {
         let (reply, mut outcome) = oneshot::channel();
+        let NewVersion {
+            key,
+            format,
+            content,
+            kind,
+        } = new;
         let stored = StoredVersion {
             version: 0,
             format,
@@ -437,8 +454,11 @@ impl ConfigService {
             author: author.to_owned(),
             message: message.to_owned(),
             created_at_ms: unix_ms(),
-            deleted,
-            rolled_back_to,
+            deleted: kind == VersionKind::Deleted,
+            rolled_back_to: match kind {
+                VersionKind::RolledBackTo(version) => Some(version),
+                VersionKind::Written | VersionKind::Deleted => None,
+            },
             index: 0,
         };
         self.queue
