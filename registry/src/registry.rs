@@ -376,9 +376,9 @@ impl Registry {
         id: &str,
         request: &RegisterInstance,
     ) -> Result<(), RegistryError> {
-        validate::name("namespace", namespace)?;
-        validate::name("service", service)?;
-        validate::name("instance", id)?;
+        validate::name(validate::NameKind::Namespace, namespace)?;
+        validate::name(validate::NameKind::Service, service)?;
+        validate::name(validate::NameKind::InstanceId, id)?;
         validate::registration(request, &self.limits)?;
         if let Some(check) = &request.health_check {
             validate::health_check(check, &self.health_checks)?;

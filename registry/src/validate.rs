@@ -36,10 +36,43 @@ const MAX_NAME: usize = 128;
 /// [`name`] as an ECMA-262 pattern, for the OpenAPI document.
 pub(crate) const NAME_PATTERN: &str = "^[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}$";
 
+/// What a checked name names, for the error's code and message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameKind {
+    /// A namespace.
+    Namespace,
+    /// A service.
+    Service,
+    /// An instance id.
+    InstanceId,
+    /// A zone.
+    Zone,
+}
+
+impl NameKind {
+    fn code(self) -> &'static str {
+        match self {
+            NameKind::Namespace => "invalid_namespace",
+            NameKind::Service => "invalid_service",
+            NameKind::InstanceId => "invalid_instance_id",
+            NameKind::Zone => "invalid_zone",
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            NameKind::Namespace => "namespace",
+            NameKind::Service => "service",
+            NameKind::InstanceId => "instance id",
+            NameKind::Zone => "zone",
+        }
+    }
+}
+
 /// A namespace, service name or instance id: 1–128 characters of `[A-Za-z0-9._:-]`, not starting
 /// with a dot. Eureka's upper-case app names pass; path separators and control characters do
 /// not.
-pub(crate) fn name(kind: &'static str, value: &str) -> Result<(), RegistryError> {
+pub(crate) fn name(kind: NameKind, value: &str) -> Result<(), RegistryError> {
     let ok = !value.is_empty()
         && value.len() <= MAX_NAME
         && !value.starts_with('.')
@@ -50,14 +83,11 @@ pub(crate) fn name(kind: &'static str, value: &str) -> Result<(), RegistryError>
         Ok(())
     } else {
         Err(RegistryError::Invalid {
-            code: match kind {
-                "namespace" => "invalid_namespace",
-                "service" => "invalid_service",
-                _ => "invalid_instance_id",
-            },
+            code: kind.code(),
             message: format!(
-                "{kind} must be 1-{MAX_NAME} characters of letters, digits, '.', '_', '-', ':' \
-                 and not start with '.', got {value:?}"
+                "{} must be 1-{MAX_NAME} characters of letters, digits, '.', '_', '-', ':' \
+                 and not start with '.', got {value:?}",
+                kind.noun()
             ),
         })
     }
@@ -100,12 +130,7 @@ pub(crate) fn registration(
         );
     }
     if let Some(zone) = &request.zone {
-        name("zone", zone).map_err(|_| RegistryError::Invalid {
-            code: "invalid_zone",
-            message: format!(
-                "zone must be 1-{MAX_NAME} characters of [A-Za-z0-9._:-], got {zone:?}"
-            ),
-        })?;
+        name(NameKind::Zone, zone)?;
     }
     if request.metadata.len() > limits.max_metadata_entries {
         return invalid(
@@ -205,7 +230,7 @@ mod tests {
             3,
             &extra,
             |s| pattern.is_match(s),
-            |s| name("service", s).is_ok(),
+            |s| name(NameKind::Service, s).is_ok(),
         );
         assert!(found.is_empty(), "{found:?}");
     }
@@ -233,10 +258,10 @@ mod tests {
     #[test]
     fn names() {
         for good in ["orders", "ORDERS", "orders-v2", "a.b_c:d", "i-0123"] {
-            name("service", good).unwrap();
+            name(NameKind::Service, good).unwrap();
         }
         for bad in ["", ".hidden", "a/b", "a b", "../etc", "ü", &"x".repeat(129)] {
-            assert!(name("service", bad).is_err(), "{bad:?}");
+            assert!(name(NameKind::Service, bad).is_err(), "{bad:?}");
         }
     }
 }

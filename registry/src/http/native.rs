@@ -18,6 +18,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use crate::registry::InstanceFilter;
+use crate::validate::{self, NameKind};
 use msakit_server_kit::parse_wait;
 
 /// `?namespace=` on every endpoint.
@@ -38,7 +39,7 @@ impl NamespaceQuery {
 /// write could have made, as the OpenAPI document says.
 fn namespace(asked: Option<&str>) -> Result<&str, ApiError> {
     let namespace = asked.unwrap_or(DEFAULT_NAMESPACE);
-    crate::validate::name("namespace", namespace)?;
+    validate::name(NameKind::Namespace, namespace)?;
     Ok(namespace)
 }
 
@@ -168,8 +169,8 @@ pub(crate) async fn get_instance(
 ) -> Result<Json<Instance>, ApiError> {
     let Path((service, id)) = path?;
     let Query(query) = query?;
-    crate::validate::name("service", &service)?;
-    crate::validate::name("id", &id)?;
+    validate::name(NameKind::Service, &service)?;
+    validate::name(NameKind::InstanceId, &id)?;
     state
         .registry
         .service(query.namespace()?, &service, &InstanceFilter::default())
@@ -210,7 +211,7 @@ pub(crate) async fn get_service(
     let Path(service) = path?;
     let Query(query) = query?;
     let namespace = namespace(query.namespace.as_deref())?;
-    crate::validate::name("service", &service)?;
+    validate::name(NameKind::Service, &service)?;
     let filter = InstanceFilter {
         status: query
             .status

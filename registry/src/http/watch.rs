@@ -22,6 +22,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::ChangeRecord;
+use crate::validate::{self, NameKind};
 
 /// What a watcher asked for.
 struct WatchRequest {
@@ -101,9 +102,9 @@ pub(crate) async fn stream(
         .transpose()?;
     let mut request = parse(query.as_deref(), &headers)?;
     for service in &request.services {
-        crate::validate::name("service", service)?;
+        validate::name(NameKind::Service, service)?;
     }
-    crate::validate::name("namespace", &request.namespace)?;
+    validate::name(NameKind::Namespace, &request.namespace)?;
     let wanted = {
         let services = std::mem::take(&mut request.services);
         move |name: &str| services.is_empty() || services.contains(name)
