@@ -13,7 +13,7 @@ use msakit_api::registry::{Change, ChangeEvent, CheckKind, HealthCheck, Instance
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::Registry;
+use crate::registry::{Registry, RegistryEvent};
 use crate::writes::{WriteError, Writes};
 
 /// What a probe task probes; a change to any of it restarts the task.
@@ -82,7 +82,7 @@ pub(crate) async fn run(registry: Arc<Registry>, writes: Writes, shutdown: Cance
             _ = shutdown.cancelled() => break,
         };
         match record {
-            Ok(record) if !record.restart => {
+            Ok(RegistryEvent::Changed(record)) => {
                 match serde_json::from_str::<ChangeEvent>(&record.json) {
                     Ok(ChangeEvent {
                         change: Change::Upserted { instance },
@@ -105,7 +105,8 @@ pub(crate) async fn run(registry: Arc<Registry>, writes: Writes, shutdown: Cance
                     Err(e) => tracing::error!(error = %e, "unreadable change record"),
                 }
             }
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+            Ok(RegistryEvent::Replaced)
+            | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 // Fell behind, or the state was replaced: rebuild from the current state.
                 let (checked, receiver) = registry.checks_and_subscribe();
                 changes = receiver;

@@ -94,9 +94,6 @@ pub struct ChangeRecord {
     /// The whole Server-Sent-Events frame (`id`, `event: change`, `data`), formatted once and
     /// shared by every watcher.
     pub frame: axum::body::Bytes,
-    /// Not a change: the whole state was replaced (a cluster node installed a snapshot).
-    /// Followers of the stream start over from a fresh snapshot.
-    pub restart: bool,
     /// For a removal, the instance as it was when it left, kept as long as the history keeps
     /// the change: Eureka's delta describes a deleted instance in full, and clients match it by
     /// what it was (host name, port), not only by id.
@@ -123,11 +120,18 @@ pub(crate) enum EvictionCheck {
     LeaderDecided,
 }
 
-/// The changes a resuming watcher missed, and the stream of every change after them.
-pub type MissedChanges = (
-    Vec<Arc<ChangeRecord>>,
-    broadcast::Receiver<Arc<ChangeRecord>>,
-);
+/// What the registry tells its followers (watch streams, the health checker).
+#[derive(Debug, Clone)]
+pub enum RegistryEvent {
+    /// A change, committed.
+    Changed(Arc<ChangeRecord>),
+    /// Not a change: the whole state was replaced (a cluster node installed a snapshot).
+    /// Followers start over from a fresh snapshot.
+    Replaced,
+}
+
+/// The changes a resuming watcher missed, and the stream of every event after them.
+pub type MissedChanges = (Vec<Arc<ChangeRecord>>, broadcast::Receiver<RegistryEvent>);
 
 /// What the persistence task is told to do. Each operation carries the registry index of its
 /// change, which is stored with it, so that a restarted registry never hands out an index twice.
@@ -250,7 +254,7 @@ pub struct Registry {
     health_checks: HealthChecksConfig,
     history_len: usize,
     origin: Instant,
-    changes: broadcast::Sender<Arc<ChangeRecord>>,
+    changes: broadcast::Sender<RegistryEvent>,
     index: watch::Sender<u64>,
     persist: Option<mpsc::UnboundedSender<PersistOp>>,
     /// Whether eviction is paused, and since when (ms since origin).
@@ -707,7 +711,7 @@ impl Registry {
     /// together.
     pub(crate) fn checks_and_subscribe(
         &self,
-    ) -> (Vec<Instance>, broadcast::Receiver<Arc<ChangeRecord>>) {
+    ) -> (Vec<Instance>, broadcast::Receiver<RegistryEvent>) {
         let state = self.read();
         let receiver = self.changes.subscribe();
         let mut checked = Vec::new();
@@ -815,7 +819,7 @@ impl Registry {
         &self,
         namespace: &str,
         wanted: impl Fn(&str) -> bool,
-    ) -> (Snapshot, broadcast::Receiver<Arc<ChangeRecord>>) {
+    ) -> (Snapshot, broadcast::Receiver<RegistryEvent>) {
         let state = self.read();
         let receiver = self.changes.subscribe();
         let mut names: Vec<&String> = state
@@ -1004,18 +1008,7 @@ impl Registry {
             }
             self.index.send_replace(state.index);
         }
-        let _ = self.changes.send(Arc::new(ChangeRecord {
-            index: dumped.index,
-            namespace: String::new(),
-            service: String::new(),
-            id: String::new(),
-            removed: false,
-            at_ms: unix_ms(),
-            json: String::new(),
-            frame: axum::body::Bytes::new(),
-            restart: true,
-            departed: None,
-        }));
+        let _ = self.changes.send(RegistryEvent::Replaced);
     }
 
     /// Self-preservation: whether this sweep must not evict. Lost leases are those expired now
@@ -1207,7 +1200,6 @@ impl Registry {
             at_ms: unix_ms(),
             json,
             frame,
-            restart: false,
             departed: departed.map(Arc::new),
         });
         while state.history.len() >= self.history_len.max(1) {
@@ -1215,7 +1207,7 @@ impl Registry {
         }
         state.history.push_back(Arc::clone(&record));
         // No receiver is fine: nobody is watching.
-        let _ = self.changes.send(record);
+        let _ = self.changes.send(RegistryEvent::Changed(record));
         self.index.send_replace(index);
     }
 
@@ -1440,7 +1432,10 @@ mod tests {
                 "{service}"
             );
         }
-        assert!(stream.recv().await.unwrap().restart);
+        assert!(matches!(
+            stream.recv().await.unwrap(),
+            RegistryEvent::Replaced
+        ));
         // Nothing to resume from: watchers start over from a snapshot.
         assert!(copy.changes_since(index - 1).is_none());
     }

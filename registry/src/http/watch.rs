@@ -8,7 +8,6 @@
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, State};
@@ -21,7 +20,7 @@ use tokio::sync::broadcast;
 use super::AppState;
 use super::error::ApiError;
 use crate::metrics::Metrics;
-use crate::registry::ChangeRecord;
+use crate::registry::RegistryEvent;
 use crate::validate::{self, NameKind};
 
 /// What a watcher asked for.
@@ -165,7 +164,7 @@ const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 /// The live part of a watch stream: changes as they are committed, keep-alives when idle.
 struct Live {
-    receiver: broadcast::Receiver<Arc<ChangeRecord>>,
+    receiver: broadcast::Receiver<RegistryEvent>,
     keep_alive: tokio::time::Interval,
     shutdown: tokio_util::sync::CancellationToken,
     namespace: String,
@@ -185,12 +184,13 @@ impl Live {
                 biased;
                 _ = self.shutdown.cancelled() => return None,
                 change = self.receiver.recv() => match change {
-                    Ok(change) if change.restart => return None,
-                    Ok(change) if change.namespace == self.namespace && (self.wanted)(&change.service) => {
+                    Ok(RegistryEvent::Replaced) | Err(_) => return None,
+                    Ok(RegistryEvent::Changed(change))
+                        if change.namespace == self.namespace && (self.wanted)(&change.service) =>
+                    {
                         return Some((Ok(change.frame.clone()), self));
                     }
-                    Ok(_) => {}
-                    Err(_) => return None,
+                    Ok(RegistryEvent::Changed(_)) => {}
                 },
                 _ = self.keep_alive.tick() => return Some((Ok(Bytes::from_static(KEEP_ALIVE)), self)),
             }

@@ -53,7 +53,7 @@ impl Registry {
         for change in state
             .history
             .iter()
-            .filter(|c| c.at_ms >= since_ms && !c.restart && c.namespace == namespace)
+            .filter(|c| c.at_ms >= since_ms && c.namespace == namespace)
         {
             last.insert((change.service.as_str(), change.id.as_str()), change);
         }
