@@ -1,6 +1,11 @@
 """Spring Cloud's own Java clients against msakit-registry and msakit-config-server.
 
 Usage: python test.py <msakit-registry> <msakit-config-server> <folder with the apps' jars>
+       [<Spring Cloud Config Server jar>]
+
+With the last argument, our Spring API is also compared with Spring's own server over the same
+documents (its native backend): same media type, same property sources in the same order, the
+same values, each with an origin.
 
 Starts both servers and the Spring Boot apps of this folder (inventory twice, orders, edge) as
 processes and checks, one line per check, the eight behaviours of interop/spring-cloud/README.md.
@@ -232,11 +237,13 @@ def discovered(base, service):
     return {i["instanceId"]: i for i in get_json(f"{base}/discovery").get(service, [])}
 
 
-def main(registry_bin, config_bin, jars):
+def main(registry_bin, config_bin, jars, spring_config_jar=None):
     with tempfile.TemporaryDirectory() as workdir:
         run = Run(registry_bin, config_bin, jars, workdir)
         try:
             scenario(run)
+            if spring_config_jar:
+                check_against_spring(run, spring_config_jar)
         except (Exception, SystemExit) as e:  # noqa: BLE001 - any failure ends the run with logs
             check("the run completed", False, repr(e))
         finally:
@@ -421,6 +428,55 @@ def check_config(run):
           and [s["name"] for s in sources][:1] and "development" in sources[0]["name"], body)
 
 
+# The same documents for both servers: Spring's native backend reads them as files, ours as
+# documents under the default label. Values of every YAML kind, nesting, a list and a null.
+REFERENCE_DOCUMENTS = {
+    ("application", None): "shared:\n  region: eu-west\ncatalog:\n  owner: from-application\n",
+    ("catalog", None): "catalog:\n  owner: from-app\n  size: 4\n  enabled: true\n"
+                       "  tags: [a, b]\n  ratio: 0.5\n  nothing: ~\n",
+    ("catalog", "development"): "catalog:\n  size: 8\n",
+    ("application", "development"): "catalog:\n  owner: from-application-development\n",
+}
+
+
+def check_against_spring(run, jar):
+    """Our v2 Environment against Spring Cloud Config Server's own, over the same documents."""
+    repo = os.path.join(run.workdir, "spring-native-repo")
+    os.makedirs(repo)
+    for (app, profile), yaml in REFERENCE_DOCUMENTS.items():
+        name = app if profile is None else f"{app}-{profile}"
+        with open(os.path.join(repo, f"{name}.yml"), "w") as f:
+            f.write(yaml)
+        run.put_config(f"{app}/{profile or 'default'}/main", yaml)
+    port = free_port()
+    spring = Process("spring-config-server",
+                     ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xmx256m", "-jar", jar,
+                      f"--server.port={port}",
+                      f"--spring.cloud.config.server.native.search-locations=file:{repo}/"],
+                     run.logs)
+    run.processes.append(spring)
+    base = f"http://127.0.0.1:{port}"
+    wait_until("Spring's config server answers",
+               lambda: request(f"{base}/application/default")[0] == 200, START_TIMEOUT_S, 0.5)
+    theirs = request(f"{base}/catalog/development", headers={"Accept": V2})
+    ours = request(f"{run.config}/catalog/development", headers={"Accept": V2})
+    check("3. v2 against Spring's own server: both answer 200 in the v2 media type",
+          theirs[0] == ours[0] == 200
+          and theirs[1].get("content-type", "").split(";")[0] == ours[1].get("content-type"), (theirs[:2], ours[:2]))
+
+    def sources(text):
+        body = json.loads(text)
+        return [{k: v["value"] for k, v in s["source"].items()} for s in body["propertySources"]]
+
+    def origins(text):
+        body = json.loads(text)
+        return all(isinstance(v, dict) and set(v) == {"value", "origin"} and isinstance(v["origin"], str)
+                   for s in body["propertySources"] for v in s["source"].values())
+    check("3. v2 against Spring's own server: the same sources in the same order, the same values",
+          sources(theirs[2]) == sources(ours[2]), f"\n  Spring: {sources(theirs[2])}\n  ours:   {sources(ours[2])}")
+    check("3. v2 against Spring's own server: every value with its origin", origins(ours[2]), ours[2])
+
+
 def check_out_of_service(run):
     # 4. OUT_OF_SERVICE through our native API: Java callers stop reaching it.
     orders = run.apps["orders-1"][1]
@@ -518,4 +574,4 @@ def check_registry_restart(run):
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:4]))
+    sys.exit(main(*sys.argv[1:5]))

@@ -125,19 +125,25 @@ async fn twenty_sigkills_during_writes_lose_no_acknowledged_write() {
         let (mut child, url) = start();
         ready(url.clone()).await;
         *current.lock().unwrap() = url;
-        tokio::time::sleep(Duration::from_millis(150 + fastrand::u64(..200))).await;
+        // Kill it while writes go on: once this server has acknowledged one (however long a
+        // loaded machine takes to get there), then a random moment later.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while acknowledged.lock().unwrap().len() == acknowledged_before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no write acknowledged within 60 s before kill {}",
+                kills + 1
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(..200))).await;
         Command::new("kill")
             .args(["-KILL", &child.id().to_string()])
             .status()
             .unwrap();
         let _ = child.wait();
         kills += 1;
-        let now = acknowledged.lock().unwrap().len();
-        assert!(
-            now > acknowledged_before,
-            "writes went through before kill {kills}"
-        );
-        acknowledged_before = now;
+        acknowledged_before = acknowledged.lock().unwrap().len();
     }
     let (mut child, url) = start();
     ready(url.clone()).await;
