@@ -1,5 +1,5 @@
-//! `msakit-bench`: our registry and config server side by side with etcd (`compare`), and our
-//! registry at a million instances (`scale`). Every load loop stops by itself (a count and a
+//! `msakit-bench`: our registry and config server side by side with etcd (`compare`) and with
+//! the Java servers they replace (`java`), and our registry at a million instances (`scale`). Every load loop stops by itself (a count and a
 //! time) and targets loopback only.
 
 mod cluster;
@@ -7,6 +7,7 @@ mod cluster;
 mod compare;
 #[cfg(feature = "etcd")]
 mod etcd;
+mod java;
 mod load;
 mod ours;
 mod process;
@@ -19,7 +20,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 
-/// msakit side by side with etcd, and at scale.
+/// msakit side by side with etcd and the Java servers it replaces, and at scale.
 #[derive(Debug, Parser)]
 #[command(name = "msakit-bench", version)]
 struct Cli {
@@ -31,6 +32,9 @@ struct Cli {
 enum Command {
     /// msakit's registry and config server against a single-node etcd, same workloads.
     Compare(compare::CompareArgs),
+    /// Our servers beside the Java ones they replace (Eureka's server, Spring Cloud Config
+    /// Server), built from bench/java with Maven: start to first answer, memory, CPU.
+    Java(java::JavaArgs),
     /// The registry with a million instances.
     Scale(scale::ScaleArgs),
     /// Both servers under a steady mixed load for a bounded time: RSS, descriptors, errors.
@@ -108,6 +112,11 @@ async fn main() -> anyhow::Result<()> {
                 cluster::write_section(&path, &report)?;
                 eprintln!("written into {}", path.display());
             }
+            Ok(())
+        }
+        Command::Java(args) => {
+            let dir = scratch()?;
+            println!("{}", java::java(&args, dir.path()).await?);
             Ok(())
         }
         Command::Scale(args) => {
