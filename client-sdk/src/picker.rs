@@ -517,6 +517,18 @@ mod tests {
             .unwrap()
     }
 
+    /// Finishes a picked attempt on `id` as an instant success.
+    fn succeed(picker: &mut Picker, ticket: Ticket, id: &str, now: Instant) {
+        picker.finish(
+            ticket,
+            id,
+            Duration::ZERO,
+            AttemptEnd::Succeeded,
+            now,
+            &options(),
+        );
+    }
+
     fn options() -> ServiceClientOptions {
         ServiceClientOptions {
             eject_after_failures: 2,
@@ -549,26 +561,12 @@ mod tests {
         for _ in 0..4 {
             let picked = pick(&mut picker, &first, 0, Balancer::RoundRobin, now);
             assert_eq!(first[picked.index].id, "b", "a is ejected");
-            picker.finish(
-                picked.ticket,
-                "b",
-                Duration::ZERO,
-                AttemptEnd::Succeeded,
-                now,
-                &options(),
-            );
+            succeed(&mut picker, picked.ticket, "b", now);
         }
         // A new list without "a", then with it again: still ejected.
         let without = Arc::new(vec![instance("b", 2, "UP", None)]);
         let picked = pick(&mut picker, &without, 1, Balancer::RoundRobin, now);
-        picker.finish(
-            picked.ticket,
-            "b",
-            Duration::ZERO,
-            AttemptEnd::Succeeded,
-            now,
-            &options(),
-        );
+        succeed(&mut picker, picked.ticket, "b", now);
         let again = Arc::new(vec![
             instance("a", 1, "UP", None),
             instance("b", 2, "UP", None),
@@ -576,14 +574,7 @@ mod tests {
         for _ in 0..4 {
             let picked = pick(&mut picker, &again, 2, Balancer::RoundRobin, now);
             assert_eq!(again[picked.index].id, "b", "a came back still ejected");
-            picker.finish(
-                picked.ticket,
-                "b",
-                Duration::ZERO,
-                AttemptEnd::Succeeded,
-                now,
-                &options(),
-            );
+            succeed(&mut picker, picked.ticket, "b", now);
         }
         // Once its ejection is over, it takes calls again.
         let later = now + Duration::from_secs(301);
@@ -591,14 +582,7 @@ mod tests {
             .map(|_| {
                 let picked = pick(&mut picker, &again, 2, Balancer::RoundRobin, later);
                 let id = again[picked.index].id.as_str();
-                picker.finish(
-                    picked.ticket,
-                    id,
-                    Duration::ZERO,
-                    AttemptEnd::Succeeded,
-                    later,
-                    &options(),
-                );
+                succeed(&mut picker, picked.ticket, id, later);
                 id
             })
             .collect();

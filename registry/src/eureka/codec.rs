@@ -266,18 +266,15 @@ pub(crate) fn render(instance: &Instance, eureka: Option<&EurekaInfo>, action: &
             .unwrap_or_else(|| format!("{base}{path}"))
     };
     // Spring Cloud LoadBalancer reads an instance's zone from its metadata; a natively
-    // registered instance keeps it in its own field.
-    let mut metadata_map = instance.metadata.clone();
-    if let Some(zone) = &instance.zone {
-        metadata_map
-            .entry("zone".to_owned())
-            .or_insert_with(|| zone.clone());
+    // registered instance keeps it in its own field. Built straight into the document (no copy
+    // of the map: every instance of a full fetch passes here).
+    let mut metadata = json!(instance.metadata);
+    if let (Some(zone), Some(map)) = (&instance.zone, metadata.as_object_mut()) {
+        map.entry("zone").or_insert_with(|| zone.as_str().into());
     }
-    let metadata = if metadata_map.is_empty() {
-        json!({"@class": "java.util.Collections$EmptyMap"})
-    } else {
-        json!(metadata_map)
-    };
+    if metadata.as_object().is_some_and(serde_json::Map::is_empty) {
+        metadata = json!({"@class": "java.util.Collections$EmptyMap"});
+    }
     let ttl_secs = (instance.lease_ttl_ms / 1000).max(1);
     let overridden = instance
         .status_override
