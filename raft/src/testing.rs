@@ -1,8 +1,10 @@
 //! Test support for clustered servers (feature `testing`): three real server processes on
 //! loopback, started, stopped and killed, and what they say about the cluster.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -111,13 +113,25 @@ pub fn three_nodes(binary: &Path, dir: &Path) -> Vec<Node> {
 /// [`three_nodes`], each given `args` too.
 pub fn three_nodes_with(binary: &Path, dir: &Path, args: &[&str]) -> Vec<Node> {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let peers = ports
+    three_nodes_advertising(binary, dir, args, &ports, &ports)
+}
+
+/// Three nodes of `binary`, each given `args`, listening on `listen` but known to each other (as
+/// Raft members) by `advertised`: ports of proxies in front of them, say.
+pub fn three_nodes_advertising(
+    binary: &Path,
+    dir: &Path,
+    args: &[&str],
+    listen: &[u16],
+    advertised: &[u16],
+) -> Vec<Node> {
+    let peers = advertised
         .iter()
         .enumerate()
         .map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1))
         .collect::<Vec<_>>()
         .join(",");
-    let mut nodes: Vec<Node> = ports
+    let mut nodes: Vec<Node> = listen
         .iter()
         .enumerate()
         .map(|(i, port)| Node {
@@ -134,6 +148,147 @@ pub fn three_nodes_with(binary: &Path, dir: &Path, args: &[&str]) -> Vec<Node> {
         node.start();
     }
     nodes
+}
+
+/// Stands in for a node of a newer build that writes an optional field this build does not
+/// know: a proxy in front of one node that adds such a field to every object of every command
+/// in the Raft entries node `writer` sends it (but not inside `free_form` maps, whose keys are
+/// data). Everything else passes unchanged.
+pub struct NewerBuildProxy {
+    /// The port it listens on.
+    pub port: u16,
+    rewritten: Arc<Mutex<BTreeMap<String, usize>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The field a newer build adds.
+pub const ADDED_FIELD: &str = "added_by_a_newer_build";
+
+struct ProxyState {
+    target: u16,
+    writer: u64,
+    free_form: &'static [&'static str],
+    rewritten: Arc<Mutex<BTreeMap<String, usize>>>,
+    client: reqwest::Client,
+}
+
+impl NewerBuildProxy {
+    /// Listens on a free port and forwards to `127.0.0.1:{target}`.
+    pub async fn start(target: u16, writer: u64, free_form: &'static [&'static str]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let rewritten = Arc::new(Mutex::new(BTreeMap::new()));
+        let state = Arc::new(ProxyState {
+            target,
+            writer,
+            free_form,
+            rewritten: Arc::clone(&rewritten),
+            client: reqwest::Client::new(),
+        });
+        let app = axum::Router::new().fallback(forward).with_state(state);
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            port,
+            rewritten,
+            task,
+        }
+    }
+
+    /// How many commands of each kind (variant) it has added the field to.
+    pub fn rewritten(&self) -> BTreeMap<String, usize> {
+        self.rewritten.lock().unwrap().clone()
+    }
+}
+
+impl Drop for NewerBuildProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Adds [`ADDED_FIELD`] to every object under `value` but inside `free_form` maps.
+pub fn add_unknown_fields(value: &mut Value, free_form: &[&str]) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map.iter_mut() {
+                if !free_form.contains(&key.as_str()) {
+                    add_unknown_fields(child, free_form);
+                }
+            }
+            map.insert(ADDED_FIELD.into(), serde_json::json!({"any": ["shape", 1]}));
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| add_unknown_fields(item, free_form)),
+        _ => {}
+    }
+}
+
+async fn forward(
+    axum::extract::State(proxy): axum::extract::State<Arc<ProxyState>>,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let mut bytes = bytes.to_vec();
+    if parts.uri.path() == "/raft/append" {
+        if let Ok(mut append) = serde_json::from_slice::<Value>(&bytes) {
+            if append["vote"]["leader_id"]["node_id"].as_u64() == Some(proxy.writer) {
+                for entry in append["entries"].as_array_mut().into_iter().flatten() {
+                    // `{"Normal": {"Variant": body}}`: the body is the command's own.
+                    let command = entry
+                        .pointer_mut("/payload/Normal")
+                        .and_then(Value::as_object_mut)
+                        .and_then(|o| o.iter_mut().next());
+                    if let Some((variant, command)) = command {
+                        add_unknown_fields(command, proxy.free_form);
+                        *proxy
+                            .rewritten
+                            .lock()
+                            .unwrap()
+                            .entry(variant.clone())
+                            .or_default() += 1;
+                    }
+                }
+                bytes = serde_json::to_vec(&append).unwrap();
+            }
+        }
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut onward = proxy
+        .client
+        .request(
+            parts.method,
+            format!("http://127.0.0.1:{}{path}", proxy.target),
+        )
+        .body(bytes);
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::HOST && name != axum::http::header::CONTENT_LENGTH {
+            onward = onward.header(name, value);
+        }
+    }
+    match onward.send().await {
+        Ok(answer) => {
+            let status = answer.status();
+            let headers = answer.headers().clone();
+            let body = answer.bytes().await.unwrap_or_default();
+            let mut response = (status, body).into_response();
+            for (name, value) in &headers {
+                if name != axum::http::header::CONTENT_LENGTH
+                    && name != axum::http::header::TRANSFER_ENCODING
+                {
+                    response.headers_mut().insert(name, value.clone());
+                }
+            }
+            response
+        }
+        Err(_) => axum::http::StatusCode::BAD_GATEWAY.into_response(),
+    }
 }
 
 /// A client whose requests give up after 8 s.

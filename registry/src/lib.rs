@@ -9,6 +9,7 @@ mod audit;
 mod cluster;
 pub mod config;
 mod eureka;
+mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod health_check;

@@ -138,13 +138,13 @@ pub type MissedChanges = (Vec<Arc<ChangeRecord>>, broadcast::Receiver<RegistryEv
 #[derive(Debug)]
 pub(crate) enum PersistOp {
     /// Store this instance under its key.
-    Put(String, Vec<u8>, u64),
+    Put(String, Box<StoredInstance>, u64),
     /// Forget this key.
     Delete(String, u64),
 }
 
 /// What is persisted of an instance: everything but the lease's progress.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct StoredInstance {
     pub(crate) namespace: String,
     pub(crate) service: String,
@@ -153,25 +153,24 @@ pub(crate) struct StoredInstance {
 }
 
 /// An instance's registration, as the registry keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Registration {
-    host: String,
-    port: u16,
-    scheme: Scheme,
-    zone: Option<String>,
-    weight: u32,
-    metadata: BTreeMap<String, String>,
-    reported: InstanceStatus,
-    status_override: Option<InstanceStatus>,
-    health_check: Option<HealthCheck>,
-    check_passing: Option<bool>,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) scheme: Scheme,
+    pub(crate) zone: Option<String>,
+    pub(crate) weight: u32,
+    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) reported: InstanceStatus,
+    pub(crate) status_override: Option<InstanceStatus>,
+    pub(crate) health_check: Option<HealthCheck>,
+    pub(crate) check_passing: Option<bool>,
     /// What an instance registered through the Eureka API said that the native model does not
     /// hold, so Eureka clients get it back unchanged.
-    #[serde(default)]
-    eureka: Option<EurekaInfo>,
-    ttl_ms: u64,
-    registered_at_ms: u64,
-    modify_index: u64,
+    pub(crate) eureka: Option<EurekaInfo>,
+    pub(crate) ttl_ms: u64,
+    pub(crate) registered_at_ms: u64,
+    pub(crate) modify_index: u64,
 }
 
 impl Registration {
@@ -277,7 +276,7 @@ pub(crate) type InstanceKey = (String, String, String);
 
 /// The registry as a cluster snapshot holds it: every instance, every service's index, and the
 /// registry index.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Dumped {
     pub(crate) instances: Vec<StoredInstance>,
     /// (namespace, service, index of its last change), for services left empty too.
@@ -1152,9 +1151,12 @@ impl Registry {
                 id: id.to_owned(),
                 registration: entry.registration.clone(),
             };
-            let bytes = serde_json::to_vec(&stored).expect("plain data serialises");
             let index = state.index + 1;
-            let _ = persist.send(PersistOp::Put(key(namespace, service, id), bytes, index));
+            let _ = persist.send(PersistOp::Put(
+                key(namespace, service, id),
+                Box::new(stored),
+                index,
+            ));
         }
         self.commit(
             state,

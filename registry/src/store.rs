@@ -13,6 +13,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::format::StoredInstanceRecord;
 use crate::registry::{PersistOp, StoredInstance};
 
 const INSTANCES: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("instances");
@@ -27,17 +28,29 @@ pub(crate) struct Store {
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
-#[error("registry store: {0}")]
-pub struct StoreError(#[from] redb::Error);
+pub enum StoreError {
+    /// The database failed.
+    #[error("registry store: {0}")]
+    Database(#[from] redb::Error),
+    /// A stored record cannot be read (written by a newer build, or damaged): the registry
+    /// refuses to start rather than drop it.
+    #[error("registry store: the record of {key} cannot be read: {source}")]
+    Unreadable {
+        /// The record's key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
 
 fn wrap<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError(e.into())
+    StoreError::Database(e.into())
 }
 
 impl Store {
     /// Opens (or creates) `registry.redb` in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError(redb::Error::Io(e)))?;
+        std::fs::create_dir_all(dir).map_err(|e| wrap(redb::Error::Io(e)))?;
         // Written behind and read only at start: a small page cache is plenty, and redb's
         // default (1 GiB) would otherwise count against the registry's memory at scale.
         let db = redb::Builder::new()
@@ -56,8 +69,8 @@ impl Store {
         Arc::clone(&self.db)
     }
 
-    /// Every stored instance, and the last index stored. Records that no longer parse are
-    /// skipped with a warning.
+    /// Every stored instance, and the last index stored. A record that cannot be read is an
+    /// error, not skipped.
     pub(crate) fn load(&self) -> Result<(Vec<StoredInstance>, u64), StoreError> {
         let read = self.db.begin_read().map_err(wrap)?;
         let index = read
@@ -70,12 +83,12 @@ impl Store {
         let mut out = Vec::new();
         for row in table.iter().map_err(wrap)? {
             let (key, value) = row.map_err(wrap)?;
-            match serde_json::from_slice(value.value()) {
-                Ok(instance) => out.push(instance),
-                Err(e) => {
-                    tracing::warn!(key = key.value(), error = %e, "skipping unreadable record")
-                }
-            }
+            let record: StoredInstanceRecord =
+                serde_json::from_slice(value.value()).map_err(|source| StoreError::Unreadable {
+                    key: key.value().to_owned(),
+                    source,
+                })?;
+            out.push(record.into());
         }
         Ok((out, index))
     }
@@ -88,8 +101,10 @@ impl Store {
             let mut index = 0;
             for op in ops {
                 match op {
-                    PersistOp::Put(key, value, at) => {
-                        table.insert(key.as_str(), value.as_slice()).map_err(wrap)?;
+                    PersistOp::Put(key, stored, at) => {
+                        let record = StoredInstanceRecord::from((**stored).clone());
+                        let bytes = serde_json::to_vec(&record).expect("plain data serialises");
+                        table.insert(key.as_str(), bytes.as_slice()).map_err(wrap)?;
                         index = index.max(*at);
                     }
                     PersistOp::Delete(key, at) => {

@@ -12,48 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::{Cluster, ClusterError, Renewals};
 use crate::eureka::EurekaInfo;
-use crate::registry::{EvictionCheck, InstanceKey, Registry, RegistryError};
-
-/// A change to the registry, deterministic: applied to the same state it gives the same result
-/// on every node (times come with it; leases are not part of it).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) enum Command {
-    /// Register or update an instance.
-    Register {
-        namespace: String,
-        service: String,
-        id: String,
-        request: Box<RegisterInstance>,
-        eureka: Option<Box<EurekaInfo>>,
-        /// Unix milliseconds when the request came in.
-        at_ms: u64,
-    },
-    /// Remove an instance.
-    Deregister {
-        namespace: String,
-        service: String,
-        id: String,
-    },
-    /// Set or clear an operator's status override.
-    Override {
-        namespace: String,
-        service: String,
-        id: String,
-        status: Option<InstanceStatus>,
-    },
-    /// Add or replace metadata entries.
-    MergeMetadata {
-        namespace: String,
-        service: String,
-        id: String,
-        entries: BTreeMap<String, String>,
-    },
-    /// A health check's verdict about `probed` as it was when the probe started.
-    CheckVerdict { probed: Instance, passing: bool },
-    /// Remove these instances, each while its registration has this index: their leases ran
-    /// out (the leader decided).
-    Evict { keys: Vec<(InstanceKey, u64)> },
-}
+pub(crate) use crate::format::Command;
+use crate::format::FormatVersion;
+use crate::registry::{EvictionCheck, Registry, RegistryError};
 
 /// What a command did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,12 +42,13 @@ pub(crate) fn apply(registry: &Registry, command: Command, eviction: EvictionChe
             request,
             eureka,
             at_ms,
+            ..
         } => registry
             .register_with(
                 &namespace,
                 &service,
                 &id,
-                *request,
+                (*request).into(),
                 eureka.map(|e| *e),
                 at_ms,
             )
@@ -95,6 +57,7 @@ pub(crate) fn apply(registry: &Registry, command: Command, eviction: EvictionChe
             namespace,
             service,
             id,
+            ..
         } => registry
             .deregister(&namespace, &service, &id)
             .map(|()| Applied::Done),
@@ -103,21 +66,25 @@ pub(crate) fn apply(registry: &Registry, command: Command, eviction: EvictionChe
             service,
             id,
             status,
+            ..
         } => registry
-            .set_override(&namespace, &service, &id, status)
+            .set_override(&namespace, &service, &id, status.map(Into::into))
             .map(Applied::Instance),
         Command::MergeMetadata {
             namespace,
             service,
             id,
             entries,
+            ..
         } => registry
             .merge_metadata(&namespace, &service, &id, entries)
             .map(Applied::Instance),
-        Command::CheckVerdict { probed, passing } => registry
-            .set_check_passing(&probed, passing)
+        Command::CheckVerdict {
+            probed, passing, ..
+        } => registry
+            .set_check_passing(&probed.into(), passing)
             .map(Applied::Instance),
-        Command::Evict { keys } => Ok(Applied::Evicted(registry.evict(keys, eviction))),
+        Command::Evict { keys, .. } => Ok(Applied::Evicted(registry.evict(keys, eviction))),
     };
     outcome.unwrap_or_else(Applied::Refused)
 }
@@ -206,10 +173,11 @@ impl Writes {
         let mut request = request;
         request.lease_ttl_ms = Some(self.registry.ttl_ms_for(request.lease_ttl_ms));
         let command = Command::Register {
+            format_version: FormatVersion::CURRENT,
             namespace: namespace.to_owned(),
             service: service.to_owned(),
             id: id.to_owned(),
-            request: Box::new(request),
+            request: Box::new(request.into()),
             eureka: eureka.map(Box::new),
             at_ms: crate::registry::unix_ms(),
         };
@@ -227,6 +195,7 @@ impl Writes {
         id: &str,
     ) -> Result<(), WriteError> {
         let command = Command::Deregister {
+            format_version: FormatVersion::CURRENT,
             namespace: namespace.to_owned(),
             service: service.to_owned(),
             id: id.to_owned(),
@@ -243,10 +212,11 @@ impl Writes {
         status: Option<InstanceStatus>,
     ) -> Result<Instance, WriteError> {
         self.instance(Command::Override {
+            format_version: FormatVersion::CURRENT,
             namespace: namespace.to_owned(),
             service: service.to_owned(),
             id: id.to_owned(),
-            status,
+            status: status.map(Into::into),
         })
         .await
     }
@@ -260,6 +230,7 @@ impl Writes {
         entries: BTreeMap<String, String>,
     ) -> Result<Instance, WriteError> {
         self.instance(Command::MergeMetadata {
+            format_version: FormatVersion::CURRENT,
             namespace: namespace.to_owned(),
             service: service.to_owned(),
             id: id.to_owned(),
@@ -275,7 +246,8 @@ impl Writes {
         passing: bool,
     ) -> Result<Instance, WriteError> {
         self.instance(Command::CheckVerdict {
-            probed: probed.clone(),
+            format_version: FormatVersion::CURRENT,
+            probed: probed.clone().into(),
             passing,
         })
         .await
@@ -313,7 +285,11 @@ impl Writes {
         if keys.is_empty() {
             return Ok(0);
         }
-        match self.apply(Command::Evict { keys }).await? {
+        let command = Command::Evict {
+            format_version: FormatVersion::CURRENT,
+            keys,
+        };
+        match self.apply(command).await? {
             Applied::Evicted(n) => Ok(n),
             other => Err(unexpected(other)),
         }

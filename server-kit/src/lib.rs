@@ -1,9 +1,10 @@
 //! The plumbing every msakit server shares, so each server crate holds only its own domain:
 //! the JSON error type, token parsing, `wait=` parsing, config files, graceful serving, logging
-//! setup and the request-latency middleware.
+//! setup, the request-latency middleware and the version stamped on internal records.
 
 mod config_file;
 mod error;
+mod format_version;
 mod limits;
 mod logging;
 mod serve;
@@ -13,6 +14,7 @@ mod wait;
 
 pub use config_file::{ConfigFileError, read_yaml_file};
 pub use error::ApiError;
+pub use format_version::FormatVersion;
 pub use limits::{Limit, Rejections, WatcherSlot, WatchersPerClient};
 pub use logging::{LogFormat, init_logging};
 pub use serve::{

@@ -15,6 +15,7 @@ use openraft::{
 use msakit_raft::blocking;
 
 use super::{ClusterError, NodeId, TypeConfig};
+use crate::format::SnapshotRecord;
 use crate::registry::{Dumped, EvictionCheck, Registry};
 use crate::writes::{self, Applied};
 
@@ -52,8 +53,9 @@ impl StateMachine {
             .current_snapshot()
             .map_err(|e| ClusterError::Fatal(format!("reading the last snapshot: {e}")))?;
         if let Some((meta, data)) = kept {
-            let data: Dumped = serde_json::from_slice(&data)
-                .map_err(|e| ClusterError::Fatal(format!("reading the last snapshot: {e}")))?;
+            let data: Dumped = serde_json::from_slice::<SnapshotRecord>(&data)
+                .map_err(|e| ClusterError::Fatal(format!("reading the last snapshot: {e}")))?
+                .into();
             tracing::info!(
                 instances = data.instances.len(),
                 index = data.index,
@@ -94,7 +96,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let log = self.log.clone();
         let meta_kept = meta.clone();
         let save = move || {
-            let bytes = serde_json::to_vec(&data).map_err(any)?;
+            let bytes = serde_json::to_vec(&SnapshotRecord::from(data)).map_err(any)?;
             log.save_snapshot(&meta_kept, &bytes)?;
             Ok(bytes)
         };
@@ -153,8 +155,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<()> {
         let bytes = snapshot.into_inner();
-        let data: Dumped = serde_json::from_slice(&bytes)
-            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?;
+        let data: Dumped = serde_json::from_slice::<SnapshotRecord>(&bytes)
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), any(e)))?
+            .into();
         let (log, kept) = (self.log.clone(), meta.clone());
         let save = move || log.save_snapshot(&kept, &bytes);
         blocking(save, |e| StorageIOError::write_snapshot(None, e)).await?;

@@ -13,14 +13,14 @@ use msakit_raft::testing::{
 };
 use serde_json::{Value, json};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_msakit-registry");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_msakit-registry");
 
 /// One three-process cluster at a time: on two cores, several at once starve the other tests
 /// of this binary (whose leases are short).
-static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_CLUSTER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Short leases so that expiry shows within the test.
-const ARGS: &[&str] = &["--default-ttl", "3s"];
+pub(crate) const ARGS: &[&str] = &["--default-ttl", "3s"];
 
 fn nodes(dir: &Path) -> Vec<Node> {
     three_nodes_with(Path::new(BINARY), dir, ARGS)
@@ -56,7 +56,7 @@ async fn json_delta(client: &reqwest::Client, url: &str) -> Value {
 }
 
 /// Waits until every node in `urls` lists exactly `expected` for `service`.
-async fn every_node_lists(
+pub(crate) async fn every_node_lists(
     client: &reqwest::Client,
     urls: &[String],
     service: &str,

@@ -10,6 +10,7 @@ mod eureka;
 mod expiry;
 mod health_checks;
 mod limits;
+mod mixed_versions;
 mod ops;
 mod partition;
 mod persistence;

@@ -1,0 +1,170 @@
+//! Every build reads the formats earlier builds wrote: the golden files in `tests/formats/`
+//! (written by the build before format versions, `1/`) are read, applied, and written back
+//! unchanged but for the version stamp.
+
+use serde_json::{Value, json};
+
+use super::{SnapshotRecord, StoredInstanceRecord};
+use crate::cluster::TypeConfig;
+use crate::registry::{Dumped, EvictionCheck, Registry};
+use crate::writes::{self, Applied};
+
+type Entry = openraft::Entry<TypeConfig>;
+
+fn golden(version: u16, name: &str) -> Value {
+    let path = format!(
+        "{}/tests/formats/{version}/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `value` with `"format_version": 1` added to the object at `pointer`.
+fn stamped(mut value: Value, pointers: &[&str]) -> Value {
+    for pointer in pointers {
+        value
+            .pointer_mut(pointer)
+            .and_then(Value::as_object_mut)
+            .unwrap_or_else(|| panic!("no object at {pointer}"))
+            .insert("format_version".into(), json!(1));
+    }
+    value
+}
+
+/// The pointer to a log entry's command body (`/payload/Normal/{Variant}`).
+fn command_body(entry: &Value) -> String {
+    let variant = entry["payload"]["Normal"]
+        .as_object()
+        .and_then(|o| o.keys().next())
+        .expect("a command");
+    format!("/payload/Normal/{variant}")
+}
+
+const LOG_ENTRIES: [&str; 7] = [
+    "log-register-eureka.json",
+    "log-register-native.json",
+    "log-merge-metadata.json",
+    "log-override.json",
+    "log-check-verdict.json",
+    "log-deregister.json",
+    "log-evict.json",
+];
+
+#[test]
+fn log_entries_of_every_command_read_and_write_back_the_same_json() {
+    for name in LOG_ENTRIES {
+        let text = golden(1, name);
+        let entry: Entry =
+            serde_json::from_value(text.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let written = serde_json::to_value(&entry).unwrap();
+        // What builds before versioning read: the same JSON, and a field they ignore.
+        assert_eq!(
+            written,
+            stamped(text.clone(), &[&command_body(&text)]),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn applying_the_golden_log_gives_the_golden_snapshot_and_stored_record() {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let registry = Registry::new(&crate::config::RegistryConfig::default(), Some(tx));
+    for name in &LOG_ENTRIES[..5] {
+        let entry: Entry = serde_json::from_value(golden(1, name)).unwrap();
+        let openraft::EntryPayload::Normal(command) = entry.payload else {
+            panic!("{name}: not a command");
+        };
+        let applied = writes::apply(&registry, command, EvictionCheck::LeaderDecided);
+        assert!(
+            !matches!(applied, Applied::Refused(_)),
+            "{name}: {applied:?}"
+        );
+    }
+    let snapshot = golden(1, "snapshot.json");
+    let record: SnapshotRecord = serde_json::from_value(snapshot.clone()).unwrap();
+    let from_golden = Dumped::from(record);
+    let mut dumped = registry.dump();
+    dumped.instances.sort_by(|a, b| a.id.cmp(&b.id));
+    dumped.services.sort();
+    assert_eq!(
+        dumped, from_golden,
+        "the log applied today gives the state it gave then"
+    );
+
+    let instances = snapshot["instances"].as_array().unwrap().len();
+    let mut pointers = vec![String::new()];
+    pointers.extend((0..instances).map(|i| format!("/instances/{i}")));
+    let pointers: Vec<&str> = pointers.iter().map(String::as_str).collect();
+    let written = serde_json::to_value(SnapshotRecord::from(from_golden)).unwrap();
+    assert_eq!(written, stamped(snapshot, &pointers));
+
+    let mut last_put = None;
+    while let Ok(op) = rx.try_recv() {
+        if let crate::registry::PersistOp::Put(key, stored, _) = op {
+            if key.starts_with("public/payments/") {
+                last_put = Some(stored);
+            }
+        }
+    }
+    let stored_golden = golden(1, "stored-instance.json");
+    let record: StoredInstanceRecord = serde_json::from_value(stored_golden.clone()).unwrap();
+    assert_eq!(*last_put.expect("stored"), record.clone().into());
+    let written = serde_json::to_value(record).unwrap();
+    assert_eq!(written, stamped(stored_golden, &[""]));
+}
+
+/// Adds a field this build does not know to every object under `value` but free-form maps, as
+/// a newer build adding optional fields would.
+fn with_unknown_fields(value: &mut Value) {
+    msakit_raft::testing::add_unknown_fields(value, FREE_FORM);
+}
+
+/// The maps whose keys are data, not fields.
+const FREE_FORM: &[&str] = &["metadata", "entries"];
+
+#[test]
+fn fields_a_newer_build_adds_are_ignored_everywhere() {
+    for name in LOG_ENTRIES {
+        let text = golden(1, name);
+        let mut newer = text.clone();
+        with_unknown_fields(newer.pointer_mut(&command_body(&text)).unwrap());
+        let entry: Entry = serde_json::from_value(newer).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let plain: Entry = serde_json::from_value(text).unwrap();
+        assert_eq!(entry.payload, plain.payload, "{name}");
+    }
+    for name in ["snapshot.json", "stored-instance.json"] {
+        let mut newer = golden(1, name);
+        with_unknown_fields(&mut newer);
+        if name == "snapshot.json" {
+            serde_json::from_value::<SnapshotRecord>(newer)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        } else {
+            serde_json::from_value::<StoredInstanceRecord>(newer)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn a_newer_format_version_is_refused_by_name() {
+    let mut entry = golden(1, "log-deregister.json");
+    let body = command_body(&entry);
+    entry.pointer_mut(&body).unwrap()["format_version"] = json!(2);
+    let error = serde_json::from_value::<Entry>(entry)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("format version 2 cannot be read"), "{error}");
+
+    let mut stored = golden(1, "stored-instance.json");
+    stored["format_version"] = json!(2);
+    let error = serde_json::from_value::<StoredInstanceRecord>(stored)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("format version 2 cannot be read"), "{error}");
+
+    let mut snapshot = golden(1, "snapshot.json");
+    snapshot["format_version"] = json!(2);
+    assert!(serde_json::from_value::<SnapshotRecord>(snapshot).is_err());
+}
