@@ -8,6 +8,7 @@
 mod cluster;
 pub mod config;
 mod document;
+mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;

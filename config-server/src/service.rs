@@ -9,14 +9,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use msakit_api::audit::AuditEntry;
 use msakit_api::config::{DocumentVersion, Format, HistoryEntry, Resolved, Source, WriteResult};
 use serde_json::Value;
 use tokio::sync::{Mutex, broadcast, oneshot, watch};
 
 use crate::document::{self, DEFAULT_PROFILE, DocKey, DocumentError, SHARED};
+use crate::format::{AuditRecord, FormatVersion, StoredVersion};
+pub(crate) use crate::format::{Command, Proposed};
 use crate::secrets::{Cipher, PREFIX};
-use crate::store::{Store, StoreError, StoredVersion, blocking};
+use crate::store::{Store, StoreError, blocking};
 
 /// Why an operation was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,15 +64,6 @@ pub(crate) enum ServiceError {
     Cluster(#[from] crate::cluster::ClusterError),
 }
 
-/// A document version proposed for commit: everything but `version` and `index`, which the
-/// commit decides (in log order, the same on every node).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct Proposed {
-    key: DocKey,
-    stored: StoredVersion,
-    if_match: Option<u64>,
-}
-
 /// Why a proposed version was not committed.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Refused {
@@ -100,34 +92,6 @@ impl From<Refused> for ServiceError {
             }
         }
     }
-}
-
-/// A change to the config state: what a single node commits, and what a cluster replicates as
-/// one Raft entry.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) enum Command {
-    /// New versions of documents (a group commit).
-    Versions(Vec<Proposed>),
-    /// An application's JSON Schema (already checked to be one).
-    Schema {
-        /// The application.
-        application: String,
-        /// The schema, as JSON text.
-        schema: String,
-        /// Its audit entry.
-        audit: AuditEntry,
-    },
-    /// A plain-text file stored (`Some`) or removed (`None`).
-    File {
-        /// The document's storage key.
-        doc: String,
-        /// The file's path.
-        path: String,
-        /// Its content.
-        content: Option<String>,
-        /// Its audit entry.
-        audit: AuditEntry,
-    },
 }
 
 /// A version about to be committed: the document, its content, and what made it.
@@ -448,6 +412,7 @@ impl ConfigService {
             kind,
         } = new;
         let stored = StoredVersion {
+            format_version: FormatVersion::CURRENT,
             version: 0,
             format,
             content,
@@ -560,6 +525,7 @@ impl ConfigService {
         }
         let audit = audit_entry(author, "file", format!("{key}:{path}"), String::new());
         self.execute(Command::File {
+            format_version: FormatVersion::CURRENT,
             doc: key.storage_key(),
             path: path.to_owned(),
             content: Some(content),
@@ -585,6 +551,7 @@ impl ConfigService {
         );
         let removed = self
             .execute(Command::File {
+                format_version: FormatVersion::CURRENT,
                 doc: key.storage_key(),
                 path: path.to_owned(),
                 content: None,
@@ -632,7 +599,7 @@ impl ConfigService {
         &self,
         since: u64,
         limit: usize,
-    ) -> Result<Vec<AuditEntry>, ServiceError> {
+    ) -> Result<Vec<msakit_api::audit::AuditEntry>, ServiceError> {
         let store = self.store.clone();
         Ok(blocking(move || store.audit(since, limit)).await?)
     }
@@ -657,6 +624,7 @@ impl ConfigService {
         let _serial = self.writes.lock().await;
         let audit = audit_entry(author, "schema", application.to_owned(), String::new());
         self.execute(Command::Schema {
+            format_version: FormatVersion::CURRENT,
             application: application.to_owned(),
             schema: schema.to_string(),
             audit,
@@ -830,8 +798,9 @@ fn to_wire(key: &DocKey, stored: &StoredVersion) -> DocumentVersion {
 }
 
 /// An audit entry (numbered when stored).
-fn audit_entry(actor: &str, action: &str, target: String, detail: String) -> AuditEntry {
-    AuditEntry {
+fn audit_entry(actor: &str, action: &str, target: String, detail: String) -> AuditRecord {
+    AuditRecord {
+        format_version: FormatVersion::CURRENT,
         seq: 0,
         at_ms: unix_ms(),
         actor: actor.to_owned(),
@@ -915,6 +884,7 @@ impl Committer {
                 application,
                 schema,
                 audit,
+                ..
             } => {
                 self.store
                     .put_schema(&application, &schema, &audit, applied)?;
@@ -932,6 +902,7 @@ impl Committer {
                 path,
                 content,
                 audit,
+                ..
             } => Ok(Applied::File(self.store.put_file(
                 &doc,
                 &path,
@@ -1045,7 +1016,7 @@ impl Committer {
             .iter()
             .map(|(key, stored)| (key.storage_key(), stored))
             .collect();
-        let audit: Vec<AuditEntry> = accepted
+        let audit: Vec<AuditRecord> = accepted
             .iter()
             .map(|(key, stored)| {
                 let action = if stored.deleted {
@@ -1055,7 +1026,7 @@ impl Committer {
                 } else {
                     "write"
                 };
-                AuditEntry {
+                AuditRecord {
                     at_ms: stored.created_at_ms,
                     ..audit_entry(
                         &stored.author,

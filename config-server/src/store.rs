@@ -6,9 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use msakit_api::audit::AuditEntry;
-use msakit_api::config::Format;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
+
+use crate::format::{AuditRecord, StoredVersion};
 
 /// `{document key}\0{version:020}` → [`StoredVersion`] JSON.
 const VERSIONS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("versions");
@@ -20,7 +21,7 @@ const SCHEMAS: TableDefinition<'_, &str, &str> = TableDefinition::new("schemas")
 const FILES: TableDefinition<'_, &str, &str> = TableDefinition::new("files");
 /// `index` → the last change index; `audit` → the last audit entry's number.
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
-/// Audit entry number → [`AuditEntry`] JSON, written in the same transaction as the write.
+/// Audit entry number → [`AuditRecord`] JSON, written in the same transaction as the write.
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 
 /// In cluster mode: `applied` → the last Raft log id applied, `membership` → the last membership,
@@ -55,7 +56,7 @@ pub(crate) struct Dump {
 }
 
 /// Appends `entries` to the audit table inside `write`, numbering them after the last one.
-fn append_audit(write: &redb::WriteTransaction, entries: &[AuditEntry]) -> Result<(), StoreError> {
+fn append_audit(write: &redb::WriteTransaction, entries: &[AuditRecord]) -> Result<(), StoreError> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -64,7 +65,7 @@ fn append_audit(write: &redb::WriteTransaction, entries: &[AuditEntry]) -> Resul
     let mut audit = write.open_table(AUDIT).map_err(wrap)?;
     for entry in entries {
         seq += 1;
-        let entry = AuditEntry {
+        let entry = AuditRecord {
             seq,
             ..entry.clone()
         };
@@ -75,35 +76,41 @@ fn append_audit(write: &redb::WriteTransaction, entries: &[AuditEntry]) -> Resul
     Ok(())
 }
 
-/// One version of a document as stored. Secrets stay `{cipher}…`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct StoredVersion {
-    pub(crate) version: u64,
-    pub(crate) format: Format,
-    pub(crate) content: String,
-    pub(crate) author: String,
-    pub(crate) message: String,
-    pub(crate) created_at_ms: u64,
-    pub(crate) deleted: bool,
-    pub(crate) rolled_back_to: Option<u64>,
-    pub(crate) index: u64,
-}
-
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
-#[error("config store: {0}")]
-pub struct StoreError(#[from] redb::Error);
+pub enum StoreError {
+    /// The database failed.
+    #[error("config store: {0}")]
+    Database(#[from] redb::Error),
+    /// A stored record cannot be read (written by a newer build, or damaged): refused rather
+    /// than skipped, so nothing stored is silently lost.
+    #[error("config store: the record {key:?} cannot be read: {source}")]
+    Unreadable {
+        /// The record's key.
+        key: String,
+        /// Why.
+        source: serde_json::Error,
+    },
+}
 
 impl StoreError {
     /// A failure to report to several writers (the original is reported once, in the log).
     pub(crate) fn failed(message: &str) -> Self {
-        StoreError(redb::Error::Io(std::io::Error::other(message.to_owned())))
+        StoreError::Database(redb::Error::Io(std::io::Error::other(message.to_owned())))
     }
 
     /// The blocking task running a store operation failed (panicked or was cancelled).
     pub(crate) fn task_failed(e: tokio::task::JoinError) -> Self {
-        StoreError(redb::Error::Io(std::io::Error::other(e)))
+        StoreError::Database(redb::Error::Io(std::io::Error::other(e)))
     }
+}
+
+/// A stored record, read from its JSON.
+fn read_record<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Unreadable {
+        key: key.replace('\0', "/"),
+        source,
+    })
 }
 
 /// Runs a store operation off the async threads (redb commits wait for fsync).
@@ -116,7 +123,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 fn wrap<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError(e.into())
+    StoreError::Database(e.into())
 }
 
 fn version_key(doc: &str, version: u64) -> String {
@@ -139,7 +146,7 @@ pub(crate) struct Loaded {
 impl Store {
     /// Opens (or creates) `config.redb` in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError(redb::Error::Io(e)))?;
+        std::fs::create_dir_all(dir).map_err(|e| wrap(redb::Error::Io(e)))?;
         // Reads are served from memory (the heads); the page cache only serves history and
         // commits, so a bounded one keeps memory flat as history grows (redb's default is 1 GiB).
         let db = redb::Builder::new()
@@ -173,9 +180,7 @@ impl Store {
             let (doc, version) = row.map_err(wrap)?;
             let key = version_key(doc.value(), version.value());
             if let Some(bytes) = versions.get(key.as_str()).map_err(wrap)? {
-                if let Ok(stored) = serde_json::from_slice(bytes.value()) {
-                    heads.push((doc.value().to_owned(), stored));
-                }
+                heads.push((doc.value().to_owned(), read_record(&key, bytes.value())?));
             }
         }
         let mut schemas = Vec::new();
@@ -206,7 +211,7 @@ impl Store {
     pub(crate) fn append_batch(
         &self,
         rows: &[(String, &StoredVersion)],
-        audit: &[AuditEntry],
+        audit: &[AuditRecord],
         applied: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let write = self.db.begin_write().map_err(wrap)?;
@@ -244,7 +249,9 @@ impl Store {
         let found = table
             .get(version_key(doc, version).as_str())
             .map_err(wrap)?;
-        Ok(found.and_then(|bytes| serde_json::from_slice(bytes.value()).ok()))
+        found
+            .map(|bytes| read_record(&version_key(doc, version), bytes.value()))
+            .transpose()
     }
 
     /// Every version of a document, newest first.
@@ -254,10 +261,8 @@ impl Store {
         let (from, to) = (format!("{doc}\0"), format!("{doc}\u{1}"));
         let mut out = Vec::new();
         for row in table.range(from.as_str()..to.as_str()).map_err(wrap)? {
-            let (_, bytes) = row.map_err(wrap)?;
-            if let Ok(stored) = serde_json::from_slice(bytes.value()) {
-                out.push(stored);
-            }
+            let (key, bytes) = row.map_err(wrap)?;
+            out.push(read_record(key.value(), bytes.value())?);
         }
         out.reverse();
         Ok(out)
@@ -269,7 +274,7 @@ impl Store {
         doc: &str,
         path: &str,
         content: Option<&str>,
-        audit: &AuditEntry,
+        audit: &AuditRecord,
         applied: Option<&[u8]>,
     ) -> Result<bool, StoreError> {
         let key = format!("{doc}\0{path}");
@@ -302,7 +307,7 @@ impl Store {
         &self,
         application: &str,
         schema: &str,
-        audit: &AuditEntry,
+        audit: &AuditRecord,
         applied: Option<&[u8]>,
     ) -> Result<(), StoreError> {
         let write = self.db.begin_write().map_err(wrap)?;
@@ -330,10 +335,10 @@ impl Store {
             .map_err(wrap)?
             .take(limit)
         {
-            let (_, bytes) = row.map_err(wrap)?;
-            if let Ok(entry) = serde_json::from_slice(bytes.value()) {
-                out.push(entry);
-            }
+            let (seq, bytes) = row.map_err(wrap)?;
+            let record: AuditRecord =
+                read_record(&format!("audit {}", seq.value()), bytes.value())?;
+            out.push(record.into());
         }
         Ok(out)
     }

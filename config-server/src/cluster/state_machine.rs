@@ -14,8 +14,9 @@ use openraft::{
 use msakit_raft::blocking;
 
 use super::{NodeId, TypeConfig};
+use crate::format::{FormatVersion, SnapshotRecord};
 use crate::service::{Applied, Committer};
-use crate::store::{Dump, Store};
+use crate::store::Store;
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 
@@ -49,12 +50,6 @@ impl StateMachine {
     }
 }
 
-/// A snapshot as sent between nodes: the whole config state.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SnapshotData {
-    dump: Dump,
-}
-
 impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
         let store = self.store.clone();
@@ -74,7 +69,11 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 last_membership: membership,
                 snapshot_id,
             };
-            let data = serde_json::to_vec(&SnapshotData { dump }).map_err(any)?;
+            let record = SnapshotRecord {
+                format_version: FormatVersion::CURRENT,
+                dump,
+            };
+            let data = serde_json::to_vec(&record).map_err(any)?;
             store
                 .keep_snapshot(&json(&meta), meta.last_log_id.map(|l| l.index), &data)
                 .map_err(any)?;
@@ -154,7 +153,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let (store, committer, meta) = (self.store.clone(), self.committer.clone(), meta.clone());
         let install = move || -> std::result::Result<_, AnyError> {
-            let SnapshotData { dump } = serde_json::from_slice(&data).map_err(any)?;
+            let SnapshotRecord { dump, .. } = serde_json::from_slice(&data).map_err(any)?;
             store
                 .restore(
                     &dump,

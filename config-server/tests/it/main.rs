@@ -6,6 +6,7 @@ mod auth;
 mod cluster;
 mod documents;
 mod durability;
+mod mixed_versions;
 mod native_dir;
 mod ops;
 mod partition;
