@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use msakit_api::registry::{Change, ChangeEvent, CheckKind, HealthCheck, Instance, Scheme};
+use msakit_api::registry::{Change, CheckKind, HealthCheck, Instance, Scheme};
 use tokio::task::AbortHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -82,29 +82,20 @@ pub(crate) async fn run(registry: Arc<Registry>, writes: Writes, shutdown: Cance
             _ = shutdown.cancelled() => break,
         };
         match record {
-            Ok(RegistryEvent::Changed(record)) => {
-                match serde_json::from_str::<ChangeEvent>(&record.json) {
-                    Ok(ChangeEvent {
-                        change: Change::Upserted { instance },
-                        ..
-                    }) => update(&instance, &mut probes),
-                    Ok(ChangeEvent {
-                        change:
-                            Change::Removed {
-                                namespace,
-                                service,
-                                id,
-                                ..
-                            },
-                        ..
-                    }) => {
-                        if let Some((_, task)) = probes.remove(&(namespace, service, id)) {
-                            task.abort();
-                        }
+            Ok(RegistryEvent::Changed(record)) => match &record.change {
+                Change::Upserted { instance } => update(instance, &mut probes),
+                Change::Removed {
+                    namespace,
+                    service,
+                    id,
+                    ..
+                } => {
+                    let key = (namespace.clone(), service.clone(), id.clone());
+                    if let Some((_, task)) = probes.remove(&key) {
+                        task.abort();
                     }
-                    Err(e) => tracing::error!(error = %e, "unreadable change record"),
                 }
-            }
+            },
             Ok(RegistryEvent::Replaced)
             | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                 // Fell behind, or the state was replaced: rebuild from the current state.

@@ -9,13 +9,13 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use msakit_api::registry::{
-    Change, ChangeEvent, DEFAULT_NAMESPACE, HealthCheck, Instance, InstanceStatus, Lease,
-    LeaseGranted, RegisterInstance, RemovalReason, Scheme, ServiceInstances, ServiceList,
-    ServiceSummary, Snapshot,
+    Change, DEFAULT_NAMESPACE, HealthCheck, Instance, InstanceStatus, Lease, LeaseGranted,
+    RegisterInstance, RemovalReason, Scheme, ServiceInstances, ServiceList, ServiceSummary,
+    Snapshot,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -24,11 +24,13 @@ use tokio::time::Instant;
 use crate::config::{
     HealthChecksConfig, LeaseConfig, LimitsConfig, RegistryConfig, SelfPreservationConfig,
 };
-use crate::eureka::EurekaInfo;
 use crate::validate;
 
-mod eureka_delta;
-pub(crate) use eureka_delta::DeltaEntry;
+mod delta;
+mod extension;
+
+pub(crate) use delta::DeltaEntry;
+pub(crate) use extension::{Extension, ExtensionData};
 
 /// Why a registry operation was refused. Serialisable: in a cluster, the leader's refusal
 /// travels back as the answer to a Raft entry.
@@ -74,7 +76,7 @@ impl<'de> Deserialize<'de> for RegistryError {
     }
 }
 
-/// A change as sent to watchers, serialised once for all of them.
+/// A committed change, as the change log keeps it and followers hear it.
 #[derive(Debug)]
 pub struct ChangeRecord {
     /// Its index.
@@ -85,19 +87,17 @@ pub struct ChangeRecord {
     pub service: String,
     /// The instance it is about.
     pub id: String,
-    /// Whether the instance left (else it registered or changed).
-    pub removed: bool,
     /// When it happened (Unix milliseconds).
     pub at_ms: u64,
-    /// The JSON of its [`ChangeEvent`].
-    pub json: String,
-    /// The whole Server-Sent-Events frame (`id`, `event: change`, `data`), formatted once and
-    /// shared by every watcher.
-    pub frame: axum::body::Bytes,
+    /// What changed.
+    pub change: Change,
     /// For a removal, the instance as it was when it left, kept as long as the history keeps
     /// the change: Eureka's delta describes a deleted instance in full, and clients match it by
     /// what it was (host name, port), not only by id.
     pub(crate) departed: Option<Arc<DepartedInstance>>,
+    /// Where the watch adapter keeps what it rendered of this change (its Server-Sent-Events
+    /// frame), so that every watcher shares one rendering. The registry never reads it.
+    pub(crate) rendered: OnceLock<bytes::Bytes>,
 }
 
 /// An instance as it was when it left the registry.
@@ -105,8 +105,8 @@ pub struct ChangeRecord {
 pub(crate) struct DepartedInstance {
     /// The instance as it last was.
     pub(crate) instance: Instance,
-    /// What it told the Eureka API, if it registered there.
-    pub(crate) eureka: Option<EurekaInfo>,
+    /// What a protocol adapter kept with its registration.
+    pub(crate) extension: Option<Extension>,
 }
 
 /// Whether an eviction looks at this node's own leases once more.
@@ -165,9 +165,9 @@ pub(crate) struct Registration {
     pub(crate) status_override: Option<InstanceStatus>,
     pub(crate) health_check: Option<HealthCheck>,
     pub(crate) check_passing: Option<bool>,
-    /// What an instance registered through the Eureka API said that the native model does not
-    /// hold, so Eureka clients get it back unchanged.
-    pub(crate) eureka: Option<EurekaInfo>,
+    /// What a protocol adapter keeps with the registration beyond this model (what a Eureka
+    /// client said, so Eureka clients get it back unchanged), uninterpreted.
+    pub(crate) extension: Option<Extension>,
     pub(crate) ttl_ms: u64,
     pub(crate) registered_at_ms: u64,
     pub(crate) modify_index: u64,
@@ -400,15 +400,15 @@ impl Registry {
         self.register_with(namespace, service, id, request, None, unix_ms())
     }
 
-    /// [`register`](Self::register), keeping what a Eureka client said beyond the native model,
-    /// at `at_ms` (Unix milliseconds; the registration time of a new instance).
+    /// [`register`](Self::register), keeping a protocol adapter's `extension` with it, at
+    /// `at_ms` (Unix milliseconds; the registration time of a new instance).
     pub(crate) fn register_with(
         &self,
         namespace: &str,
         service: &str,
         id: &str,
         request: RegisterInstance,
-        eureka: Option<EurekaInfo>,
+        extension: Option<Extension>,
         at_ms: u64,
     ) -> Result<LeaseGranted, RegistryError> {
         self.check_registration(namespace, service, id, &request)?;
@@ -442,7 +442,7 @@ impl Registry {
             status_override: None,
             check_passing: None,
             health_check: request.health_check,
-            eureka,
+            extension,
             ttl_ms: ttl.as_millis() as u64,
             registered_at_ms: at_ms,
             modify_index: next_index,
@@ -631,7 +631,6 @@ impl Registry {
         }
     }
 
-    /// Every instance of a namespace with what it told the Eureka API, by service then id.
     /// The names of the services of `namespace`, sorted.
     pub(crate) fn service_names(&self, namespace: &str) -> Vec<String> {
         let state = self.read();
@@ -644,15 +643,8 @@ impl Registry {
         names
     }
 
-    /// When an instance registered through the Eureka API says it last changed its registration
-    /// (its `lastDirtyTimestamp`), without copying the instance: what every Eureka heartbeat
-    /// compares with its own.
-    pub(crate) fn eureka_last_dirty(
-        &self,
-        namespace: &str,
-        service: &str,
-        id: &str,
-    ) -> Option<i64> {
+    /// What a protocol adapter kept with an instance's registration, if anything.
+    pub(crate) fn extension(&self, namespace: &str, service: &str, id: &str) -> Option<Extension> {
         let state = self.read();
         let entry = state
             .namespaces
@@ -660,15 +652,15 @@ impl Registry {
             .get(service)?
             .instances
             .get(id)?;
-        entry.registration.eureka.as_ref()?.last_dirty_timestamp()
+        entry.registration.extension.clone()
     }
 
-    /// One service's instances with their Eureka details.
-    pub(crate) fn eureka_service_view(
+    /// One service's instances, each with what a protocol adapter kept with it.
+    pub(crate) fn service_with_extensions(
         &self,
         namespace: &str,
         service: &str,
-    ) -> Vec<(Instance, Option<EurekaInfo>)> {
+    ) -> Vec<(Instance, Option<Extension>)> {
         let state = self.read();
         state
             .namespaces
@@ -680,7 +672,7 @@ impl Registry {
                     .map(|(id, entry)| {
                         (
                             to_wire(namespace, service, id, entry),
-                            entry.registration.eureka.clone(),
+                            entry.registration.extension.clone(),
                         )
                     })
                     .collect()
@@ -688,7 +680,12 @@ impl Registry {
             .unwrap_or_default()
     }
 
-    pub(crate) fn eureka_view(&self, namespace: &str) -> Vec<(Instance, Option<EurekaInfo>)> {
+    /// Every instance of a namespace, each with what a protocol adapter kept with it, by
+    /// service then id.
+    pub(crate) fn namespace_with_extensions(
+        &self,
+        namespace: &str,
+    ) -> Vec<(Instance, Option<Extension>)> {
         let state = self.read();
         let mut out = Vec::new();
         if let Some(services) = state.namespaces.get(namespace) {
@@ -698,7 +695,7 @@ impl Registry {
                 for (id, entry) in &services[name].instances {
                     out.push((
                         to_wire(namespace, name, id, entry),
-                        entry.registration.eureka.clone(),
+                        entry.registration.extension.clone(),
                     ));
                 }
             }
@@ -1121,10 +1118,11 @@ impl Registry {
             return false;
         };
         state.instances -= 1;
-        // Only Eureka's delta reads it, and Eureka's API shows only the default namespace.
+        // Only the delta reads it, and the one API that asks for deltas (Eureka's) shows only
+        // the default namespace.
         let departed = (namespace == DEFAULT_NAMESPACE).then(|| DepartedInstance {
             instance: to_wire(namespace, service, id, &entry),
-            eureka: entry.registration.eureka,
+            extension: entry.registration.extension,
         });
         let change = Change::Removed {
             namespace: namespace.to_owned(),
@@ -1177,9 +1175,9 @@ impl Registry {
         change: Change,
         departed: Option<DepartedInstance>,
     ) {
-        let (id, removed) = match &change {
-            Change::Upserted { instance } => (instance.id.clone(), false),
-            Change::Removed { id, .. } => (id.clone(), true),
+        let id = match &change {
+            Change::Upserted { instance } => instance.id.clone(),
+            Change::Removed { id, .. } => id.clone(),
         };
         state.index += 1;
         let index = state.index;
@@ -1190,19 +1188,15 @@ impl Registry {
         {
             s.index = index;
         }
-        let json =
-            serde_json::to_string(&ChangeEvent { index, change }).expect("plain data serialises");
-        let frame = format!("id: {index}\nevent: change\ndata: {json}\n\n").into();
         let record = Arc::new(ChangeRecord {
             index,
             namespace: namespace.to_owned(),
             service: service.to_owned(),
             id,
-            removed,
             at_ms: unix_ms(),
-            json,
-            frame,
+            change,
             departed: departed.map(Arc::new),
+            rendered: OnceLock::new(),
         });
         while state.history.len() >= self.history_len.max(1) {
             state.history.pop_front();

@@ -14,7 +14,7 @@ use crate::cluster::{Cluster, ClusterError, Renewals};
 use crate::eureka::EurekaInfo;
 pub(crate) use crate::format::Command;
 use crate::format::FormatVersion;
-use crate::registry::{EvictionCheck, Registry, RegistryError};
+use crate::registry::{EvictionCheck, Extension, Registry, RegistryError};
 
 /// What a command did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,7 +49,7 @@ pub(crate) fn apply(registry: &Registry, command: Command, eviction: EvictionChe
                 &service,
                 &id,
                 (*request).into(),
-                eureka.map(|e| *e),
+                eureka.map(|e| Extension::new(*e)),
                 at_ms,
             )
             .map(Applied::Granted),

@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 
 use msakit_api::registry::{Instance, InstanceStatus, RegisterInstance, Scheme};
+use msakit_server_kit::ApiError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::http::ApiError;
+use crate::registry::{Extension, ExtensionData};
 
 const DEFAULT_DATA_CENTER_CLASS: &str = "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo";
 
@@ -36,6 +37,18 @@ impl EurekaInfo {
     pub(crate) fn last_dirty_timestamp(&self) -> Option<i64> {
         self.last_dirty_timestamp.as_deref()?.trim().parse().ok()
     }
+}
+
+/// Kept with the registration by the registry, which does not look inside.
+impl ExtensionData for EurekaInfo {
+    fn same_as(&self, other: &dyn ExtensionData) -> bool {
+        (other as &dyn std::any::Any).downcast_ref::<Self>() == Some(self)
+    }
+}
+
+/// What a Eureka client said beyond the native model, if `extension` holds it.
+pub(crate) fn info(extension: Option<&Extension>) -> Option<&EurekaInfo> {
+    extension?.get()
 }
 
 /// The data-centre classes Eureka's Java client can instantiate, with the names

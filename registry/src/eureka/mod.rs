@@ -83,8 +83,8 @@ fn respond(headers: &HeaderMap, root: &str, inner: Value) -> Response {
 /// applying a delta.
 fn applications(state: &AppState, keep: impl Fn(&Value) -> bool) -> Value {
     let mut apps: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for (instance, eureka) in state.registry.eureka_view(DEFAULT_NAMESPACE) {
-        let rendered = codec::render(&instance, eureka.as_ref(), "ADDED");
+    for (instance, eureka) in state.registry.namespace_with_extensions(DEFAULT_NAMESPACE) {
+        let rendered = codec::render(&instance, codec::info(eureka.as_ref()), "ADDED");
         if keep(&rendered) {
             let app = rendered["app"].as_str().unwrap_or_default().to_owned();
             apps.entry(app).or_default().push(rendered);
@@ -110,8 +110,8 @@ async fn full_registry(state: &AppState, json: bool) -> Vec<u8> {
         let mut apps: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for service in state.registry.service_names(DEFAULT_NAMESPACE) {
-            for (instance, eureka) in state.registry.eureka_service_view(DEFAULT_NAMESPACE, &service) {
-                let rendered = codec::render(&instance, eureka.as_ref(), "ADDED");
+            for (instance, eureka) in state.registry.service_with_extensions(DEFAULT_NAMESPACE, &service) {
+                let rendered = codec::render(&instance, codec::info(eureka.as_ref()), "ADDED");
                 let app = rendered["app"].as_str().unwrap_or_default().to_owned();
                 *counts
                     .entry(rendered["status"].as_str().unwrap_or("UNKNOWN").to_owned())
@@ -210,24 +210,31 @@ async fn apps(State(state): State<AppState>, headers: HeaderMap) -> Response {
 async fn delta(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let now = crate::registry::unix_ms();
     let cutoff = now.saturating_sub(DELTA_WINDOW_MS);
-    let delta = state.registry.eureka_delta(DEFAULT_NAMESPACE, cutoff);
+    let delta = state.registry.delta(DEFAULT_NAMESPACE, cutoff);
     let mut present: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     let mut departed: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for entry in &delta.entries {
         let (rendered, into) = match entry {
-            DeltaEntry::Present { instance, eureka } => {
+            DeltaEntry::Present {
+                instance,
+                extension,
+            } => {
                 let action = if instance.registered_at_ms >= cutoff {
                     "ADDED"
                 } else {
                     "MODIFIED"
                 };
                 (
-                    codec::render(instance, eureka.as_deref(), action),
+                    codec::render(instance, codec::info(extension.as_ref()), action),
                     &mut present,
                 )
             }
             DeltaEntry::Departed(gone) => (
-                codec::render(&gone.instance, gone.eureka.as_ref(), "DELETED"),
+                codec::render(
+                    &gone.instance,
+                    codec::info(gone.extension.as_ref()),
+                    "DELETED",
+                ),
                 &mut departed,
             ),
         };
@@ -266,10 +273,10 @@ async fn application(
     let service = service_of(&app);
     let instances: Vec<Value> = state
         .registry
-        .eureka_view(DEFAULT_NAMESPACE)
+        .namespace_with_extensions(DEFAULT_NAMESPACE)
         .into_iter()
         .filter(|(i, _)| i.service == service)
-        .map(|(i, e)| codec::render(&i, e.as_ref(), "ADDED"))
+        .map(|(i, e)| codec::render(&i, codec::info(e.as_ref()), "ADDED"))
         .collect();
     if instances.is_empty() {
         return Err(ApiError::not_found(format!(
@@ -287,10 +294,10 @@ async fn application(
 fn find(state: &AppState, service: Option<&str>, id: &str) -> Option<Value> {
     state
         .registry
-        .eureka_view(DEFAULT_NAMESPACE)
+        .namespace_with_extensions(DEFAULT_NAMESPACE)
         .into_iter()
         .find(|(i, _)| i.id == id && service.is_none_or(|s| i.service == s))
-        .map(|(i, e)| codec::render(&i, e.as_ref(), "ADDED"))
+        .map(|(i, e)| codec::render(&i, codec::info(e.as_ref()), "ADDED"))
 }
 
 async fn app_instance(
@@ -413,7 +420,8 @@ async fn heartbeat(
     if let Some(presented) = presented {
         let registered = state
             .registry
-            .eureka_last_dirty(DEFAULT_NAMESPACE, &service, &id);
+            .extension(DEFAULT_NAMESPACE, &service, &id)
+            .and_then(|e| codec::info(Some(&e))?.last_dirty_timestamp());
         if registered.is_some_and(|registered| presented > registered) {
             return Err(ApiError::not_found(format!(
                 "instance {id} of {app} changed since it registered; register again"

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::FormatVersion;
 use super::records::{HealthCheckRecord, SchemeRecord, StatusRecord};
 use crate::eureka::EurekaInfo;
-use crate::registry::{Dumped, Registration, StoredInstance};
+use crate::registry::{Dumped, Extension, Registration, StoredInstance};
 
 /// An instance's registration: everything but its lease's progress.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +43,11 @@ impl From<Registration> for RegistrationRecord {
             status_override: r.status_override.map(Into::into),
             health_check: r.health_check.map(Into::into),
             check_passing: r.check_passing,
-            eureka: r.eureka,
+            eureka: r
+                .extension
+                .as_ref()
+                .and_then(|e| e.get::<EurekaInfo>())
+                .cloned(),
             ttl_ms: r.ttl_ms,
             registered_at_ms: r.registered_at_ms,
             modify_index: r.modify_index,
@@ -64,7 +68,7 @@ impl From<RegistrationRecord> for Registration {
             status_override: r.status_override.map(Into::into),
             health_check: r.health_check.map(Into::into),
             check_passing: r.check_passing,
-            eureka: r.eureka,
+            extension: r.eureka.map(Extension::new),
             ttl_ms: r.ttl_ms,
             registered_at_ms: r.registered_at_ms,
             modify_index: r.modify_index,

@@ -14,13 +14,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, StreamExt};
-use msakit_api::registry::DEFAULT_NAMESPACE;
+use msakit_api::registry::{Change, DEFAULT_NAMESPACE};
 use tokio::sync::broadcast;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::metrics::Metrics;
-use crate::registry::RegistryEvent;
+use crate::registry::{ChangeRecord, RegistryEvent};
 use crate::validate::{self, NameKind};
 
 /// What a watcher asked for.
@@ -117,7 +117,7 @@ pub(crate) async fn stream(
             let frames = missed
                 .iter()
                 .filter(|c| c.namespace == request.namespace && wanted(&c.service))
-                .map(|c| c.frame.clone())
+                .map(|c| frame(c))
                 .collect();
             (frames, receiver)
         }
@@ -188,7 +188,7 @@ impl Live {
                     Ok(RegistryEvent::Changed(change))
                         if change.namespace == self.namespace && (self.wanted)(&change.service) =>
                     {
-                        return Some((Ok(change.frame.clone()), self));
+                        return Some((Ok(frame(&change)), self));
                     }
                     Ok(RegistryEvent::Changed(_)) => {}
                 },
@@ -201,4 +201,60 @@ impl Live {
 /// Whether a watch request's query and headers parse, for the fuzz targets.
 pub(crate) fn parses(query: Option<&str>, headers: &HeaderMap) -> bool {
     parse(query, headers).is_ok()
+}
+
+/// A change's Server-Sent-Events frame (`id`, `event: change`, the [`ChangeEvent`] as `data`),
+/// rendered by the first watcher that sends it and shared by every other.
+fn frame(change: &ChangeRecord) -> Bytes {
+    change
+        .rendered
+        .get_or_init(|| {
+            // `ChangeEvent`'s JSON, from a borrowed change.
+            #[derive(serde::Serialize)]
+            struct Event<'a> {
+                index: u64,
+                #[serde(flatten)]
+                change: &'a Change,
+            }
+            let event = Event {
+                index: change.index,
+                change: &change.change,
+            };
+            let json = serde_json::to_string(&event).expect("plain data serialises");
+            format!("id: {}\nevent: change\ndata: {json}\n\n", change.index).into()
+        })
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use msakit_api::registry::{ChangeEvent, RemovalReason};
+
+    use super::*;
+
+    #[test]
+    fn a_frame_carries_the_change_event_as_the_api_defines_it() {
+        let change = Change::Removed {
+            namespace: "public".into(),
+            service: "orders".into(),
+            id: "o1".into(),
+            reason: RemovalReason::Expired,
+        };
+        let record = ChangeRecord {
+            index: 42,
+            namespace: "public".into(),
+            service: "orders".into(),
+            id: "o1".into(),
+            at_ms: 1,
+            change: change.clone(),
+            departed: None,
+            rendered: OnceLock::new(),
+        };
+        let json = serde_json::to_string(&ChangeEvent { index: 42, change }).unwrap();
+        let expected = format!("id: 42\nevent: change\ndata: {json}\n\n");
+        assert_eq!(frame(&record), expected.as_bytes());
+        assert!(record.rendered.get().is_some(), "rendered once, kept");
+    }
 }

@@ -1,19 +1,19 @@
-//! Eureka's `/apps/delta` read from the registry's change history: every instance changed in a
-//! window with its last change (as it is now, or as it was when it left), the status counts the
-//! hash code is made of, and whether the history covers the window — all under one read lock.
+//! A delta read from the registry's change history: every instance changed in a window with its
+//! last change (as it is now, or as it was when it left), the count of instances per status, and
+//! whether the history covers the window — all under one read lock. Eureka's `/apps/delta` is
+//! made of it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::{ChangeRecord, DepartedInstance, Registry, to_wire};
-use crate::eureka::EurekaInfo;
+use super::{ChangeRecord, DepartedInstance, Extension, Registry, to_wire};
 use msakit_api::registry::Instance;
 
-/// What Eureka's `/apps/delta` shows, read under one lock, so that the hash code describes the
-/// very state its entries lead to (a write between them would make every client's recomputed
-/// hash differ and send it to a full fetch).
+/// The changes of a window and the state they lead to, read under one lock, so that the status
+/// counts describe the very state its entries lead to (a Eureka client recomputes its hash code
+/// from them: a write between them would send every client to a full fetch).
 #[derive(Debug)]
-pub(crate) struct EurekaDelta {
+pub(crate) struct Delta {
     /// The registry's index when read.
     pub(crate) index: u64,
     /// Every instance changed in the window, with its last change, by service then id.
@@ -22,8 +22,8 @@ pub(crate) struct EurekaDelta {
     /// nor when a snapshot install emptied it within it. A client cannot be brought up to date
     /// by an incomplete delta.
     pub(crate) complete: bool,
-    /// How many instances of the namespace have each effective status, by its wire name (the
-    /// order Eureka's hash code lists them in).
+    /// How many instances of the namespace have each effective status, by its wire name, in
+    /// the names' order.
     pub(crate) status_counts: BTreeMap<&'static str, u64>,
 }
 
@@ -34,17 +34,17 @@ pub(crate) enum DeltaEntry {
     Present {
         /// The instance now.
         instance: Box<Instance>,
-        /// What it told the Eureka API.
-        eureka: Option<Box<EurekaInfo>>,
+        /// What a protocol adapter kept with it.
+        extension: Option<Extension>,
     },
     /// It left: as it was then.
     Departed(Arc<DepartedInstance>),
 }
 
 impl Registry {
-    /// Eureka's delta of `namespace` since `since_ms` (Unix milliseconds): each changed
-    /// instance's last change, and the status counts and index, all under one read lock.
-    pub(crate) fn eureka_delta(&self, namespace: &str, since_ms: u64) -> EurekaDelta {
+    /// The delta of `namespace` since `since_ms` (Unix milliseconds): each changed instance's
+    /// last change, and the status counts and index, all under one read lock.
+    pub(crate) fn delta(&self, namespace: &str, since_ms: u64) -> Delta {
         let state = self.read();
         let overflowed = state.history.len() >= self.history_len.max(1)
             && state.history.front().is_some_and(|c| c.at_ms >= since_ms);
@@ -69,7 +69,7 @@ impl Registry {
                 match present {
                     Some(entry) => Some(DeltaEntry::Present {
                         instance: Box::new(to_wire(namespace, service, id, entry)),
-                        eureka: entry.registration.eureka.clone().map(Box::new),
+                        extension: entry.registration.extension.clone(),
                     }),
                     None => change.departed.clone().map(DeltaEntry::Departed),
                 }
@@ -85,7 +85,7 @@ impl Registry {
                 .entry(entry.registration.status().as_str())
                 .or_insert(0) += 1;
         }
-        EurekaDelta {
+        Delta {
             index: state.index,
             entries,
             complete,
@@ -108,22 +108,22 @@ mod tests {
         let r = registry();
         let window_start = unix_ms().saturating_sub(180_000);
         r.register("public", "a", "1", request(1)).unwrap();
-        let delta = r.eureka_delta("public", window_start);
+        let delta = r.delta("public", window_start);
         assert!(delta.complete);
         assert_eq!(delta.entries.len(), 1);
         // A restart from storage: the changes just before it are gone with the old history.
         let restarted = registry();
         let dumped = r.dump();
         restarted.restore(dumped.instances, dumped.index);
-        assert!(!restarted.eureka_delta("public", window_start).complete);
+        assert!(!restarted.delta("public", window_start).complete);
         // One with nothing to restore has nothing a client could be behind on.
         let empty = registry();
         empty.restore(Vec::new(), 0);
-        assert!(empty.eureka_delta("public", window_start).complete);
+        assert!(empty.delta("public", window_start).complete);
         // A snapshot install.
         r.replace(r.dump());
-        assert!(!r.eureka_delta("public", window_start).complete);
-        assert!(r.eureka_delta("public", unix_ms() + 1).complete);
+        assert!(!r.delta("public", window_start).complete);
+        assert!(r.delta("public", unix_ms() + 1).complete);
 
         let config = RegistryConfig {
             watch: WatchConfig {
@@ -136,6 +136,6 @@ mod tests {
         for port in 1..=4 {
             small.register("public", "a", "1", request(port)).unwrap();
         }
-        assert!(!small.eureka_delta("public", window_start).complete);
+        assert!(!small.delta("public", window_start).complete);
     }
 }
