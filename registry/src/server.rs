@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RegistryConfig;
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
-use crate::registry::Registry;
+use crate::registry::RegistryWriter;
 use crate::store::{Store, StoreError};
 use crate::writes::Writes;
 
@@ -53,7 +53,8 @@ pub async fn run(
         }
         _ => (None, None),
     };
-    let registry = Arc::new(Registry::new(&config, persist_tx));
+    let writer = RegistryWriter::new(&config, persist_tx);
+    let registry = Arc::clone(writer.registry());
     let token = CancellationToken::new();
     let stop_persistence = CancellationToken::new();
     let persistence = match (&store, persist_rx) {
@@ -64,7 +65,7 @@ pub async fn run(
                 index,
                 "restored registrations; each has one lease to heartbeat"
             );
-            registry.restore(restored, index);
+            writer.restore(restored, index);
             Some(tokio::spawn(
                 store.clone().run(rx, stop_persistence.clone()),
             ))
@@ -77,7 +78,7 @@ pub async fn run(
                 cluster_config,
                 config.tls.as_ref(),
                 store.database(),
-                Arc::clone(&registry),
+                writer.clone(),
             )
             .await?;
             tracing::info!(node = cluster_config.node_id, peers = ?cluster_config.peers, "cluster node started");
@@ -86,7 +87,7 @@ pub async fn run(
         }
         _ => None,
     };
-    let writes = Writes::new(Arc::clone(&registry), cluster);
+    let writes = Writes::new(writer, cluster);
 
     let sweeper = {
         let (writes, token, every) = (writes.clone(), token.clone(), config.sweep_interval);

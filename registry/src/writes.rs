@@ -14,7 +14,7 @@ use crate::cluster::{Cluster, ClusterError, Renewals};
 use crate::eureka::EurekaInfo;
 pub(crate) use crate::format::Command;
 use crate::format::FormatVersion;
-use crate::registry::{EvictionCheck, Extension, Registry, RegistryError};
+use crate::registry::{EvictionCheck, Extension, RegistryError, RegistryWriter};
 
 /// What a command did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,7 +33,11 @@ pub(crate) enum Applied {
 
 /// Applies `command` to `registry`; `eviction` says whether an eviction looks at this node's
 /// leases again (a single node) or applies the leader's decision (every node of a cluster).
-pub(crate) fn apply(registry: &Registry, command: Command, eviction: EvictionCheck) -> Applied {
+pub(crate) fn apply(
+    registry: &RegistryWriter,
+    command: Command,
+    eviction: EvictionCheck,
+) -> Applied {
     let outcome = match command {
         Command::Register {
             namespace,
@@ -112,7 +116,7 @@ impl From<WriteError> for msakit_server_kit::ApiError {
 /// The path every change takes; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Writes {
-    registry: Arc<Registry>,
+    registry: RegistryWriter,
     cluster: Option<(Arc<Cluster>, Renewals)>,
     /// The term this node last granted every instance a lease of grace in (as leader).
     grace_term: Arc<AtomicU64>,
@@ -126,7 +130,7 @@ fn unexpected(applied: Applied) -> WriteError {
 
 impl Writes {
     /// Writes to `registry`, through `cluster` when there is one.
-    pub(crate) fn new(registry: Arc<Registry>, cluster: Option<(Arc<Cluster>, Renewals)>) -> Self {
+    pub(crate) fn new(registry: RegistryWriter, cluster: Option<(Arc<Cluster>, Renewals)>) -> Self {
         Self {
             registry,
             cluster,
@@ -316,5 +320,15 @@ impl Writes {
             }
         }
         Ok(granted)
+    }
+
+    /// Renews a lease a follower handed on to this node (the leader): here only.
+    pub(crate) fn renew_handed_on(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<LeaseGranted, WriteError> {
+        Ok(self.registry.renew(namespace, service, id)?)
     }
 }

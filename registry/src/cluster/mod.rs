@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use openraft::BasicNode;
 
-use crate::registry::Registry;
+use crate::registry::RegistryWriter;
 use crate::writes::{Applied, Command};
 
 pub(crate) use msakit_raft::{ClusterConfig, ClusterError, ClusterStatus, NodeId};
@@ -43,7 +43,7 @@ pub(crate) async fn start(
     config: &ClusterConfig,
     tls: Option<&msakit_server_kit::TlsConfig>,
     db: Arc<redb::Database>,
-    registry: Arc<Registry>,
+    registry: RegistryWriter,
 ) -> Result<Arc<Cluster>, ClusterError> {
     let log = msakit_raft::LogStore::<TypeConfig>::new(Arc::clone(&db));
     let machine = state_machine::StateMachine::open(registry, log)?;

@@ -16,7 +16,7 @@ use msakit_raft::blocking;
 
 use super::{ClusterError, NodeId, TypeConfig};
 use crate::format::SnapshotRecord;
-use crate::registry::{Dumped, EvictionCheck, Registry};
+use crate::registry::{Dumped, EvictionCheck, RegistryWriter};
 use crate::writes::{self, Applied};
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
@@ -35,7 +35,7 @@ struct AppliedState {
 /// The state machine; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct StateMachine {
-    registry: Arc<Registry>,
+    registry: RegistryWriter,
     log: msakit_raft::LogStore<TypeConfig>,
     /// Held while an entry is applied and while a snapshot is read, so a snapshot's state and
     /// the entry it ends at always match.
@@ -45,7 +45,7 @@ pub(crate) struct StateMachine {
 impl StateMachine {
     /// Over `registry`, restored from the last snapshot kept in `log`'s file.
     pub(crate) fn open(
-        registry: Arc<Registry>,
+        registry: RegistryWriter,
         log: msakit_raft::LogStore<TypeConfig>,
     ) -> std::result::Result<Self, ClusterError> {
         let mut applied = AppliedState::default();

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{SnapshotRecord, StoredInstanceRecord};
 use crate::cluster::TypeConfig;
-use crate::registry::{Dumped, EvictionCheck, Registry};
+use crate::registry::{Dumped, EvictionCheck, RegistryWriter};
 use crate::writes::{self, Applied};
 
 type Entry = openraft::Entry<TypeConfig>;
@@ -70,7 +70,7 @@ fn log_entries_of_every_command_read_and_write_back_the_same_json() {
 #[test]
 fn applying_the_golden_log_gives_the_golden_snapshot_and_stored_record() {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let registry = Registry::new(&crate::config::RegistryConfig::default(), Some(tx));
+    let registry = RegistryWriter::new(&crate::config::RegistryConfig::default(), Some(tx));
     for name in &LOG_ENTRIES[..5] {
         let entry: Entry = serde_json::from_value(golden(1, name)).unwrap();
         let openraft::EntryPayload::Normal(command) = entry.payload else {

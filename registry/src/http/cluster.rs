@@ -63,7 +63,7 @@ pub(crate) async fn renewals(
     let Json(batch) = body?;
     for (namespace, service, id) in &batch.instances {
         // An instance evicted meanwhile hears 404 on its next heartbeat and registers again.
-        let _ = state.registry.renew(namespace, service, id);
+        let _ = state.writes.renew_handed_on(namespace, service, id);
     }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -97,8 +97,8 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{registry, request};
-    use super::*;
     use crate::config::{RegistryConfig, WatchConfig};
+    use crate::registry::RegistryWriter;
     use crate::registry::unix_ms;
 
     /// A delta whose window the history no longer covers says so: after a snapshot install
@@ -132,7 +132,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let small = Registry::new(&config, None);
+        let small = RegistryWriter::new(&config, None);
         for port in 1..=4 {
             small.register("public", "a", "1", request(port)).unwrap();
         }
