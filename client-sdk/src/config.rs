@@ -54,7 +54,7 @@ impl ConfigClientOptions {
 
 /// Why no configuration could be had.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum ConfigClientError {
     /// No server answered and there is no last-known-good copy.
     #[error("no config server answered ({0}) and there is no cached configuration")]
     Unavailable(String),
@@ -159,7 +159,7 @@ fn save(path: &Option<PathBuf>, resolved: &Resolved) {
 impl<T: DeserializeOwned + Send + Sync + 'static> ConfigClient<T> {
     /// Fetches the configuration (or, when no server answers, reads the last good copy), then
     /// follows the server's changes in the background.
-    pub async fn start(options: ConfigClientOptions) -> Result<ConfigClient<T>, ConfigError> {
+    pub async fn start(options: ConfigClientOptions) -> Result<ConfigClient<T>, ConfigClientError> {
         let fetcher = Fetcher {
             client: options.tls.short_client(Duration::from_secs(5)),
             streaming: options.tls.streaming_client(Duration::from_secs(5)),
@@ -167,7 +167,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ConfigClient<T> {
         };
         let initial = match fetcher.fetch().await {
             Ok(resolved) => {
-                let value = typed::<T>(&resolved).map_err(ConfigError::Invalid)?;
+                let value = typed::<T>(&resolved).map_err(ConfigClientError::Invalid)?;
                 save(&fetcher.options.cache_file, &resolved);
                 value
             }
@@ -178,9 +178,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> ConfigClient<T> {
                     .as_ref()
                     .and_then(|path| std::fs::read(path).ok())
                     .and_then(|bytes| serde_json::from_slice::<Resolved>(&bytes).ok())
-                    .ok_or_else(|| ConfigError::Unavailable(reason.clone()))?;
+                    .ok_or_else(|| ConfigClientError::Unavailable(reason.clone()))?;
                 tracing::warn!(%reason, "config server unreachable; starting with the last good configuration");
-                typed::<T>(&cached).map_err(ConfigError::Invalid)?
+                typed::<T>(&cached).map_err(ConfigClientError::Invalid)?
             }
         };
         let (sender, receiver) = watch::channel(Arc::new(initial));

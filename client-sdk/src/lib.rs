@@ -26,7 +26,7 @@ pub mod timer;
 pub mod tls;
 pub mod tower_discover;
 
-pub use config::{ConfigClient, ConfigClientOptions, ConfigError};
+pub use config::{ConfigClient, ConfigClientError, ConfigClientOptions};
 pub use discovery::{Discovery, DiscoveryError, DiscoveryOptions};
 pub use msakit_resilience as resilience;
 pub use registration::{Registration, RegistrationOptions};

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use foldhash::HashMap;
 use msakit_api::registry::Instance;
+use msakit_resilience::CircuitState;
 use msakit_resilience::circuit_breaker::CallOutcome;
-use msakit_resilience::circuit_breaker::State;
 use msakit_resilience::retry::{RetryBudget, RetryBudgetConfig};
 use msakit_resilience::{CircuitBreaker, CircuitBreakerConfig};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -169,7 +169,7 @@ impl ServiceMetrics {
     }
 
     /// Exports the breaker's state when it differs from the one last exported.
-    fn export_breaker_state(&self, state: State) {
+    fn export_breaker_state(&self, state: CircuitState) {
         let index = BREAKER_STATES
             .iter()
             .position(|(s, _)| *s == state)
@@ -187,13 +187,13 @@ impl ServiceMetrics {
 }
 
 /// The breaker states, with their names as metric labels.
-const BREAKER_STATES: [(State, &str); 6] = [
-    (State::Closed, "closed"),
-    (State::Open, "open"),
-    (State::HalfOpen, "half_open"),
-    (State::Disabled, "disabled"),
-    (State::ForcedOpen, "forced_open"),
-    (State::MetricsOnly, "metrics_only"),
+const BREAKER_STATES: [(CircuitState, &str); 6] = [
+    (CircuitState::Closed, "closed"),
+    (CircuitState::Open, "open"),
+    (CircuitState::HalfOpen, "half_open"),
+    (CircuitState::Disabled, "disabled"),
+    (CircuitState::ForcedOpen, "forced_open"),
+    (CircuitState::MetricsOnly, "metrics_only"),
 ];
 
 /// Calls services by name. Cheap to clone; clones share balancer state, breakers and budget.
@@ -298,7 +298,7 @@ impl ServiceClient {
     pub fn new(
         discovery: Discovery,
         options: ServiceClientOptions,
-    ) -> Result<Self, msakit_resilience::ConfigError> {
+    ) -> Result<Self, msakit_resilience::InvalidConfig> {
         options.breaker.validate()?;
         Ok(Self {
             discovery,

@@ -162,7 +162,7 @@ impl Default for WatchConfig {
 
 /// A setting that is out of range, or a config file that cannot be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum ServerConfigError {
     /// The config file cannot be used.
     #[error(transparent)]
     File(#[from] msakit_server_kit::ConfigFileError),
@@ -186,14 +186,14 @@ pub enum ConfigError {
 
 impl ConfigServerConfig {
     /// Reads a YAML file.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ServerConfigError> {
         Ok(msakit_server_kit::read_yaml_file(path)?)
     }
 
     /// Checks every value; the error names the first field out of range.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), ServerConfigError> {
         let invalid = |field, reason: &str| {
-            Err(ConfigError::Invalid {
+            Err(ServerConfigError::Invalid {
                 field,
                 reason: reason.into(),
             })
@@ -254,14 +254,14 @@ impl ConfigServerConfig {
     }
 
     /// The secrets key text, from the config or its file, if any.
-    pub(crate) fn secrets_key(&self) -> Result<Option<String>, ConfigError> {
+    pub(crate) fn secrets_key(&self) -> Result<Option<String>, ServerConfigError> {
         if let Some(key) = &self.secrets.key {
             return Ok(Some(key.clone()));
         }
         match &self.secrets.key_file {
             Some(path) => std::fs::read_to_string(path)
                 .map(|k| Some(k.trim().to_owned()))
-                .map_err(|source| ConfigError::Read {
+                .map_err(|source| ServerConfigError::Read {
                     path: path.clone(),
                     source,
                 }),
@@ -328,7 +328,7 @@ pub struct Cli {
 
 impl Cli {
     /// The configuration: the file (if any), then the flags and variables over it; validated.
-    pub fn resolve(&self) -> Result<ConfigServerConfig, ConfigError> {
+    pub fn resolve(&self) -> Result<ConfigServerConfig, ServerConfigError> {
         let mut config = match &self.config {
             Some(path) => ConfigServerConfig::from_file(path)?,
             None => ConfigServerConfig::default(),
@@ -366,7 +366,7 @@ impl Cli {
             self.tls_key.as_deref(),
             self.tls_client_ca.as_deref(),
         )
-        .map_err(|reason| ConfigError::Invalid {
+        .map_err(|reason| ServerConfigError::Invalid {
             field: "tls",
             reason: reason.into(),
         })?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, ConfigServerConfig};
+use crate::config::{ConfigServerConfig, ServerConfigError};
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::native_dir::NativeDir;
@@ -18,7 +18,7 @@ use crate::store::{Store, StoreError};
 pub enum ServerError {
     /// The configuration is invalid.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(#[from] ServerConfigError),
     /// The secrets key is malformed.
     #[error("the secrets key must be base64 of 32 bytes")]
     BadKey,

@@ -222,7 +222,7 @@ impl Default for WatchConfig {
 
 /// A setting that is out of range, or a config file that cannot be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum RegistryConfigError {
     /// The config file cannot be used.
     #[error(transparent)]
     File(#[from] msakit_server_kit::ConfigFileError),
@@ -236,8 +236,8 @@ pub enum ConfigError {
     },
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
+fn invalid(field: &'static str, reason: impl Into<String>) -> RegistryConfigError {
+    RegistryConfigError::Invalid {
         field,
         reason: reason.into(),
     }
@@ -245,12 +245,12 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
 
 impl RegistryConfig {
     /// Reads a YAML file.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+    pub fn from_file(path: &std::path::Path) -> Result<Self, RegistryConfigError> {
         Ok(msakit_server_kit::read_yaml_file(path)?)
     }
 
     /// Checks every value; the error names the first field out of range.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), RegistryConfigError> {
         if self.connections.max_connections == 0 {
             return Err(invalid("connections.max_connections", "must be at least 1"));
         }
@@ -376,7 +376,7 @@ pub struct Cli {
 
 impl Cli {
     /// The configuration: the file (if any), then the flags and variables over it; validated.
-    pub fn resolve(&self) -> Result<RegistryConfig, ConfigError> {
+    pub fn resolve(&self) -> Result<RegistryConfig, RegistryConfigError> {
         let mut config = match &self.config {
             Some(path) => RegistryConfig::from_file(path)?,
             None => RegistryConfig::default(),
@@ -408,7 +408,7 @@ impl Cli {
             self.tls_key.as_deref(),
             self.tls_client_ca.as_deref(),
         )
-        .map_err(|reason| ConfigError::Invalid {
+        .map_err(|reason| RegistryConfigError::Invalid {
             field: "tls",
             reason: reason.into(),
         })?;
@@ -457,7 +457,7 @@ mod tests {
         let config: RegistryConfig =
             serde_yaml_ng::from_str("self_preservation: { expiring_share: 2 }").unwrap();
         match config.validate() {
-            Err(ConfigError::Invalid { field, .. }) => {
+            Err(RegistryConfigError::Invalid { field, .. }) => {
                 assert_eq!(field, "self_preservation.expiring_share")
             }
             other => panic!("{other:?}"),

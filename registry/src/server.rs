@@ -19,7 +19,7 @@ use crate::writes::Writes;
 pub enum ServerError {
     /// The configuration is invalid.
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] crate::config::RegistryConfigError),
     /// The data directory could not be used.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -5,7 +5,7 @@
 //! Every primitive comes in the same shape:
 //!
 //! - a serde-deserialisable config struct with documented defaults and a `validate` step that names
-//!   the offending field ([`ConfigError`]), so services can configure it from YAML;
+//!   the offending field ([`InvalidConfig`]), so services can configure it from YAML;
 //! - a handle that is `Clone + Send + Sync` (clones share state) with a direct async API,
 //!   `primitive.call(|| future).await`, returning [`Error`];
 //! - a `tower::Layer` for use in service stacks, whose errors are boxed like tower's own;
@@ -27,10 +27,10 @@
 mod admission;
 pub mod bulkhead;
 pub mod circuit_breaker;
-mod config_error;
 mod deadline;
 mod error;
 mod events;
+mod invalid_config;
 pub mod policy;
 pub mod rate_limiter;
 pub mod retry;
@@ -38,10 +38,10 @@ mod sliding_counters;
 pub mod timeout;
 
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull};
-pub use circuit_breaker::{CallNotPermitted, CircuitBreaker, CircuitBreakerConfig, State};
-pub use config_error::ConfigError;
+pub use circuit_breaker::{CallNotPermitted, CircuitBreaker, CircuitBreakerConfig, CircuitState};
 pub use error::{BoxError, Error};
 pub use events::EventStream;
+pub use invalid_config::InvalidConfig;
 pub use policy::{Policy, PolicyConfig};
 pub use rate_limiter::{RateLimited, RateLimiter, RateLimiterConfig};
 pub use retry::{DeadlineExceeded, Retry, RetryConfig};

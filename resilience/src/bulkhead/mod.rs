@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::admission::{Admission, AdmissionLayer, AdmissionService, Admit};
 use crate::events::EventPublisher;
-use crate::{BoxError, ConfigError, Error, EventStream};
+use crate::{BoxError, Error, EventStream, InvalidConfig};
 
 /// The bulkhead as a `tower::Layer`; the excess fails with a boxed [`BulkheadFull`].
 pub type BulkheadLayer = AdmissionLayer<Bulkhead>;
@@ -48,13 +48,13 @@ const MAX_CONCURRENT: u32 = 1 << 28;
 
 impl BulkheadConfig {
     /// Checks every field; the error names the first one out of range.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::config_error::check_positive(
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        crate::invalid_config::check_positive(
             "max_concurrent_calls",
             self.max_concurrent_calls.into(),
         )?;
         if self.max_concurrent_calls > MAX_CONCURRENT {
-            return Err(ConfigError::new(
+            return Err(InvalidConfig::new(
                 "max_concurrent_calls",
                 format!("must be at most {MAX_CONCURRENT}"),
             ));
@@ -144,7 +144,7 @@ pub struct BulkheadPermit<'a> {
 
 impl Bulkhead {
     /// A bulkhead named `name`.
-    pub fn new(name: impl Into<Arc<str>>, config: BulkheadConfig) -> Result<Self, ConfigError> {
+    pub fn new(name: impl Into<Arc<str>>, config: BulkheadConfig) -> Result<Self, InvalidConfig> {
         config.validate()?;
         Ok(Self {
             shared: Arc::new(Shared {

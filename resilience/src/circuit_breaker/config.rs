@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ConfigError;
-use crate::config_error::{check_nonzero, check_percentage, check_positive};
+use crate::InvalidConfig;
+use crate::invalid_config::{check_nonzero, check_percentage, check_positive};
 
 /// How the closed-state window counts calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -102,7 +102,7 @@ const MAX_TIME_WINDOW_SECS: u32 = 86_400;
 
 impl CircuitBreakerConfig {
     /// Checks every field; the error names the first one out of range.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         check_percentage("failure_rate_threshold", self.failure_rate_threshold)?;
         check_percentage("slow_call_rate_threshold", self.slow_call_rate_threshold)?;
         if let Some(threshold) = self.slow_call_duration_threshold {
@@ -114,7 +114,7 @@ impl CircuitBreakerConfig {
             SlidingWindowType::TimeBased => MAX_TIME_WINDOW_SECS,
         };
         if self.sliding_window_size > max {
-            return Err(ConfigError::new(
+            return Err(InvalidConfig::new(
                 "sliding_window_size",
                 format!("must be at most {max}"),
             ));
@@ -128,7 +128,7 @@ impl CircuitBreakerConfig {
             self.permitted_number_of_calls_in_half_open_state.into(),
         )?;
         if self.permitted_number_of_calls_in_half_open_state > MAX_WINDOW {
-            return Err(ConfigError::new(
+            return Err(InvalidConfig::new(
                 "permitted_number_of_calls_in_half_open_state",
                 format!("must be at most {MAX_WINDOW}"),
             ));
@@ -139,13 +139,13 @@ impl CircuitBreakerConfig {
         )?;
         if let Some(backoff) = &self.open_state_backoff {
             if !(backoff.multiplier.is_finite() && backoff.multiplier >= 1.0) {
-                return Err(ConfigError::new(
+                return Err(InvalidConfig::new(
                     "open_state_backoff.multiplier",
                     format!("must be at least 1, got {}", backoff.multiplier),
                 ));
             }
             if backoff.max_wait < self.wait_duration_in_open_state {
-                return Err(ConfigError::new(
+                return Err(InvalidConfig::new(
                     "open_state_backoff.max_wait",
                     "must be at least wait_duration_in_open_state",
                 ));

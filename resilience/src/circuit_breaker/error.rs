@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::State;
+use super::CircuitState;
 
 /// The breaker refused a call without running it.
 ///
@@ -13,7 +13,7 @@ use super::State;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallNotPermitted {
     pub(crate) name: Arc<str>,
-    pub(crate) state: State,
+    pub(crate) state: CircuitState,
     pub(crate) retry_after: Option<Duration>,
 }
 
@@ -24,7 +24,7 @@ impl CallNotPermitted {
     }
 
     /// The state that rejected the call: OPEN, FORCED_OPEN or HALF_OPEN (all probes in flight).
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> CircuitState {
         self.state
     }
 
@@ -44,8 +44,10 @@ impl fmt::Display for CallNotPermitted {
         )?;
         match (self.state, self.retry_after) {
             (_, Some(after)) => write!(f, "; next call admitted in {} ms", after.as_millis()),
-            (State::HalfOpen, None) => write!(f, "; all half-open probes are in flight"),
-            (State::ForcedOpen, None) => write!(f, "; it stays open until an operator closes it"),
+            (CircuitState::HalfOpen, None) => write!(f, "; all half-open probes are in flight"),
+            (CircuitState::ForcedOpen, None) => {
+                write!(f, "; it stays open until an operator closes it")
+            }
             _ => Ok(()),
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::State;
+use super::CircuitState;
 
 /// One thing that happened in a breaker.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,9 +42,9 @@ pub enum CircuitBreakerEventKind {
     /// The breaker changed state.
     StateTransition {
         /// The state before.
-        from: State,
+        from: CircuitState,
         /// The state after.
-        to: State,
+        to: CircuitState,
     },
     /// The failure rate reached the threshold.
     FailureRateExceeded {

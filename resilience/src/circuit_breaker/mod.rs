@@ -40,13 +40,13 @@ pub use event::{CircuitBreakerEvent, CircuitBreakerEventKind};
 pub use layer::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
 
 use crate::events::EventPublisher;
-use crate::{ConfigError, Error, EventStream};
+use crate::{Error, EventStream, InvalidConfig};
 use window::{CountWindow, Outcome, TimeWindow, Window, WindowCounts};
 
 /// The state of a circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum State {
+pub enum CircuitState {
     /// Calls flow and are measured.
     Closed,
     /// Calls are rejected until the wait is over.
@@ -61,29 +61,29 @@ pub enum State {
     MetricsOnly,
 }
 
-impl State {
-    const ALL: [State; 6] = [
-        State::Closed,
-        State::Open,
-        State::HalfOpen,
-        State::Disabled,
-        State::ForcedOpen,
-        State::MetricsOnly,
+impl CircuitState {
+    const ALL: [CircuitState; 6] = [
+        CircuitState::Closed,
+        CircuitState::Open,
+        CircuitState::HalfOpen,
+        CircuitState::Disabled,
+        CircuitState::ForcedOpen,
+        CircuitState::MetricsOnly,
     ];
 
     fn as_str(self) -> &'static str {
         match self {
-            State::Closed => "CLOSED",
-            State::Open => "OPEN",
-            State::HalfOpen => "HALF_OPEN",
-            State::Disabled => "DISABLED",
-            State::ForcedOpen => "FORCED_OPEN",
-            State::MetricsOnly => "METRICS_ONLY",
+            CircuitState::Closed => "CLOSED",
+            CircuitState::Open => "OPEN",
+            CircuitState::HalfOpen => "HALF_OPEN",
+            CircuitState::Disabled => "DISABLED",
+            CircuitState::ForcedOpen => "FORCED_OPEN",
+            CircuitState::MetricsOnly => "METRICS_ONLY",
         }
     }
 }
 
-impl fmt::Display for State {
+impl fmt::Display for CircuitState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -91,12 +91,12 @@ impl fmt::Display for State {
 
 /// The state word packs a generation counter above the state, so that an outcome recorded for a
 /// call admitted under an earlier state (or an earlier HALF_OPEN round) is recognised and dropped.
-fn pack(generation: u64, state: State) -> u64 {
+fn pack(generation: u64, state: CircuitState) -> u64 {
     generation << 8 | state as u64
 }
 
-fn unpack(word: u64) -> (u64, State) {
-    (word >> 8, State::ALL[(word & 0xff) as usize])
+fn unpack(word: u64) -> (u64, CircuitState) {
+    (word >> 8, CircuitState::ALL[(word & 0xff) as usize])
 }
 
 /// The low half of the HALF_OPEN permit word: permits left in the round.
@@ -175,7 +175,7 @@ pub struct CircuitBreakerMetrics {
     /// The breaker's name.
     pub name: String,
     /// The current state.
-    pub state: State,
+    pub state: CircuitState,
     /// Failure rate in percent over the current window; `None` until the window holds the minimum
     /// number of calls.
     pub failure_rate: Option<f32>,
@@ -200,7 +200,7 @@ impl CircuitBreaker<FailOnError> {
     pub fn new(
         name: impl Into<Arc<str>>,
         config: CircuitBreakerConfig,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, InvalidConfig> {
         config.validate()?;
         let origin = Instant::now();
         let closed = match config.sliding_window_type {
@@ -217,7 +217,7 @@ impl CircuitBreaker<FailOnError> {
                 minimum_calls: config.minimum_number_of_calls.into(),
                 failure_threshold: milli_percent(config.failure_rate_threshold),
                 slow_call_threshold: milli_percent(config.slow_call_rate_threshold),
-                state: AtomicU64::new(pack(0, State::Closed)),
+                state: AtomicU64::new(pack(0, CircuitState::Closed)),
                 closed,
                 half_open: CountWindow::new(config.permitted_number_of_calls_in_half_open_state),
                 half_open_permits: AtomicU64::new(0),
@@ -310,7 +310,7 @@ impl<C> CircuitBreaker<C> {
     }
 
     /// The current state.
-    pub fn state(&self) -> State {
+    pub fn state(&self) -> CircuitState {
         unpack(self.shared.state.load(Ordering::Acquire)).1
     }
 
@@ -326,32 +326,32 @@ impl<C> CircuitBreaker<C> {
 
     /// Closes the breaker with an empty window.
     pub fn transition_to_closed(&self) {
-        self.shared.transition(None, State::Closed);
+        self.shared.transition(None, CircuitState::Closed);
     }
 
     /// Opens the breaker for the configured wait.
     pub fn transition_to_open(&self) {
-        self.shared.transition(None, State::Open);
+        self.shared.transition(None, CircuitState::Open);
     }
 
     /// Moves to HALF_OPEN with a fresh set of probe permits.
     pub fn transition_to_half_open(&self) {
-        self.shared.transition(None, State::HalfOpen);
+        self.shared.transition(None, CircuitState::HalfOpen);
     }
 
     /// Admits everything and records nothing, until another transition.
     pub fn transition_to_disabled(&self) {
-        self.shared.transition(None, State::Disabled);
+        self.shared.transition(None, CircuitState::Disabled);
     }
 
     /// Rejects everything, until another transition.
     pub fn transition_to_forced_open(&self) {
-        self.shared.transition(None, State::ForcedOpen);
+        self.shared.transition(None, CircuitState::ForcedOpen);
     }
 
     /// Admits and records everything but never trips, until another transition.
     pub fn transition_to_metrics_only(&self) {
-        self.shared.transition(None, State::MetricsOnly);
+        self.shared.transition(None, CircuitState::MetricsOnly);
     }
 
     /// Back to a fresh CLOSED breaker: empty window, no trip history, rejection count zero.
@@ -431,7 +431,7 @@ impl Ticket {
         unpack(self.word).0
     }
 
-    fn state(self) -> State {
+    fn state(self) -> CircuitState {
         unpack(self.word).1
     }
 }
@@ -439,7 +439,7 @@ impl Ticket {
 /// Why a call was not admitted; turned into a [`CallNotPermitted`] off the hot path.
 #[derive(Debug, Clone, Copy)]
 struct Rejected {
-    state: State,
+    state: CircuitState,
     retry_after: Option<Duration>,
 }
 
@@ -458,9 +458,9 @@ impl Shared {
     fn acquire(self: &Arc<Self>) -> Result<Ticket, Rejected> {
         let word = self.state.load(Ordering::Acquire);
         let state = word & 0xff;
-        if state == State::Closed as u64
-            || state == State::MetricsOnly as u64
-            || state == State::Disabled as u64
+        if state == CircuitState::Closed as u64
+            || state == CircuitState::MetricsOnly as u64
+            || state == CircuitState::Disabled as u64
         {
             return Ok(self.admit(word));
         }
@@ -487,17 +487,19 @@ impl Shared {
             let word = self.state.load(Ordering::Acquire);
             let (generation, state) = unpack(word);
             match state {
-                State::Closed | State::MetricsOnly | State::Disabled => return Ok(self.admit(word)),
-                State::ForcedOpen => return Err(self.reject(state, None)),
-                State::Open => {
+                CircuitState::Closed | CircuitState::MetricsOnly | CircuitState::Disabled => {
+                    return Ok(self.admit(word));
+                }
+                CircuitState::ForcedOpen => return Err(self.reject(state, None)),
+                CircuitState::Open => {
                     let now = Instant::now();
                     let until = self.instant(self.open_until.load(Ordering::Acquire));
                     if now < until {
                         return Err(self.reject(state, Some(until - now)));
                     }
-                    self.transition(Some(generation), State::HalfOpen);
+                    self.transition(Some(generation), CircuitState::HalfOpen);
                 }
-                State::HalfOpen => {
+                CircuitState::HalfOpen => {
                     // Permits are tagged with their round's generation, so a permit can only be
                     // taken from (or given back to) the round it belongs to.
                     let took = self.half_open_permits.fetch_update(
@@ -519,14 +521,14 @@ impl Shared {
                         return Err(self.reject(state, None));
                     }
                     // The probes have had their time; give up on them and open again.
-                    self.transition(Some(generation), State::Open);
+                    self.transition(Some(generation), CircuitState::Open);
                 }
             }
         }
     }
 
     /// Counts a rejection and tells subscribers.
-    fn reject(&self, state: State, retry_after: Option<Duration>) -> Rejected {
+    fn reject(&self, state: CircuitState, retry_after: Option<Duration>) -> Rejected {
         self.not_permitted.fetch_add(1, Ordering::Relaxed);
         self.publish(CircuitBreakerEventKind::NotPermitted);
         Rejected { state, retry_after }
@@ -552,7 +554,7 @@ impl Shared {
 
     /// A permit dropped without a record: give a probe slot back to its own round.
     fn release(&self, ticket: Ticket) {
-        if ticket.state() == State::HalfOpen {
+        if ticket.state() == CircuitState::HalfOpen {
             let round = round(ticket.generation());
             let _ = self
                 .half_open_permits
@@ -574,7 +576,7 @@ impl Shared {
     fn record(self: &Arc<Self>, ticket: Ticket, outcome: CallOutcome) {
         if outcome == CallOutcome::Success
             && ticket.start == 0
-            && ticket.word & 0xff == State::Closed as u64
+            && ticket.word & 0xff == CircuitState::Closed as u64
         {
             if let Window::Count(window) = &self.closed {
                 if window.all_successes() && !self.events.is_observed() {
@@ -588,7 +590,7 @@ impl Shared {
     #[inline(never)]
     fn record_slow(self: &Arc<Self>, ticket: Ticket, outcome: CallOutcome) {
         let state = ticket.state();
-        if state == State::Disabled {
+        if state == CircuitState::Disabled {
             return;
         }
         let elapsed = (ticket.start != 0).then(|| {
@@ -623,17 +625,17 @@ impl Shared {
         );
         let outcome = Outcome::new(failed, slow);
         match state {
-            State::Closed => {
+            CircuitState::Closed => {
                 if let Some(counts) = self.closed.record(outcome) {
                     if self.exceeded(counts, self.minimum_calls) {
-                        self.transition(Some(ticket.generation()), State::Open);
+                        self.transition(Some(ticket.generation()), CircuitState::Open);
                     }
                 }
             }
-            State::MetricsOnly => {
+            CircuitState::MetricsOnly => {
                 self.closed.record(outcome);
             }
-            State::HalfOpen => {
+            CircuitState::HalfOpen => {
                 let counts = self
                     .half_open
                     .record(outcome)
@@ -641,14 +643,14 @@ impl Shared {
                 let probes = u64::from(self.config.permitted_number_of_calls_in_half_open_state);
                 if counts.calls >= probes {
                     let to = if self.exceeded(counts, probes) {
-                        State::Open
+                        CircuitState::Open
                     } else {
-                        State::Closed
+                        CircuitState::Closed
                     };
                     self.transition(Some(ticket.generation()), to);
                 }
             }
-            State::Disabled | State::Open | State::ForcedOpen => {}
+            CircuitState::Disabled | CircuitState::Open | CircuitState::ForcedOpen => {}
         }
     }
 
@@ -675,7 +677,7 @@ impl Shared {
 
     /// Moves to `to`. With `expected` set, only if the generation is still `expected` (an automatic
     /// transition racing another one loses quietly). Returns whether the state changed.
-    fn transition(self: &Arc<Self>, expected: Option<u64>, to: State) -> bool {
+    fn transition(self: &Arc<Self>, expected: Option<u64>, to: CircuitState) -> bool {
         let mut transitions = self
             .transitions
             .lock()
@@ -687,13 +689,13 @@ impl Shared {
         let now = Instant::now();
         let mut timer = None;
         match to {
-            State::Closed | State::MetricsOnly => {
+            CircuitState::Closed | CircuitState::MetricsOnly => {
                 self.closed.reset();
-                if to == State::Closed {
+                if to == CircuitState::Closed {
                     transitions.consecutive_trips = 0;
                 }
             }
-            State::Open => {
+            CircuitState::Open => {
                 transitions.consecutive_trips = transitions.consecutive_trips.saturating_add(1);
                 let wait = self.config.open_wait(transitions.consecutive_trips);
                 self.open_until
@@ -702,20 +704,20 @@ impl Shared {
                     .config
                     .automatic_transition_from_open_to_half_open_enabled
                 {
-                    timer = Some((wait, State::HalfOpen));
+                    timer = Some((wait, CircuitState::HalfOpen));
                 }
             }
-            State::HalfOpen => {
+            CircuitState::HalfOpen => {
                 self.half_open.reset();
                 let probes = u64::from(self.config.permitted_number_of_calls_in_half_open_state);
                 self.half_open_permits
                     .store(round(generation + 1) << 32 | probes, Ordering::Release);
                 let max_wait = self.config.max_wait_duration_in_half_open_state;
                 if !max_wait.is_zero() {
-                    timer = Some((max_wait, State::Open));
+                    timer = Some((max_wait, CircuitState::Open));
                 }
             }
-            State::Disabled | State::ForcedOpen => {}
+            CircuitState::Disabled | CircuitState::ForcedOpen => {}
         }
         self.entered_at.store(self.nanos(now), Ordering::Release);
         let next = generation + 1;
@@ -730,7 +732,7 @@ impl Shared {
 
     /// Moves to `to` after `after`, unless the breaker has left generation `generation` by then.
     /// Without a Tokio runtime the next call makes the same move instead.
-    fn schedule(self: &Arc<Self>, generation: u64, after: Duration, to: State) {
+    fn schedule(self: &Arc<Self>, generation: u64, after: Duration, to: CircuitState) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -754,21 +756,23 @@ impl Shared {
         self.not_permitted.store(0, Ordering::Relaxed);
         self.entered_at
             .store(self.nanos(Instant::now()), Ordering::Release);
-        self.state
-            .store(pack(generation + 1, State::Closed), Ordering::Release);
+        self.state.store(
+            pack(generation + 1, CircuitState::Closed),
+            Ordering::Release,
+        );
         drop(transitions);
         self.publish(CircuitBreakerEventKind::Reset);
-        if from != State::Closed {
+        if from != CircuitState::Closed {
             self.publish(CircuitBreakerEventKind::StateTransition {
                 from,
-                to: State::Closed,
+                to: CircuitState::Closed,
             });
         }
     }
 
     fn metrics(&self) -> CircuitBreakerMetrics {
         let (_, state) = unpack(self.state.load(Ordering::Acquire));
-        let (counts, minimum) = if state == State::HalfOpen {
+        let (counts, minimum) = if state == CircuitState::HalfOpen {
             (
                 self.half_open.counts(),
                 u64::from(self.config.permitted_number_of_calls_in_half_open_state),
@@ -815,7 +819,7 @@ mod tests {
 
     #[test]
     fn state_word_round_trips() {
-        for state in State::ALL {
+        for state in CircuitState::ALL {
             assert_eq!(unpack(pack(12345, state)), (12345, state));
         }
     }
@@ -826,9 +830,9 @@ mod tests {
         record(&b, CallOutcome::Failure);
         record(&b, CallOutcome::Failure);
         record(&b, CallOutcome::Success);
-        assert_eq!(b.state(), State::Closed, "3 calls < minimum 4");
+        assert_eq!(b.state(), CircuitState::Closed, "3 calls < minimum 4");
         record(&b, CallOutcome::Success);
-        assert_eq!(b.state(), State::Open, "2 of 4 failed = 50% >= 50%");
+        assert_eq!(b.state(), CircuitState::Open, "2 of 4 failed = 50% >= 50%");
     }
 
     #[tokio::test(start_paused = true)]
@@ -838,7 +842,7 @@ mod tests {
             record(&b, CallOutcome::Ignored);
         }
         assert_eq!(b.metrics().buffered_calls, 0);
-        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.state(), CircuitState::Closed);
     }
 
     #[tokio::test(start_paused = true)]
@@ -854,9 +858,9 @@ mod tests {
             permit.record(CallOutcome::Success);
         }
         record(&b, CallOutcome::Success);
-        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.state(), CircuitState::Closed);
         record(&b, CallOutcome::Success);
-        assert_eq!(b.state(), State::Open);
+        assert_eq!(b.state(), CircuitState::Open);
     }
 
     #[tokio::test(start_paused = true)]
@@ -864,7 +868,7 @@ mod tests {
         let b = breaker(small());
         b.transition_to_open();
         let err = b.try_acquire().unwrap_err();
-        assert_eq!(err.state(), State::Open);
+        assert_eq!(err.state(), CircuitState::Open);
         assert_eq!(err.name(), "test");
         assert_eq!(err.retry_after(), Some(Duration::from_secs(10)));
         tokio::time::advance(Duration::from_secs(4)).await;
@@ -874,7 +878,7 @@ mod tests {
         );
         tokio::time::advance(Duration::from_secs(6)).await;
         let probe = b.try_acquire().unwrap();
-        assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!(b.state(), CircuitState::HalfOpen);
         probe.record(CallOutcome::Success);
         assert_eq!(b.metrics().not_permitted_calls, 2);
     }
@@ -884,14 +888,14 @@ mod tests {
         let b = breaker(small());
         b.transition_to_half_open();
         record(&b, CallOutcome::Success);
-        assert_eq!(b.state(), State::HalfOpen);
+        assert_eq!(b.state(), CircuitState::HalfOpen);
         record(&b, CallOutcome::Success);
-        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.state(), CircuitState::Closed);
 
         b.transition_to_half_open();
         record(&b, CallOutcome::Success);
         record(&b, CallOutcome::Failure);
-        assert_eq!(b.state(), State::Open, "1 of 2 failed = 50%");
+        assert_eq!(b.state(), CircuitState::Open, "1 of 2 failed = 50%");
     }
 
     #[tokio::test(start_paused = true)]
@@ -901,20 +905,23 @@ mod tests {
         let first = b.try_acquire().unwrap();
         let second = b.try_acquire().unwrap();
         let err = b.try_acquire().unwrap_err();
-        assert_eq!(err.state(), State::HalfOpen);
+        assert_eq!(err.state(), CircuitState::HalfOpen);
         assert_eq!(err.retry_after(), None);
         drop(first);
         let third = b.try_acquire().unwrap();
         second.record(CallOutcome::Success);
         third.record(CallOutcome::Success);
-        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.state(), CircuitState::Closed);
     }
 
     #[tokio::test(start_paused = true)]
     async fn operator_states() {
         let b = breaker(small());
         b.transition_to_forced_open();
-        assert_eq!(b.try_acquire().unwrap_err().state(), State::ForcedOpen);
+        assert_eq!(
+            b.try_acquire().unwrap_err().state(),
+            CircuitState::ForcedOpen
+        );
         tokio::time::advance(Duration::from_secs(3600)).await;
         assert!(b.try_acquire().is_err(), "forced open never half-opens");
 
@@ -922,18 +929,18 @@ mod tests {
         for _ in 0..10 {
             record(&b, CallOutcome::Failure);
         }
-        assert_eq!(b.state(), State::Disabled);
+        assert_eq!(b.state(), CircuitState::Disabled);
         assert_eq!(b.metrics().buffered_calls, 0);
 
         b.transition_to_metrics_only();
         for _ in 0..10 {
             record(&b, CallOutcome::Failure);
         }
-        assert_eq!(b.state(), State::MetricsOnly);
+        assert_eq!(b.state(), CircuitState::MetricsOnly);
         assert_eq!(b.metrics().failure_rate, Some(100.0));
 
         b.reset();
-        assert_eq!(b.state(), State::Closed);
+        assert_eq!(b.state(), CircuitState::Closed);
         assert_eq!(b.metrics().buffered_calls, 0);
         assert_eq!(b.metrics().not_permitted_calls, 0);
     }

@@ -18,7 +18,7 @@ pub use layer::{BoxErrorFuture, BoxErrorLayer, BoxErrorService, PolicyLayer};
 use crate::circuit_breaker::{Classify, FailOnError};
 use crate::retry::{RetryOn, RetryOnTransient};
 use crate::{
-    Bulkhead, BulkheadConfig, CircuitBreaker, CircuitBreakerConfig, ConfigError, Error,
+    Bulkhead, BulkheadConfig, CircuitBreaker, CircuitBreakerConfig, Error, InvalidConfig,
     RateLimiter, RateLimiterConfig, Retry, RetryConfig, Timeout, TimeoutConfig,
 };
 
@@ -61,13 +61,13 @@ pub struct Policy<C = FailOnError, R = RetryOnTransient> {
 impl Policy {
     /// Builds every configured part, naming each after `name`. A config error names the field with
     /// its section, e.g. `circuit_breaker.failure_rate_threshold`.
-    pub fn from_config(name: &str, config: &PolicyConfig) -> Result<Self, ConfigError> {
+    pub fn from_config(name: &str, config: &PolicyConfig) -> Result<Self, InvalidConfig> {
         let name: Arc<str> = name.into();
         fn part<T, X>(
             section: &str,
             config: &Option<X>,
-            build: impl FnOnce(X) -> Result<T, ConfigError>,
-        ) -> Result<Option<T>, ConfigError>
+            build: impl FnOnce(X) -> Result<T, InvalidConfig>,
+        ) -> Result<Option<T>, InvalidConfig>
         where
             X: Clone,
         {

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::admission::{Admission, AdmissionLayer, AdmissionService, Admit};
 use crate::events::EventPublisher;
-use crate::{BoxError, ConfigError, Error, EventStream};
+use crate::{BoxError, Error, EventStream, InvalidConfig};
 
 /// The rate limiter as a `tower::Layer`; the excess fails with a boxed [`RateLimited`].
 pub type RateLimiterLayer = AdmissionLayer<RateLimiter>;
@@ -59,19 +59,19 @@ impl Default for RateLimiterConfig {
 
 impl RateLimiterConfig {
     /// Checks every field; the error names the first one out of range.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.quota().map(|_| ())
     }
 
-    fn quota(&self) -> Result<Quota, ConfigError> {
+    fn quota(&self) -> Result<Quota, InvalidConfig> {
         let limit = NonZeroU32::new(self.limit_for_period)
-            .ok_or_else(|| ConfigError::new("limit_for_period", "must be at least 1"))?;
-        crate::config_error::check_nonzero("limit_refresh_period", self.limit_refresh_period)?;
+            .ok_or_else(|| InvalidConfig::new("limit_for_period", "must be at least 1"))?;
+        crate::invalid_config::check_nonzero("limit_refresh_period", self.limit_refresh_period)?;
         let interval = self.limit_refresh_period / self.limit_for_period;
         Quota::with_period(interval)
             .map(|q| q.allow_burst(limit))
             .ok_or_else(|| {
-                ConfigError::new(
+                InvalidConfig::new(
                     "limit_refresh_period",
                     "is too short for limit_for_period (less than 1 ns per call)",
                 )
@@ -154,7 +154,10 @@ pub struct RateLimiterMetrics {
 
 impl RateLimiter {
     /// A rate limiter named `name`.
-    pub fn new(name: impl Into<Arc<str>>, config: RateLimiterConfig) -> Result<Self, ConfigError> {
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        config: RateLimiterConfig,
+    ) -> Result<Self, InvalidConfig> {
         let quota = config.quota()?;
         Ok(Self {
             shared: Arc::new(Shared {

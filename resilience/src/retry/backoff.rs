@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ConfigError;
-use crate::config_error::check_nonzero;
+use crate::InvalidConfig;
+use crate::invalid_config::check_nonzero;
 
 /// A backoff schedule. In YAML: `{ type: full_jitter, initial: 100ms, multiplier: 2 }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,7 +54,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), InvalidConfig> {
         match self {
             Backoff::Constant { .. } => Ok(()),
             Backoff::Exponential {
@@ -69,7 +69,7 @@ impl Backoff {
                 if multiplier.is_finite() && *multiplier >= 1.0 {
                     Ok(())
                 } else {
-                    Err(ConfigError::new(
+                    Err(InvalidConfig::new(
                         "backoff.multiplier",
                         format!("must be at least 1, got {multiplier}"),
                     ))

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::ConfigError;
-use crate::config_error::check_nonzero;
+use crate::InvalidConfig;
+use crate::invalid_config::check_nonzero;
 use crate::sliding_counters::SlidingCounters;
 
 /// Retry-budget settings.
@@ -36,13 +36,13 @@ impl Default for RetryBudgetConfig {
 }
 
 impl RetryBudgetConfig {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self) -> Result<(), InvalidConfig> {
         check_nonzero("budget.ttl", self.ttl)?;
         if self.ttl > Duration::from_secs(3600) {
-            return Err(ConfigError::new("budget.ttl", "must be at most 1h"));
+            return Err(InvalidConfig::new("budget.ttl", "must be at most 1h"));
         }
         if !(self.retry_ratio.is_finite() && (0.0..=1000.0).contains(&self.retry_ratio)) {
-            return Err(ConfigError::new(
+            return Err(InvalidConfig::new(
                 "budget.retry_ratio",
                 format!("must be between 0 and 1000, got {}", self.retry_ratio),
             ));
@@ -72,7 +72,7 @@ struct Inner {
 
 impl RetryBudget {
     /// A budget with these settings.
-    pub fn new(config: &RetryBudgetConfig) -> Result<Self, ConfigError> {
+    pub fn new(config: &RetryBudgetConfig) -> Result<Self, InvalidConfig> {
         config.validate()?;
         Ok(Self {
             inner: Arc::new(Inner {

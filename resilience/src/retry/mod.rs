@@ -21,7 +21,7 @@ pub use predicate::{RetryDecision, RetryOn, RetryOnError, RetryOnTransient};
 
 use crate::deadline::{Deadline, Limit};
 use crate::events::EventPublisher;
-use crate::{ConfigError, Error, EventStream};
+use crate::{Error, EventStream, InvalidConfig};
 
 /// Retry configuration.
 ///
@@ -65,16 +65,16 @@ impl Default for RetryConfig {
 
 impl RetryConfig {
     /// Checks every field; the error names the first one out of range.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
         if !(1..=100).contains(&self.max_attempts) {
-            return Err(ConfigError::new(
+            return Err(InvalidConfig::new(
                 "max_attempts",
                 format!("must be between 1 and 100, got {}", self.max_attempts),
             ));
         }
         self.backoff.validate()?;
         if let Some(deadline) = self.deadline {
-            crate::config_error::check_nonzero("deadline", deadline)?;
+            crate::invalid_config::check_nonzero("deadline", deadline)?;
         }
         if let Some(budget) = &self.budget {
             budget.validate()?;
@@ -199,7 +199,7 @@ pub struct RetryMetrics {
 
 impl Retry<RetryOnError> {
     /// A retry policy named `name` that retries every error.
-    pub fn new(name: impl Into<Arc<str>>, config: RetryConfig) -> Result<Self, ConfigError> {
+    pub fn new(name: impl Into<Arc<str>>, config: RetryConfig) -> Result<Self, InvalidConfig> {
         config.validate()?;
         let budget = config.budget.as_ref().map(RetryBudget::new).transpose()?;
         Ok(Self {

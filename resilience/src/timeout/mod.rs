@@ -17,7 +17,7 @@ pub use layer::{ResponseFuture, TimeoutLayer, TimeoutService};
 
 use crate::deadline::{Deadline, Limit};
 use crate::events::EventPublisher;
-use crate::{ConfigError, Error, EventStream};
+use crate::{Error, EventStream, InvalidConfig};
 
 /// Timeout configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,8 +38,8 @@ impl Default for TimeoutConfig {
 
 impl TimeoutConfig {
     /// Checks the configuration.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::config_error::check_nonzero("timeout", self.timeout)
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        crate::invalid_config::check_nonzero("timeout", self.timeout)
     }
 }
 
@@ -107,7 +107,7 @@ pub struct TimeoutMetrics {
 
 impl Timeout {
     /// A timeout named `name`.
-    pub fn new(name: impl Into<Arc<str>>, config: TimeoutConfig) -> Result<Self, ConfigError> {
+    pub fn new(name: impl Into<Arc<str>>, config: TimeoutConfig) -> Result<Self, InvalidConfig> {
         config.validate()?;
         Ok(Self {
             shared: Arc::new(Shared {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use msakit_resilience::circuit_breaker::{
     CallOutcome, CircuitBreakerEventKind, OpenStateBackoff, SlidingWindowType,
 };
-use msakit_resilience::{CircuitBreaker, CircuitBreakerConfig, Error, State};
+use msakit_resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitState, Error};
 use tokio::time::Instant;
 
 use crate::support::{Dependency, Health, wait_until};
@@ -39,7 +39,7 @@ async fn full_cycle_with_events() {
     for _ in 0..10 {
         let _ = fail(&breaker).await;
     }
-    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.state(), CircuitState::Open);
     match succeed(&breaker).await {
         Err(Error::CallNotPermitted(e)) => {
             assert_eq!(e.name(), "cycle");
@@ -53,7 +53,7 @@ async fn full_cycle_with_events() {
     for _ in 0..3 {
         succeed(&breaker).await.unwrap();
     }
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.state(), CircuitState::Closed);
 
     let mut kinds = Vec::new();
     while let Some(event) = events.try_recv() {
@@ -70,9 +70,9 @@ async fn full_cycle_with_events() {
     assert_eq!(
         transitions,
         [
-            (State::Closed, State::Open),
-            (State::Open, State::HalfOpen),
-            (State::HalfOpen, State::Closed)
+            (CircuitState::Closed, CircuitState::Open),
+            (CircuitState::Open, CircuitState::HalfOpen),
+            (CircuitState::HalfOpen, CircuitState::Closed)
         ]
     );
     let count = |f: fn(&CircuitBreakerEventKind) -> bool| kinds.iter().filter(|k| f(k)).count();
@@ -108,9 +108,9 @@ async fn automatic_transition_to_half_open_without_a_call() {
     .unwrap();
     breaker.transition_to_open();
     tokio::time::sleep(Duration::from_millis(4_999)).await;
-    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.state(), CircuitState::Open);
     tokio::time::sleep(Duration::from_millis(2)).await;
-    assert_eq!(breaker.state(), State::HalfOpen);
+    assert_eq!(breaker.state(), CircuitState::HalfOpen);
 }
 
 #[tokio::test(start_paused = true)]
@@ -139,7 +139,7 @@ async fn repeated_trips_back_off_the_open_wait() {
         let _ = fail(&breaker).await;
         let _ = fail(&breaker).await;
         let _ = succeed(&breaker).await;
-        assert_eq!(breaker.state(), State::Open);
+        assert_eq!(breaker.state(), CircuitState::Open);
     }
     assert_eq!(waits, [5, 10, 15, 15]);
 }
@@ -152,18 +152,26 @@ async fn half_open_max_wait_recovers_a_lost_probe() {
     let lost: Vec<_> = (0..3).map(|_| breaker.try_acquire().unwrap()).collect();
     assert!(breaker.try_acquire().is_err());
     tokio::time::sleep(Duration::from_millis(30_001)).await;
-    assert_eq!(breaker.state(), State::Open, "the max wait reopened it");
+    assert_eq!(
+        breaker.state(),
+        CircuitState::Open,
+        "the max wait reopened it"
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     succeed(&breaker).await.unwrap();
-    assert_eq!(breaker.state(), State::HalfOpen, "a fresh round of probes");
+    assert_eq!(
+        breaker.state(),
+        CircuitState::HalfOpen,
+        "a fresh round of probes"
+    );
     succeed(&breaker).await.unwrap();
     succeed(&breaker).await.unwrap();
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.state(), CircuitState::Closed);
     // The lost probes finally answer: they belong to an old round and change nothing.
     for permit in lost {
         permit.record(CallOutcome::Failure);
     }
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.state(), CircuitState::Closed);
     assert_eq!(breaker.metrics().failed_calls, 0);
 }
 
@@ -330,7 +338,7 @@ async fn guards_a_real_http_dependency() {
     for _ in 0..10 {
         get().await.unwrap();
     }
-    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.state(), CircuitState::Open);
     let before = dependency.requests();
     for _ in 0..50 {
         assert!(matches!(get().await, Err(Error::CallNotPermitted(_))));
@@ -344,11 +352,11 @@ async fn guards_a_real_http_dependency() {
     dependency.set(Health::Healthy);
     let started = Instant::now();
     wait_until(Duration::from_secs(5), || {
-        breaker.state() == State::HalfOpen
+        breaker.state() == CircuitState::HalfOpen
     })
     .await;
     assert!(started.elapsed() >= Duration::from_millis(150));
     get().await.unwrap();
     get().await.unwrap();
-    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.state(), CircuitState::Closed);
 }

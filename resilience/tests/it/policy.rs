@@ -1,6 +1,8 @@
 //! A whole policy from YAML, directly and as one tower layer, in front of a real HTTP server.
 
-use msakit_resilience::{BoxError, CallNotPermitted, Elapsed, Error, Policy, PolicyConfig, State};
+use msakit_resilience::{
+    BoxError, CallNotPermitted, CircuitState, Elapsed, Error, Policy, PolicyConfig,
+};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
 use crate::support::{Dependency, Health};
@@ -52,7 +54,7 @@ async fn timeouts_trip_the_breaker_and_retries_stop_at_it() {
         );
     }
     let breaker = policy.circuit_breaker().unwrap();
-    assert_eq!(breaker.state(), State::Open);
+    assert_eq!(breaker.state(), CircuitState::Open);
     assert_eq!(dependency.requests(), 6);
     // An open breaker is not retried: one rejection, no request.
     let result = policy.call(|| client.get(&dependency.url).send()).await;
@@ -95,7 +97,10 @@ async fn the_same_policy_as_one_tower_layer() {
     let err = service.ready().await.unwrap().call(()).await.unwrap_err();
     assert!(err.is::<CallNotPermitted>(), "{err}");
     assert_eq!(dependency.requests() - before, 5);
-    assert_eq!(policy.circuit_breaker().unwrap().state(), State::Open);
+    assert_eq!(
+        policy.circuit_breaker().unwrap().state(),
+        CircuitState::Open
+    );
     let err = service.ready().await.unwrap().call(()).await.unwrap_err();
     let rejection = err
         .downcast_ref::<CallNotPermitted>()

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use msakit_resilience::circuit_breaker::{CallOutcome, SlidingWindowType};
-use msakit_resilience::{CircuitBreaker, CircuitBreakerConfig, State};
+use msakit_resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone, Copy)]
@@ -128,7 +128,7 @@ fn run(
             model.push(window, u64::from(size), now_ms, call.failed, call.slow);
             let (n, failed, slow) = model.counts();
             let metrics = breaker.metrics();
-            if breaker.state() == State::Closed {
+            if breaker.state() == CircuitState::Closed {
                 prop_assert_eq!(metrics.buffered_calls, n);
                 prop_assert_eq!(metrics.failed_calls, failed);
                 prop_assert_eq!(metrics.slow_calls, slow);
@@ -138,7 +138,7 @@ fn run(
                     prop_assert!(rate(failed) < threshold && rate(slow) < threshold);
                 }
             } else {
-                prop_assert_eq!(breaker.state(), State::Open);
+                prop_assert_eq!(breaker.state(), CircuitState::Open);
                 prop_assert!(n >= u64::from(minimum));
             }
         }

@@ -6,12 +6,12 @@ use std::fmt;
 ///
 /// The message always names the field as it is spelled in YAML, so an operator can find it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
+pub struct InvalidConfig {
     field: String,
     reason: String,
 }
 
-impl ConfigError {
+impl InvalidConfig {
     pub(crate) fn new(field: &'static str, reason: impl Into<String>) -> Self {
         Self {
             field: field.to_owned(),
@@ -37,20 +37,20 @@ impl ConfigError {
     }
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for InvalidConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "invalid `{}`: {}", self.field, self.reason)
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for InvalidConfig {}
 
 /// Checks that a percentage lies in `(0, 100]`.
-pub(crate) fn check_percentage(field: &'static str, value: f32) -> Result<(), ConfigError> {
+pub(crate) fn check_percentage(field: &'static str, value: f32) -> Result<(), InvalidConfig> {
     if value.is_finite() && value > 0.0 && value <= 100.0 {
         Ok(())
     } else {
-        Err(ConfigError::new(
+        Err(InvalidConfig::new(
             field,
             format!("must be greater than 0 and at most 100, got {value}"),
         ))
@@ -58,11 +58,11 @@ pub(crate) fn check_percentage(field: &'static str, value: f32) -> Result<(), Co
 }
 
 /// Checks that a count is at least one.
-pub(crate) fn check_positive(field: &'static str, value: u64) -> Result<(), ConfigError> {
+pub(crate) fn check_positive(field: &'static str, value: u64) -> Result<(), InvalidConfig> {
     if value >= 1 {
         Ok(())
     } else {
-        Err(ConfigError::new(field, "must be at least 1"))
+        Err(InvalidConfig::new(field, "must be at least 1"))
     }
 }
 
@@ -70,9 +70,9 @@ pub(crate) fn check_positive(field: &'static str, value: u64) -> Result<(), Conf
 pub(crate) fn check_nonzero(
     field: &'static str,
     value: std::time::Duration,
-) -> Result<(), ConfigError> {
+) -> Result<(), InvalidConfig> {
     if value.is_zero() {
-        Err(ConfigError::new(field, "must be greater than zero"))
+        Err(InvalidConfig::new(field, "must be greater than zero"))
     } else {
         Ok(())
     }
