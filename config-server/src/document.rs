@@ -305,7 +305,7 @@ mod tests {
             4,
             &extra,
             |s| path.is_match(s),
-            |s| crate::service::check_file_path(s).is_ok(),
+            |s| crate::config_store::check_file_path(s).is_ok(),
         );
         assert!(found.is_empty(), "paths: {found:?}");
     }

@@ -7,6 +7,7 @@
 
 mod cluster;
 pub mod config;
+mod config_store;
 mod document;
 mod format;
 #[doc(hidden)]
@@ -16,10 +17,10 @@ mod metrics;
 mod native_dir;
 mod secrets;
 mod server;
-mod service;
-mod store;
+mod storage;
+mod writes;
 
 pub use config::{Cli, ConfigServerConfig};
 pub use msakit_server_kit::shutdown_signal;
 pub use server::{ServerError, run};
-pub use store::StoreError;
+pub use storage::StorageError;

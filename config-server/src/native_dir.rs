@@ -17,8 +17,8 @@ use msakit_api::config::Format;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::config_store::ConfigStore;
 use crate::document::{self, DEFAULT_LABEL, DEFAULT_PROFILE, DocKey, SHARED};
-use crate::service::ConfigService;
 
 /// The author of versions mirrored from the directory.
 const AUTHOR: &str = "native-dir";
@@ -72,7 +72,7 @@ impl NativeDir {
     }
 
     /// Reads the directory and brings the store in line with it.
-    pub(crate) async fn sync(&self, service: &ConfigService) {
+    pub(crate) async fn sync(&self, service: &ConfigStore) {
         let (found, mut errors) = scan(&self.root);
         let mut present = HashMap::new();
         for file in found {
@@ -127,11 +127,7 @@ impl NativeDir {
     }
 
     /// Syncs now, then after every burst of file events until `stop`.
-    pub(crate) async fn watch(
-        self: Arc<Self>,
-        service: Arc<ConfigService>,
-        stop: CancellationToken,
-    ) {
+    pub(crate) async fn watch(self: Arc<Self>, service: Arc<ConfigStore>, stop: CancellationToken) {
         let (events_tx, mut events) = mpsc::unbounded_channel();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             if event.is_ok() {

@@ -6,12 +6,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigServerConfig, ServerConfigError};
+use crate::config_store::{Committer, ConfigStore};
 use crate::http::{AppState, router};
 use crate::metrics::Metrics;
 use crate::native_dir::NativeDir;
 use crate::secrets::Cipher;
-use crate::service::ConfigService;
-use crate::store::{Store, StoreError};
+use crate::storage::{Storage, StorageError};
+use crate::writes::Writes;
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +25,7 @@ pub enum ServerError {
     BadKey,
     /// The data directory could not be used.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Storage(#[from] StorageError),
     /// The cluster node could not start.
     #[error("cluster: {0}")]
     Cluster(String),
@@ -50,33 +51,36 @@ pub async fn run(
         .secrets_key()?
         .map(|key| Cipher::from_base64(&key).map_err(|_| ServerError::BadKey))
         .transpose()?;
-    let store = Store::open(&config.data_dir)?;
+    let store = Storage::open(&config.data_dir)?;
     let store_for_cluster = store.clone();
     let metrics = Metrics::new();
     let upkeep = CancellationToken::new();
     msakit_server_kit::spawn_metrics_upkeep(metrics.handle(), upkeep.clone());
-    let service = Arc::new(ConfigService::open(
+    let committer = Committer::open(
         store,
-        cipher,
-        config.max_document_bytes,
         config.max_documents_per_application,
         metrics.rejections(),
-    )?);
-    if let Some(cluster_config) = &config.cluster {
-        let cluster = crate::cluster::start(
-            cluster_config,
-            config.tls.as_ref(),
-            &store_for_cluster,
-            service.committer(),
-        )
-        .await
-        .map_err(|e| ServerError::Cluster(e.to_string()))?;
-        tracing::info!(node = cluster_config.node_id, peers = ?cluster_config.peers, "cluster node started");
-        service.attach_cluster(cluster);
-    }
+    )?;
+    let cluster = match &config.cluster {
+        Some(cluster_config) => {
+            let cluster = crate::cluster::start(
+                cluster_config,
+                config.tls.as_ref(),
+                &store_for_cluster,
+                committer.clone(),
+            )
+            .await
+            .map_err(|e| ServerError::Cluster(e.to_string()))?;
+            tracing::info!(node = cluster_config.node_id, peers = ?cluster_config.peers, "cluster node started");
+            Some(cluster)
+        }
+        None => None,
+    };
+    let writes = Writes::new(committer, cluster);
+    let configs = Arc::new(ConfigStore::new(writes, cipher, config.max_document_bytes));
     tracing::info!(
-        documents = service.document_count(),
-        index = service.index(),
+        documents = configs.document_count(),
+        index = configs.index(),
         "config store opened"
     );
 
@@ -84,9 +88,9 @@ pub async fn run(
     let native = match &config.native_dir {
         Some(dir) => {
             let native = Arc::new(NativeDir::new(dir.clone()));
-            native.sync(&service).await;
+            native.sync(&configs).await;
             tracing::info!(dir = %dir.display(), errors = native.errors().len(), "native directory loaded");
-            tokio::spawn(Arc::clone(&native).watch(Arc::clone(&service), token.clone()));
+            tokio::spawn(Arc::clone(&native).watch(Arc::clone(&configs), token.clone()));
             Some(native)
         }
         None => None,
@@ -103,16 +107,16 @@ pub async fn run(
     );
     let state = AppState {
         native,
-        service,
+        configs,
         config: Arc::new(config),
         metrics,
         watchers,
         shutdown: token.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "config server listening");
-    let service = Arc::clone(&state.service);
+    let configs = Arc::clone(&state.configs);
     msakit_server_kit::serve_until(listener, router(state), shutdown, token, serve_options).await?;
-    if let Some(cluster) = service.cluster() {
+    if let Some(cluster) = configs.cluster() {
         cluster.shutdown().await;
     }
     upkeep.cancel();

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use openraft::BasicNode;
 
 use crate::config::ClusterConfig;
-use crate::service::{Applied, Command, Committer};
-use crate::store::Store;
+use crate::config_store::{Applied, Committer};
+use crate::format::Command;
+use crate::storage::Storage;
 
 pub(crate) use msakit_raft::{ClusterError, ClusterStatus, NodeId};
 
@@ -40,7 +41,7 @@ pub(crate) type Cluster = msakit_raft::Cluster<TypeConfig>;
 pub(crate) async fn start(
     config: &ClusterConfig,
     tls: Option<&msakit_server_kit::TlsConfig>,
-    store: &Store,
+    store: &Storage,
     committer: Committer,
 ) -> Result<Arc<Cluster>, ClusterError> {
     let machine = state_machine::StateMachine::new(store.clone(), committer);

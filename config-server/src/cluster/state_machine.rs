@@ -14,9 +14,9 @@ use openraft::{
 use msakit_raft::blocking;
 
 use super::{NodeId, TypeConfig};
+use crate::config_store::{Applied, Committer};
 use crate::format::{FormatVersion, SnapshotRecord};
-use crate::service::{Applied, Committer};
-use crate::store::Store;
+use crate::storage::Storage;
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
 
@@ -39,13 +39,13 @@ fn parse<T: serde::de::DeserializeOwned>(
 /// The state machine; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct StateMachine {
-    store: Store,
+    store: Storage,
     committer: Committer,
 }
 
 impl StateMachine {
     /// Over `store`, applying through `committer`.
-    pub(crate) fn new(store: Store, committer: Committer) -> Self {
+    pub(crate) fn new(store: Storage, committer: Committer) -> Self {
         Self { store, committer }
     }
 }

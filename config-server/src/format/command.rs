@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuditRecord, FormatVersion, StoredVersion};
 use crate::document::DocKey;
-use crate::store::Dump;
+use crate::storage::Dump;
 
 /// A document version proposed for commit: everything but `version` and `index`, which the
 /// commit decides (in log order, the same on every node). Its format version is its stored

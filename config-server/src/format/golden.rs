@@ -7,11 +7,22 @@ use serde_json::{Value, json};
 
 use super::{SnapshotRecord, StoredVersion};
 use crate::cluster::TypeConfig;
+use crate::config_store::{Committer, ConfigStore};
 use crate::document::DocKey;
-use crate::service::ConfigService;
-use crate::store::Store;
+use crate::storage::{Storage, StorageError};
+use crate::writes::Writes;
 
 type Entry = openraft::Entry<TypeConfig>;
+
+/// A single node's config store over `store`.
+fn config_store(store: Storage) -> Result<ConfigStore, StorageError> {
+    let committer = Committer::open(store, 100, Default::default())?;
+    Ok(ConfigStore::new(
+        Writes::new(committer, None),
+        None,
+        1 << 20,
+    ))
+}
 
 fn golden(version: u16, name: &str) -> Value {
     let path = format!(
@@ -85,10 +96,8 @@ fn rows_unstamped(dump: &Value) -> Value {
 #[test]
 fn applying_the_golden_log_gives_the_golden_snapshot_and_stored_version() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let service =
-        ConfigService::open(store.clone(), None, 1 << 20, 100, Default::default()).unwrap();
-    let committer = service.committer();
+    let store = Storage::open(dir.path()).unwrap();
+    let committer = Committer::open(store.clone(), 100, Default::default()).unwrap();
     for name in ["log-schema.json", "log-versions.json", "log-file.json"] {
         let entry: Entry = serde_json::from_value(golden(1, name)).unwrap();
         let openraft::EntryPayload::Normal(command) = entry.payload else {
@@ -115,9 +124,9 @@ fn applying_the_golden_log_gives_the_golden_snapshot_and_stored_version() {
     // The golden snapshot installs as it is, and the server serves what it holds.
     let record: SnapshotRecord = serde_json::from_value(snapshot).unwrap();
     let other = tempfile::tempdir().unwrap();
-    let restored = Store::open(other.path()).unwrap();
+    let restored = Storage::open(other.path()).unwrap();
     restored.restore(&record.dump, &[]).unwrap();
-    let service = ConfigService::open(restored, None, 1 << 20, 100, Default::default()).unwrap();
+    let service = config_store(restored).unwrap();
     let served = service.get(&key).unwrap();
     assert_eq!(
         (served.version, served.content.as_str()),
@@ -166,9 +175,9 @@ fn a_newer_format_version_is_refused_by_name_also_when_stored() {
     *row = json!(newer.to_string());
     let record: SnapshotRecord = serde_json::from_value(snapshot).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = Storage::open(dir.path()).unwrap();
     store.restore(&record.dump, &[]).unwrap();
-    let Err(error) = ConfigService::open(store, None, 1 << 20, 100, Default::default()) else {
+    let Err(error) = config_store(store) else {
         panic!("a version of a newer format was not refused");
     };
     let error = error.to_string();

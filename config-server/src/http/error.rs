@@ -2,51 +2,51 @@
 
 use axum::http::StatusCode;
 
+use crate::config_store::ConfigStoreError;
 use crate::document::DocumentError;
-use crate::service::ServiceError;
 
 pub(crate) use msakit_server_kit::ApiError;
 
-impl From<ServiceError> for ApiError {
-    fn from(e: ServiceError) -> Self {
+impl From<ConfigStoreError> for ApiError {
+    fn from(e: ConfigStoreError) -> Self {
         let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
         match &e {
-            ServiceError::Document(DocumentError::InvalidName(_)) => {
+            ConfigStoreError::Document(DocumentError::InvalidName(_)) => {
                 ApiError::bad_request("invalid_name", e.to_string())
             }
-            ServiceError::Document(DocumentError::Syntax { .. }) => {
+            ConfigStoreError::Document(DocumentError::Syntax { .. }) => {
                 ApiError::new(unprocessable, "syntax_error", e.to_string())
             }
-            ServiceError::Document(DocumentError::NotAMap) => {
+            ConfigStoreError::Document(DocumentError::NotAMap) => {
                 ApiError::new(unprocessable, "not_a_map", e.to_string())
             }
-            ServiceError::TooManyDocuments { .. } => ApiError::new(
+            ConfigStoreError::TooManyDocuments { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "too_many_documents",
                 e.to_string(),
             ),
-            ServiceError::TooLarge(..) => ApiError::new(
+            ConfigStoreError::TooLarge(..) => ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "document_too_large",
                 e.to_string(),
             ),
-            ServiceError::Schema(_) => {
+            ConfigStoreError::Schema(_) => {
                 ApiError::new(unprocessable, "schema_violation", e.to_string())
             }
-            ServiceError::Secret(_) => {
+            ConfigStoreError::Secret(_) => {
                 ApiError::new(unprocessable, "invalid_secret", e.to_string())
             }
-            ServiceError::InvalidSchema(_) => {
+            ConfigStoreError::InvalidSchema(_) => {
                 ApiError::new(unprocessable, "invalid_schema", e.to_string())
             }
-            ServiceError::NotFound(_) => {
+            ConfigStoreError::NotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
             }
-            ServiceError::Conflict { .. } => {
+            ConfigStoreError::Conflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
             }
-            ServiceError::Cluster(inner) => inner.clone().into(),
-            ServiceError::Store(inner) => {
+            ConfigStoreError::Cluster(inner) => inner.clone().into(),
+            ConfigStoreError::Storage(inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -60,6 +60,6 @@ impl From<ServiceError> for ApiError {
 
 impl From<DocumentError> for ApiError {
     fn from(e: DocumentError) -> Self {
-        ServiceError::from(e).into()
+        ConfigStoreError::from(e).into()
     }
 }

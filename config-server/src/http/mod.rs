@@ -18,13 +18,13 @@ use axum::routing::{get, post, put};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ConfigServerConfig;
+use crate::config_store::ConfigStore;
 use crate::metrics::Metrics;
-use crate::service::ConfigService;
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
-    pub(crate) service: Arc<ConfigService>,
+    pub(crate) configs: Arc<ConfigStore>,
     /// The native directory, when one is served.
     pub(crate) native: Option<Arc<crate::native_dir::NativeDir>>,
     pub(crate) config: Arc<ConfigServerConfig>,
@@ -87,7 +87,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .merge(spring_routes(&state.config.spring.prefix));
-    let routes = match state.service.cluster() {
+    let routes = match state.configs.cluster() {
         Some(cluster) => {
             routes.nest_service("/raft", msakit_raft::raft_routes(Arc::clone(cluster)))
         }

@@ -108,7 +108,7 @@ pub(crate) async fn put_document(
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("invalid_body", "the document is not UTF-8"))?;
     let result = state
-        .service
+        .configs
         .write(
             key,
             format,
@@ -132,7 +132,7 @@ pub(crate) async fn get_document(
     path: DocPath,
 ) -> Result<Response, ApiError> {
     identity.require(Scope::Read)?;
-    let document = state.service.get(&doc_key(path)?)?;
+    let document = state.configs.get(&doc_key(path)?)?;
     state.metrics.read();
     let etag = format!("\"{}\"", document.version);
     let mut response = Json(document).into_response();
@@ -154,7 +154,7 @@ pub(crate) async fn delete_document(
 ) -> Result<Response, ApiError> {
     identity.require(Scope::Write)?;
     let result = state
-        .service
+        .configs
         .delete(
             doc_key(path)?,
             &identity.name,
@@ -176,7 +176,7 @@ pub(crate) async fn history(
     path: DocPath,
 ) -> Result<Json<History>, ApiError> {
     identity.require(Scope::Read)?;
-    let versions = state.service.history(&doc_key(path)?).await?;
+    let versions = state.configs.history(&doc_key(path)?).await?;
     Ok(Json(History { versions }))
 }
 
@@ -196,7 +196,7 @@ pub(crate) async fn rollback(
     writable(&state, &key)?;
     let Json(body) = body.map_err(|r| ApiError::new(r.status(), "invalid_body", r.body_text()))?;
     let result = state
-        .service
+        .configs
         .rollback(key, body.version, &identity.name)
         .await?;
     state.metrics.write();
@@ -248,11 +248,11 @@ pub(crate) async fn resolve(
     let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
     // As in Consul, `index=0` (a client that has seen nothing yet) answers at once.
     if let Some(index) = index.filter(|index| *index > 0) {
-        let mut updates = state.service.index_updates();
+        let mut updates = state.configs.index_updates();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let current = *updates.borrow_and_update();
-            let view = state.service.view_index(&application, &profiles, &label);
+            let view = state.configs.view_index(&application, &profiles, &label);
             if view > index || index > current {
                 break;
             }
@@ -263,7 +263,7 @@ pub(crate) async fn resolve(
             }
         }
     }
-    let resolved = state.service.resolve(&application, &profiles, &label);
+    let resolved = state.configs.resolve(&application, &profiles, &label);
     state.metrics.read();
     let mut response = Json(&resolved).into_response();
     response
@@ -286,7 +286,7 @@ pub(crate) async fn put_schema(
     let Json(schema) =
         body.map_err(|r| ApiError::new(r.status(), "invalid_body", r.body_text()))?;
     state
-        .service
+        .configs
         .set_schema(&application, schema, &identity.name)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -294,7 +294,7 @@ pub(crate) async fn put_schema(
 
 type FilePath = Result<Path<(String, String, String, String)>, PathRejection>;
 
-/// Store a plain-text file (an nginx.conf, say), served by the Spring API at
+/// Storage a plain-text file (an nginx.conf, say), served by the Spring API at
 /// `/{application}/{profile}/{label}/{path}` with placeholders filled.
 #[utoipa::path(put, path = "/v1/files/{application}/{profile}/{label}/{path}",
     params(("application" = String, Path), ("profile" = String, Path), ("label" = String, Path), ("path" = String, Path)),
@@ -313,7 +313,7 @@ pub(crate) async fn put_file(
     let text = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::bad_request("invalid_body", "the file is not UTF-8"))?;
     state
-        .service
+        .configs
         .put_file(&key, &file, text, &identity.name)
         .await?;
     state.metrics.write();
@@ -333,7 +333,7 @@ pub(crate) async fn delete_file(
     let Path((application, profile, label, file)) = path?;
     let key = DocKey::new(&application, &profile, &label)?;
     state
-        .service
+        .configs
         .delete_file(&key, &file, &identity.name)
         .await?;
     state.metrics.write();
@@ -341,7 +341,7 @@ pub(crate) async fn delete_file(
 }
 
 fn cipher(state: &AppState) -> Result<&crate::secrets::Cipher, ApiError> {
-    state.service.cipher().ok_or_else(|| {
+    state.configs.cipher().ok_or_else(|| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "no_secrets_key",
@@ -395,7 +395,7 @@ pub(crate) async fn audit(
     identity.require(Scope::Read)?;
     let Query(query) = query?;
     let entries = state
-        .service
+        .configs
         .audit(
             msakit_server_kit::check_int64("invalid_query", "since", query.since)?,
             query.limit().ok_or_else(|| {

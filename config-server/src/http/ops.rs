@@ -64,10 +64,10 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: if degraded { "DEGRADED" } else { "UP" },
         native_dir_errors,
-        cluster: state.service.cluster().map(|c| c.status()),
-        documents: state.service.document_count(),
-        index: state.service.index(),
-        secrets: state.service.cipher().is_some(),
+        cluster: state.configs.cluster().map(|c| c.status()),
+        documents: state.configs.document_count(),
+        index: state.configs.index(),
+        secrets: state.configs.cipher().is_some(),
     })
 }
 
@@ -78,9 +78,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         state.metrics.render(
-            state.service.document_count(),
-            state.service.index(),
-            state.service.cluster().map(|c| &**c),
+            state.configs.document_count(),
+            state.configs.index(),
+            state.configs.cluster().map(|c| &**c),
         ),
     )
 }

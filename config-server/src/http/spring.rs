@@ -73,8 +73,8 @@ fn environment(
     identity.require(Scope::Read)?;
     let applications = spring_names(application)?;
     let profiles = spring_profiles(profile_segment)?;
-    let (index, sources) = state.service.sources_view(&applications, &profiles, label);
-    if sources.is_empty() && label != DEFAULT_LABEL && !state.service.has_label(label) {
+    let (index, sources) = state.configs.sources_view(&applications, &profiles, label);
+    if sources.is_empty() && label != DEFAULT_LABEL && !state.configs.has_label(label) {
         // As Spring's git backend answers a branch that does not exist, so that a client given
         // several labels (`label: feature-x,main`) goes on to the next one.
         return Err(ApiError::new(
@@ -161,7 +161,7 @@ fn file(
         file_name(name).ok_or_else(|| ApiError::not_found(format!("no such resource {name:?}")))?;
     document::check_name("application", application)?;
     let profiles = spring_profiles(profile_segment)?;
-    let resolved = state.service.resolve(application, &profiles, label);
+    let resolved = state.configs.resolve(application, &profiles, label);
     state.metrics.read();
     let tree = document::unflatten(&resolved.properties);
     let (content_type, body) = match ext {
@@ -257,7 +257,7 @@ pub(crate) async fn plain_file(
         .cloned()
         .unwrap_or_else(|| document::DEFAULT_PROFILE.to_owned());
     let key = document::DocKey::new(&application, &profile, &label)?;
-    let text = match state.service.file(&key, &file_path).await? {
+    let text = match state.configs.file(&key, &file_path).await? {
         Some(text) => text,
         None => state
             .native
@@ -265,7 +265,7 @@ pub(crate) async fn plain_file(
             .and_then(|native| native.plain_file(&label, &file_path))
             .ok_or_else(not_found)?,
     };
-    let resolved = state.service.resolve(&application, &profiles, &label);
+    let resolved = state.configs.resolve(&application, &profiles, &label);
     state.metrics.read();
     Ok((
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

@@ -18,8 +18,8 @@ use super::auth::Identity;
 use super::error::ApiError;
 use super::native::profiles;
 use crate::config::Scope;
+use crate::config_store::{Change, ConfigStore};
 use crate::document::{self, DocKey};
-use crate::service::{Change, ConfigService};
 
 /// Watch a resolved configuration.
 #[utoipa::path(get, path = "/v1/watch/{application}/{profiles}/{label}",
@@ -41,8 +41,8 @@ pub(crate) async fn stream(
     document::check_label(&label)?;
     let profiles = profiles(&profile_segment)?;
     // Subscribe before the first resolve, so no change falls between them.
-    let receiver = state.service.subscribe();
-    let sources = ConfigService::sources(&[&application], &profiles, &label);
+    let receiver = state.configs.subscribe();
+    let sources = ConfigStore::sources(&[&application], &profiles, &label);
     let mut watch = Watch {
         receiver,
         keep_alive: tokio::time::interval(state.config.watch.keep_alive),
@@ -92,7 +92,7 @@ impl Watch {
     fn frame(&mut self) -> Bytes {
         let resolved = self
             .state
-            .service
+            .configs
             .resolve(&self.application, &self.profiles, &self.label);
         self.last_index = resolved.index;
         let json = serde_json::to_string(&resolved).expect("plain data serialises");

@@ -30,7 +30,10 @@ const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 pub(crate) const RAFT_STATE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_state");
 
 /// Records `applied` (a serialised Raft log id), when in cluster mode, inside `write`.
-fn mark_applied(write: &redb::WriteTransaction, applied: Option<&[u8]>) -> Result<(), StoreError> {
+fn mark_applied(
+    write: &redb::WriteTransaction,
+    applied: Option<&[u8]>,
+) -> Result<(), StorageError> {
     if let Some(applied) = applied {
         write
             .open_table(RAFT_STATE)
@@ -56,7 +59,10 @@ pub(crate) struct Dump {
 }
 
 /// Appends `entries` to the audit table inside `write`, numbering them after the last one.
-fn append_audit(write: &redb::WriteTransaction, entries: &[AuditRecord]) -> Result<(), StoreError> {
+fn append_audit(
+    write: &redb::WriteTransaction,
+    entries: &[AuditRecord],
+) -> Result<(), StorageError> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -78,7 +84,7 @@ fn append_audit(write: &redb::WriteTransaction, entries: &[AuditRecord]) -> Resu
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum StorageError {
     /// The database failed.
     #[error("config store: {0}")]
     Database(#[from] redb::Error),
@@ -93,21 +99,21 @@ pub enum StoreError {
     },
 }
 
-impl StoreError {
+impl StorageError {
     /// A failure to report to several writers (the original is reported once, in the log).
     pub(crate) fn failed(message: &str) -> Self {
-        StoreError::Database(redb::Error::Io(std::io::Error::other(message.to_owned())))
+        StorageError::Database(redb::Error::Io(std::io::Error::other(message.to_owned())))
     }
 
     /// The blocking task running a store operation failed (panicked or was cancelled).
     pub(crate) fn task_failed(e: tokio::task::JoinError) -> Self {
-        StoreError::Database(redb::Error::Io(std::io::Error::other(e)))
+        StorageError::Database(redb::Error::Io(std::io::Error::other(e)))
     }
 }
 
 /// A stored record, read from its JSON.
-fn read_record<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|source| StoreError::Unreadable {
+fn read_record<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T, StorageError> {
+    serde_json::from_slice(bytes).map_err(|source| StorageError::Unreadable {
         key: key.replace('\0', "/"),
         source,
     })
@@ -115,15 +121,15 @@ fn read_record<T: serde::de::DeserializeOwned>(key: &str, bytes: &[u8]) -> Resul
 
 /// Runs a store operation off the async threads (redb commits wait for fsync).
 pub(crate) async fn blocking<T: Send + 'static>(
-    operation: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
+    operation: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(operation)
         .await
-        .map_err(StoreError::task_failed)?
+        .map_err(StorageError::task_failed)?
 }
 
-fn wrap<E: Into<redb::Error>>(e: E) -> StoreError {
-    StoreError::Database(e.into())
+fn wrap<E: Into<redb::Error>>(e: E) -> StorageError {
+    StorageError::Database(e.into())
 }
 
 fn version_key(doc: &str, version: u64) -> String {
@@ -132,7 +138,7 @@ fn version_key(doc: &str, version: u64) -> String {
 
 /// The durable store.
 #[derive(Debug, Clone)]
-pub(crate) struct Store {
+pub(crate) struct Storage {
     db: Arc<Database>,
 }
 
@@ -143,9 +149,9 @@ pub(crate) struct Loaded {
     pub(crate) index: u64,
 }
 
-impl Store {
+impl Storage {
     /// Opens (or creates) `config.redb` in `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
+    pub(crate) fn open(dir: &Path) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| wrap(redb::Error::Io(e)))?;
         // Reads are served from memory (the heads); the page cache only serves history and
         // commits, so a bounded one keeps memory flat as history grows (redb's default is 1 GiB).
@@ -171,7 +177,7 @@ impl Store {
     }
 
     /// The newest version of every document, every schema, and the last index.
-    pub(crate) fn load(&self) -> Result<Loaded, StoreError> {
+    pub(crate) fn load(&self) -> Result<Loaded, StorageError> {
         let read = self.db.begin_read().map_err(wrap)?;
         let heads_table = read.open_table(HEADS).map_err(wrap)?;
         let versions = read.open_table(VERSIONS).map_err(wrap)?;
@@ -213,7 +219,7 @@ impl Store {
         rows: &[(String, &StoredVersion)],
         audit: &[AuditRecord],
         applied: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StorageError> {
         let write = self.db.begin_write().map_err(wrap)?;
         mark_applied(&write, applied)?;
         append_audit(&write, audit)?;
@@ -243,7 +249,7 @@ impl Store {
         &self,
         doc: &str,
         version: u64,
-    ) -> Result<Option<StoredVersion>, StoreError> {
+    ) -> Result<Option<StoredVersion>, StorageError> {
         let read = self.db.begin_read().map_err(wrap)?;
         let table = read.open_table(VERSIONS).map_err(wrap)?;
         let found = table
@@ -255,7 +261,7 @@ impl Store {
     }
 
     /// Every version of a document, newest first.
-    pub(crate) fn history(&self, doc: &str) -> Result<Vec<StoredVersion>, StoreError> {
+    pub(crate) fn history(&self, doc: &str) -> Result<Vec<StoredVersion>, StorageError> {
         let read = self.db.begin_read().map_err(wrap)?;
         let table = read.open_table(VERSIONS).map_err(wrap)?;
         let (from, to) = (format!("{doc}\0"), format!("{doc}\u{1}"));
@@ -276,7 +282,7 @@ impl Store {
         content: Option<&str>,
         audit: &AuditRecord,
         applied: Option<&[u8]>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, StorageError> {
         let key = format!("{doc}\0{path}");
         let write = self.db.begin_write().map_err(wrap)?;
         mark_applied(&write, applied)?;
@@ -295,7 +301,7 @@ impl Store {
     }
 
     /// A stored plain-text file.
-    pub(crate) fn file(&self, doc: &str, path: &str) -> Result<Option<String>, StoreError> {
+    pub(crate) fn file(&self, doc: &str, path: &str) -> Result<Option<String>, StorageError> {
         let read = self.db.begin_read().map_err(wrap)?;
         let table = read.open_table(FILES).map_err(wrap)?;
         let found = table.get(format!("{doc}\0{path}").as_str()).map_err(wrap)?;
@@ -309,7 +315,7 @@ impl Store {
         schema: &str,
         audit: &AuditRecord,
         applied: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StorageError> {
         let write = self.db.begin_write().map_err(wrap)?;
         mark_applied(&write, applied)?;
         append_audit(&write, std::slice::from_ref(audit))?;
@@ -322,7 +328,7 @@ impl Store {
     }
 
     /// Up to `limit` audit entries after `since`, oldest first.
-    pub(crate) fn audit(&self, since: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+    pub(crate) fn audit(&self, since: u64, limit: usize) -> Result<Vec<AuditEntry>, StorageError> {
         let read = self.db.begin_read().map_err(wrap)?;
         let table = match read.open_table(AUDIT) {
             Ok(table) => table,
@@ -348,7 +354,7 @@ fn rows<K, V, KO, VO>(
     read: &redb::ReadTransaction,
     table: TableDefinition<'_, K, V>,
     mut map: impl FnMut(K::SelfType<'_>, V::SelfType<'_>) -> (KO, VO),
-) -> Result<Vec<(KO, VO)>, StoreError>
+) -> Result<Vec<(KO, VO)>, StorageError>
 where
     K: redb::Key + 'static,
     V: redb::Value + 'static,
@@ -362,16 +368,16 @@ where
     Ok(out)
 }
 
-impl Store {
+impl Storage {
     /// Reads one entry of the Raft state (`applied`, `membership`, …).
-    pub(crate) fn raft_state(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) fn raft_state(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let read = self.db.begin_read().map_err(wrap)?;
         let table = read.open_table(RAFT_STATE).map_err(wrap)?;
         Ok(table.get(name).map_err(wrap)?.map(|v| v.value().to_vec()))
     }
 
     /// Writes entries of the Raft state in one durable transaction.
-    pub(crate) fn set_raft_state(&self, entries: &[(&str, &[u8])]) -> Result<(), StoreError> {
+    pub(crate) fn set_raft_state(&self, entries: &[(&str, &[u8])]) -> Result<(), StorageError> {
         let write = self.db.begin_write().map_err(wrap)?;
         {
             let mut table = write.open_table(RAFT_STATE).map_err(wrap)?;
@@ -390,7 +396,7 @@ impl Store {
         meta: &[u8],
         last_index: Option<u64>,
         data: &[u8],
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), StorageError> {
         let write = self.db.begin_write().map_err(wrap)?;
         {
             let mut table = write.open_table(RAFT_STATE).map_err(wrap)?;
@@ -410,7 +416,7 @@ impl Store {
 
     /// Every row of the config state, read in one transaction (a consistent view), with the
     /// Raft state entries `names` read in the same transaction.
-    pub(crate) fn dump(&self, names: &[&str]) -> Result<(Dump, Vec<RaftEntry>), StoreError> {
+    pub(crate) fn dump(&self, names: &[&str]) -> Result<(Dump, Vec<RaftEntry>), StorageError> {
         let read = self.db.begin_read().map_err(wrap)?;
         let dump = Dump {
             versions: rows(&read, VERSIONS, |k, v| {
@@ -434,7 +440,11 @@ impl Store {
 
     /// Replaces the whole config state with `dump`, and sets the Raft state `entries`, in one
     /// durable transaction.
-    pub(crate) fn restore(&self, dump: &Dump, entries: &[(&str, &[u8])]) -> Result<(), StoreError> {
+    pub(crate) fn restore(
+        &self,
+        dump: &Dump,
+        entries: &[(&str, &[u8])],
+    ) -> Result<(), StorageError> {
         let write = self.db.begin_write().map_err(wrap)?;
         {
             let mut versions = write.open_table(VERSIONS).map_err(wrap)?;
