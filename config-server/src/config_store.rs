@@ -3,7 +3,7 @@
 //! precedence; and the stream of changes that watchers follow.
 //!
 //! Writes are serialised by one async mutex (the compare-and-set check and the durable commit
-//! happen under it) and take one path, [`Writes`]; reads use the in-memory heads under a read
+//! happen under it) and take one path, a [`WritePath`]; reads use the in-memory heads under a read
 //! lock and never touch the disk.
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,7 +18,6 @@ use crate::document::{self, DocKey};
 use crate::format::{AuditRecord, FormatVersion, StoredVersion};
 use crate::secrets::Cipher;
 use crate::storage::{Storage, blocking};
-use crate::writes::Writes;
 
 mod checks;
 mod committer;
@@ -27,11 +26,13 @@ mod files;
 mod group_commit;
 mod precedence;
 mod schemas;
+mod write_path;
 
 pub(crate) use checks::check_file_path;
 pub(crate) use committer::{Applied, Change, Committer};
 pub(crate) use error::{ConfigStoreError, Refused};
 use group_commit::Pending;
+pub(crate) use write_path::{Committing, WritePath};
 
 struct Head {
     stored: StoredVersion,
@@ -47,12 +48,12 @@ struct State {
 }
 
 /// The store of configuration: documents and their versions, schemas, files and the audit log,
-/// read from memory and changed through [`Writes`].
+/// read from memory and changed through its [`WritePath`].
 pub(crate) struct ConfigStore {
     store: Storage,
     state: Arc<RwLock<State>>,
     /// The one path every change takes.
-    writes: Writes,
+    writes: Arc<dyn WritePath>,
     /// Held by the writer committing a batch (and by schema writes).
     serial: Arc<Mutex<()>>,
     /// Versions waiting for the next group commit.
@@ -94,10 +95,14 @@ fn flat_of(stored: &StoredVersion) -> Option<BTreeMap<String, Value>> {
 }
 
 impl ConfigStore {
-    /// Over the state `writes` changes (loaded by its [`Committer`]); documents of at most
-    /// `max_bytes`, `{cipher}` values opened with `cipher`.
-    pub(crate) fn new(writes: Writes, cipher: Option<Cipher>, max_bytes: usize) -> Self {
-        let committer = writes.committer();
+    /// Over the state `committer` loaded and applies changes to, changed through `writes`;
+    /// documents of at most `max_bytes`, `{cipher}` values opened with `cipher`.
+    pub(crate) fn new(
+        committer: &Committer,
+        writes: Arc<dyn WritePath>,
+        cipher: Option<Cipher>,
+        max_bytes: usize,
+    ) -> Self {
         Self {
             store: committer.store.clone(),
             state: Arc::clone(&committer.state),
@@ -109,11 +114,6 @@ impl ConfigStore {
             cipher,
             max_bytes,
         }
-    }
-
-    /// The cluster, in cluster mode.
-    pub(crate) fn cluster(&self) -> Option<&Arc<crate::cluster::Cluster>> {
-        self.writes.cluster()
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {

@@ -76,8 +76,13 @@ pub async fn run(
         }
         None => None,
     };
-    let writes = Writes::new(committer, cluster);
-    let configs = Arc::new(ConfigStore::new(writes, cipher, config.max_document_bytes));
+    let writes = Writes::new(committer.clone(), cluster);
+    let configs = Arc::new(ConfigStore::new(
+        &committer,
+        Arc::new(writes.clone()),
+        cipher,
+        config.max_document_bytes,
+    ));
     tracing::info!(
         documents = configs.document_count(),
         index = configs.index(),
@@ -108,15 +113,15 @@ pub async fn run(
     let state = AppState {
         native,
         configs,
+        writes: writes.clone(),
         config: Arc::new(config),
         metrics,
         watchers,
         shutdown: token.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "config server listening");
-    let configs = Arc::clone(&state.configs);
     msakit_server_kit::serve_until(listener, router(state), shutdown, token, serve_options).await?;
-    if let Some(cluster) = configs.cluster() {
+    if let Some(cluster) = writes.cluster() {
         cluster.shutdown().await;
     }
     upkeep.cancel();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::cluster::Cluster;
-use crate::config_store::{Applied, Committer, ConfigStoreError};
+use crate::config_store::{Applied, Committer, Committing, ConfigStoreError, WritePath};
 use crate::format::Command;
 use crate::storage::blocking;
 
@@ -28,20 +28,32 @@ impl Writes {
         self.cluster.as_ref()
     }
 
-    /// What applies the changes here.
-    pub(crate) fn committer(&self) -> &Committer {
-        &self.committer
-    }
-
     /// Applies `command` here (a single node), or has the cluster commit it and waits until it
     /// is applied here.
     pub(crate) async fn apply(&self, command: Command) -> Result<Applied, ConfigStoreError> {
         match &self.cluster {
-            Some(cluster) => Ok(cluster.propose(command).await?),
+            Some(cluster) => cluster
+                .propose(command)
+                .await
+                .map_err(|e| ConfigStoreError::NotCommitted(Arc::new(e))),
             None => {
                 let committer = self.committer.clone();
                 Ok(blocking(move || committer.apply(command, None)).await?)
             }
         }
+    }
+}
+
+impl WritePath for Writes {
+    fn commit(&self, command: Command) -> Committing<'_> {
+        Box::pin(self.apply(command))
+    }
+}
+
+impl std::fmt::Debug for Writes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writes")
+            .field("clustered", &self.cluster.is_some())
+            .finish_non_exhaustive()
     }
 }

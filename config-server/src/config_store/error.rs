@@ -43,9 +43,10 @@ pub(crate) enum ConfigStoreError {
     /// Storage failed; nothing was written.
     #[error(transparent)]
     Storage(#[from] StorageError),
-    /// In cluster mode: the write could not be committed by a quorum (or this node cannot tell).
+    /// The write path could not commit it (in a cluster: no quorum, or this node cannot tell);
+    /// what the path said, shared by every writer of the batch.
     #[error(transparent)]
-    Cluster(#[from] crate::cluster::ClusterError),
+    NotCommitted(std::sync::Arc<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why a proposed version was not committed.

@@ -20,7 +20,7 @@ impl ConfigStore {
         }
         let audit = audit_entry(author, "file", format!("{key}:{path}"), String::new());
         self.writes
-            .apply(Command::File {
+            .commit(Command::File {
                 format_version: FormatVersion::CURRENT,
                 doc: key.storage_key(),
                 path: path.to_owned(),
@@ -47,7 +47,7 @@ impl ConfigStore {
         );
         let removed = self
             .writes
-            .apply(Command::File {
+            .commit(Command::File {
                 format_version: FormatVersion::CURRENT,
                 doc: key.storage_key(),
                 path: path.to_owned(),

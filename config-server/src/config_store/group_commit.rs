@@ -164,14 +164,14 @@ impl ConfigStore {
             return done;
         }
         let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
-        let writes = self.writes.clone();
+        let writes = Arc::clone(&self.writes);
         // In a task of its own, so a caller that goes away cannot stop a batch half-way: the
         // lock is released only once every outcome is known.
         let _ = tokio::spawn(async move {
             let _serial = serial;
             let (proposals, replies): (Vec<Proposed>, Vec<Reply>) =
                 batch.into_iter().map(|p| (p.proposed, p.reply)).unzip();
-            match writes.apply(Command::Versions(proposals)).await {
+            match writes.commit(Command::Versions(proposals)).await {
                 Ok(Applied::Versions(outcomes)) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         let _ = reply.send(outcome.map_err(ConfigStoreError::from));
@@ -188,7 +188,9 @@ impl ConfigStore {
                     let message = error.to_string();
                     for reply in replies {
                         let _ = reply.send(Err(match &error {
-                            ConfigStoreError::Cluster(e) => ConfigStoreError::Cluster(e.clone()),
+                            ConfigStoreError::NotCommitted(e) => {
+                                ConfigStoreError::NotCommitted(Arc::clone(e))
+                            }
                             _ => ConfigStoreError::Storage(StorageError::failed(&message)),
                         }));
                     }

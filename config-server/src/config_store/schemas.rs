@@ -28,7 +28,7 @@ impl ConfigStore {
         let _serial = self.serial.lock().await;
         let audit = audit_entry(author, "schema", application.to_owned(), String::new());
         self.writes
-            .apply(Command::Schema {
+            .commit(Command::Schema {
                 format_version: FormatVersion::CURRENT,
                 application: application.to_owned(),
                 schema: schema.to_string(),

@@ -17,11 +17,8 @@ type Entry = openraft::Entry<TypeConfig>;
 /// A single node's config store over `store`.
 fn config_store(store: Storage) -> Result<ConfigStore, StorageError> {
     let committer = Committer::open(store, 100, Default::default())?;
-    Ok(ConfigStore::new(
-        Writes::new(committer, None),
-        None,
-        1 << 20,
-    ))
+    let writes = std::sync::Arc::new(Writes::new(committer.clone(), None));
+    Ok(ConfigStore::new(&committer, writes, None, 1 << 20))
 }
 
 fn golden(version: u16, name: &str) -> Value {

@@ -33,7 +33,7 @@ fn answered_here(method: &Method, path: &str) -> bool {
 /// Sends each request where it can be answered (a no-op on a single node): writes and
 /// linearizable reads to the leader.
 pub(crate) async fn route(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(cluster) = state.configs.cluster().cloned() else {
+    let Some(cluster) = state.writes.cluster().cloned() else {
         return next.run(request).await;
     };
     let routing = msakit_raft::Routing {
@@ -48,7 +48,7 @@ pub(crate) async fn route(State(state): State<AppState>, request: Request, next:
 #[utoipa::path(get, path = "/v1/cluster",
     responses((status = 200, body = ClusterStatus), (status = 409, body = ErrorBody)))]
 pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<ClusterStatus>, ApiError> {
-    let cluster = state.configs.cluster().ok_or_else(not_clustered)?;
+    let cluster = state.writes.cluster().ok_or_else(not_clustered)?;
     Ok(Json(cluster.status()))
 }
 
@@ -62,7 +62,7 @@ pub(crate) async fn add_node(
     body: Result<Json<msakit_raft::NewNode>, JsonRejection>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     identity.require(Scope::Write)?;
-    let cluster = state.configs.cluster().cloned().ok_or_else(not_clustered)?;
+    let cluster = state.writes.cluster().cloned().ok_or_else(not_clustered)?;
     let Json(node) = body?;
     Ok(Json(msakit_raft::add_node(&cluster, node).await?))
 }
@@ -78,7 +78,7 @@ pub(crate) async fn remove_node(
     path: Result<Path<NodeId>, PathRejection>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     identity.require(Scope::Write)?;
-    let cluster = state.configs.cluster().cloned().ok_or_else(not_clustered)?;
+    let cluster = state.writes.cluster().cloned().ok_or_else(not_clustered)?;
     let Path(id) = path?;
     Ok(Json(msakit_raft::remove_node(&cluster, id).await?))
 }

@@ -2,6 +2,7 @@
 
 use axum::http::StatusCode;
 
+use crate::cluster::ClusterError;
 use crate::config_store::ConfigStoreError;
 use crate::document::DocumentError;
 
@@ -45,7 +46,14 @@ impl From<ConfigStoreError> for ApiError {
             ConfigStoreError::Conflict { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "version_conflict", e.to_string())
             }
-            ConfigStoreError::Cluster(inner) => inner.clone().into(),
+            ConfigStoreError::NotCommitted(inner) => match inner.downcast_ref::<ClusterError>() {
+                Some(cluster) => cluster.clone().into(),
+                None => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "not_committed",
+                    inner.to_string(),
+                ),
+            },
             ConfigStoreError::Storage(inner) => {
                 tracing::error!(error = %inner, "storage failure");
                 ApiError::new(

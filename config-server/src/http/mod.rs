@@ -25,6 +25,8 @@ use crate::metrics::Metrics;
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
     pub(crate) configs: Arc<ConfigStore>,
+    /// The path every change takes (and the cluster, in cluster mode).
+    pub(crate) writes: crate::writes::Writes,
     /// The native directory, when one is served.
     pub(crate) native: Option<Arc<crate::native_dir::NativeDir>>,
     pub(crate) config: Arc<ConfigServerConfig>,
@@ -87,7 +89,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
         .merge(spring_routes(&state.config.spring.prefix));
-    let routes = match state.configs.cluster() {
+    let routes = match state.writes.cluster() {
         Some(cluster) => {
             routes.nest_service("/raft", msakit_raft::raft_routes(Arc::clone(cluster)))
         }

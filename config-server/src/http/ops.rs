@@ -64,7 +64,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: if degraded { "DEGRADED" } else { "UP" },
         native_dir_errors,
-        cluster: state.configs.cluster().map(|c| c.status()),
+        cluster: state.writes.cluster().map(|c| c.status()),
         documents: state.configs.document_count(),
         index: state.configs.index(),
         secrets: state.configs.cipher().is_some(),
@@ -80,7 +80,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         state.metrics.render(
             state.configs.document_count(),
             state.configs.index(),
-            state.configs.cluster().map(|c| &**c),
+            state.writes.cluster().map(|c| &**c),
         ),
     )
 }
