@@ -63,12 +63,9 @@ pub enum Reads {
     Local,
 }
 
-/// Where a server's requests go.
+/// How a server's leader-bound requests go.
 #[derive(Debug, Clone, Copy)]
 pub struct Routing {
-    /// Requests any node answers itself, reads and writes alike (operations, Raft, watches,
-    /// lease renewals).
-    pub answered_here: fn(&Method, &str) -> bool,
     /// How reads are served.
     pub reads: Reads,
     /// The largest body handed to the leader.
@@ -84,6 +81,37 @@ fn flag_stale<C: TypeConfig>(cluster: &Cluster<C>, response: &mut Response) {
     }
 }
 
+/// `routes` with every request they match sent where [`route`] says (when `cluster` is given;
+/// unchanged on a single node): the routes whose answers are the leader's. What any node
+/// answers itself (operations, Raft, watches, lease renewals) lives in another router merged
+/// beside this one, so where a request goes is decided by the route it matches, never by
+/// re-reading its path, and a route added to neither cannot be served at all.
+pub fn leader_bound<S, C>(
+    routes: Router<S>,
+    cluster: Option<&Arc<Cluster<C>>>,
+    routing: Routing,
+) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    C: TypeConfig,
+{
+    match cluster {
+        None => routes,
+        Some(cluster) => routes.route_layer(axum::middleware::from_fn_with_state(
+            (Arc::clone(cluster), routing),
+            route_matched::<C>,
+        )),
+    }
+}
+
+async fn route_matched<C: TypeConfig>(
+    State((cluster, routing)): State<(Arc<Cluster<C>>, Routing)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    route(&cluster, &routing, request, next).await
+}
+
 /// Sends `request` where it can be answered: here, or to the leader (followers hand writes to
 /// it, marked so they are never handed on twice). A minority answers writes with 503
 /// `not_leader` / `no_quorum` naming the leader it last knew.
@@ -93,9 +121,6 @@ pub async fn route<C: TypeConfig>(
     request: Request,
     next: Next,
 ) -> Response {
-    if (routing.answered_here)(request.method(), request.uri().path()) {
-        return next.run(request).await;
-    }
     let read = matches!(*request.method(), Method::GET | Method::HEAD);
     let stale_asked = request
         .headers()

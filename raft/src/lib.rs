@@ -21,8 +21,8 @@ use openraft::{BasicNode, RaftTypeConfig, TokioRuntime};
 
 pub use config::{ClusterConfig, ServerSecurity, parse_peers};
 pub use http::{
-    CONSISTENCY, NewNode, Reads, Routing, add_node, check_peer, not_clustered, raft_routes,
-    remove_node, route,
+    CONSISTENCY, NewNode, Reads, Routing, add_node, check_peer, leader_bound, not_clustered,
+    raft_routes, remove_node, route,
 };
 pub use log_store::{LogStore, StoredSnapshot, blocking};
 pub use network::FORWARDED_BY;

@@ -1,13 +1,10 @@
-//! Cluster mode over HTTP: the admin API (status, add and remove nodes) and the middleware that
-//! sends each request where it can be answered — writes and linearizable reads to the leader,
-//! stale reads and watches to this node. Raft's own messages are `msakit_raft::raft_routes`.
+//! Cluster mode over HTTP: the admin API (status, add and remove nodes). Where each route is
+//! answered is decided where the router is built ([`super::router`]); Raft's own messages are
+//! `msakit_raft::raft_routes`.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Extension, Path, Request, State};
-use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{Extension, Path, State};
 use msakit_api::error::ErrorBody;
 
 use super::AppState;
@@ -18,30 +15,6 @@ use crate::config::Scope;
 
 fn not_clustered() -> ApiError {
     msakit_raft::not_clustered("--node-id and --peers")
-}
-
-/// Served by whichever node is asked: operations, Raft itself, watches, and stateless helpers.
-fn answered_here(method: &Method, path: &str) -> bool {
-    matches!(
-        path,
-        "/health" | "/metrics" | "/openapi.json" | "/encrypt" | "/decrypt"
-    ) || path.starts_with("/raft/")
-        || path.starts_with("/v1/watch/")
-        || (method == Method::GET && path == "/v1/cluster")
-}
-
-/// Sends each request where it can be answered (a no-op on a single node): writes and
-/// linearizable reads to the leader.
-pub(crate) async fn route(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(cluster) = state.writes.cluster().cloned() else {
-        return next.run(request).await;
-    };
-    let routing = msakit_raft::Routing {
-        answered_here,
-        reads: msakit_raft::Reads::Linearizable,
-        body_limit: state.config.max_document_bytes + 64 * 1024,
-    };
-    msakit_raft::route(&cluster, &routing, request, next).await
 }
 
 /// This node's view of the cluster: role, term, leader, indexes and members.

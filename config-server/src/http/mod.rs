@@ -51,10 +51,11 @@ fn spring_routes(prefix: &str) -> Router<AppState> {
     }
 }
 
-/// The whole router.
-pub(crate) fn router(state: AppState) -> Router {
+/// Routes whose answers are the leader's in a cluster: writes, and reads (linearizable unless
+/// the request asks for a stale one).
+fn leader_routes(spring_prefix: &str) -> Router<AppState> {
     let doc = "/v1/config/{application}/{profile}/{label}";
-    let routes = Router::new()
+    Router::new()
         .route(
             doc,
             put(native::put_document)
@@ -67,29 +68,48 @@ pub(crate) fn router(state: AppState) -> Router {
             "/v1/resolve/{application}/{profiles}/{label}",
             get(native::resolve),
         )
-        .route(
-            "/v1/watch/{application}/{profiles}/{label}",
-            get(watch::stream),
-        )
         .route("/v1/schemas/{application}", put(native::put_schema))
         .route(
             "/v1/files/{application}/{profile}/{label}/{*path}",
             put(native::put_file).delete(native::delete_file),
         )
         .route("/v1/audit", get(native::audit))
-        .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/nodes", post(cluster::add_node))
         .route(
             "/v1/cluster/nodes/{node_id}",
             axum::routing::delete(cluster::remove_node),
         )
+        .merge(spring_routes(spring_prefix))
+}
+
+/// Routes any node answers itself: watches (every node applies every change, in order), its
+/// own cluster status, the stateless secrets helpers and operations.
+fn local_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/watch/{application}/{profiles}/{label}",
+            get(watch::stream),
+        )
+        .route("/v1/cluster", get(cluster::status))
         .route("/encrypt", post(native::encrypt))
         .route("/decrypt", post(native::decrypt))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
-        .merge(spring_routes(&state.config.spring.prefix));
-    let routes = match state.writes.cluster() {
+}
+
+/// The whole router.
+pub(crate) fn router(state: AppState) -> Router {
+    let body_limit = state.config.max_document_bytes + 64 * 1024;
+    let routing = msakit_raft::Routing {
+        reads: msakit_raft::Reads::Linearizable,
+        body_limit,
+    };
+    let cluster = state.writes.cluster();
+    let routes =
+        msakit_raft::leader_bound(leader_routes(&state.config.spring.prefix), cluster, routing)
+            .merge(local_routes());
+    let routes = match cluster {
         Some(cluster) => {
             routes.nest_service("/raft", msakit_raft::raft_routes(Arc::clone(cluster)))
         }
@@ -97,13 +117,7 @@ pub(crate) fn router(state: AppState) -> Router {
     };
     routes
         .fallback(ops::not_found)
-        .layer(DefaultBodyLimit::max(
-            state.config.max_document_bytes + 64 * 1024,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            cluster::route,
-        ))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             auth::identify,

@@ -103,6 +103,29 @@ async fn three_nodes_elect_a_leader_forward_writes_and_serve_linearizable_and_st
     assert_eq!(status["voters"].as_object().unwrap().len(), 3);
     assert_eq!(status["leader"], leader);
 
+    // Where a request is answered is the route's: a follower answers its own cluster status,
+    // and hands writes and linearizable reads to the leader. A request marked as already handed
+    // on shows which: the follower answers the status, and refuses to hand on the others.
+    let follower = followers[0].url();
+    let forwarded =
+        |request: reqwest::RequestBuilder| request.header(msakit_raft::FORWARDED_BY, "test").send();
+    let status = forwarded(client.get(format!("{follower}/v1/cluster")))
+        .await
+        .unwrap();
+    assert_eq!(status.status(), 200);
+    for request in [
+        client
+            .put(format!("{follower}/v1/config/orders/default/main"))
+            .header("content-type", "application/yaml")
+            .body("pool: 8\n"),
+        client.get(format!("{follower}/v1/resolve/orders/default/main")),
+    ] {
+        let refused = forwarded(request).await.unwrap();
+        assert_eq!(refused.status(), 503);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_leader");
+    }
+
     // Spring's API on a follower answers too (a read: linearizable through the leader).
     let spring: Value = client
         .get(format!("{}/orders/default", followers[0].url()))

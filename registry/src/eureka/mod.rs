@@ -33,18 +33,16 @@ const INCOMPLETE_DELTA_HASHCODE: &str = "INCOMPLETE_0_";
 /// How far back `/apps/delta` reaches.
 const DELTA_WINDOW_MS: u64 = 3 * 60 * 1000;
 
-/// The Eureka routes, to be nested at `/eureka` and `/eureka/v2`.
-pub(crate) fn router() -> Router<AppState> {
+/// The Eureka routes whose answers are the leader's in a cluster, to be nested at `/eureka` and
+/// `/eureka/v2`.
+pub(crate) fn leader_routes() -> Router<AppState> {
     Router::new()
         .route("/apps", get(apps))
         // Clients ask for `apps/` as often as `apps`.
         .route("/apps/", get(apps))
         .route("/apps/delta", get(delta))
         .route("/apps/{app}", get(application).post(register))
-        .route(
-            "/apps/{app}/{id}",
-            get(app_instance).put(heartbeat).delete(cancel),
-        )
+        .route("/apps/{app}/{id}", get(app_instance).delete(cancel))
         .route(
             "/apps/{app}/{id}/status",
             put(set_override).delete(clear_override),
@@ -54,6 +52,11 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/vips/{vip}", get(vip))
         .route("/svips/{svip}", get(svip))
         .layer(tower_http::compression::CompressionLayer::new())
+}
+
+/// The Eureka routes any node answers itself: heartbeats.
+pub(crate) fn local_routes() -> Router<AppState> {
+    Router::new().route("/apps/{app}/{id}", put(heartbeat))
 }
 
 /// The native service behind a Eureka application name.

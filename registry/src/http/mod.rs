@@ -37,9 +37,10 @@ pub(crate) struct AppState {
     pub(crate) shutdown: CancellationToken,
 }
 
-/// The whole router.
-pub(crate) fn router(state: AppState) -> Router {
-    let api = Router::new()
+/// Routes whose answers are the leader's in a cluster: writes go to it; reads are answered by
+/// the node asked, flagged stale on a follower.
+fn leader_routes() -> Router<AppState> {
+    Router::new()
         .route("/v1/services", get(native::list_services))
         .route("/v1/services/{service}", get(native::get_service))
         .route(
@@ -47,10 +48,6 @@ pub(crate) fn router(state: AppState) -> Router {
             put(native::register)
                 .delete(native::deregister)
                 .get(native::get_instance),
-        )
-        .route(
-            "/v1/services/{service}/instances/{id}/heartbeat",
-            put(native::heartbeat),
         )
         .route(
             "/v1/services/{service}/instances/{id}/status",
@@ -61,17 +58,37 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/nodes", post(cluster::add_node))
         .route("/v1/cluster/nodes/{node_id}", delete(cluster::remove_node))
-        .nest("/eureka", crate::eureka::router())
-        .nest("/eureka/v2", crate::eureka::router())
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
-    let routes = Router::new().merge(api).route(
-        "/v1/cluster/renewals",
-        post(cluster::renewals).layer(DefaultBodyLimit::max(crate::cluster::BATCH_BODY_LIMIT)),
-    );
-    let routes = match state.writes.cluster() {
+        .nest("/eureka", crate::eureka::leader_routes())
+        .nest("/eureka/v2", crate::eureka::leader_routes())
+}
+
+/// Routes any node answers itself: heartbeats (every node renews its own leases; a follower
+/// hands them on to the leader in batches).
+fn local_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/services/{service}/instances/{id}/heartbeat",
+            put(native::heartbeat),
+        )
+        .nest("/eureka", crate::eureka::local_routes())
+        .nest("/eureka/v2", crate::eureka::local_routes())
+}
+
+/// The whole router.
+pub(crate) fn router(state: AppState) -> Router {
+    let auth = middleware::from_fn_with_state(state.clone(), auth::require_token);
+    let routing = msakit_raft::Routing {
+        reads: msakit_raft::Reads::Local,
+        body_limit: state.config.limits.max_body_bytes,
+    };
+    let cluster = state.writes.cluster();
+    let routes = msakit_raft::leader_bound(leader_routes().layer(auth.clone()), cluster, routing)
+        .merge(local_routes().layer(auth))
+        .route(
+            "/v1/cluster/renewals",
+            post(cluster::renewals).layer(DefaultBodyLimit::max(crate::cluster::BATCH_BODY_LIMIT)),
+        );
+    let routes = match cluster {
         Some(cluster) => {
             routes.nest_service("/raft", msakit_raft::raft_routes(Arc::clone(cluster)))
         }
@@ -84,10 +101,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/", get(ops::dashboard))
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(state.config.limits.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            cluster::route,
-        ))
         .layer(middleware::from_fn_with_state(
             state.metrics.observer(),
             msakit_server_kit::time_requests,

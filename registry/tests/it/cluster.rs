@@ -163,6 +163,30 @@ async fn registrations_replicate_heartbeats_reach_the_leader_and_a_leader_kill_e
         .unwrap();
     assert_eq!(bad.status(), 422);
 
+    // Where a request is answered is the route's: a follower renews heartbeats itself (native
+    // and Eureka), and hands registrations to the leader. A request marked as already handed on
+    // shows which: the follower answers the heartbeats, and refuses to hand on the write again.
+    let forwarded =
+        |request: reqwest::RequestBuilder| request.header(msakit_raft::FORWARDED_BY, "test").send();
+    let heartbeat = forwarded(client.put(format!("{f0}/v1/services/orders/instances/a/heartbeat")))
+        .await
+        .unwrap();
+    assert_eq!(heartbeat.status(), 200);
+    let eureka_heartbeat = forwarded(client.put(format!("{f1}/eureka/apps/ORDERS/b")))
+        .await
+        .unwrap();
+    assert_eq!(eureka_heartbeat.status(), 200);
+    let write = forwarded(
+        client
+            .put(format!("{f0}/v1/services/orders/instances/d"))
+            .json(&json!({"host": "127.0.0.1", "port": 9004})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(write.status(), 503, "a follower never writes itself");
+    let body: Value = write.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_leader");
+
     // Heartbeats go only to the followers, for three leases: the leader keeps `a` and `b`
     // (renewals handed on in batches) and evicts `c` everywhere.
     let until = Instant::now() + Duration::from_secs(9);
