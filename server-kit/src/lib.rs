@@ -21,8 +21,10 @@ pub use serve::{
     ConnectionLimits, RequestObserver, ServeOptions, serve_until, shutdown_signal, time_requests,
 };
 pub use tls::{TlsConfig, TlsError};
-pub use tokens::{constant_time_eq, presented_token};
-pub use wait::{WAIT_PATTERN, check_index, check_int64, parse_wait};
+pub use tokens::{constant_time_eq, find_token, presented_token};
+pub use wait::{
+    WAIT_PATTERN, blocking_query, check_index, check_int64, parse_wait, wait_for_change,
+};
 
 /// Buckets of the servers' latency histograms, in seconds.
 pub const LATENCY_BUCKETS: [f64; 12] = [

@@ -26,6 +26,25 @@ fn authorization_token(headers: &HeaderMap) -> Option<String> {
     Some(text.split_once(':')?.1.to_owned())
 }
 
+/// The configured token `headers` present (Bearer, Basic password or `X-Config-Token`): its
+/// position among `tokens`, and the entry. Every entry is compared, each in time independent of
+/// where the bytes differ, so neither which token matched nor how much of one did shows in the
+/// time taken. `secret` reads an entry's token.
+pub fn find_token<'t, T>(
+    headers: &HeaderMap,
+    tokens: &'t [T],
+    secret: impl Fn(&T) -> &str,
+) -> Option<(usize, &'t T)> {
+    let presented = presented_token(headers)?;
+    tokens.iter().enumerate().fold(None, |found, (k, token)| {
+        if constant_time_eq(secret(token).as_bytes(), presented.as_bytes()) {
+            Some((k, token))
+        } else {
+            found
+        }
+    })
+}
+
 /// Equality in time independent of where the bytes differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -59,5 +78,23 @@ mod tests {
                 && !constant_time_eq(b"abc", b"abd")
                 && !constant_time_eq(b"a", b"ab")
         );
+    }
+
+    #[test]
+    fn the_presented_token_is_found_among_the_configured_ones() {
+        let tokens = ["first-token".to_owned(), "second-token".to_owned()];
+        let mut headers = HeaderMap::new();
+        assert_eq!(find_token(&headers, &tokens, String::as_str), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            "Bearer second-token".parse().unwrap(),
+        );
+        let found = find_token(&headers, &tokens, String::as_str);
+        assert_eq!(
+            found.map(|(k, t)| (k, t.as_str())),
+            Some((1, "second-token"))
+        );
+        headers.insert(header::AUTHORIZATION, "Bearer second-toke".parse().unwrap());
+        assert_eq!(find_token(&headers, &tokens, String::as_str), None);
     }
 }

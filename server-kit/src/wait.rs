@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
 use crate::ApiError;
 
 /// What `wait` must look like, for the OpenAPI documents: exactly what [`parse_wait`] takes.
@@ -40,6 +43,44 @@ pub fn check_int64(code: &'static str, name: &str, value: u64) -> Result<u64, Ap
         ));
     }
     Ok(value)
+}
+
+/// A blocking query's `index` and `wait` (capped at `max`), checked, `index` first: `Some` when
+/// the query blocks, which is when it names an index above 0 (as in Consul, `index=0`, from a
+/// client that has seen nothing yet, answers at once).
+pub fn blocking_query(
+    index: Option<u64>,
+    wait: Option<&str>,
+    max: Duration,
+) -> Result<Option<(u64, Duration)>, ApiError> {
+    let index = check_index(index)?;
+    let wait = parse_wait(wait, max)?;
+    Ok(index.filter(|index| *index > 0).map(|index| (index, wait)))
+}
+
+/// Waits until the watched view has changed after `index` (`view_index()` is above it), or
+/// `wait` has passed, or `shutdown` fires; `updates` says when the server's index moves. An
+/// `index` above the server's own belongs to an earlier run of it (before a restart): it
+/// returns at once, so the client starts over from the index it gets back.
+pub async fn wait_for_change(
+    mut updates: watch::Receiver<u64>,
+    index: u64,
+    wait: Duration,
+    shutdown: &CancellationToken,
+    mut view_index: impl FnMut() -> u64,
+) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let current = *updates.borrow_and_update();
+        if view_index() > index || index > current {
+            return;
+        }
+        tokio::select! {
+            changed = updates.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep_until(deadline) => return,
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// A duration matching [`WAIT_PATTERN`]; amounts too large for any clock saturate (the caller
@@ -149,5 +190,49 @@ mod tests {
         ] {
             assert_eq!(wait(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_query_blocks_only_with_an_index_above_zero() {
+        let max = Duration::from_secs(60);
+        assert_eq!(blocking_query(None, Some("5s"), max).unwrap(), None);
+        assert_eq!(blocking_query(Some(0), None, max).unwrap(), None);
+        assert_eq!(
+            blocking_query(Some(7), Some("2m"), max).unwrap(),
+            Some((7, max))
+        );
+        assert!(blocking_query(Some(u64::MAX), Some("5s"), max).is_err());
+        assert!(blocking_query(Some(7), Some("soon"), max).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ends_on_a_change_of_the_view_on_its_deadline_or_at_once() {
+        let (tx, rx) = watch::channel(5u64);
+        let stop = CancellationToken::new();
+        let view = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(5));
+        let read = {
+            let view = std::sync::Arc::clone(&view);
+            move || view.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        // An index from the future (an earlier run): at once.
+        let started = tokio::time::Instant::now();
+        wait_for_change(rx.clone(), 9, Duration::from_secs(30), &stop, read.clone()).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // No change: the whole wait.
+        wait_for_change(rx.clone(), 5, Duration::from_secs(30), &stop, read.clone()).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        // A change elsewhere wakes it but does not end it; one to the view does.
+        let waiting = tokio::spawn({
+            let (rx, stop, read) = (rx.clone(), stop.clone(), read.clone());
+            async move { wait_for_change(rx, 5, Duration::from_secs(30), &stop, read).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tx.send_replace(6);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished());
+        view.store(7, std::sync::atomic::Ordering::Relaxed);
+        tx.send_replace(7);
+        waiting.await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(32));
     }
 }

@@ -5,7 +5,7 @@
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use msakit_server_kit::{constant_time_eq, presented_token};
+use msakit_server_kit::find_token;
 
 use super::AppState;
 use super::error::ApiError;
@@ -54,16 +54,8 @@ pub(crate) async fn identify(
             scopes: vec![Scope::Read, Scope::Write],
         }
     } else {
-        let presented = presented_token(request.headers()).unwrap_or_default();
-        // Every token is compared, in time independent of where the bytes differ.
-        let mut found = None;
-        for token in tokens {
-            if constant_time_eq(token.token.as_bytes(), presented.as_bytes()) {
-                found = Some(token);
-            }
-        }
-        match found {
-            Some(token) => Identity {
+        match find_token(request.headers(), tokens, |t| &t.token) {
+            Some((_, token)) => Identity {
                 name: token.name.clone(),
                 scopes: token.scopes.clone(),
             },

@@ -20,7 +20,7 @@ use super::error::ApiError;
 use crate::config::Scope;
 use crate::document::{self, DocKey};
 use crate::secrets::PREFIX;
-use msakit_server_kit::parse_wait;
+use msakit_server_kit::{blocking_query, wait_for_change};
 
 type DocPath = Result<Path<(String, String, String)>, PathRejection>;
 
@@ -244,24 +244,17 @@ pub(crate) async fn resolve(
     document::check_label(&label)?;
     let profiles = profiles(&profile_segment)?;
     let Query(query) = query?;
-    let index = msakit_server_kit::check_index(query.index)?;
-    let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
-    // As in Consul, `index=0` (a client that has seen nothing yet) answers at once.
-    if let Some(index) = index.filter(|index| *index > 0) {
-        let mut updates = state.configs.index_updates();
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let current = *updates.borrow_and_update();
-            let view = state.configs.view_index(&application, &profiles, &label);
-            if view > index || index > current {
-                break;
-            }
-            tokio::select! {
-                changed = updates.changed() => if changed.is_err() { break },
-                _ = tokio::time::sleep_until(deadline) => break,
-                _ = state.shutdown.cancelled() => break,
-            }
-        }
+    let blocking = blocking_query(
+        query.index,
+        query.wait.as_deref(),
+        state.config.watch.max_wait,
+    )?;
+    if let Some((index, wait)) = blocking {
+        let updates = state.configs.index_updates();
+        wait_for_change(updates, index, wait, &state.shutdown, || {
+            state.configs.view_index(&application, &profiles, &label)
+        })
+        .await;
     }
     let resolved = state.configs.resolve(&application, &profiles, &label);
     state.metrics.read();

@@ -4,7 +4,7 @@ use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use msakit_server_kit::{constant_time_eq, presented_token};
+use msakit_server_kit::find_token;
 
 use super::AppState;
 use super::error::ApiError;
@@ -19,7 +19,7 @@ pub(crate) async fn require_token(
     let auth = &state.config.auth;
     let is_read = matches!(*request.method(), Method::GET | Method::HEAD);
     let needed = !auth.tokens.is_empty() && (!is_read || auth.protect_reads);
-    let token = presented_token_index(&request, &auth.tokens);
+    let token = find_token(request.headers(), &auth.tokens, String::as_str).map(|(k, _)| k);
     if needed && token.is_none() {
         return ApiError::unauthorized().into_response();
     }
@@ -28,17 +28,4 @@ pub(crate) async fn require_token(
         token.map_or_else(|| "anonymous".to_owned(), |k| format!("token-{}", k + 1)),
     ));
     next.run(request).await
-}
-
-/// The position of the presented token among the configured ones, if it is one of them.
-fn presented_token_index(request: &Request, tokens: &[String]) -> Option<usize> {
-    let presented = presented_token(request.headers())?;
-    // Compare against every token without stopping early.
-    tokens.iter().enumerate().fold(None, |found, (k, token)| {
-        if constant_time_eq(token.as_bytes(), presented.as_bytes()) {
-            Some(k)
-        } else {
-            found
-        }
-    })
 }

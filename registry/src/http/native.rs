@@ -1,8 +1,6 @@
 //! The native `/v1` API: register, heartbeat, deregister, override, look up — and blocking
 //! queries on a service.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -19,7 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::registry::InstanceFilter;
 use crate::validate::{self, NameKind};
-use msakit_server_kit::parse_wait;
+use msakit_server_kit::{blocking_query, wait_for_change};
 
 /// `?namespace=` on every endpoint.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -229,39 +227,20 @@ pub(crate) async fn get_service(
             .map_err(|e| ApiError::bad_request("invalid_status", e.to_string()))?,
         zone: query.zone.clone(),
     };
-    let index = msakit_server_kit::check_index(query.index)?;
-    let wait = parse_wait(query.wait.as_deref(), state.config.watch.max_wait)?;
-    // As in Consul, `index=0` (a client that has seen nothing yet) answers at once.
-    if let Some(index) = index.filter(|index| *index > 0) {
-        wait_for_change(&state, namespace, &service, index, wait).await;
+    let blocking = blocking_query(
+        query.index,
+        query.wait.as_deref(),
+        state.config.watch.max_wait,
+    )?;
+    if let Some((index, wait)) = blocking {
+        let updates = state.registry.index_updates();
+        wait_for_change(updates, index, wait, &state.shutdown, || {
+            state.registry.service_index(namespace, &service)
+        })
+        .await;
     }
     let instances = state.registry.service(namespace, &service, &filter);
     Ok(with_index(instances.index, instances))
-}
-
-/// Returns once `service` has changed after `index`, or after `wait`.
-async fn wait_for_change(
-    state: &AppState,
-    namespace: &str,
-    service: &str,
-    index: u64,
-    wait: Duration,
-) {
-    let mut updates = state.registry.index_updates();
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let current = *updates.borrow_and_update();
-        // An index from the future belongs to an earlier registry (before a restart): answer
-        // at once, so the client starts over from the index it gets back.
-        if state.registry.service_index(namespace, service) > index || index > current {
-            return;
-        }
-        tokio::select! {
-            changed = updates.changed() => if changed.is_err() { return },
-            _ = tokio::time::sleep_until(deadline) => return,
-            _ = state.shutdown.cancelled() => return,
-        }
-    }
 }
 
 /// The audit log: operators' status overrides and deregistrations (native and Eureka), who
