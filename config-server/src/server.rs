@@ -55,7 +55,7 @@ pub async fn run(
     let store_for_cluster = store.clone();
     let metrics = Metrics::new();
     let upkeep = CancellationToken::new();
-    msakit_server_kit::spawn_metrics_upkeep(metrics.handle(), upkeep.clone());
+    metrics.spawn_upkeep(upkeep.clone());
     let committer = Committer::open(
         store,
         config.max_documents_per_application,

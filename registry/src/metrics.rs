@@ -1,81 +1,35 @@
-//! Prometheus metrics for one registry server.
-//!
-//! Each server owns its recorder (not the process-global one), so several servers in one process
-//! — as in tests — keep separate figures. Counters kept by the registry itself are exported as they
-//! are at scrape time.
+//! Prometheus metrics for one registry server: the shared [`ServerMetrics`] (its own recorder,
+//! request latencies, watchers, refusals) and what the registry exports at scrape time.
 
-use std::sync::Arc;
+use std::ops::Deref;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusRecorder;
 use msakit_api::registry::InstanceStatus;
+use msakit_server_kit::{MetricNames, ServerMetrics};
 
 use crate::registry::Registry;
 
-/// The server's metrics.
+/// The server's metrics; cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct Metrics {
-    recorder: Arc<PrometheusRecorder>,
-    /// What the server's limits refused.
-    rejections: Arc<msakit_server_kit::Rejections>,
+pub(crate) struct Metrics(ServerMetrics);
+
+impl Deref for Metrics {
+    type Target = ServerMetrics;
+
+    fn deref(&self) -> &ServerMetrics {
+        &self.0
+    }
 }
 
 impl Metrics {
     pub(crate) fn new() -> Self {
-        Self {
-            recorder: Arc::new(msakit_server_kit::prometheus_recorder()),
-            rejections: Arc::default(),
-        }
+        Self(ServerMetrics::new(MetricNames {
+            requests: "registry_http_request_duration_seconds",
+            watchers: "registry_watchers",
+        }))
     }
 
-    /// The exporter's handle (for upkeep).
-    pub(crate) fn handle(&self) -> metrics_exporter_prometheus::PrometheusHandle {
-        self.recorder.handle()
-    }
-
-    /// The counts of what the server's limits refused.
-    pub(crate) fn rejections(&self) -> Arc<msakit_server_kit::Rejections> {
-        Arc::clone(&self.rejections)
-    }
-
-    /// Exports the limits' refusals (called while rendering).
-    fn export_rejections(&self) {
-        for (limit, count) in self.rejections.snapshot() {
-            metrics::counter!("msakit_limit_rejections_total", "limit" => limit).absolute(count);
-        }
-    }
-
-    /// Records every request's latency through the shared middleware.
-    pub(crate) fn observer(&self) -> msakit_server_kit::RequestObserver {
-        let metrics = self.clone();
-        Arc::new(move |method, route, status, elapsed| {
-            metrics.request(method, route, status, elapsed)
-        })
-    }
-
-    /// Records one HTTP request.
-    pub(crate) fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        let (method, route) = (method.to_owned(), route.to_owned());
-        metrics::with_local_recorder(&*self.recorder, || {
-            metrics::histogram!(
-                "registry_http_request_duration_seconds",
-                "method" => method,
-                "route" => route,
-                "status" => status.to_string()
-            )
-            .record(elapsed.as_secs_f64());
-        });
-    }
-
-    /// Adds or removes an SSE watcher.
-    pub(crate) fn watchers(&self, delta: f64) {
-        metrics::with_local_recorder(&*self.recorder, || {
-            metrics::gauge!("registry_watchers").increment(delta);
-        });
-    }
-
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition, the registry's counters and gauges read as they are now.
     pub(crate) fn render(
         &self,
         registry: &Registry,
@@ -83,7 +37,7 @@ impl Metrics {
     ) -> String {
         let counts = registry.count_by_status();
         let counters = registry.counters();
-        metrics::with_local_recorder(&*self.recorder, || {
+        self.0.render(|| {
             for status in InstanceStatus::ALL {
                 metrics::gauge!("registry_instances", "status" => status.as_str())
                     .set(counts.get(&status).copied().unwrap_or(0) as f64);
@@ -106,8 +60,6 @@ impl Metrics {
             if let Some(cluster) = cluster {
                 cluster.export_gauges();
             }
-        });
-        metrics::with_local_recorder(&*self.recorder, || self.export_rejections());
-        self.recorder.handle().render()
+        })
     }
 }

@@ -116,7 +116,7 @@ pub async fn run(
     });
 
     let metrics = Metrics::new();
-    msakit_server_kit::spawn_metrics_upkeep(metrics.handle(), token.clone());
+    metrics.spawn_upkeep(token.clone());
     let serve_options = msakit_server_kit::ServeOptions {
         limits: config.connections,
         tls,

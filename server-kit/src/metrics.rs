@@ -1,0 +1,126 @@
+//! A server's own Prometheus metrics: a recorder of its own (not the process-global one, so
+//! several servers in one process — as in tests — keep separate figures), request latencies
+//! through [`time_requests`](crate::time_requests), the watcher gauge, the limits' refusals, and
+//! the upkeep that keeps an unscraped recorder from growing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Rejections, RequestObserver};
+
+/// Buckets of the servers' latency histograms, in seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+
+/// A Prometheus recorder of its own, with [`LATENCY_BUCKETS`] for every metric ending in
+/// `_seconds`.
+pub fn prometheus_recorder() -> PrometheusRecorder {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
+            &LATENCY_BUCKETS,
+        )
+        .expect("the bucket list is not empty")
+        .build_recorder()
+}
+
+/// Drains `handle`'s histogram samples into their buckets every 5 s until `stop` is cancelled.
+/// The exporter otherwise keeps every sample until the next `/metrics` render, so a server that
+/// nobody scrapes would grow without bound (found by a soak run under heaptrack).
+pub fn spawn_metrics_upkeep(
+    handle: PrometheusHandle,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(Duration::from_secs(5));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => handle.run_upkeep(),
+                _ = stop.cancelled() => return,
+            }
+        }
+    })
+}
+
+/// The names of the metrics every server records, in its own namespace.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricNames {
+    /// The request-latency histogram (labels `method`, `route`, `status`).
+    pub requests: &'static str,
+    /// The gauge of open watch streams.
+    pub watchers: &'static str,
+}
+
+/// One server's metrics; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ServerMetrics {
+    recorder: Arc<PrometheusRecorder>,
+    rejections: Arc<Rejections>,
+    names: MetricNames,
+}
+
+impl ServerMetrics {
+    /// A fresh recorder recording under `names`.
+    pub fn new(names: MetricNames) -> Self {
+        Self {
+            recorder: Arc::new(prometheus_recorder()),
+            rejections: Arc::default(),
+            names,
+        }
+    }
+
+    /// The counts of what the server's limits refused.
+    pub fn rejections(&self) -> Arc<Rejections> {
+        Arc::clone(&self.rejections)
+    }
+
+    /// Keeps the recorder from growing while nobody scrapes it, until `stop`.
+    pub fn spawn_upkeep(&self, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        spawn_metrics_upkeep(self.recorder.handle(), stop)
+    }
+
+    /// Runs `record` with this server's recorder as the one the `metrics` macros record to.
+    pub fn with<R>(&self, record: impl FnOnce() -> R) -> R {
+        metrics::with_local_recorder(&*self.recorder, record)
+    }
+
+    /// Records every request's latency through the shared middleware.
+    pub fn observer(&self) -> RequestObserver {
+        let metrics = self.clone();
+        Arc::new(move |method, route, status, elapsed| {
+            let (method, route) = (method.to_owned(), route.to_owned());
+            metrics.with(|| {
+                metrics::histogram!(
+                    metrics.names.requests,
+                    "method" => method,
+                    "route" => route,
+                    "status" => status.to_string()
+                )
+                .record(elapsed.as_secs_f64());
+            });
+        })
+    }
+
+    /// A watch stream opened (`1.0`) or closed (`-1.0`).
+    pub fn watchers(&self, delta: f64) {
+        self.with(|| metrics::gauge!(self.names.watchers).increment(delta));
+    }
+
+    /// The Prometheus text exposition: what `export` records at scrape time (a server's gauges
+    /// and counters read from its state), then the limits' refusals.
+    pub fn render(&self, export: impl FnOnce()) -> String {
+        self.with(|| {
+            export();
+            for (limit, count) in self.rejections.snapshot() {
+                metrics::counter!("msakit_limit_rejections_total", "limit" => limit)
+                    .absolute(count);
+            }
+        });
+        self.recorder.handle().render()
+    }
+}
