@@ -9,6 +9,7 @@ mod limits;
 mod logging;
 mod metrics;
 mod serve;
+mod sse;
 mod tls;
 mod tokens;
 mod wait;
@@ -19,11 +20,13 @@ pub use format_version::FormatVersion;
 pub use limits::{Limit, Rejections, WatcherSlot, WatchersPerClient};
 pub use logging::{LogFormat, init_logging};
 pub use metrics::{
-    LATENCY_BUCKETS, MetricNames, ServerMetrics, prometheus_recorder, spawn_metrics_upkeep,
+    LATENCY_BUCKETS, MetricNames, ServerMetrics, WatcherGauge, prometheus_recorder,
+    spawn_metrics_upkeep,
 };
 pub use serve::{
     ConnectionLimits, RequestObserver, ServeOptions, serve_until, shutdown_signal, time_requests,
 };
+pub use sse::{KEEP_ALIVE, LiveFrames, event_stream, sse_frame};
 pub use tls::{TlsConfig, TlsError};
 pub use tokens::{constant_time_eq, find_token, presented_token};
 pub use wait::{

@@ -106,8 +106,13 @@ impl ServerMetrics {
         })
     }
 
-    /// A watch stream opened (`1.0`) or closed (`-1.0`).
-    pub fn watchers(&self, delta: f64) {
+    /// Counts a watch stream for as long as the guard lives.
+    pub fn watcher(&self) -> WatcherGauge {
+        self.watchers(1.0);
+        WatcherGauge(self.clone())
+    }
+
+    fn watchers(&self, delta: f64) {
         self.with(|| metrics::gauge!(self.names.watchers).increment(delta));
     }
 
@@ -122,5 +127,15 @@ impl ServerMetrics {
             }
         });
         self.recorder.handle().render()
+    }
+}
+
+/// One open watch stream, counted in the watcher gauge until dropped.
+#[derive(Debug)]
+pub struct WatcherGauge(ServerMetrics);
+
+impl Drop for WatcherGauge {
+    fn drop(&mut self) {
+        self.0.watchers(-1.0);
     }
 }

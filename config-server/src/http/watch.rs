@@ -2,15 +2,13 @@
 //! configuration first, then again after every change that touches one of its documents —
 //! including the shared `application` documents every application inherits.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, StreamExt};
+use axum::response::Response;
+use msakit_server_kit::{LiveFrames, event_stream, sse_frame};
 use tokio::sync::broadcast;
 
 use super::AppState;
@@ -45,47 +43,30 @@ pub(crate) async fn stream(
     let sources = ConfigStore::sources(&[&application], &profiles, &label);
     let mut watch = Watch {
         receiver,
-        keep_alive: tokio::time::interval(state.config.watch.keep_alive),
         state: state.clone(),
         application,
         profiles,
         label,
         sources,
-        last_index: 0,
-        _slot: slot,
     };
-    watch.keep_alive.reset();
-    state.metrics.watchers(1.0);
     let first = watch.frame();
-    let frames =
-        stream::iter([Ok::<_, Infallible>(first)]).chain(stream::unfold(watch, Watch::next));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(frames),
-    )
-        .into_response())
+    Ok(event_stream(
+        vec![first],
+        watch,
+        state.config.watch.keep_alive,
+        state.shutdown.clone(),
+        (state.metrics.watcher(), slot),
+    ))
 }
 
+/// One watcher's view: re-resolved and sent after every change to one of its documents.
 struct Watch {
     receiver: broadcast::Receiver<Arc<Change>>,
-    keep_alive: tokio::time::Interval,
     state: AppState,
     application: String,
     profiles: Vec<String>,
     label: String,
     sources: Vec<DocKey>,
-    last_index: u64,
-    /// This client's watcher slot, given back when the stream ends.
-    _slot: Option<msakit_server_kit::WatcherSlot>,
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.state.metrics.watchers(-1.0);
-    }
 }
 
 impl Watch {
@@ -94,36 +75,24 @@ impl Watch {
             .state
             .configs
             .resolve(&self.application, &self.profiles, &self.label);
-        self.last_index = resolved.index;
         let json = serde_json::to_string(&resolved).expect("plain data serialises");
-        Bytes::from(format!(
-            "id: {}\nevent: config\ndata: {json}\n\n",
-            resolved.index
-        ))
+        sse_frame(resolved.index, "config", &json)
     }
+}
 
-    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+impl LiveFrames for Watch {
+    async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
-            tokio::select! {
-                biased;
-                _ = self.state.shutdown.cancelled() => return None,
-                change = self.receiver.recv() => match change {
-                    Ok(change) if self.sources.contains(&change.key) => {
-                        let frame = self.frame();
-                        self.state.metrics.pushed(change.committed.elapsed());
-                        return Some((Ok(frame), self));
-                    }
-                    Ok(_) => {}
-                    // Fell behind: send the current view, which covers whatever was missed.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        let frame = self.frame();
-                        return Some((Ok(frame), self));
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
-                _ = self.keep_alive.tick() => {
-                    return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), self));
+            match self.receiver.recv().await {
+                Ok(change) if self.sources.contains(&change.key) => {
+                    let frame = self.frame();
+                    self.state.metrics.pushed(change.committed.elapsed());
+                    return Some(frame);
                 }
+                Ok(_) => {}
+                // Fell behind: send the current view, which covers whatever was missed.
+                Err(broadcast::error::RecvError::Lagged(_)) => return Some(self.frame()),
+                Err(broadcast::error::RecvError::Closed) => return None,
             }
         }
     }

@@ -7,19 +7,17 @@
 //! as the event id. A watcher too slow to keep up is disconnected and resumes on reconnect.
 
 use std::collections::HashSet;
-use std::convert::Infallible;
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
-use futures_util::stream::{self, StreamExt};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use msakit_api::registry::{Change, DEFAULT_NAMESPACE};
+use msakit_server_kit::{LiveFrames, event_stream, sse_frame};
 use tokio::sync::broadcast;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::metrics::Metrics;
 use crate::registry::{ChangeRecord, RegistryEvent};
 use crate::validate::{self, NameKind};
 
@@ -66,22 +64,6 @@ fn parse(query: Option<&str>, headers: &HeaderMap) -> Result<WatchRequest, ApiEr
         }
     }
     Ok(request)
-}
-
-/// Counts a watcher for as long as its stream lives.
-struct WatcherGauge(Metrics);
-
-impl WatcherGauge {
-    fn new(metrics: Metrics) -> Self {
-        metrics.watchers(1.0);
-        Self(metrics)
-    }
-}
-
-impl Drop for WatcherGauge {
-    fn drop(&mut self) {
-        self.0.watchers(-1.0);
-    }
 }
 
 /// Watch changes: `?service=a&service=b` (none: all), `&namespace=`, resume with `&index=` or
@@ -132,67 +114,44 @@ pub(crate) async fn stream(
                     "could not encode",
                 )
             })?;
-            let frame = format!("id: {}\nevent: snapshot\ndata: {json}\n\n", snapshot.index);
-            (vec![Bytes::from(frame)], receiver)
+            (vec![sse_frame(snapshot.index, "snapshot", &json)], receiver)
         }
     };
-
-    let mut keep_alive = tokio::time::interval(state.config.watch.keep_alive);
-    keep_alive.reset();
-    let live = Live {
+    let live = Changes {
         receiver,
-        keep_alive,
-        shutdown: state.shutdown.clone(),
         namespace: request.namespace,
         wanted: Box::new(wanted),
-        _gauge: WatcherGauge::new(state.metrics.clone()),
-        _slot: slot,
     };
-    let frames = stream::iter(first.into_iter().map(Ok)).chain(stream::unfold(live, Live::next));
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        Body::from_stream(frames),
-    )
-        .into_response())
+    Ok(event_stream(
+        first,
+        live,
+        state.config.watch.keep_alive,
+        state.shutdown.clone(),
+        (state.metrics.watcher(), slot),
+    ))
 }
 
-/// A comment line that keeps idle connections open through proxies.
-const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
-
-/// The live part of a watch stream: changes as they are committed, keep-alives when idle.
-struct Live {
+/// The changes a watcher asked for, as they are committed.
+struct Changes {
     receiver: broadcast::Receiver<RegistryEvent>,
-    keep_alive: tokio::time::Interval,
-    shutdown: tokio_util::sync::CancellationToken,
     namespace: String,
     wanted: Box<dyn Fn(&str) -> bool + Send + Sync>,
-    _gauge: WatcherGauge,
-    /// This client's watcher slot, given back when the stream ends.
-    _slot: Option<msakit_server_kit::WatcherSlot>,
 }
 
-impl Live {
-    /// The next frame; `None` ends the stream (at shutdown, when the watcher fell so far behind
-    /// that changes were lost, or when the registry's state was replaced by a snapshot: it then
-    /// resumes from its last event id on reconnect, or starts over).
-    async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
+impl LiveFrames for Changes {
+    /// The next wanted change's frame; `None` ends the stream (when the watcher fell so far
+    /// behind that changes were lost, or when the registry's state was replaced by a snapshot:
+    /// it then resumes from its last event id on reconnect, or starts over).
+    async fn next_frame(&mut self) -> Option<Bytes> {
         loop {
-            tokio::select! {
-                biased;
-                _ = self.shutdown.cancelled() => return None,
-                change = self.receiver.recv() => match change {
-                    Ok(RegistryEvent::Replaced) | Err(_) => return None,
-                    Ok(RegistryEvent::Changed(change))
-                        if change.namespace == self.namespace && (self.wanted)(&change.service) =>
-                    {
-                        return Some((Ok(frame(&change)), self));
-                    }
-                    Ok(RegistryEvent::Changed(_)) => {}
-                },
-                _ = self.keep_alive.tick() => return Some((Ok(Bytes::from_static(KEEP_ALIVE)), self)),
+            match self.receiver.recv().await {
+                Ok(RegistryEvent::Replaced) | Err(_) => return None,
+                Ok(RegistryEvent::Changed(change))
+                    if change.namespace == self.namespace && (self.wanted)(&change.service) =>
+                {
+                    return Some(frame(&change));
+                }
+                Ok(RegistryEvent::Changed(_)) => {}
             }
         }
     }
@@ -221,7 +180,7 @@ fn frame(change: &ChangeRecord) -> Bytes {
                 change: &change.change,
             };
             let json = serde_json::to_string(&event).expect("plain data serialises");
-            format!("id: {}\nevent: change\ndata: {json}\n\n", change.index).into()
+            sse_frame(change.index, "change", &json)
         })
         .clone()
 }
