@@ -270,24 +270,26 @@ impl ConfigServerConfig {
     }
 }
 
+msakit_server_kit::env_names!(
+    /// The config server's environment variables: `MSAKIT_CONFIG_*`.
+    pub ConfigServerEnv,
+    "MSAKIT_CONFIG"
+);
+
 /// Command-line flags; each can also be set with its `MSAKIT_CONFIG_*` environment variable.
 /// A flag beats its variable, which beats the config file.
 #[derive(Debug, Clone, Default, clap::Parser)]
 #[command(
     name = "msakit-config-server",
     version,
-    about = "The msakit config server"
+    about = "The msakit config server",
+    mut_arg("listen", |a| a.help("Address to listen on [default: 0.0.0.0:8888]")),
+    mut_arg("data_dir", |a| a.help("Where documents live [default: ./data/config]"))
 )]
 pub struct Cli {
-    /// YAML config file.
-    #[arg(long, env = "MSAKIT_CONFIG_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0:8888].
-    #[arg(long, env = "MSAKIT_CONFIG_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Where documents live [default: ./data/config].
-    #[arg(long, env = "MSAKIT_CONFIG_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// What every server takes: config file, address, data directory, limits, TLS, logs.
+    #[command(flatten)]
+    pub serve: msakit_server_kit::ServeFlags<ConfigServerEnv>,
     /// The secrets key, base64 of 32 bytes.
     #[arg(long, env = "MSAKIT_CONFIG_ENCRYPT_KEY", hide_env_values = true)]
     pub encrypt_key: Option<String>,
@@ -300,43 +302,25 @@ pub struct Cli {
     /// Mount Spring Cloud Config's API under this prefix instead of the root.
     #[arg(long, env = "MSAKIT_CONFIG_SPRING_PREFIX")]
     pub spring_prefix: Option<String>,
-    /// Open connections at most; one more is answered 503 and closed.
-    #[arg(long, env = "MSAKIT_CONFIG_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Serve HTTPS with this certificate chain (PEM); needs `--tls-key`.
-    #[arg(long, env = "MSAKIT_CONFIG_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key (PEM) of `--tls-cert`.
-    #[arg(long, env = "MSAKIT_CONFIG_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// Require client certificates signed by this CA (PEM).
-    #[arg(long, env = "MSAKIT_CONFIG_TLS_CLIENT_CA")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// Run as this node of a cluster (needs `--peers`).
-    #[arg(long, env = "MSAKIT_CONFIG_NODE_ID")]
-    pub node_id: Option<u64>,
-    /// The cluster's initial members: `1=host:port,2=host:port,3=host:port`.
-    #[arg(long, env = "MSAKIT_CONFIG_PEERS", value_parser = msakit_raft::parse_peers)]
-    pub peers: Option<std::collections::BTreeMap<u64, String>>,
-    /// The token nodes present to each other.
-    #[arg(long, env = "MSAKIT_CONFIG_CLUSTER_TOKEN", hide_env_values = true)]
-    pub cluster_token: Option<String>,
-    /// Log format: `pretty` or `json`.
-    #[arg(long, env = "MSAKIT_CONFIG_LOG_FORMAT", default_value = "pretty")]
-    pub log_format: msakit_server_kit::LogFormat,
+    /// The cluster's node id, peers and token.
+    #[command(flatten)]
+    pub cluster: msakit_raft::ClusterFlags<ConfigServerEnv>,
 }
 
 impl Cli {
     /// The configuration: the file (if any), then the flags and variables over it; validated.
     pub fn resolve(&self) -> Result<ConfigServerConfig, ServerConfigError> {
-        let mut config = match &self.config {
+        let mut config = match &self.serve.config {
             Some(path) => ConfigServerConfig::from_file(path)?,
             None => ConfigServerConfig::default(),
         };
-        if let Some(listen) = self.listen {
-            config.listen = listen;
-        }
-        if let Some(dir) = &self.data_dir {
+        self.serve
+            .overlay(&mut config.listen, &mut config.connections, &mut config.tls)
+            .map_err(|reason| ServerConfigError::Invalid {
+                field: "tls",
+                reason: reason.into(),
+            })?;
+        if let Some(dir) = &self.serve.data_dir {
             config.data_dir = dir.clone();
         }
         if let Some(key) = &self.encrypt_key {
@@ -351,26 +335,70 @@ impl Cli {
         if let Some(prefix) = &self.spring_prefix {
             config.spring.prefix = prefix.clone();
         }
-        if let Some(max) = self.max_connections {
-            config.connections.max_connections = max;
-        }
-        config.cluster = ClusterConfig::overlay(
-            config.cluster.take(),
-            self.node_id,
-            self.peers.as_ref(),
-            self.cluster_token.as_deref(),
-        );
-        config.tls = msakit_server_kit::TlsConfig::overlay(
-            config.tls.take(),
-            self.tls_cert.as_deref(),
-            self.tls_key.as_deref(),
-            self.tls_client_ca.as_deref(),
-        )
-        .map_err(|reason| ServerConfigError::Invalid {
-            field: "tls",
-            reason: reason.into(),
-        })?;
+        config.cluster = self.cluster.overlay(config.cluster.take());
         config.validate()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_reads_its_documented_variable() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let mut seen: Vec<(String, String)> = command
+            .get_arguments()
+            .filter_map(|a| {
+                let env = a.get_env()?.to_str()?.to_owned();
+                Some((a.get_id().to_string(), env))
+            })
+            .collect();
+        seen.sort();
+        let expected = [
+            ("cluster_token", "MSAKIT_CONFIG_CLUSTER_TOKEN"),
+            ("config", "MSAKIT_CONFIG_CONFIG"),
+            ("data_dir", "MSAKIT_CONFIG_DATA_DIR"),
+            ("encrypt_key", "MSAKIT_CONFIG_ENCRYPT_KEY"),
+            ("encrypt_key_file", "MSAKIT_CONFIG_ENCRYPT_KEY_FILE"),
+            ("listen", "MSAKIT_CONFIG_LISTEN"),
+            ("log_format", "MSAKIT_CONFIG_LOG_FORMAT"),
+            ("max_connections", "MSAKIT_CONFIG_MAX_CONNECTIONS"),
+            ("native_dir", "MSAKIT_CONFIG_NATIVE_DIR"),
+            ("node_id", "MSAKIT_CONFIG_NODE_ID"),
+            ("peers", "MSAKIT_CONFIG_PEERS"),
+            ("spring_prefix", "MSAKIT_CONFIG_SPRING_PREFIX"),
+            ("tls_cert", "MSAKIT_CONFIG_TLS_CERT"),
+            ("tls_client_ca", "MSAKIT_CONFIG_TLS_CLIENT_CA"),
+            ("tls_key", "MSAKIT_CONFIG_TLS_KEY"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, e)| (a.to_string(), e.to_string()))
+            .collect();
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, "listen: 127.0.0.1:9000\nspring: { prefix: /cfg }\n").unwrap();
+        let cli = <Cli as clap::Parser>::try_parse_from([
+            "msakit-config-server",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9100",
+            "--max-connections",
+            "9",
+        ])
+        .unwrap();
+        let config = cli.resolve().unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9100");
+        assert_eq!(config.connections.max_connections, 9);
+        assert_eq!(config.spring.prefix, "/cfg");
     }
 }

@@ -7,6 +7,7 @@
 //! sends each client request where it can be answered ([`route`]).
 
 mod config;
+mod flags;
 mod http;
 mod log_store;
 mod network;
@@ -20,6 +21,7 @@ use openraft::impls::OneshotResponder;
 use openraft::{BasicNode, RaftTypeConfig, TokioRuntime};
 
 pub use config::{ClusterConfig, ServerSecurity, parse_peers};
+pub use flags::ClusterFlags;
 pub use http::{
     CONSISTENCY, NewNode, Reads, Routing, add_node, check_peer, leader_bound, not_clustered,
     raft_routes, remove_node, route,

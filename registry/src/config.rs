@@ -319,24 +319,27 @@ impl RegistryConfig {
     }
 }
 
+msakit_server_kit::env_names!(
+    /// The registry's environment variables: `MSAKIT_REGISTRY_*`.
+    pub RegistryEnv,
+    "MSAKIT_REGISTRY"
+);
+
 /// Command-line flags; each can also be set with its `MSAKIT_REGISTRY_*` environment variable.
 /// A flag beats its variable, which beats the config file.
 #[derive(Debug, Clone, Default, clap::Parser)]
 #[command(
     name = "msakit-registry",
     version,
-    about = "The msakit service registry"
+    about = "The msakit service registry",
+    mut_arg("listen", |a| a.help("Address to listen on [default: 0.0.0.0:8761]")),
+    mut_arg("data_dir", |a| a.help("Directory where registrations survive restarts")),
+    mut_arg("node_id", |a| a.help("Run as this node of a cluster (needs `--peers` and `--data-dir`)"))
 )]
 pub struct Cli {
-    /// YAML config file.
-    #[arg(long, env = "MSAKIT_REGISTRY_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0:8761].
-    #[arg(long, env = "MSAKIT_REGISTRY_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Directory where registrations survive restarts.
-    #[arg(long, env = "MSAKIT_REGISTRY_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// What every server takes: config file, address, data directory, limits, TLS, logs.
+    #[command(flatten)]
+    pub serve: msakit_server_kit::ServeFlags<RegistryEnv>,
     /// Comma-separated access tokens (write access; read access too with protect_reads).
     #[arg(
         long,
@@ -348,43 +351,25 @@ pub struct Cli {
     /// Lease TTL for instances that ask for none, e.g. `15s`.
     #[arg(long, env = "MSAKIT_REGISTRY_DEFAULT_TTL", value_parser = humantime::parse_duration)]
     pub default_ttl: Option<Duration>,
-    /// Open connections at most; one more is answered 503 and closed.
-    #[arg(long, env = "MSAKIT_REGISTRY_MAX_CONNECTIONS")]
-    pub max_connections: Option<usize>,
-    /// Serve HTTPS with this certificate chain (PEM); needs `--tls-key`.
-    #[arg(long, env = "MSAKIT_REGISTRY_TLS_CERT")]
-    pub tls_cert: Option<PathBuf>,
-    /// The private key (PEM) of `--tls-cert`.
-    #[arg(long, env = "MSAKIT_REGISTRY_TLS_KEY")]
-    pub tls_key: Option<PathBuf>,
-    /// Require client certificates signed by this CA (PEM).
-    #[arg(long, env = "MSAKIT_REGISTRY_TLS_CLIENT_CA")]
-    pub tls_client_ca: Option<PathBuf>,
-    /// Run as this node of a cluster (needs `--peers` and `--data-dir`).
-    #[arg(long, env = "MSAKIT_REGISTRY_NODE_ID")]
-    pub node_id: Option<u64>,
-    /// The cluster's initial members: `1=host:port,2=host:port,3=host:port`.
-    #[arg(long, env = "MSAKIT_REGISTRY_PEERS", value_parser = msakit_raft::parse_peers)]
-    pub peers: Option<std::collections::BTreeMap<u64, String>>,
-    /// The token nodes present to each other.
-    #[arg(long, env = "MSAKIT_REGISTRY_CLUSTER_TOKEN", hide_env_values = true)]
-    pub cluster_token: Option<String>,
-    /// Log format: `pretty` or `json`.
-    #[arg(long, env = "MSAKIT_REGISTRY_LOG_FORMAT", default_value = "pretty")]
-    pub log_format: msakit_server_kit::LogFormat,
+    /// The cluster's node id, peers and token.
+    #[command(flatten)]
+    pub cluster: msakit_raft::ClusterFlags<RegistryEnv>,
 }
 
 impl Cli {
     /// The configuration: the file (if any), then the flags and variables over it; validated.
     pub fn resolve(&self) -> Result<RegistryConfig, RegistryConfigError> {
-        let mut config = match &self.config {
+        let mut config = match &self.serve.config {
             Some(path) => RegistryConfig::from_file(path)?,
             None => RegistryConfig::default(),
         };
-        if let Some(listen) = self.listen {
-            config.listen = listen;
-        }
-        if let Some(dir) = &self.data_dir {
+        self.serve
+            .overlay(&mut config.listen, &mut config.connections, &mut config.tls)
+            .map_err(|reason| RegistryConfigError::Invalid {
+                field: "tls",
+                reason: reason.into(),
+            })?;
+        if let Some(dir) = &self.serve.data_dir {
             config.data_dir = Some(dir.clone());
         }
         if let Some(tokens) = &self.tokens {
@@ -393,25 +378,7 @@ impl Cli {
         if let Some(ttl) = self.default_ttl {
             config.lease.default_ttl = ttl;
         }
-        if let Some(max) = self.max_connections {
-            config.connections.max_connections = max;
-        }
-        config.cluster = ClusterConfig::overlay(
-            config.cluster.take(),
-            self.node_id,
-            self.peers.as_ref(),
-            self.cluster_token.as_deref(),
-        );
-        config.tls = msakit_server_kit::TlsConfig::overlay(
-            config.tls.take(),
-            self.tls_cert.as_deref(),
-            self.tls_key.as_deref(),
-            self.tls_client_ca.as_deref(),
-        )
-        .map_err(|reason| RegistryConfigError::Invalid {
-            field: "tls",
-            reason: reason.into(),
-        })?;
+        config.cluster = self.cluster.overlay(config.cluster.take());
         config.validate()?;
         Ok(config)
     }
@@ -420,6 +387,40 @@ impl Cli {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_flag_reads_its_documented_variable() {
+        use clap::CommandFactory;
+        let command = Cli::command();
+        let mut seen: Vec<(String, String)> = command
+            .get_arguments()
+            .filter_map(|a| {
+                let env = a.get_env()?.to_str()?.to_owned();
+                Some((a.get_id().to_string(), env))
+            })
+            .collect();
+        seen.sort();
+        let expected = [
+            ("cluster_token", "MSAKIT_REGISTRY_CLUSTER_TOKEN"),
+            ("config", "MSAKIT_REGISTRY_CONFIG"),
+            ("data_dir", "MSAKIT_REGISTRY_DATA_DIR"),
+            ("default_ttl", "MSAKIT_REGISTRY_DEFAULT_TTL"),
+            ("listen", "MSAKIT_REGISTRY_LISTEN"),
+            ("log_format", "MSAKIT_REGISTRY_LOG_FORMAT"),
+            ("max_connections", "MSAKIT_REGISTRY_MAX_CONNECTIONS"),
+            ("node_id", "MSAKIT_REGISTRY_NODE_ID"),
+            ("peers", "MSAKIT_REGISTRY_PEERS"),
+            ("tls_cert", "MSAKIT_REGISTRY_TLS_CERT"),
+            ("tls_client_ca", "MSAKIT_REGISTRY_TLS_CLIENT_CA"),
+            ("tls_key", "MSAKIT_REGISTRY_TLS_KEY"),
+            ("tokens", "MSAKIT_REGISTRY_TOKENS"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, e)| (a.to_string(), e.to_string()))
+            .collect();
+        assert_eq!(seen, expected);
+    }
     use clap::Parser;
 
     #[test]

@@ -7,7 +7,7 @@ use msakit_registry::{Cli, run, shutdown_signal};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    msakit_server_kit::init_logging(cli.log_format);
+    msakit_server_kit::init_logging(cli.serve.log_format);
     let config = cli.resolve().context("configuration")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -4,6 +4,7 @@
 
 mod config_file;
 mod error;
+mod flags;
 mod format_version;
 mod limits;
 mod logging;
@@ -16,6 +17,7 @@ mod wait;
 
 pub use config_file::{ConfigFileError, read_yaml_file};
 pub use error::ApiError;
+pub use flags::{EnvNames, ServeFlags};
 pub use format_version::FormatVersion;
 pub use limits::{Limit, Rejections, WatcherSlot, WatchersPerClient};
 pub use logging::{LogFormat, init_logging};
