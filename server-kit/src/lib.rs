@@ -11,6 +11,8 @@ mod logging;
 mod metrics;
 mod serve;
 mod sse;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tls;
 mod tokens;
 mod wait;

@@ -2,21 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{SseStream, TestServer, config_in};
-
-async fn eventually<F, Fut>(mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    for _ in 0..200 {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("condition not met within 5 s");
-}
+use crate::support::{SseStream, TestServer, config_in, wait_until};
 
 #[tokio::test]
 async fn serves_reloads_and_pushes_a_directory() {
@@ -78,16 +64,23 @@ async fn serves_reloads_and_pushes_a_directory() {
     assert_eq!(refused.status(), 409);
 
     // A file change is reloaded and pushed.
-    let mut watch =
-        SseStream::open(&server.client, &server.at("/v1/watch/orders/default/main")).await;
-    watch.next(Duration::from_secs(5)).await;
+    let mut watch = SseStream::open(
+        &server.client,
+        &server.at("/v1/watch/orders/default/main"),
+        None,
+    )
+    .await;
+    watch.expect(Duration::from_secs(5)).await;
     std::fs::write(dir.join("orders.yml"), "pool: 5\n").unwrap();
-    let pushed = watch.next(Duration::from_secs(5)).await;
+    let pushed = watch.expect(Duration::from_secs(5)).await.data;
     assert_eq!(pushed["properties"]["pool"], 5);
 
     // A broken file keeps its last good version and shows in /health.
     std::fs::write(dir.join("orders.yml"), "pool: [broken\n").unwrap();
-    eventually(|| async { server.get_json("/health").await["status"] == "DEGRADED" }).await;
+    wait_until(Duration::from_secs(5), || async {
+        server.get_json("/health").await["status"] == "DEGRADED"
+    })
+    .await;
     let health = server.get_json("/health").await;
     assert!(
         health["native_dir_errors"]["orders.yml"]
@@ -101,11 +94,16 @@ async fn serves_reloads_and_pushes_a_directory() {
         5
     );
     std::fs::write(dir.join("orders.yml"), "pool: 6\n").unwrap();
-    eventually(|| async { server.get_json("/health").await["status"] == "UP" }).await;
+    wait_until(Duration::from_secs(5), || async {
+        server.get_json("/health").await["status"] == "UP"
+    })
+    .await;
 
     // A removed file is a deletion.
     std::fs::remove_file(dir.join("orders-dev.properties")).unwrap();
-    eventually(|| async { server.resolve("orders/dev/main").await["properties"]["pool"] == 6 })
-        .await;
+    wait_until(Duration::from_secs(5), || async {
+        server.resolve("orders/dev/main").await["properties"]["pool"] == 6
+    })
+    .await;
     server.stop().await;
 }

@@ -8,11 +8,15 @@ use crate::support::{SseStream, TestServer, config_in};
 async fn operational_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config_in(dir.path())).await;
-    let mut watch =
-        SseStream::open(&server.client, &server.at("/v1/watch/orders/default/main")).await;
-    watch.next(Duration::from_secs(5)).await;
+    let mut watch = SseStream::open(
+        &server.client,
+        &server.at("/v1/watch/orders/default/main"),
+        None,
+    )
+    .await;
+    watch.expect(Duration::from_secs(5)).await;
     server.put_yaml("orders/default/main", "a: 1\n").await;
-    watch.next(Duration::from_secs(5)).await;
+    watch.expect(Duration::from_secs(5)).await;
     server.resolve("orders/default/main").await;
 
     let health = server.get_json("/health").await;

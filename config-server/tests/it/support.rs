@@ -1,12 +1,15 @@
-//! Starts real config servers on port 0 in temp dirs.
+//! Starts real config servers on port 0 in temp dirs (server-kit's test support, with the config
+//! server's own calls).
 
+use std::ops::Deref;
 use std::path::Path;
 use std::time::Duration;
 
 use msakit_config_server::ConfigServerConfig;
+use msakit_server_kit::testing as kit;
 use serde_json::Value;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+pub(crate) use kit::{SseStream, wait_until};
 
 /// A test key (base64 of 32 bytes).
 pub(crate) const KEY: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
@@ -24,36 +27,29 @@ pub(crate) fn config_in(dir: &Path) -> ConfigServerConfig {
 }
 
 /// A running config server.
-pub(crate) struct TestServer {
-    pub(crate) url: String,
-    pub(crate) client: reqwest::Client,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), msakit_config_server::ServerError>>>,
+pub(crate) struct TestServer(kit::TestServer<msakit_config_server::ServerError>);
+
+impl Deref for TestServer {
+    type Target = kit::TestServer<msakit_config_server::ServerError>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl TestServer {
     pub(crate) async fn start(config: ConfigServerConfig) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(msakit_config_server::run(listener, config, async {
-            let _ = stopped.await;
-        }));
-        TestServer {
-            url,
-            client: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-        }
+        TestServer(
+            kit::TestServer::start(|listener, stop| {
+                msakit_config_server::run(listener, config, stop)
+            })
+            .await,
+        )
     }
 
-    pub(crate) async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap().unwrap();
-    }
-
-    pub(crate) fn at(&self, path: &str) -> String {
-        format!("{}{path}", self.url)
+    /// Shuts down gracefully and waits for the end.
+    pub(crate) async fn stop(self) {
+        self.0.stop().await;
     }
 
     /// PUTs a document; returns the response.
@@ -76,60 +72,7 @@ impl TestServer {
             .unwrap()
     }
 
-    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(self.at(path)).send().await.unwrap()
-    }
-
-    pub(crate) async fn get_json(&self, path: &str) -> Value {
-        let response = self.client.get(self.at(path)).send().await.unwrap();
-        assert_eq!(response.status(), 200, "GET {path}");
-        response.json().await.unwrap()
-    }
-
     pub(crate) async fn resolve(&self, path: &str) -> Value {
         self.get_json(&format!("/v1/resolve/{path}")).await
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// Reads SSE events (`event:` name and JSON `data:`) from a response body.
-pub(crate) struct SseStream {
-    response: reqwest::Response,
-    buffer: String,
-}
-
-impl SseStream {
-    pub(crate) async fn open(client: &reqwest::Client, url: &str) -> SseStream {
-        let response = client.get(url).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        SseStream {
-            response,
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event's data, within `timeout`.
-    pub(crate) async fn next(&mut self, timeout: Duration) -> Value {
-        tokio::time::timeout(timeout, async {
-            loop {
-                while let Some(end) = self.buffer.find("\n\n") {
-                    let block: String = self.buffer.drain(..end + 2).collect();
-                    if let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) {
-                        return serde_json::from_str(data).unwrap();
-                    }
-                }
-                let chunk = self.response.chunk().await.unwrap().expect("stream open");
-                self.buffer.push_str(&String::from_utf8_lossy(&chunk));
-            }
-        })
-        .await
-        .expect("an event in time")
     }
 }

@@ -67,20 +67,25 @@ async fn sse_sends_the_view_then_every_change_including_shared_ones() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(config_in(dir.path())).await;
     server.put_yaml("orders/dev/main", "a: 1\n").await;
-    let mut stream = SseStream::open(&server.client, &server.at("/v1/watch/orders/dev/main")).await;
-    let first = stream.next(Duration::from_secs(5)).await;
+    let mut stream = SseStream::open(
+        &server.client,
+        &server.at("/v1/watch/orders/dev/main"),
+        None,
+    )
+    .await;
+    let first = stream.expect(Duration::from_secs(5)).await.data;
     assert_eq!(first["properties"]["a"], 1);
 
     server
         .put_yaml("payments/dev/main", "ignored: true\n")
         .await;
     server.put_yaml("orders/dev/main", "a: 2\n").await;
-    let second = stream.next(Duration::from_secs(5)).await;
+    let second = stream.expect(Duration::from_secs(5)).await.data;
     assert_eq!(second["properties"]["a"], 2, "{second}");
     server
         .put_yaml("application/default/main", "timeout: 5s\n")
         .await;
-    let third = stream.next(Duration::from_secs(5)).await;
+    let third = stream.expect(Duration::from_secs(5)).await.data;
     assert_eq!(third["properties"]["timeout"], "5s");
     assert!(third["index"].as_u64() > second["index"].as_u64());
     server.stop().await;
