@@ -88,9 +88,10 @@ impl Default for ServiceClientOptions {
     }
 }
 
-/// Why a call failed: which service, the last instance tried, how many attempts, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("call to {service} failed after {attempts} attempt(s){}: {kind}", instance.as_ref().map(|i| format!(" (last instance {i})")).unwrap_or_default())]
+/// Why a call failed: which service, the last instance tried, how many attempts, and why. Its
+/// [`source`](std::error::Error::source) is the cause behind the kind (the transport's
+/// `reqwest::Error`, the body's serialisation error, …), so callers can look through it.
+#[derive(Debug)]
 pub struct CallError {
     /// The service called.
     pub service: String,
@@ -100,6 +101,48 @@ pub struct CallError {
     pub attempts: u32,
     /// Why.
     pub kind: CallErrorKind,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "call to {} failed after {} attempt(s)",
+            self.service, self.attempts
+        )?;
+        if let Some(instance) = &self.instance {
+            write!(f, " (last instance {instance})")?;
+        }
+        write!(f, ": {}", self.kind)
+    }
+}
+
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // The kind's message is already in this one's: its cause is the source.
+        std::error::Error::source(&self.kind)
+    }
+}
+
+impl CallError {
+    /// Whether the call ran out of time: an attempt's timeout, the deadline, or the transport's
+    /// own timeout (also behind an exhausted retry budget).
+    pub fn is_timeout(&self) -> bool {
+        self.kind.is_timeout()
+    }
+
+    /// Whether the last attempt could not connect.
+    pub fn is_connect(&self) -> bool {
+        matches!(self.kind.last(), CallErrorKind::Transport(e) if e.is_connect())
+    }
+
+    /// The status the last attempt answered with, when that is why the call failed.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self.kind.last() {
+            CallErrorKind::Status(status) => Some(*status),
+            _ => None,
+        }
+    }
 }
 
 /// The reasons a call fails.
@@ -115,18 +158,66 @@ pub enum CallErrorKind {
     /// The service's breaker is open.
     #[error("{0}")]
     BreakerOpen(msakit_resilience::CallNotPermitted),
-    /// Retrying would exceed the retry budget.
+    /// Retrying would exceed the retry budget; why the last attempt failed.
     #[error("retry budget exhausted; last: {0}")]
-    BudgetExhausted(String),
+    BudgetExhausted(#[source] Box<CallErrorKind>),
     /// The overall deadline passed.
     #[error("deadline of {0:?} exceeded")]
     Deadline(Duration),
     /// The last attempt answered with this server error.
     #[error("status {0}")]
     Status(StatusCode),
-    /// The last attempt failed in transport (connect, reset, attempt timeout).
+    /// The last attempt failed in transport (connect, reset, the server's answer cut off).
     #[error("{0}")]
-    Transport(String),
+    Transport(#[source] reqwest::Error),
+    /// The last attempt took longer than the attempt timeout.
+    #[error("attempt timed out after {0:?}")]
+    AttemptTimeout(Duration),
+    /// The instance's address makes no valid URL (`host:port/path`).
+    #[error("no valid URL for {0}")]
+    InvalidInstanceUrl(String),
+    /// The caller's header name or value is not valid in HTTP; nothing was sent.
+    #[error("invalid header {0:?}")]
+    InvalidHeader(String),
+    /// The caller's body could not be serialised; nothing was sent.
+    #[error("the body cannot be serialised: {0}")]
+    InvalidBody(#[source] serde_json::Error),
+}
+
+impl CallErrorKind {
+    /// The failure of the last attempt, looking through an exhausted budget.
+    fn last(&self) -> &CallErrorKind {
+        match self {
+            CallErrorKind::BudgetExhausted(last) => last.last(),
+            kind => kind,
+        }
+    }
+
+    fn is_timeout(&self) -> bool {
+        match self.last() {
+            CallErrorKind::AttemptTimeout(_) | CallErrorKind::Deadline(_) => true,
+            CallErrorKind::Transport(e) => e.is_timeout(),
+            _ => false,
+        }
+    }
+}
+
+/// Why one attempt got no answer.
+#[derive(Debug)]
+enum AttemptError {
+    /// The transport failed.
+    Transport(reqwest::Error),
+    /// The attempt timeout passed.
+    TimedOut(Duration),
+}
+
+impl From<AttemptError> for CallErrorKind {
+    fn from(error: AttemptError) -> Self {
+        match error {
+            AttemptError::Transport(e) => CallErrorKind::Transport(e),
+            AttemptError::TimedOut(after) => CallErrorKind::AttemptTimeout(after),
+        }
+    }
 }
 
 /// One service's balancer state and breaker.
@@ -289,8 +380,9 @@ pub struct ServiceRequest<'a> {
     retryable: bool,
     /// The W3C trace this call belongs to; a new one when none is given.
     trace_id: Option<u128>,
-    /// A header that could not be made (bad name or value), reported when the call is sent.
-    invalid_header: Option<String>,
+    /// Why the request cannot be sent (a bad header, a body that cannot be serialised),
+    /// reported by `send` before anything is sent.
+    invalid: Option<Box<CallErrorKind>>,
 }
 
 impl ServiceClient {
@@ -337,7 +429,7 @@ impl ServiceClient {
             body: None,
             retryable,
             trace_id: None,
-            invalid_header: None,
+            invalid: None,
             fallback: None,
         }
     }
@@ -473,14 +565,24 @@ impl ServiceRequest<'_> {
             (Ok(name), Ok(value)) => {
                 self.headers.append(name, value);
             }
-            _ => self.invalid_header = Some(name.to_owned()),
+            _ => {
+                self.invalid
+                    .get_or_insert_with(|| Box::new(CallErrorKind::InvalidHeader(name.to_owned())));
+            }
         }
         self
     }
 
-    /// A JSON body (kept, so attempts can replay it).
+    /// A JSON body (kept, so attempts can replay it). One that cannot be serialised makes
+    /// `send` fail without sending anything.
     pub fn json<B: serde::Serialize>(mut self, body: &B) -> Self {
-        self.body = serde_json::to_vec(body).ok().map(bytes::Bytes::from);
+        match serde_json::to_vec(body) {
+            Ok(bytes) => self.body = Some(bytes::Bytes::from(bytes)),
+            Err(e) => {
+                self.invalid
+                    .get_or_insert_with(|| Box::new(CallErrorKind::InvalidBody(e)));
+            }
+        }
         self.headers.insert(
             reqwest::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -603,12 +705,8 @@ impl ServiceRequest<'_> {
         let fail = |attempts, instance: Option<String>, kind| {
             call_error(self.service, attempts, instance, kind)
         };
-        if let Some(name) = &self.invalid_header {
-            return Err(fail(
-                0,
-                None,
-                CallErrorKind::Transport(format!("invalid header {name:?}")),
-            ));
+        if let Some(invalid) = self.invalid.take() {
+            return Err(fail(0, None, *invalid));
         }
         loop {
             // From the cache without a future; the first call of a service asks the registry
@@ -689,8 +787,8 @@ impl ServiceRequest<'_> {
             )
             .await
             {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(_) => Err(format!("attempt timed out after {attempt_timeout:?}")),
+                Ok(result) => result.map_err(AttemptError::Transport),
+                Err(_) => Err(AttemptError::TimedOut(attempt_timeout)),
             };
             let ended = Instant::now();
             let latency = ended.saturating_duration_since(attempt_started);
@@ -730,13 +828,7 @@ impl ServiceRequest<'_> {
                 state.metrics.retries.increment(1);
             }
             if !failed {
-                return result.map_err(|e| {
-                    fail(
-                        attempts,
-                        Some(instance.id.clone()),
-                        CallErrorKind::Transport(e),
-                    )
-                });
+                return result.map_err(|e| fail(attempts, Some(instance.id.clone()), e.into()));
             }
             let pause =
                 match self.retry_pause(&state, &instance.id, attempts, result, ended, deadline) {
@@ -758,13 +850,13 @@ impl ServiceRequest<'_> {
         state: &ServiceState,
         instance: &str,
         attempts: u32,
-        result: Result<reqwest::Response, String>,
+        result: Result<reqwest::Response, AttemptError>,
         ended: Instant,
         deadline: Instant,
     ) -> NextAttempt {
         let client = self.client;
         let fail = |kind| call_error(self.service, attempts, Some(instance.to_owned()), kind);
-        let (retry_after, error) = failure(&result);
+        let retry_after = retry_after(&result);
         if !self.retryable || attempts >= client.options.max_attempts {
             return NextAttempt::None(match result {
                 Ok(mut response) => {
@@ -774,7 +866,7 @@ impl ServiceRequest<'_> {
                     });
                     Ok(response)
                 }
-                Err(_) => Err(fail(error)),
+                Err(e) => Err(fail(e.into())),
             });
         }
         let pause = retry_after
@@ -784,7 +876,11 @@ impl ServiceRequest<'_> {
         }
         if !client.budget.try_withdraw() {
             state.metrics.budget_exhausted.increment(1);
-            return NextAttempt::None(Err(fail(CallErrorKind::BudgetExhausted(error.to_string()))));
+            let last = match result {
+                Ok(response) => CallErrorKind::Status(response.status()),
+                Err(e) => e.into(),
+            };
+            return NextAttempt::None(Err(fail(CallErrorKind::BudgetExhausted(Box::new(last)))));
         }
         NextAttempt::After(pause)
     }
@@ -832,8 +928,8 @@ impl ServiceRequest<'_> {
             self.service,
             attempts,
             Some(instance.id.clone()),
-            CallErrorKind::Transport(format!(
-                "no valid URL for {}:{}{}",
+            CallErrorKind::InvalidInstanceUrl(format!(
+                "{}:{}{}",
                 instance.host, instance.port, self.path
             )),
         )
@@ -884,22 +980,18 @@ fn call_error(
     }
 }
 
-/// A failed attempt's `Retry-After` (whole seconds) and why it failed.
+/// A failed attempt's `Retry-After` (whole seconds), if its answer said one.
 #[cold]
 #[inline(never)]
-fn failure(result: &Result<reqwest::Response, String>) -> (Option<Duration>, CallErrorKind) {
-    match result {
-        Ok(response) => {
-            let after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
-                .map(Duration::from_secs);
-            (after, CallErrorKind::Status(response.status()))
-        }
-        Err(e) => (None, CallErrorKind::Transport(e.clone())),
-    }
+fn retry_after(result: &Result<reqwest::Response, AttemptError>) -> Option<Duration> {
+    result
+        .as_ref()
+        .ok()?
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// The `tracing` event of one attempt (at DEBUG), out of line.

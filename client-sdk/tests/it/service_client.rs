@@ -447,3 +447,99 @@ async fn tower_balance_follows_discovery_as_instances_come_and_go() {
         "nothing sent to a removed instance"
     );
 }
+
+/// An instance registered where nothing listens.
+async fn closed_instance(registry_url: &str, service: &str) {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let response = reqwest::Client::new()
+        .put(format!(
+            "{registry_url}/v1/services/{service}/instances/gone"
+        ))
+        .json(&serde_json::json!({"host": "127.0.0.1", "port": port}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success());
+}
+
+#[tokio::test]
+async fn errors_keep_their_cause_a_connect_failure_its_reqwest_error_a_timeout_says_so() {
+    let server = registry(None).await;
+    let url = server.url();
+    closed_instance(&url, "refusing").await;
+    let refused = client(
+        &url,
+        ServiceClientOptions {
+            max_attempts: 1,
+            ..ServiceClientOptions::default()
+        },
+    );
+    let error = refused.get("refusing", "/x").send().await.unwrap_err();
+    assert!(matches!(error.kind, CallErrorKind::Transport(_)), "{error}");
+    assert!(error.is_connect() && !error.is_timeout(), "{error}");
+    let source = std::error::Error::source(&error).expect("the transport's error");
+    let transport = source
+        .downcast_ref::<reqwest::Error>()
+        .expect("a reqwest::Error");
+    assert!(transport.is_connect());
+
+    let _stuck = backend(&url, "stuck", "s", HANGING).await;
+    let timing_out = client(
+        &url,
+        ServiceClientOptions {
+            max_attempts: 1,
+            attempt_timeout: Duration::from_millis(100),
+            ..ServiceClientOptions::default()
+        },
+    );
+    let error = timing_out.get("stuck", "/x").send().await.unwrap_err();
+    assert!(
+        matches!(error.kind, CallErrorKind::AttemptTimeout(_)),
+        "{error}"
+    );
+    assert!(error.is_timeout() && !error.is_connect(), "{error}");
+    assert!(
+        error.to_string().contains("attempt timed out after 100ms"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_that_cannot_be_made_fails_before_anything_is_sent() {
+    let server = registry(None).await;
+    let url = server.url();
+    let target = backend(&url, "orders", "o", HEALTHY).await;
+    let client = client(&url, ServiceClientOptions::default());
+    // A map whose keys are not strings has no JSON form: no request without its body.
+    let unserialisable: std::collections::HashMap<(u8, u8), u8> = [((1, 2), 3)].into();
+    let error = client
+        .post("orders", "/orders")
+        .json(&unserialisable)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.kind, CallErrorKind::InvalidBody(_)),
+        "{error}"
+    );
+    assert_eq!(error.attempts, 0);
+    assert!(
+        std::error::Error::source(&error)
+            .and_then(|s| s.downcast_ref::<serde_json::Error>())
+            .is_some()
+    );
+    let error = client
+        .get("orders", "/orders")
+        .header("bad header", "x")
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error.kind, CallErrorKind::InvalidHeader(_)),
+        "{error}"
+    );
+    assert_eq!(target.hits.load(Ordering::SeqCst), 0, "nothing was sent");
+}
