@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use msakit::{Discovery, DiscoveryOptions, ServiceClient, ServiceClientOptions};
+use msakit::{Client, ServiceClientOptions};
 
 /// On-CPU time of the calling thread so far (`CLOCK_THREAD_CPUTIME_ID`: the scheduler's own
 /// accounting, to the nanosecond, user and kernel mode together). The client runs on one
@@ -93,11 +93,12 @@ fn main() {
             .send()
             .await
             .unwrap();
-        let client = ServiceClient::new(
-            Discovery::new(DiscoveryOptions::new(registry_url)),
-            ServiceClientOptions::default(),
-        )
-        .unwrap();
+        let client = Client::builder()
+            .registry_url(registry_url)
+            .build()
+            .unwrap()
+            .service_client(ServiceClientOptions::default())
+            .unwrap();
         (http, reqwest::Client::new(), client)
     });
     // One call of a variant (see `NAMES`). The SDK's request without its logic tells the SDK's

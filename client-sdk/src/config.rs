@@ -16,45 +16,56 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Reconnect;
+use crate::client::Connection;
 use crate::sse::SseReader;
 
-/// What to fetch, from where.
+/// What configuration to follow; where is the [`Client`](crate::Client)'s. Built with
+/// [`new`](Self::new) and the setters (`.label(…)`, `.cache_file(…)`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConfigClientOptions {
-    /// Config-server base URLs; the next is tried when one fails.
-    pub server_urls: Vec<String>,
     /// The application.
     pub application: String,
-    /// The profiles, the last winning.
+    /// Its profiles, in increasing precedence.
     pub profiles: Vec<String>,
-    /// The label. Default `main`.
+    /// The label (branch); default `main`.
     pub label: String,
-    /// Where the last good configuration is kept (a JSON file). Default none.
+    /// Where the last good configuration is kept, so a service can start while the config
+    /// server is down. Default none.
     pub cache_file: Option<PathBuf>,
-    /// A bearer token with the read scope, when the server requires one.
-    pub token: Option<String>,
-    /// Extra CAs to trust and a client certificate, for HTTPS. Default: public roots only.
-    pub tls: crate::TlsOptions,
 }
 
 impl ConfigClientOptions {
-    /// Options for `application` with `profiles` from one server, label `main`.
-    pub fn new(server_url: impl Into<String>, application: &str, profiles: &[&str]) -> Self {
+    /// Options for `application` with `profiles`, on label `main`.
+    pub fn new(application: &str, profiles: &[&str]) -> Self {
         Self {
-            server_urls: vec![server_url.into()],
             application: application.to_owned(),
             profiles: profiles.iter().map(|p| (*p).to_owned()).collect(),
             label: "main".to_owned(),
             cache_file: None,
-            token: None,
-            tls: crate::TlsOptions::default(),
         }
+    }
+
+    /// The label (branch) to follow.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// Where to keep the last good configuration.
+    pub fn cache_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cache_file = Some(path.into());
+        self
     }
 }
 
 /// Why no configuration could be had.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigClientError {
+    /// No config server URL was given to the [`Client`](crate::Client).
+    #[error("no config server URL configured")]
+    NoServer,
     /// No server answered and there is no last-known-good copy.
     #[error("no config server answered ({0}) and there is no cached configuration")]
     Unavailable(String),
@@ -94,8 +105,7 @@ impl Drop for StopOnDrop {
 
 struct Fetcher {
     options: ConfigClientOptions,
-    client: reqwest::Client,
-    streaming: reqwest::Client,
+    server: Connection,
 }
 
 impl Fetcher {
@@ -109,21 +119,13 @@ impl Fetcher {
         )
     }
 
-    fn authorised(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.options.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-    }
-
     async fn fetch(&self) -> Result<Resolved, String> {
         let mut reason = String::from("no server configured");
-        for base in &self.options.server_urls {
-            match self
-                .authorised(self.client.get(self.url(base, "resolve")))
-                .send()
-                .await
-            {
+        for base in &self.server.urls {
+            let request = self
+                .server
+                .authorised(self.server.http.get(self.url(base, "resolve")));
+            match request.timeout(self.server.request_timeout).send().await {
                 Ok(response) if response.status().is_success() => match response.json().await {
                     Ok(resolved) => return Ok(resolved),
                     Err(e) => reason = e.to_string(),
@@ -157,14 +159,13 @@ fn save(path: &Option<PathBuf>, resolved: &Resolved) {
 }
 
 impl<T: DeserializeOwned + Send + Sync + 'static> ConfigClient<T> {
-    /// Fetches the configuration (or, when no server answers, reads the last good copy), then
-    /// follows the server's changes in the background.
-    pub async fn start(options: ConfigClientOptions) -> Result<ConfigClient<T>, ConfigClientError> {
-        let fetcher = Fetcher {
-            client: options.tls.short_client(Duration::from_secs(5)),
-            streaming: options.tls.streaming_client(Duration::from_secs(5)),
-            options,
-        };
+    /// Fetches the configuration from `server` (or reads the last good copy), then follows it
+    /// (see [`Client::config`](crate::Client::config)).
+    pub(crate) async fn start(
+        server: Connection,
+        options: ConfigClientOptions,
+    ) -> Result<ConfigClient<T>, ConfigClientError> {
+        let fetcher = Fetcher { options, server };
         let initial = match fetcher.fetch().await {
             Ok(resolved) => {
                 let value = typed::<T>(&resolved).map_err(ConfigClientError::Invalid)?;
@@ -222,8 +223,11 @@ async fn follow<T: DeserializeOwned + Send + Sync + 'static>(
     let mut attempt = 0usize;
     let mut last_index = 0;
     loop {
-        let base = fetcher.options.server_urls[attempt % fetcher.options.server_urls.len()].clone();
-        let request = fetcher.authorised(fetcher.streaming.get(fetcher.url(&base, "watch")));
+        let urls = &fetcher.server.urls;
+        let base = &urls[attempt % urls.len()];
+        let request = fetcher
+            .server
+            .authorised(fetcher.server.http.get(fetcher.url(base, "watch")));
         let connected = tokio::select! {
             response = request.send() => response.ok().filter(|r| r.status().is_success()),
             _ = stop.cancelled() => return,

@@ -14,35 +14,19 @@ use msakit_api::registry::{
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Reconnect;
+use crate::client::Connection;
 use crate::sse::SseReader;
 
-/// Where the registry is.
+/// Where the registry is, and what discovery keeps (from the [`Client`](crate::Client)).
 #[derive(Debug, Clone)]
-pub struct DiscoveryOptions {
-    /// Registry base URLs; the next is tried when one fails.
-    pub registry_urls: Vec<String>,
+pub(crate) struct DiscoveryOptions {
+    /// The registry.
+    pub(crate) connection: Connection,
     /// This service's zone: instances in it are preferred.
-    pub zone: Option<String>,
-    /// A bearer token, when the registry protects reads.
-    pub token: Option<String>,
+    pub(crate) zone: Option<String>,
     /// Where each service's last known instances are kept (`{service}.json`), so a service can
-    /// start while the registry is down. Default none.
-    pub cache_dir: Option<std::path::PathBuf>,
-    /// Extra CAs to trust and a client certificate, for HTTPS. Default: public roots only.
-    pub tls: crate::TlsOptions,
-}
-
-impl DiscoveryOptions {
-    /// Options for one registry.
-    pub fn new(registry_url: impl Into<String>) -> Self {
-        Self {
-            registry_urls: vec![registry_url.into()],
-            zone: None,
-            token: None,
-            cache_dir: None,
-            tls: crate::TlsOptions::default(),
-        }
-    }
+    /// start while the registry is down.
+    pub(crate) cache_dir: Option<std::path::PathBuf>,
 }
 
 /// Why instances could not be found.
@@ -77,8 +61,6 @@ pub struct Discovery {
 #[derive(Debug)]
 struct Inner {
     options: DiscoveryOptions,
-    client: reqwest::Client,
-    streaming: reqwest::Client,
     services: RwLock<HashMap<String, Known>>,
     /// Bumped whenever any service's instances change, for followers (see `tower_discover`).
     updates: tokio::sync::watch::Sender<u64>,
@@ -103,16 +85,14 @@ impl Drop for Inner {
 }
 
 impl Discovery {
-    /// A cache over these registries.
-    pub fn new(options: DiscoveryOptions) -> Self {
+    /// A cache over these registries (see [`Client::discovery`](crate::Client::discovery)).
+    pub(crate) fn new(options: DiscoveryOptions) -> Self {
         assert!(
-            !options.registry_urls.is_empty(),
+            !options.connection.urls.is_empty(),
             "at least one registry URL"
         );
         Self {
             inner: Arc::new(Inner {
-                client: options.tls.short_client(Duration::from_secs(5)),
-                streaming: options.tls.streaming_client(Duration::from_secs(5)),
                 options,
                 services: RwLock::new(HashMap::default()),
                 updates: tokio::sync::watch::channel(0).0,
@@ -229,12 +209,12 @@ impl Discovery {
 
     async fn fetch(&self, service: &str) -> Result<ServiceInstances, DiscoveryError> {
         let mut reason = String::new();
-        for base in &self.inner.options.registry_urls {
+        let registry = &self.inner.options.connection;
+        for base in &registry.urls {
             let url = format!("{}/v1/services/{service}", base.trim_end_matches('/'));
-            let mut request = self.inner.client.get(url);
-            if let Some(token) = &self.inner.options.token {
-                request = request.bearer_auth(token);
-            }
+            let request = registry
+                .authorised(registry.http.get(url))
+                .timeout(registry.request_timeout);
             match request.send().await {
                 Ok(response) if response.status().is_success() => match response.json().await {
                     Ok(found) => return Ok(found),
@@ -262,14 +242,13 @@ async fn watch(inner: std::sync::Weak<Inner>, service: String) {
             return;
         };
         let stop = strong.stop.clone();
-        let urls = strong.options.registry_urls.clone();
-        let base = urls[attempt % urls.len()].trim_end_matches('/').to_owned();
-        let mut request = strong
-            .streaming
-            .get(format!("{base}/v1/watch?service={service}"));
-        if let Some(token) = &strong.options.token {
-            request = request.bearer_auth(token);
-        }
+        let registry = strong.options.connection.clone();
+        let base = registry.urls[attempt % registry.urls.len()].trim_end_matches('/');
+        let mut request = registry.authorised(
+            registry
+                .http
+                .get(format!("{base}/v1/watch?service={service}")),
+        );
         if let Some(id) = &last_id {
             request = request.header("last-event-id", id);
         }

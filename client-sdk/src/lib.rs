@@ -1,4 +1,6 @@
-//! The msakit SDK that services link.
+//! The msakit SDK that services link. Everything starts from one [`Client`], built once with
+//! where the registry and the config servers are, the tokens and TLS; what it builds shares its
+//! HTTP client (one connection pool) and its discovery cache.
 //!
 //! - [`Registration`]: register this instance, heartbeat, re-register after a registry restart,
 //!   deregister on shutdown.
@@ -16,23 +18,25 @@
 //!   allocates nothing; to spawn a call, move a clone of the client into the task.
 
 mod backoff;
-pub mod config;
-pub mod discovery;
+mod client;
+mod config;
+mod discovery;
 mod picker;
-pub mod registration;
-pub mod service_client;
+mod registration;
+mod service_client;
 mod sse;
 pub mod timer;
-pub mod tls;
-pub mod tower_discover;
+mod tls;
+mod tower_discover;
 
+pub use client::{BuildError, Client, ClientBuilder};
 pub use config::{ConfigClient, ConfigClientError, ConfigClientOptions};
-pub use discovery::{Discovery, DiscoveryError, DiscoveryOptions};
+pub use discovery::{Discovery, DiscoveryError};
 pub use msakit_resilience as resilience;
 pub use registration::{Registration, RegistrationOptions};
 pub use service_client::{
     Balancer, CallError, CallErrorKind, DEADLINE_HEADER, Fallback, ServiceCall, ServiceClient,
-    ServiceClientOptions,
+    ServiceClientOptions, ServiceRequest,
 };
 pub use tls::{TlsError, TlsOptions};
-pub use tower_discover::discover;
+pub use tower_discover::{InstanceChanges, discover};

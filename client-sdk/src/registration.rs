@@ -11,12 +11,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Reconnect;
+use crate::client::Connection;
 
-/// What to register.
+/// What to register; where is the [`Client`](crate::Client)'s. Built with [`new`](Self::new)
+/// and the setters (`.lease(…)`, `.zone(…)`, `.metadata(…)`, `.scheme(…)`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RegistrationOptions {
-    /// Registry base URLs (`http://registry:8761`); the next is tried when one fails.
-    pub registry_urls: Vec<String>,
     /// The service name.
     pub service: String,
     /// This instance's id, unique within the service.
@@ -33,23 +34,12 @@ pub struct RegistrationOptions {
     pub metadata: BTreeMap<String, String>,
     /// The lease asked for; heartbeats go every third of it. Default 15 s.
     pub lease: Duration,
-    /// A bearer token, when the registry requires one.
-    pub token: Option<String>,
-    /// Extra CAs to trust and a client certificate, for HTTPS. Default: public roots only.
-    pub tls: crate::TlsOptions,
 }
 
 impl RegistrationOptions {
     /// Options for `service`/`instance_id` at `host:port`, with the defaults.
-    pub fn new(
-        registry_url: impl Into<String>,
-        service: &str,
-        instance_id: &str,
-        host: &str,
-        port: u16,
-    ) -> Self {
+    pub fn new(service: &str, instance_id: &str, host: &str, port: u16) -> Self {
         Self {
-            registry_urls: vec![registry_url.into()],
             service: service.to_owned(),
             instance_id: instance_id.to_owned(),
             host: host.to_owned(),
@@ -58,9 +48,31 @@ impl RegistrationOptions {
             zone: None,
             metadata: BTreeMap::new(),
             lease: Duration::from_secs(15),
-            token: None,
-            tls: crate::TlsOptions::default(),
         }
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(mut self, scheme: Scheme) -> Self {
+        self.scheme = scheme;
+        self
+    }
+
+    /// Its zone.
+    pub fn zone(mut self, zone: impl Into<String>) -> Self {
+        self.zone = Some(zone.into());
+        self
+    }
+
+    /// One metadata entry more.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// The lease to ask for.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
     }
 }
 
@@ -76,15 +88,15 @@ pub struct Registration {
 
 struct Registrar {
     options: RegistrationOptions,
-    client: reqwest::Client,
+    registry: Connection,
     /// Which URL is in use.
     current: usize,
 }
 
 impl Registrar {
     fn url(&self, suffix: &str) -> String {
-        let base = self.options.registry_urls[self.current % self.options.registry_urls.len()]
-            .trim_end_matches('/');
+        let urls = &self.registry.urls;
+        let base = urls[self.current % urls.len()].trim_end_matches('/');
         format!(
             "{base}/v1/services/{}/instances/{}{suffix}",
             self.options.service, self.options.instance_id
@@ -92,10 +104,9 @@ impl Registrar {
     }
 
     fn authorised(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.options.token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
+        self.registry
+            .authorised(request)
+            .timeout(self.registry.request_timeout)
     }
 
     async fn register(&self, status: InstanceStatus) -> Result<LeaseGranted, String> {
@@ -111,7 +122,7 @@ impl Registrar {
             health_check: None,
         };
         let response = self
-            .authorised(self.client.put(self.url("")).json(&body))
+            .authorised(self.registry.http.put(self.url("")).json(&body))
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -124,7 +135,7 @@ impl Registrar {
     /// `Ok(true)` renewed, `Ok(false)` the registry does not know us.
     async fn heartbeat(&self) -> Result<bool, String> {
         let response = self
-            .authorised(self.client.put(self.url("/heartbeat")))
+            .authorised(self.registry.http.put(self.url("/heartbeat")))
             .send()
             .await
             .map_err(|e| e.to_string())?;
@@ -137,26 +148,24 @@ impl Registrar {
 
     async fn deregister(&self) {
         let _ = self
-            .authorised(self.client.delete(self.url("")))
+            .authorised(self.registry.http.delete(self.url("")))
             .send()
             .await;
     }
 }
 
 impl Registration {
-    /// Starts registering in the background; [`registered`](Self::registered) waits for the
-    /// first success.
-    pub fn start(options: RegistrationOptions) -> Registration {
-        assert!(
-            !options.registry_urls.is_empty(),
-            "at least one registry URL"
-        );
+    /// Starts registering with `registry` in the background (see
+    /// [`Client::registration`](crate::Client::registration)); [`registered`](Self::registered)
+    /// waits for the first success.
+    pub(crate) fn start(registry: Connection, options: RegistrationOptions) -> Registration {
+        assert!(!registry.urls.is_empty(), "at least one registry URL");
         let stop = CancellationToken::new();
         let (status, status_rx) = watch::channel(InstanceStatus::Up);
         let (registered_tx, registered) = watch::channel(false);
         let registrar = Registrar {
-            client: options.tls.short_client(Duration::from_secs(5)),
             options,
+            registry,
             current: 0,
         };
         let task = tokio::spawn(run(registrar, status_rx, registered_tx, stop.clone()));

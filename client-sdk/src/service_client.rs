@@ -19,7 +19,6 @@ mod state;
 mod tower;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use foldhash::HashMap;
 use msakit_resilience::retry::RetryBudget;
@@ -59,20 +58,17 @@ impl std::fmt::Debug for ServiceClient {
 }
 
 impl ServiceClient {
-    /// A client over `discovery`.
-    pub fn new(
+    /// A client over `discovery`, sending with `http` (see
+    /// [`Client::service_client`](crate::Client::service_client)).
+    pub(crate) fn new(
         discovery: Discovery,
+        http: reqwest::Client,
         options: ServiceClientOptions,
     ) -> Result<Self, msakit_resilience::InvalidConfig> {
         options.breaker.validate()?;
         Ok(Self {
             discovery,
-            http: options
-                .tls
-                .builder()
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build()
-                .expect("builds"),
+            http,
             budget: RetryBudget::new(&options.budget)?,
             whole_deadline: deadline_value(options.deadline),
             options: Arc::new(options),

@@ -74,20 +74,4 @@ impl TlsOptions {
         }
         builder
     }
-
-    /// A client with these settings and a timeout per request, for short exchanges.
-    pub(crate) fn short_client(&self, timeout: std::time::Duration) -> reqwest::Client {
-        self.builder()
-            .timeout(timeout)
-            .build()
-            .expect("a client with validated certificates builds")
-    }
-
-    /// A client with these settings and only a connect timeout, for long-lived streams.
-    pub(crate) fn streaming_client(&self, connect: std::time::Duration) -> reqwest::Client {
-        self.builder()
-            .connect_timeout(connect)
-            .build()
-            .expect("a client with validated certificates builds")
-    }
 }

@@ -20,8 +20,10 @@ pub enum Balancer {
     Weighted,
 }
 
-/// How calls behave.
+/// How calls behave. Built from [`default`](Self::default) with the setters, one per field
+/// (`ServiceClientOptions::default().max_attempts(2).attempt_timeout(…)`).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServiceClientOptions {
     /// How an instance is chosen. Default power of two choices.
     pub balancer: Balancer,
@@ -41,8 +43,6 @@ pub struct ServiceClientOptions {
     pub ejection: Duration,
     /// At most this share of a service's instances is ejected at once. Default 0.5.
     pub max_ejected_share: f64,
-    /// Extra CAs to trust and a client certificate, for HTTPS. Default: public roots only.
-    pub tls: crate::TlsOptions,
 }
 
 impl Default for ServiceClientOptions {
@@ -61,7 +61,62 @@ impl Default for ServiceClientOptions {
             eject_after_failures: 5,
             ejection: Duration::from_secs(10),
             max_ejected_share: 0.5,
-            tls: crate::TlsOptions::default(),
         }
+    }
+}
+
+impl ServiceClientOptions {
+    /// How an instance is chosen.
+    pub fn balancer(mut self, balancer: Balancer) -> Self {
+        self.balancer = balancer;
+        self
+    }
+
+    /// Attempts in all.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Time for one attempt.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// Time for the whole call.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The per-service breaker.
+    pub fn breaker(mut self, breaker: CircuitBreakerConfig) -> Self {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The retry budget.
+    pub fn budget(mut self, budget: RetryBudgetConfig) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Failures in a row that eject an instance.
+    pub fn eject_after_failures(mut self, failures: u32) -> Self {
+        self.eject_after_failures = failures;
+        self
+    }
+
+    /// The first ejection's length.
+    pub fn ejection(mut self, ejection: Duration) -> Self {
+        self.ejection = ejection;
+        self
+    }
+
+    /// The largest share of a service's instances ejected at once.
+    pub fn max_ejected_share(mut self, share: f64) -> Self {
+        self.max_ejected_share = share;
+        self
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use msakit::{ConfigClient, ConfigClientOptions};
+use msakit::{Client, ConfigClient, ConfigClientError, ConfigClientOptions};
 use serde::Deserialize;
 
 use crate::support::config_server;
@@ -44,9 +44,10 @@ async fn typed_config_that_updates_itself_and_falls_back_to_the_last_good_copy()
     put(&url, "application/default/main", "feature: true\n").await;
     put(&url, "orders/default/main", "pool:\n  size: 4\n").await;
 
-    let mut options = ConfigClientOptions::new(url.clone(), "orders", &["default"]);
-    options.cache_file = Some(cache.path().join("orders.json"));
-    let config: ConfigClient<Settings> = ConfigClient::start(options.clone()).await.unwrap();
+    let client = Client::builder().config_url(url.clone()).build().unwrap();
+    let options = ConfigClientOptions::new("orders", &["default"])
+        .cache_file(cache.path().join("orders.json"));
+    let config: ConfigClient<Settings> = client.config(options.clone()).await.unwrap();
     assert_eq!(
         *config.current(),
         Settings {
@@ -82,10 +83,16 @@ async fn typed_config_that_updates_itself_and_falls_back_to_the_last_good_copy()
 
     // The config server goes away: a new service instance starts with the last good copy.
     server.stop().await;
-    let restarted: ConfigClient<Settings> = ConfigClient::start(options).await.unwrap();
+    let restarted: ConfigClient<Settings> = client.config(options).await.unwrap();
     assert_eq!(restarted.current().pool.size, 8);
 
     // Without a cache, starting without a server fails clearly.
-    let bare = ConfigClientOptions::new(url, "orders", &["default"]);
-    assert!(ConfigClient::<Settings>::start(bare).await.is_err());
+    let bare = ConfigClientOptions::new("orders", &["default"]);
+    assert!(client.config::<Settings>(bare.clone()).await.is_err());
+    // And a client that names no config server says so.
+    let nowhere = Client::builder().build().unwrap();
+    assert!(matches!(
+        nowhere.config::<Settings>(bare).await,
+        Err(ConfigClientError::NoServer)
+    ));
 }

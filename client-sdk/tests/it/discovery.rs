@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use msakit::{Discovery, DiscoveryOptions};
+use msakit::Client;
 
 use crate::support::{registry, wait_until};
 
@@ -24,9 +24,12 @@ async fn follows_changes_and_survives_the_registry_going_away() {
     register(&url, "pay-1", 9001, "eu-1").await;
     register(&url, "pay-2", 9002, "us-1").await;
 
-    let mut options = DiscoveryOptions::new(url.clone());
-    options.zone = Some("eu-1".into());
-    let discovery = Discovery::new(options);
+    let client = Client::builder()
+        .registry_url(url.clone())
+        .zone("eu-1")
+        .build()
+        .unwrap();
+    let discovery = client.discovery().unwrap();
     assert_eq!(discovery.instances("payment").await.unwrap().len(), 2);
     let local = discovery.available("payment").await.unwrap();
     assert_eq!(local.len(), 1, "same zone first");
@@ -87,15 +90,20 @@ async fn starts_from_the_disk_cache_while_the_registry_is_down() {
     let server = registry(None).await;
     let url = server.url();
     register(&url, "pay-1", 9001, "eu-1").await;
-    let mut options = DiscoveryOptions::new(url.clone());
-    options.cache_dir = Some(cache.path().to_owned());
+    let client = || {
+        Client::builder()
+            .registry_url(url.clone())
+            .discovery_cache_dir(cache.path())
+            .build()
+            .unwrap()
+    };
     {
-        let discovery = Discovery::new(options.clone());
+        let discovery = client().discovery().unwrap();
         assert_eq!(discovery.instances("payment").await.unwrap().len(), 1);
     }
     server.stop().await;
     // A new process (a new cache) with the registry gone starts from the disk.
-    let discovery = Discovery::new(options);
+    let discovery = client().discovery().unwrap();
     let instances = discovery.instances("payment").await.unwrap();
     assert_eq!(instances[0].id, "pay-1");
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use msakit::{Registration, RegistrationOptions};
+use msakit::{Client, RegistrationOptions};
 use msakit_api::registry::InstanceStatus;
 
 use crate::support::{registry, wait_until};
@@ -26,10 +26,10 @@ async fn ids(url: &str) -> Vec<String> {
 async fn registers_heartbeats_survives_a_registry_restart_and_deregisters() {
     let server = registry(None).await;
     let url = server.url();
-    let mut options =
-        RegistrationOptions::new(url.clone(), "orders", "orders-1", "127.0.0.1", 8080);
-    options.lease = Duration::from_millis(1200);
-    let registration = Registration::start(options);
+    let client = Client::builder().registry_url(url.clone()).build().unwrap();
+    let options = RegistrationOptions::new("orders", "orders-1", "127.0.0.1", 8080)
+        .lease(Duration::from_millis(1200));
+    let registration = client.registration(options).unwrap();
     tokio::time::timeout(Duration::from_secs(5), registration.registered())
         .await
         .unwrap();

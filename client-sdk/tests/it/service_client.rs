@@ -5,10 +5,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use msakit::{
-    CallErrorKind, DEADLINE_HEADER, Discovery, DiscoveryOptions, ServiceClient,
-    ServiceClientOptions,
-};
+use msakit::{CallErrorKind, Client, DEADLINE_HEADER, ServiceClient, ServiceClientOptions};
 
 use crate::support::registry;
 
@@ -74,7 +71,12 @@ async fn backend(registry_url: &str, service: &str, id: &str, mode: u8) -> Backe
 }
 
 fn client(registry_url: &str, options: ServiceClientOptions) -> ServiceClient {
-    ServiceClient::new(Discovery::new(DiscoveryOptions::new(registry_url)), options).unwrap()
+    Client::builder()
+        .registry_url(registry_url)
+        .build()
+        .unwrap()
+        .service_client(options)
+        .unwrap()
 }
 
 #[tokio::test]
@@ -140,11 +142,9 @@ async fn a_hanging_instance_is_timed_out_and_retried_around() {
     let server = registry(None).await;
     let url = server.url();
     let stuck = backend(&url, "quotes", "stuck", HANGING).await;
-    let options = ServiceClientOptions {
-        attempt_timeout: Duration::from_millis(150),
-        deadline: Duration::from_secs(2),
-        ..Default::default()
-    };
+    let options = ServiceClientOptions::default()
+        .attempt_timeout(Duration::from_millis(150))
+        .deadline(Duration::from_secs(2));
     let client = client(&url, options);
 
     // Alone, it exhausts the attempts, each cut at the attempt timeout, and the error says so.
@@ -259,10 +259,7 @@ async fn the_first_call_passes_on_the_deadline_left_after_asking_the_registry() 
     let url = server.url();
     let _backend = backend(&url, "pricing", "a", HEALTHY).await;
     let slow = slow_registry(url, Duration::from_millis(400)).await;
-    let options = ServiceClientOptions {
-        deadline: Duration::from_millis(1500),
-        ..Default::default()
-    };
+    let options = ServiceClientOptions::default().deadline(Duration::from_millis(1500));
     let first = client(&slow, options)
         .get("pricing", "/quote")
         .send()
@@ -281,10 +278,7 @@ async fn the_deadline_travels_downstream_and_calls_survive_the_registry() {
     let server = registry(None).await;
     let url = server.url();
     let _backend = backend(&url, "pricing", "a", HEALTHY).await;
-    let options = ServiceClientOptions {
-        deadline: Duration::from_millis(1500),
-        ..Default::default()
-    };
+    let options = ServiceClientOptions::default().deadline(Duration::from_millis(1500));
     let client = client(&url, options);
     let first = client.get("pricing", "/quote").send().await.unwrap();
     let body = first.text().await.unwrap();
@@ -332,10 +326,7 @@ async fn round_robin_takes_turns() {
         backend(&url, "search", "b", HEALTHY).await,
         backend(&url, "search", "c", HEALTHY).await,
     ];
-    let options = ServiceClientOptions {
-        balancer: msakit::Balancer::RoundRobin,
-        ..Default::default()
-    };
+    let options = ServiceClientOptions::default().balancer(msakit::Balancer::RoundRobin);
     let client = client(&url, options);
     for _ in 0..99 {
         client.get("search", "/q").send().await.unwrap();
@@ -352,10 +343,7 @@ async fn fallbacks_answer_when_calls_fail_and_the_client_is_a_tower_service() {
     let server = registry(None).await;
     let url = server.url();
     let _down = backend(&url, "reviews", "a", FAILING).await;
-    let options = ServiceClientOptions {
-        max_attempts: 1,
-        ..Default::default()
-    };
+    let options = ServiceClientOptions::default().max_attempts(1);
     let mut client = client(&url, options);
 
     // A per-call fallback.
@@ -397,8 +385,9 @@ async fn tower_balance_follows_discovery_as_instances_come_and_go() {
     let url = server.url();
     let a = backend(&url, "inventory", "a", HEALTHY).await;
     let b = backend(&url, "inventory", "b", HEALTHY).await;
-    let discovery = Discovery::new(DiscoveryOptions::new(url.clone()));
-    let http = reqwest::Client::new();
+    let sdk = Client::builder().registry_url(url.clone()).build().unwrap();
+    let discovery = sdk.discovery().unwrap();
+    let http = sdk.http().clone();
     let changes = msakit::discover(&discovery, "inventory", move |instance| {
         let (http, base) = (
             http.clone(),
@@ -470,13 +459,7 @@ async fn errors_keep_their_cause_a_connect_failure_its_reqwest_error_a_timeout_s
     let server = registry(None).await;
     let url = server.url();
     closed_instance(&url, "refusing").await;
-    let refused = client(
-        &url,
-        ServiceClientOptions {
-            max_attempts: 1,
-            ..ServiceClientOptions::default()
-        },
-    );
+    let refused = client(&url, ServiceClientOptions::default().max_attempts(1));
     let error = refused.get("refusing", "/x").send().await.unwrap_err();
     assert!(matches!(error.kind, CallErrorKind::Transport(_)), "{error}");
     assert!(error.is_connect() && !error.is_timeout(), "{error}");
@@ -489,11 +472,9 @@ async fn errors_keep_their_cause_a_connect_failure_its_reqwest_error_a_timeout_s
     let _stuck = backend(&url, "stuck", "s", HANGING).await;
     let timing_out = client(
         &url,
-        ServiceClientOptions {
-            max_attempts: 1,
-            attempt_timeout: Duration::from_millis(100),
-            ..ServiceClientOptions::default()
-        },
+        ServiceClientOptions::default()
+            .max_attempts(1)
+            .attempt_timeout(Duration::from_millis(100)),
     );
     let error = timing_out.get("stuck", "/x").send().await.unwrap_err();
     assert!(

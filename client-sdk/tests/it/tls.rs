@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use msakit::{
-    ConfigClient, ConfigClientOptions, Discovery, DiscoveryOptions, Registration,
-    RegistrationOptions, ServiceClient, ServiceClientOptions, TlsOptions,
+    Client, ConfigClient, ConfigClientOptions, RegistrationOptions, ServiceClientOptions,
+    TlsOptions,
 };
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use tokio_util::sync::CancellationToken;
@@ -211,9 +211,15 @@ async fn the_sdk_works_end_to_end_over_tls_with_client_certificates() {
         }
     };
     put("hello").await;
-    let mut options = ConfigClientOptions::new(config_server.clone(), "greeter", &["default"]);
-    options.tls = pki.client();
-    let config: ConfigClient<Settings> = ConfigClient::start(options).await.unwrap();
+    // One client for everything, trusting the private CA and presenting its certificate.
+    let sdk = Client::builder()
+        .registry_url(registry.clone())
+        .config_url(config_server.clone())
+        .tls(pki.client())
+        .build()
+        .unwrap();
+    let options = ConfigClientOptions::new("greeter", &["default"]);
+    let config: ConfigClient<Settings> = sdk.config(options).await.unwrap();
     assert_eq!(config.current().greeting, "hello");
     put("bonjour").await;
     wait_until(Duration::from_secs(10), || {
@@ -223,26 +229,15 @@ async fn the_sdk_works_end_to_end_over_tls_with_client_certificates() {
     .await;
 
     // The backend registers over TLS as an https instance, is discovered and called over TLS.
-    let mut registration =
-        RegistrationOptions::new(registry.clone(), "greeter", "g1", "localhost", backend_port);
-    registration.scheme = msakit_api::registry::Scheme::Https;
-    registration.tls = pki.client();
-    let registration = Registration::start(registration);
+    let registration = RegistrationOptions::new("greeter", "g1", "localhost", backend_port)
+        .scheme(msakit_api::registry::Scheme::Https);
+    let registration = sdk.registration(registration).unwrap();
     tokio::time::timeout(Duration::from_secs(10), registration.registered())
         .await
         .expect("registered over TLS");
-    let mut discovery = DiscoveryOptions::new(registry.clone());
-    discovery.tls = pki.client();
-    let discovery = Discovery::new(discovery);
+    let discovery = sdk.discovery().unwrap();
     assert_eq!(discovery.instances("greeter").await.unwrap().len(), 1);
-    let client = ServiceClient::new(
-        discovery,
-        ServiceClientOptions {
-            tls: pki.client(),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let client = sdk.service_client(ServiceClientOptions::default()).unwrap();
     let response = client.get("greeter", "/hello").send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), "hello over TLS");
 

@@ -223,9 +223,12 @@ async fn killing_the_leader_during_writes_loses_no_acknowledged_write() {
         .await
         .expect("the first write");
 
-    let mut options = msakit::ConfigClientOptions::new(urls[0].clone(), "w0", &["default"]);
-    options.server_urls = urls.clone();
-    let sdk: msakit::ConfigClient<Doc> = msakit::ConfigClient::start(options).await.unwrap();
+    let sdk_client = msakit::Client::builder()
+        .config_urls(urls.clone())
+        .build()
+        .unwrap();
+    let options = msakit::ConfigClientOptions::new("w0", &["default"]);
+    let sdk: msakit::ConfigClient<Doc> = sdk_client.config(options).await.unwrap();
 
     let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -527,9 +530,12 @@ async fn a_rolling_restart_under_writes_loses_nothing() {
     put(&client, &urls[0], "roll0/default/main", "value: 0\n".into())
         .await
         .expect("the first write");
-    let mut options = msakit::ConfigClientOptions::new(urls[0].clone(), "roll0", &["default"]);
-    options.server_urls = urls.clone();
-    let sdk: msakit::ConfigClient<Doc> = msakit::ConfigClient::start(options).await.unwrap();
+    let sdk_client = msakit::Client::builder()
+        .config_urls(urls.clone())
+        .build()
+        .unwrap();
+    let options = msakit::ConfigClientOptions::new("roll0", &["default"]);
+    let sdk: msakit::ConfigClient<Doc> = sdk_client.config(options).await.unwrap();
 
     let acked = Arc::new(Mutex::new(Vec::<Acked>::new()));
     let longest_outage = Arc::new(Mutex::new(Duration::ZERO));

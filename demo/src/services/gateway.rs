@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use msakit::{CallErrorKind, Discovery, ServiceClient};
+use msakit::{CallErrorKind, Client, ServiceClient};
 use msakit_server_kit::ApiError;
 use serde::Deserialize;
 
@@ -59,15 +59,11 @@ struct Gateway {
     live: Arc<RwLock<Arc<Live>>>,
 }
 
-fn build(
-    config: &GatewayConfig,
-    discovery: &Discovery,
-    previous: Option<&Live>,
-) -> anyhow::Result<Live> {
+fn build(config: &GatewayConfig, client: &Client, previous: Option<&Live>) -> anyhow::Result<Live> {
     let settings = format!("{:?}", config.orders_route);
     let orders = match previous {
         Some(previous) if previous.settings == settings => previous.orders.clone(),
-        _ => ServiceClient::new(discovery.clone(), config.orders_route.options())?,
+        _ => client.service_client(config.orders_route.options())?,
     };
     let rate = NonZeroU32::new(config.rate_per_client.max(1)).unwrap_or(NonZeroU32::MIN);
     Ok(Live {
@@ -80,20 +76,20 @@ fn build(
 
 pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let instance = Instance::<GatewayConfig>::start(args, false).await?;
-    let discovery = instance.args.discovery();
     let live = Arc::new(RwLock::new(Arc::new(build(
         &instance.config.current(),
-        &discovery,
+        &instance.client,
         None,
     )?)));
     // Swap in changed settings as the config server pushes them.
     let mut changes = instance.config.subscribe();
     let swap = Arc::clone(&live);
+    let client = instance.client.clone();
     tokio::spawn(async move {
         while changes.changed().await.is_ok() {
             let config = changes.borrow_and_update().clone();
             let previous = swap.read().unwrap_or_else(|e| e.into_inner()).clone();
-            match build(&config, &discovery, Some(&previous)) {
+            match build(&config, &client, Some(&previous)) {
                 Ok(next) => {
                     tracing::info!(route = %next.settings, "gateway settings reloaded");
                     metrics::counter!("demo_gateway_reloads_total").increment(1);

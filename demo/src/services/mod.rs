@@ -18,10 +18,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use msakit::{
-    ConfigClient, ConfigClientOptions, Discovery, DiscoveryOptions, Registration,
-    RegistrationOptions,
-};
+use msakit::{Client, ConfigClient, ConfigClientOptions, Registration, RegistrationOptions};
 use msakit_server_kit::ApiError;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -77,15 +74,6 @@ pub(crate) struct ServiceArgs {
     pub(crate) port: u16,
 }
 
-impl ServiceArgs {
-    /// Discovery over every registry address given.
-    pub(crate) fn discovery(&self) -> Discovery {
-        let mut options = DiscoveryOptions::new(self.registry[0].clone());
-        options.registry_urls = self.registry.clone();
-        Discovery::new(options)
-    }
-}
-
 fn humantime_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text.split_at(
         text.find(|c: char| !c.is_ascii_digit())
@@ -121,6 +109,8 @@ pub(crate) trait ServiceConfig: DeserializeOwned + Send + Sync + 'static {
 /// A started instance: its config, its registration, its listener.
 pub(crate) struct Instance<T> {
     pub(crate) args: ServiceArgs,
+    /// The SDK, over every registry and config server address given.
+    pub(crate) client: Client,
     pub(crate) config: Arc<ConfigClient<T>>,
     pub(crate) listener: tokio::net::TcpListener,
     pub(crate) metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -141,28 +131,28 @@ impl<T: ServiceConfig> Instance<T> {
             .await
             .context("binding")?;
         let port = listener.local_addr()?.port();
-        let mut options =
-            ConfigClientOptions::new(args.config[0].clone(), args.kind.name(), &["demo"]);
-        options.server_urls = args.config.clone();
-        options.cache_file = Some(
+        let client = Client::builder()
+            .registry_urls(args.registry.clone())
+            .config_urls(args.config.clone())
+            .build()
+            .context("the SDK's client")?;
+        let options = ConfigClientOptions::new(args.kind.name(), &["demo"]).cache_file(
             args.db
                 .with_extension(format!("{}.config.json", args.instance)),
         );
-        let config = ConfigClient::<T>::start(options)
+        let config = client
+            .config::<T>(options)
             .await
             .context("reading config")?;
-        let registration = register.then(|| {
-            let mut options = RegistrationOptions::new(
-                args.registry[0].clone(),
-                args.kind.name(),
-                &args.instance,
-                "127.0.0.1",
-                port,
-            );
-            options.registry_urls = args.registry.clone();
-            options.lease = args.lease;
-            Registration::start(options)
-        });
+        let registration = register
+            .then(|| {
+                let options =
+                    RegistrationOptions::new(args.kind.name(), &args.instance, "127.0.0.1", port)
+                        .lease(args.lease);
+                client.registration(options)
+            })
+            .transpose()
+            .context("registering")?;
         if let Some(registration) = &registration {
             tokio::time::timeout(Duration::from_secs(10), registration.registered())
                 .await
@@ -172,6 +162,7 @@ impl<T: ServiceConfig> Instance<T> {
         println!("READY {port}");
         Ok(Self {
             args,
+            client,
             config: Arc::new(config),
             listener,
             metrics,

@@ -62,14 +62,12 @@ impl Default for CallSettings {
 impl CallSettings {
     /// The SDK's options for these settings.
     pub(crate) fn options(&self) -> ServiceClientOptions {
-        ServiceClientOptions {
-            attempt_timeout: Duration::from_millis(self.attempt_timeout_ms),
-            deadline: Duration::from_millis(self.deadline_ms),
-            max_attempts: self.max_attempts,
-            eject_after_failures: self.eject_after_failures,
-            breaker: self.breaker.clone(),
-            ..ServiceClientOptions::default()
-        }
+        ServiceClientOptions::default()
+            .attempt_timeout(Duration::from_millis(self.attempt_timeout_ms))
+            .deadline(Duration::from_millis(self.deadline_ms))
+            .max_attempts(self.max_attempts)
+            .eject_after_failures(self.eject_after_failures)
+            .breaker(self.breaker.clone())
     }
 }
 
@@ -112,10 +110,9 @@ pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let instance = Instance::<OrderConfig>::start(args, true).await?;
     let settings = instance.config.current().calls.clone();
     settings.breaker.validate()?;
-    let discovery = instance.args.discovery();
     let saga = Saga {
         db,
-        calls: ServiceClient::new(discovery, settings.options())?,
+        calls: instance.client.service_client(settings.options())?,
         me: instance.args.instance.clone(),
     };
     tokio::spawn(reconcile(saga.clone()));

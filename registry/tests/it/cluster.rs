@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use msakit::{Discovery, DiscoveryOptions, Registration, RegistrationOptions};
+use msakit::{Client, RegistrationOptions};
 use msakit_raft::testing::{
     Node, agreed_leader, client, cluster_status, status_when, three_nodes_with,
 };
@@ -340,16 +340,14 @@ async fn a_rolling_restart_under_sdk_registrations_loses_none() {
     // different one), and heartbeat every second.
     let mut registrations = Vec::new();
     for k in 0..10 {
-        let mut options = RegistrationOptions::new(
-            urls[k % 3].clone(),
-            "payments",
-            &format!("p{k}"),
-            "127.0.0.1",
-            10_000 + k as u16,
-        );
-        options.registry_urls = (0..3).map(|i| urls[(k + i) % 3].clone()).collect();
-        options.lease = Duration::from_secs(3);
-        registrations.push(Registration::start(options));
+        let sdk = Client::builder()
+            .registry_urls((0..3).map(|i| urls[(k + i) % 3].clone()))
+            .build()
+            .unwrap();
+        let options =
+            RegistrationOptions::new("payments", &format!("p{k}"), "127.0.0.1", 10_000 + k as u16)
+                .lease(Duration::from_secs(3));
+        registrations.push(sdk.registration(options).unwrap());
     }
     let expected: Vec<String> = (0..10).map(|k| format!("p{k}")).collect();
     let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
@@ -358,9 +356,11 @@ async fn a_rolling_restart_under_sdk_registrations_loses_none() {
     every_node_lists(&client, &urls, "payments", &sorted, Duration::from_secs(15)).await;
 
     // A discovering client with the three addresses.
-    let mut options = DiscoveryOptions::new(urls[0].clone());
-    options.registry_urls = urls.clone();
-    let discovery = Discovery::new(options);
+    let sdk = Client::builder()
+        .registry_urls(urls.clone())
+        .build()
+        .unwrap();
+    let discovery = sdk.discovery().unwrap();
     assert_eq!(discovery.instances("payments").await.unwrap().len(), 10);
 
     // Restart each node in turn (SIGTERM, start, wait until it is back in the cluster); the
