@@ -335,6 +335,24 @@ pub async fn agreed_leader(client: &reqwest::Client, nodes: &[&Node], within: Du
     }
 }
 
+/// Until node `id` leads: whichever other node leads is restarted, so another is elected (node 1
+/// starts a cluster, so it nearly always leads from the start).
+pub async fn leader_made(client: &reqwest::Client, nodes: &mut [Node], id: u64) {
+    for _ in 0..20 {
+        let all: Vec<&Node> = nodes.iter().collect();
+        let leader = agreed_leader(client, &all, Duration::from_secs(20)).await;
+        if leader == id {
+            return;
+        }
+        let index = nodes.iter().position(|n| n.id == leader).unwrap();
+        nodes[index].terminate();
+        let others: Vec<&Node> = nodes.iter().filter(|n| n.id != leader).collect();
+        agreed_leader(client, &others, Duration::from_secs(20)).await;
+        nodes[index].start();
+    }
+    panic!("node {id} was never elected in 20 elections");
+}
+
 /// Waits until `/health`'s cluster part at `url` satisfies `holds`; that status.
 pub async fn status_when(
     client: &reqwest::Client,

@@ -91,21 +91,7 @@ pub(crate) async fn config_server(data: &Path) -> Server {
     }
 }
 
-/// Waits until `condition` holds, or panics after `timeout`.
-pub(crate) async fn wait_until<F, Fut>(timeout: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !condition().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub(crate) use msakit_server_kit::testing::wait_until;
 
 /// The test binary's Prometheus recorder, installed on first use, so tests can read the
 /// metrics the SDK exports (each test uses service names of its own).

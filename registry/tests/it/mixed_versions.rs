@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use msakit_raft::testing::{
-    NewerBuildProxy, Node, agreed_leader, client, free_port, three_nodes_advertising,
+    NewerBuildProxy, Node, client, free_port, leader_made, three_nodes_advertising,
 };
 use serde_json::{Value, json};
 
@@ -57,24 +57,6 @@ async fn every_node_agrees(
     }
 }
 
-/// Until node [`NEWER`] leads: the node that leads otherwise is restarted, so another is
-/// elected. Node 1 starts the cluster, so it nearly always leads from the start.
-async fn newer_node_leads(client: &reqwest::Client, nodes: &mut [Node]) {
-    for _ in 0..20 {
-        let all: Vec<&Node> = nodes.iter().collect();
-        let leader = agreed_leader(client, &all, Duration::from_secs(20)).await;
-        if leader == NEWER {
-            return;
-        }
-        let index = (leader - 1) as usize;
-        nodes[index].terminate();
-        let others: Vec<&Node> = nodes.iter().filter(|n| n.id != leader).collect();
-        agreed_leader(client, &others, Duration::from_secs(20)).await;
-        nodes[index].start();
-    }
-    panic!("node {NEWER} was never elected in 20 elections");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_of_this_build_apply_what_a_newer_leader_writes() {
     let _one = ONE_CLUSTER.lock().await;
@@ -89,7 +71,7 @@ async fn nodes_of_this_build_apply_what_a_newer_leader_writes() {
         three_nodes_advertising(Path::new(BINARY), dir.path(), ARGS, &listen, &advertised);
     let client = client();
     let urls: Vec<String> = nodes.iter().map(Node::url).collect();
-    newer_node_leads(&client, &mut nodes).await;
+    leader_made(&client, &mut nodes, NEWER).await;
     let leader = &urls[(NEWER - 1) as usize];
 
     // Every kind of command, committed by the newer leader: a native registration with a
