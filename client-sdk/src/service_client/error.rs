@@ -95,9 +95,13 @@ pub enum CallErrorKind {
     /// The caller's header name or value is not valid in HTTP; nothing was sent.
     #[error("invalid header {0:?}")]
     InvalidHeader(String),
-    /// The caller's body could not be serialised; nothing was sent.
+    /// The caller's body could not be serialised (or, through the `tower` face, read);
+    /// nothing was sent.
     #[error("the body cannot be serialised: {0}")]
-    InvalidBody(#[source] serde_json::Error),
+    InvalidBody(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A request through the `tower` face whose URI names no service (no host).
+    #[error("the request's URI names no service")]
+    NoService,
 }
 
 impl CallErrorKind {

@@ -75,7 +75,7 @@ impl ServiceRequest<'_> {
             Ok(bytes) => self.body = Some(bytes::Bytes::from(bytes)),
             Err(e) => {
                 self.invalid
-                    .get_or_insert_with(|| Box::new(CallErrorKind::InvalidBody(e)));
+                    .get_or_insert_with(|| Box::new(CallErrorKind::InvalidBody(Box::new(e))));
             }
         }
         self.headers.insert(

@@ -374,7 +374,9 @@ async fn fallbacks_answer_when_calls_fail_and_the_client_is_a_tower_service() {
         headers: Vec::new(),
         body: None,
     };
-    let response = client.ready().await.unwrap().call(call).await.unwrap();
+    // The client serves two request types; which one this is, is said once.
+    let ready = ServiceExt::<msakit::ServiceCall>::ready(&mut client);
+    let response = ready.await.unwrap().call(call).await.unwrap();
     assert_eq!(response.text().await.unwrap(), "[]");
 }
 
@@ -523,4 +525,66 @@ async fn a_request_that_cannot_be_made_fails_before_anything_is_sent() {
         "{error}"
     );
     assert_eq!(target.hits.load(Ordering::SeqCst), 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn an_http_request_naming_the_service_as_its_host_goes_through_the_tower_face() {
+    use tower::ServiceExt;
+    let server = registry(None).await;
+    let url = server.url();
+    // A backend that echoes what it was sent.
+    let app = axum::Router::new().fallback(
+        |method: axum::http::Method, uri: axum::http::Uri, headers: HeaderMap, body: String| async move {
+            let tenant = headers
+                .get("x-tenant")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none")
+                .to_owned();
+            let traced = headers
+                .get("traceparent")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t.contains("4bf92f3577b34da6a3ce929d0e0e4736"));
+            (StatusCode::CREATED, format!("{method} {uri} {tenant} {traced} {body}"))
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let registered = reqwest::Client::new()
+        .put(format!("{url}/v1/services/ledger/instances/l1"))
+        .json(&serde_json::json!({"host": "127.0.0.1", "port": port}))
+        .send()
+        .await
+        .unwrap();
+    assert!(registered.status().is_success());
+    let client = client(&url, ServiceClientOptions::default());
+
+    let request = http::Request::builder()
+        .method("POST")
+        .uri("http://ledger/entries?batch=7")
+        .header("x-tenant", "acme")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .body(String::from("{\"amount\":5}"))
+        .unwrap();
+    let response = client.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 201);
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        String::from_utf8(body.to_vec()).unwrap(),
+        "POST /entries?batch=7 acme true {\"amount\":5}"
+    );
+
+    // A URI without a host names no service.
+    let nowhere = http::Request::builder()
+        .uri("/entries")
+        .body(String::new())
+        .unwrap();
+    let error = client.oneshot(nowhere).await.unwrap_err();
+    assert!(matches!(error.kind, CallErrorKind::NoService), "{error}");
 }
