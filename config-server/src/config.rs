@@ -348,15 +348,7 @@ mod tests {
     #[test]
     fn every_flag_reads_its_documented_variable() {
         use clap::CommandFactory;
-        let command = Cli::command();
-        let mut seen: Vec<(String, String)> = command
-            .get_arguments()
-            .filter_map(|a| {
-                let env = a.get_env()?.to_str()?.to_owned();
-                Some((a.get_id().to_string(), env))
-            })
-            .collect();
-        seen.sort();
+        let seen = msakit_server_kit::flag_variables(&Cli::command());
         let expected = [
             ("cluster_token", "MSAKIT_CONFIG_CLUSTER_TOKEN"),
             ("config", "MSAKIT_CONFIG_CONFIG"),

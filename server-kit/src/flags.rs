@@ -59,6 +59,20 @@ macro_rules! env_names {
     };
 }
 
+/// Every flag of `command` that reads an environment variable, with the variable, sorted by flag:
+/// what a server's test compares with the variables it documents.
+pub fn flag_variables(command: &clap::Command) -> Vec<(String, String)> {
+    let mut flags: Vec<(String, String)> = command
+        .get_arguments()
+        .filter_map(|arg| {
+            let variable = arg.get_env()?.to_str()?.to_owned();
+            Some((arg.get_id().to_string(), variable))
+        })
+        .collect();
+    flags.sort();
+    flags
+}
+
 /// The flags of serving: the config file, the address, the data directory, the connection
 /// limit, TLS and the log format. A server flattens them into its own `Cli`.
 #[derive(Debug, Clone, Default, clap::Args)]

@@ -19,7 +19,7 @@ mod wait;
 
 pub use config_file::{ConfigFileError, read_yaml_file};
 pub use error::ApiError;
-pub use flags::{EnvNames, ServeFlags};
+pub use flags::{EnvNames, ServeFlags, flag_variables};
 pub use format_version::FormatVersion;
 pub use limits::{Limit, Rejections, WatcherSlot, WatchersPerClient};
 pub use logging::{LogFormat, init_logging};

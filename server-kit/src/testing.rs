@@ -184,3 +184,25 @@ pub async fn wait_for_text(url: &str) -> String {
     }
     panic!("no answer from {url}");
 }
+
+/// A golden file of a server's internal formats: `{crate_dir}/tests/formats/{version}/{name}`,
+/// as JSON.
+pub fn golden_file(crate_dir: &str, version: u16, name: &str) -> Value {
+    let path = format!("{crate_dir}/tests/formats/{version}/{name}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `value` with `"format_version": 1` added to the object at each of `pointers` (JSON
+/// pointers): what a build that stamps its records writes where an older one wrote `value`.
+pub fn stamped<P: AsRef<str>>(mut value: Value, pointers: &[P]) -> Value {
+    for pointer in pointers {
+        let pointer = pointer.as_ref();
+        value
+            .pointer_mut(pointer)
+            .and_then(Value::as_object_mut)
+            .unwrap_or_else(|| panic!("no object at {pointer}"))
+            .insert("format_version".into(), serde_json::json!(1));
+    }
+    value
+}

@@ -3,6 +3,7 @@
 //! unchanged but for the version stamp.
 
 use msakit_raft::testing::add_unknown_fields;
+use msakit_server_kit::testing::{golden_file, stamped};
 use serde_json::{Value, json};
 
 use super::{SnapshotRecord, StoredVersion};
@@ -22,24 +23,7 @@ fn config_store(store: Storage) -> Result<ConfigStore, StorageError> {
 }
 
 fn golden(version: u16, name: &str) -> Value {
-    let path = format!(
-        "{}/tests/formats/{version}/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// `value` with `"format_version": 1` added to every object at `pointers`.
-fn stamped(mut value: Value, pointers: &[String]) -> Value {
-    for pointer in pointers {
-        value
-            .pointer_mut(pointer)
-            .and_then(Value::as_object_mut)
-            .unwrap_or_else(|| panic!("no object at {pointer}"))
-            .insert("format_version".into(), json!(1));
-    }
-    value
+    golden_file(env!("CARGO_MANIFEST_DIR"), version, name)
 }
 
 /// Where a log entry's records are: each proposed version's stored version; a schema's or

@@ -2,6 +2,7 @@
 //! (written by the build before format versions, `1/`) are read, applied, and written back
 //! unchanged but for the version stamp.
 
+use msakit_server_kit::testing::{golden_file, stamped};
 use serde_json::{Value, json};
 
 use super::{SnapshotRecord, StoredInstanceRecord};
@@ -12,24 +13,7 @@ use crate::writes::{self, Applied};
 type Entry = openraft::Entry<TypeConfig>;
 
 fn golden(version: u16, name: &str) -> Value {
-    let path = format!(
-        "{}/tests/formats/{version}/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// `value` with `"format_version": 1` added to the object at `pointer`.
-fn stamped(mut value: Value, pointers: &[&str]) -> Value {
-    for pointer in pointers {
-        value
-            .pointer_mut(pointer)
-            .and_then(Value::as_object_mut)
-            .unwrap_or_else(|| panic!("no object at {pointer}"))
-            .insert("format_version".into(), json!(1));
-    }
-    value
+    golden_file(env!("CARGO_MANIFEST_DIR"), version, name)
 }
 
 /// The pointer to a log entry's command body (`/payload/Normal/{Variant}`).
