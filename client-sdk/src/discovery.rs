@@ -207,6 +207,34 @@ impl Discovery {
         })
     }
 
+    /// The names of the services that have at least one instance, asked of the registry now
+    /// (not cached): what a caller that must find services it was not told about starts from,
+    /// then [`instances`](Self::instances) of each.
+    pub async fn services(&self) -> Result<Vec<String>, DiscoveryError> {
+        let mut reason = String::new();
+        let registry = &self.inner.options.connection;
+        for base in &registry.urls {
+            let url = format!("{}/v1/services", base.trim_end_matches('/'));
+            let request = registry
+                .authorised(registry.http.get(url))
+                .timeout(registry.request_timeout);
+            match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    match response.json::<msakit_api::registry::ServiceList>().await {
+                        Ok(list) => return Ok(list.services.into_iter().map(|s| s.name).collect()),
+                        Err(e) => reason = e.to_string(),
+                    }
+                }
+                Ok(response) => reason = format!("registry answered {}", response.status()),
+                Err(e) => reason = e.to_string(),
+            }
+        }
+        Err(DiscoveryError::Unavailable {
+            service: "*".to_owned(),
+            reason,
+        })
+    }
+
     async fn fetch(&self, service: &str) -> Result<ServiceInstances, DiscoveryError> {
         let mut reason = String::new();
         let registry = &self.inner.options.connection;

@@ -162,18 +162,18 @@ pub(crate) async fn rejoin(
     cluster.start(&node.name, &node.args).await?;
     let mut target = None;
     for other in others {
-        if let Some(status) = status(http, &other.url).await {
-            if status["role"] == "Leader" {
-                target = status["applied_index"].as_u64();
-            }
+        if let Some(status) = status(http, &other.url).await
+            && status["role"] == "Leader"
+        {
+            target = status["applied_index"].as_u64();
         }
     }
     let target = target.context("no leader among the other nodes")?;
     while started.elapsed() < within {
-        if let Some(status) = status(http, &node.url).await {
-            if status["applied_index"].as_u64() >= Some(target) {
-                return Ok(started.elapsed());
-            }
+        if let Some(status) = status(http, &node.url).await
+            && status["applied_index"].as_u64() >= Some(target)
+        {
+            return Ok(started.elapsed());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

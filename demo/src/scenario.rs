@@ -684,13 +684,12 @@ impl Run {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             let scrape = view::scrape(&self.http, &self.registry, &[]).await;
-            if let Some(registered) = scrape.registered {
-                if want
+            if let Some(registered) = scrape.registered
+                && want
                     .iter()
                     .all(|(s, n)| registered.get(*s).copied().unwrap_or(0) >= *n)
-                {
-                    return Ok(());
-                }
+            {
+                return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

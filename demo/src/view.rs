@@ -97,27 +97,27 @@ impl Scrape {
 pub(crate) async fn scrape(http: &reqwest::Client, registry: &str, targets: &[String]) -> Scrape {
     let mut scrape = Scrape::default();
     for target in targets {
-        if let Ok(response) = http.get(target).send().await {
-            if let Ok(text) = response.text().await {
-                scrape.metrics.extend(parse(&text));
-            }
+        if let Ok(response) = http.get(target).send().await
+            && let Ok(text) = response.text().await
+        {
+            scrape.metrics.extend(parse(&text));
         }
     }
-    if let Ok(response) = http.get(format!("{registry}/v1/services")).send().await {
-        if let Ok(list) = response.json::<msakit_api::registry::ServiceList>().await {
-            scrape.registered = Some(
-                list.services
-                    .into_iter()
-                    .map(|s| {
-                        let up = s
-                            .by_status
-                            .get(&msakit_api::registry::InstanceStatus::Up)
-                            .copied();
-                        (s.name, up.unwrap_or(0))
-                    })
-                    .collect(),
-            );
-        }
+    if let Ok(response) = http.get(format!("{registry}/v1/services")).send().await
+        && let Ok(list) = response.json::<msakit_api::registry::ServiceList>().await
+    {
+        scrape.registered = Some(
+            list.services
+                .into_iter()
+                .map(|s| {
+                    let up = s
+                        .by_status
+                        .get(&msakit_api::registry::InstanceStatus::Up)
+                        .copied();
+                    (s.name, up.unwrap_or(0))
+                })
+                .collect(),
+        );
     }
     scrape
 }
