@@ -6,9 +6,11 @@
 //! The same binary is every process: with no subcommand it orchestrates; `registry`,
 //! `config-server` and `service <kind>` are the children it starts.
 
+mod choreography;
 mod cluster;
 mod ha;
 mod ledger;
+mod report;
 mod scenario;
 mod servers;
 mod services;
@@ -37,6 +39,17 @@ struct Cli {
     /// scenario kills both leaders.
     #[arg(long)]
     ha: bool,
+    /// The choreographed saga instead (services react to each other's events; msakit-events):
+    /// SIGKILLs the relay after a commit and a consumer mid-handler, then checks every order.
+    #[arg(long)]
+    choreography: bool,
+    /// With `--choreography`: events over Kafka at HOST:PORT instead of the direct transport.
+    #[arg(long, value_name = "HOST:PORT", requires = "choreography")]
+    kafka: Option<String>,
+    /// With `--kafka`: the broker's directory as given to `events/kafka/start DIR PORT`; the
+    /// scenario then also stops the broker for 10 s and starts it again.
+    #[arg(long, value_name = "DIR", requires = "kafka")]
+    kafka_dir: Option<PathBuf>,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -73,6 +86,15 @@ enum Child {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let Some(child) = cli.child else {
+        if cli.choreography {
+            let options = choreography::scenario::Options {
+                quick: cli.quick,
+                kafka: cli.kafka,
+                kafka_dir: cli.kafka_dir,
+            };
+            let held = choreography::scenario::run(options).await?;
+            std::process::exit(if held { 0 } else { 1 });
+        }
         let tui = !cli.no_tui && std::io::IsTerminal::is_terminal(&std::io::stdout());
         let options = scenario::Options {
             quick: cli.quick,
@@ -83,8 +105,16 @@ async fn main() -> anyhow::Result<()> {
         let held = scenario::run(options).await?;
         std::process::exit(if held { 0 } else { 1 });
     };
-    // Children log to stderr, which the orchestrator sends to a file per process.
-    msakit_server_kit::init_logging(msakit_server_kit::LogFormat::Json);
+    // Children log JSON to stderr, which the orchestrator sends to a file per process (their
+    // stdout is the READY line).
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     services::leave_with_parent();
     match child {
         Child::Registry {

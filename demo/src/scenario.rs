@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cluster::Cluster;
 use crate::ha;
 use crate::ledger::Ledger;
+use crate::report::Report;
 use crate::traffic::{self, Recorder};
 use crate::view::{self, Scrape};
 
@@ -31,14 +32,6 @@ pub(crate) struct Options {
 /// The lease every instance asks for; heartbeats go every third of it.
 const LEASE: Duration = Duration::from_secs(3);
 
-/// One line of the report.
-struct Expectation {
-    phase: &'static str,
-    expected: String,
-    measured: String,
-    held: bool,
-}
-
 /// The run in progress.
 struct Run {
     options: Options,
@@ -53,7 +46,7 @@ struct Run {
     /// The clusters, with `--ha`.
     ha: Option<ha::Servers>,
     recorder: Arc<Recorder>,
-    report: Vec<Expectation>,
+    report: Report,
     phase_name: &'static str,
     last: Scrape,
     /// What happened so far, shown under the live view.
@@ -137,7 +130,7 @@ async fn play(options: Options, cluster: &mut Cluster) -> anyhow::Result<bool> {
         config_urls,
         ha: servers,
         recorder: Arc::new(Recorder::default()),
-        report: Vec::new(),
+        report: Report::default(),
         phase_name: "starting",
         last: Scrape::default(),
         events: Vec::new(),
@@ -223,7 +216,7 @@ impl Run {
         self.enter(1, "steady state");
         self.watch(phase_time, |_, _| false).await;
         let samples = self.recorder.phase(1);
-        self.expect(
+        self.report.expect(
             "1 steady",
             "≥ 99% of orders answered 2xx",
             format!(
@@ -249,7 +242,7 @@ impl Run {
             })
             .await;
         let samples = self.recorder.phase(2);
-        self.expect(
+        self.report.expect(
             "2 kill payment-1",
             format!("evicted within lease + 1 s ({} s)", LEASE.as_secs() + 1),
             evicted.map_or("not evicted".to_owned(), |t| {
@@ -257,7 +250,7 @@ impl Run {
             }),
             evicted.is_some_and(|t| t - killed <= LEASE + Duration::from_secs(1)),
         );
-        self.expect(
+        self.report.expect(
             "2 kill payment-1",
             "≥ 97% of orders answered 2xx (retried on payment-2)",
             format!(
@@ -282,7 +275,7 @@ impl Run {
             .iter()
             .filter(|s| s.status == 0 || s.status >= 500 && s.status != 503)
             .count();
-        self.expect(
+        self.report.expect(
             "3 payment sick",
             "order's breaker for payment opens",
             opened.map_or("never opened".to_owned(), |t| {
@@ -290,7 +283,7 @@ impl Run {
             }),
             opened.is_some(),
         );
-        self.expect(
+        self.report.expect(
             "3 payment sick",
             "no pile-up: p99 ≤ 1.5 s, every request answered",
             format!(
@@ -300,7 +293,7 @@ impl Run {
             ),
             traffic::quantile(&samples, 0.99) <= Duration::from_millis(1500) && unanswered == 0,
         );
-        self.expect(
+        self.report.expect(
             "3 payment sick",
             "orders accepted with \"payment pending\" or rejected fast",
             format!(
@@ -330,7 +323,7 @@ impl Run {
                 scrape.open_breakers("payment") == 0 && scrape.closed_breakers("payment") >= 2
             })
             .await;
-        self.expect(
+        self.report.expect(
             "4 payment healed",
             "breakers half-open and close by themselves",
             closed.map_or("still open".to_owned(), |t| {
@@ -361,7 +354,7 @@ impl Run {
         let reloaded = self
             .watch(Duration::from_secs(3), |scrape, _| reloads(scrape) > before)
             .await;
-        self.expect(
+        self.report.expect(
             "4 gateway config",
             "the gateway swaps in changed route settings live",
             reloaded.map_or("no reload seen".to_owned(), |_| {
@@ -382,7 +375,7 @@ impl Run {
         self.watch(phase_time, |_, _| false).await;
         let samples = self.recorder.phase(6);
         let ledger = Ledger::read(self.cluster.dir())?;
-        self.expect(
+        self.report.expect(
             "6 delivery fails",
             "sagas compensate: orders CANCELLED, payments refunded",
             format!(
@@ -424,7 +417,7 @@ impl Run {
                 })
             })
             .count();
-        self.expect(
+        self.report.expect(
             "3 kill order-1",
             "sagas of an order instance killed mid-way all end final after its restart",
             format!(
@@ -435,9 +428,9 @@ impl Run {
             !orphaned.is_empty() && unfinished == 0,
         );
         for (expected, measured, held) in ledger.check(&accepted) {
-            self.expect("invariants", expected, measured, held);
+            self.report.expect("invariants", expected, measured, held);
         }
-        Ok(self.print_report())
+        Ok(self.report.print())
     }
 
     /// Phase 5: the registry is killed, and restarted empty after `outage`.
@@ -450,7 +443,7 @@ impl Run {
         self.cluster.kill("registry").await?;
         self.watch(outage, |_, _| false).await;
         let samples = self.recorder.phase(5);
-        self.expect(
+        self.report.expect(
             "5 registry down",
             "≥ 97% of orders answered 2xx from the SDK caches",
             format!(
@@ -480,7 +473,7 @@ impl Run {
             )
             .await;
         let heartbeat = LEASE / 3;
-        self.expect(
+        self.report.expect(
             "5 registry back",
             format!(
                 "every instance registered again within one heartbeat ({} ms) + 1 s slack",
@@ -546,7 +539,7 @@ impl Run {
         self.watch(outage.saturating_sub(elected), |_, _| false)
             .await;
         let samples = self.recorder.phase(5);
-        self.expect(
+        self.report.expect(
             "5 kill leaders",
             "≥ 97% of orders answered 2xx while both leaders are killed",
             format!(
@@ -562,7 +555,7 @@ impl Run {
                 Duration::from_secs(1),
             )
             .await;
-        self.expect(
+        self.report.expect(
             "5 new leaders",
             "both clusters elect a new leader within 10 s; no live instance evicted",
             format!(
@@ -596,7 +589,7 @@ impl Run {
                 .await,
             );
         }
-        self.expect(
+        self.report.expect(
             "5 nodes rejoin",
             "the killed nodes restart and catch up with their cluster within 20 s",
             caught_up
@@ -650,7 +643,7 @@ impl Run {
             .await
             .map(|r| r.status().as_u16())
             .unwrap_or(0);
-        self.expect(
+        self.report.expect(
             "0 gateway",
             "a request without an API key is refused with 401",
             format!("answered {anonymous}"),
@@ -671,7 +664,7 @@ impl Run {
         let statuses = futures_util::future::join_all(burst).await;
         let limited = statuses.iter().filter(|s| **s == 429).count();
         let served = statuses.iter().filter(|s| **s == 404).count();
-        self.expect(
+        self.report.expect(
             "0 gateway",
             "one client over its rate (100/s) gets 429s, the rest is routed",
             format!("{limited} × 429, {served} × 404 from order"),
@@ -765,45 +758,6 @@ impl Run {
         }
         seen
     }
-
-    fn expect(
-        &mut self,
-        phase: &'static str,
-        expected: impl Into<String>,
-        measured: String,
-        held: bool,
-    ) {
-        self.report.push(Expectation {
-            phase,
-            expected: expected.into(),
-            measured,
-            held,
-        });
-    }
-
-    fn print_report(&self) -> bool {
-        println!("\n## msakit demo report\n");
-        println!("| phase | expected | measured | result |\n|---|---|---|---|");
-        for e in &self.report {
-            println!(
-                "| {} | {} | {} | {} |",
-                e.phase,
-                e.expected,
-                e.measured,
-                if e.held { "PASS" } else { "FAIL" }
-            );
-        }
-        let held = self.report.iter().all(|e| e.held);
-        println!(
-            "\n{}",
-            if held {
-                "RESULT: PASS — every expectation held"
-            } else {
-                "RESULT: FAIL"
-            }
-        );
-        held
-    }
 }
 
 fn count_state(samples: &[traffic::Sample], state: &str) -> usize {
@@ -814,7 +768,7 @@ fn say(line: &str) {
     println!("» {line}");
 }
 
-async fn put_config(
+pub(crate) async fn put_config(
     http: &reqwest::Client,
     config: &str,
     application: &str,

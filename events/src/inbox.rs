@@ -17,6 +17,9 @@ use crate::envelope::Envelope;
 use crate::error::HandlerError;
 use crate::handler::TopicHandlers;
 
+/// How long one transaction applies events before it commits and the next one begins.
+const HOLD_TRANSACTION_AT_MOST: Duration = Duration::from_millis(100);
+
 /// How a failing handler is retried before its event becomes a dead letter.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -74,33 +77,43 @@ pub(crate) async fn apply(
 ) -> Result<usize, EventsError> {
     let mut done = 0;
     while done < batch.len() {
+        // One transaction for as many events as succeed, but held briefly: SQLite has one
+        // writer, and the other instances (and the relay) wait for it.
         let mut transaction = pool.begin().await?;
+        let opened = Instant::now();
+        let mut next = done;
         let mut failure = None;
-        for (offset, envelope) in batch[done..].iter().enumerate() {
+        for envelope in &batch[done..] {
+            if next > done && opened.elapsed() >= HOLD_TRANSACTION_AT_MOST {
+                break;
+            }
             let Some(handler) = handlers.for_event(envelope) else {
+                next += 1;
                 continue;
             };
             let mut savepoint = transaction.begin().await?;
             if !record(&mut savepoint, &handlers.group, &envelope.id).await? {
                 savepoint.rollback().await?;
+                next += 1;
                 continue;
             }
             match handler.handle(&mut savepoint, envelope, 1).await {
-                Ok(()) => savepoint.commit().await?,
+                Ok(()) => {
+                    savepoint.commit().await?;
+                    next += 1;
+                }
                 Err(error) => {
                     savepoint.rollback().await?;
-                    failure = Some((done + offset, error));
+                    failure = Some(error);
                     break;
                 }
             }
         }
         transaction.commit().await?;
-        match failure {
-            None => done = batch.len(),
-            Some((index, error)) => {
-                retry(pool, handlers, policy, &batch[index], error).await?;
-                done = index + 1;
-            }
+        done = next;
+        if let Some(error) = failure {
+            retry(pool, handlers, policy, &batch[done], error).await?;
+            done += 1;
         }
         if until.is_some_and(|until| Instant::now() >= until) {
             break;

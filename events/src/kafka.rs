@@ -196,17 +196,24 @@ impl Consumer {
         stop: CancellationToken,
     ) {
         let mut failures = 0u32;
+        let mut receive_errors = 0u64;
         loop {
             let first = tokio::select! {
                 () = stop.cancelled() => break,
                 received = self.consumer.recv() => received,
             };
             let first = match first {
-                Ok(message) => message.detach(),
+                Ok(message) => {
+                    receive_errors = 0;
+                    message.detach()
+                }
+                // librdkafka recovers by itself (reconnects, rejoins); these are its reports,
+                // queued one per failed attempt, and must be drained, not waited on.
                 Err(error) => {
-                    tracing::warn!(%error, %group, %topic, "kafka: receive failed");
-                    failures += 1;
-                    pause(failures, &stop).await;
+                    receive_errors += 1;
+                    if receive_errors.is_power_of_two() {
+                        tracing::warn!(%error, %group, %topic, errors = receive_errors, "kafka: receive failed");
+                    }
                     continue;
                 }
             };

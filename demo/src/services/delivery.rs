@@ -33,7 +33,8 @@ struct Schedule {
 
 pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let db = Db::open(&args.db, SCHEMA)?;
-    let instance = Instance::<DeliveryConfig>::start(args, true).await?;
+    let mut instance = Instance::<DeliveryConfig>::start(args).await?;
+    instance.register(&[]).await?;
     let routes = Router::new()
         .route("/deliveries", post(schedule))
         .with_state(db);

@@ -75,7 +75,7 @@ fn build(config: &GatewayConfig, client: &Client, previous: Option<&Live>) -> an
 }
 
 pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
-    let instance = Instance::<GatewayConfig>::start(args, false).await?;
+    let instance = Instance::<GatewayConfig>::start(args).await?;
     let live = Arc::new(RwLock::new(Arc::new(build(
         &instance.config.current(),
         &instance.client,

@@ -72,6 +72,15 @@ pub(crate) struct ServiceArgs {
     /// Port to listen on (0: any).
     #[arg(long, default_value_t = 0)]
     pub(crate) port: u16,
+    /// Run the choreographed saga's side of this service (msakit-events).
+    #[arg(long)]
+    pub(crate) choreographed: bool,
+    /// The choreographed saga's Kafka brokers (default: the direct transport).
+    #[arg(long)]
+    pub(crate) kafka: Option<String>,
+    /// Prefix of the choreographed saga's topics (keeps runs on one broker apart).
+    #[arg(long, default_value = "")]
+    pub(crate) topic_prefix: String,
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -118,8 +127,8 @@ pub(crate) struct Instance<T> {
 }
 
 impl<T: ServiceConfig> Instance<T> {
-    /// Binds, installs metrics, reads config (failing fast if it cannot), and registers.
-    pub(crate) async fn start(args: ServiceArgs, register: bool) -> anyhow::Result<Self> {
+    /// Binds, installs metrics and reads config (failing fast if it cannot).
+    pub(crate) async fn start(args: ServiceArgs) -> anyhow::Result<Self> {
         let recorder = msakit_server_kit::prometheus_recorder();
         let metrics = recorder.handle();
         metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
@@ -130,7 +139,6 @@ impl<T: ServiceConfig> Instance<T> {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
             .await
             .context("binding")?;
-        let port = listener.local_addr()?.port();
         let client = Client::builder()
             .registry_urls(args.registry.clone())
             .config_urls(args.config.clone())
@@ -144,35 +152,42 @@ impl<T: ServiceConfig> Instance<T> {
             .config::<T>(options)
             .await
             .context("reading config")?;
-        let registration = register
-            .then(|| {
-                let options =
-                    RegistrationOptions::new(args.kind.name(), &args.instance, "127.0.0.1", port)
-                        .lease(args.lease);
-                client.registration(options)
-            })
-            .transpose()
-            .context("registering")?;
-        if let Some(registration) = &registration {
-            tokio::time::timeout(Duration::from_secs(10), registration.registered())
-                .await
-                .context("registering")?;
-        }
-        // The orchestrator waits for this line.
-        println!("READY {port}");
         Ok(Self {
             args,
             client,
             config: Arc::new(config),
             listener,
             metrics,
-            registration,
+            registration: None,
         })
     }
 
-    /// Serves `routes` (behind the fault switches) plus `/health` and `/metrics` until SIGTERM
-    /// or Ctrl-C, then deregisters.
+    /// Registers this instance, with `metadata`, and waits until the registry has it.
+    pub(crate) async fn register(&mut self, metadata: &[(&str, String)]) -> anyhow::Result<()> {
+        let port = self.listener.local_addr()?.port();
+        let mut options = RegistrationOptions::new(
+            self.args.kind.name(),
+            &self.args.instance,
+            "127.0.0.1",
+            port,
+        )
+        .lease(self.args.lease);
+        for (key, value) in metadata {
+            options = options.metadata(*key, value.clone());
+        }
+        let registration = self.client.registration(options).context("registering")?;
+        tokio::time::timeout(Duration::from_secs(10), registration.registered())
+            .await
+            .context("registering")?;
+        self.registration = Some(registration);
+        Ok(())
+    }
+
+    /// Says READY, then serves `routes` (behind the fault switches) plus `/health` and
+    /// `/metrics` until SIGTERM or Ctrl-C, then deregisters.
     pub(crate) async fn serve(self, routes: Router) -> anyhow::Result<()> {
+        // The orchestrator waits for this line.
+        println!("READY {}", self.listener.local_addr()?.port());
         let metrics = self.metrics.clone();
         let routes = routes.layer(axum::middleware::from_fn_with_state(
             Arc::clone(&self.config),
@@ -275,6 +290,14 @@ pub(crate) fn now_ms() -> i64 {
 
 /// Runs one service instance until it is told to stop.
 pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
+    if args.choreographed {
+        return match args.kind {
+            Kind::Order => crate::choreography::order::run(args).await,
+            Kind::Payment => crate::choreography::payment::run(args).await,
+            Kind::Delivery => crate::choreography::delivery::run(args).await,
+            Kind::Gateway => anyhow::bail!("the choreographed saga has no gateway of its own"),
+        };
+    }
     match args.kind {
         Kind::Gateway => gateway::run(args).await,
         Kind::Order => order::run(args).await,

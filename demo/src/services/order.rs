@@ -107,7 +107,8 @@ struct OrderView {
 
 pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let db = Db::open(&args.db, SCHEMA)?;
-    let instance = Instance::<OrderConfig>::start(args, true).await?;
+    let mut instance = Instance::<OrderConfig>::start(args).await?;
+    instance.register(&[]).await?;
     let settings = instance.config.current().calls.clone();
     settings.breaker.validate()?;
     let saga = Saga {

@@ -47,7 +47,8 @@ struct AppState {
 
 pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
     let db = Db::open(&args.db, SCHEMA)?;
-    let instance = Instance::<PaymentConfig>::start(args, true).await?;
+    let mut instance = Instance::<PaymentConfig>::start(args).await?;
+    instance.register(&[]).await?;
     let state = AppState {
         db,
         instance: instance.args.instance.clone(),
