@@ -7,6 +7,7 @@ mod cluster;
 mod compare;
 #[cfg(feature = "etcd")]
 mod etcd;
+mod events;
 mod java;
 mod load;
 mod ours;
@@ -42,6 +43,9 @@ enum Command {
     /// Config writes on one config server vs a three-node cluster (and etcd's, with `etcd`);
     /// registrations and heartbeats on one registry vs three.
     Cluster(cluster::ClusterArgs),
+    /// Events end to end (outbox → transport → inbox) on Kafka and direct, against bare
+    /// rdkafka on the same broker.
+    Events(events::EventsArgs),
     /// (internal) the registry under test.
     #[command(hide = true)]
     ServeRegistry {
@@ -101,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         Command::ServeConfig { data_dir, node } => {
             process::serve_config(&data_dir, node.listen, node.cluster()).await
         }
+        Command::Events(args) => events::run(args).await,
         Command::Cluster(args) => {
             let dir = scratch()?;
             let report = cluster::cluster(&args, dir.path()).await?;

@@ -50,6 +50,10 @@ struct Cli {
     /// scenario then also stops the broker for 10 s and starts it again.
     #[arg(long, value_name = "DIR", requires = "kafka")]
     kafka_dir: Option<PathBuf>,
+    /// With `--choreography`: instead of the phases, 20 random SIGKILLs of the services while
+    /// this many events flow, then the same checks of every order.
+    #[arg(long, value_name = "EVENTS", requires = "choreography")]
+    crash_test: Option<u64>,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -91,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
                 quick: cli.quick,
                 kafka: cli.kafka,
                 kafka_dir: cli.kafka_dir,
+                crash_test: cli.crash_test,
             };
             let held = choreography::scenario::run(options).await?;
             std::process::exit(if held { 0 } else { 1 });

@@ -222,7 +222,7 @@ async fn deliver(
             Err(error) => {
                 tracing::warn!(%error, "direct transport: log unreadable");
                 failures += 1;
-                pause(failures, &held).await;
+                crate::pause::after_failure(failures, &held).await;
                 continue;
             }
         };
@@ -275,7 +275,7 @@ async fn deliver(
         };
         if acknowledged == 0 {
             failures += 1;
-            pause(failures, &held).await;
+            crate::pause::after_failure(failures, &held).await;
             continue;
         }
         failures = 0;
@@ -293,14 +293,9 @@ async fn deliver(
             // Delivered again from the old position later: the inbox absorbs it.
             tracing::warn!(%error, "direct transport: position not stored");
         }
-    }
-}
-
-async fn pause(failures: u32, held: &CancellationToken) {
-    let pause = Duration::from_millis(50u64 << failures.min(6)).min(Duration::from_secs(2));
-    tokio::select! {
-        () = held.cancelled() => {}
-        () = tokio::time::sleep(pause) => {}
+        if (batch.len() as i64) < DELIVERY_BATCH {
+            tokio::time::sleep(crate::relay::LINGER).await;
+        }
     }
 }
 

@@ -7,7 +7,6 @@
 //! uncommitted records delivered again, to itself or another member, and the inbox absorbs them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use rdkafka::ClientConfig;
@@ -260,7 +259,7 @@ impl Consumer {
                     Err(error) => {
                         tracing::warn!(%error, %group, %topic, "kafka: batch not applied; retrying");
                         failures += 1;
-                        if pause(failures, &stop).await {
+                        if crate::pause::after_failure(failures, &stop).await {
                             break;
                         }
                     }
@@ -294,14 +293,5 @@ fn read_envelope(topic: &str, message: &rdkafka::message::OwnedMessage) -> Envel
                 payload: serde_json::Value::String(String::from_utf8_lossy(payload).into_owned()),
             }
         }
-    }
-}
-
-/// Waits after a failure; true when stopped meanwhile.
-async fn pause(failures: u32, stop: &CancellationToken) -> bool {
-    let pause = Duration::from_millis(50u64 << failures.min(6)).min(Duration::from_secs(2));
-    tokio::select! {
-        () = stop.cancelled() => true,
-        () = tokio::time::sleep(pause) => false,
     }
 }

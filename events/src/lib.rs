@@ -39,6 +39,7 @@ mod inbox;
 #[cfg(feature = "kafka")]
 mod kafka;
 mod outbox;
+mod pause;
 mod relay;
 mod trace;
 mod transport;

@@ -27,6 +27,8 @@ const LEASE: Duration = Duration::from_secs(5);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How often the outbox is looked at without a wake-up.
 const POLL: Duration = Duration::from_millis(250);
+/// The pause after a short batch, for the next to gather.
+pub(crate) const LINGER: Duration = Duration::from_millis(2);
 /// The longest quick look after a wake-up found nothing yet.
 const QUICK_LOOKS_UP_TO: Duration = Duration::from_millis(64);
 
@@ -138,7 +140,8 @@ async fn publish(pool: &AnyPool, wake: &Notify, sink: &Sink, held: &Cancellation
             Ok(rows) => rows,
             Err(error) => {
                 tracing::warn!(%error, "relay: outbox unreadable");
-                pause_after_failure(&mut failures, held).await;
+                failures = failures.saturating_add(1);
+                crate::pause::after_failure(failures, held).await;
                 continue;
             }
         };
@@ -160,21 +163,19 @@ async fn publish(pool: &AnyPool, wake: &Notify, sink: &Sink, held: &Cancellation
                 failures = 0;
                 quick_look = Some(Duration::from_millis(1));
                 metrics::counter!("msakit_events_published_total").increment(rows.len() as u64);
+                // A short batch: let more gather before the next read, so a steady stream is
+                // relayed in a few larger transactions rather than one per event (each is a
+                // commit the service's own writers wait for).
+                if (rows.len() as i64) < BATCH {
+                    tokio::time::sleep(LINGER).await;
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, events = rows.len(), "relay: transport refused the batch; retrying");
-                pause_after_failure(&mut failures, held).await;
+                failures = failures.saturating_add(1);
+                crate::pause::after_failure(failures, held).await;
             }
         }
-    }
-}
-
-async fn pause_after_failure(failures: &mut u32, held: &CancellationToken) {
-    *failures = failures.saturating_add(1);
-    let pause = Duration::from_millis(50u64 << (*failures).min(5)).min(Duration::from_secs(2));
-    tokio::select! {
-        () = held.cancelled() => {}
-        () = tokio::time::sleep(pause) => {}
     }
 }
 

@@ -108,6 +108,29 @@ pub(crate) async fn states(dir: &Path) -> anyhow::Result<BTreeMap<String, (i64, 
         .collect())
 }
 
+/// Events published so far: each order's `OrderPlaced`, and one event per effect of payment
+/// and delivery (each publishes one with each effect, in its transaction).
+pub(crate) async fn published(dir: &Path) -> anyhow::Result<u64> {
+    use super::scenario::{DELIVERY_DB, ORDER_DB, PAYMENT_DB};
+    let mut total = 0;
+    for (db, tables) in [
+        (ORDER_DB, &["orders"][..]),
+        (PAYMENT_DB, &["charges", "declines", "refunds"][..]),
+        (DELIVERY_DB, &["deliveries", "failures"][..]),
+    ] {
+        let pool = open(dir, db).await?;
+        for table in tables {
+            let count: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                    .fetch_one(&pool)
+                    .await?;
+            total += count as u64;
+        }
+        pool.close().await;
+    }
+    Ok(total)
+}
+
 /// Reads the three databases.
 pub(crate) async fn check(dir: &Path, accepted: &[String]) -> anyhow::Result<Findings> {
     use super::scenario::{DELIVERY_DB, ORDER_DB, PAYMENT_DB};

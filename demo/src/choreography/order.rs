@@ -113,23 +113,7 @@ async fn place(
     headers: HeaderMap,
     Json(order): Json<PlaceOrder>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let id = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 64)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_idempotency_key",
-                "an order needs an Idempotency-Key header of 1 to 64 characters",
-            )
-        })?
-        .to_owned();
-    if order.amount <= 0 {
-        return Err(ApiError::bad_request(
-            "invalid_amount",
-            "the amount must be positive",
-        ));
-    }
+    let id = crate::services::order_request(&headers, order.amount)?;
     let internal = |e: &dyn std::fmt::Display| ApiError::internal(e);
     let mut tx = state.pool.begin().await.map_err(|e| internal(&e))?;
     let created = sqlx::query(

@@ -36,6 +36,8 @@ pub(crate) struct Options {
     pub(crate) kafka: Option<String>,
     /// The broker's directory for `events/kafka/stop` and `start`: enables the broker phase.
     pub(crate) kafka_dir: Option<PathBuf>,
+    /// Instead of the phases: 20 random SIGKILLs while this many events flow.
+    pub(crate) crash_test: Option<u64>,
 }
 
 /// Runs the scenario; whether every expectation held.
@@ -141,7 +143,22 @@ async fn play(options: &Options, cluster: &mut Cluster) -> anyhow::Result<bool> 
     )?;
     let placed = Arc::new(Mutex::new(Placed::default()));
     let stop_traffic = CancellationToken::new();
-    let traffic = tokio::spawn(traffic(calls, Arc::clone(&placed), stop_traffic.clone()));
+    let (senders, pause) = match options.crash_test {
+        Some(_) => (8, Duration::ZERO),
+        None => (1, Duration::from_millis(40)),
+    };
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let traffic: Vec<_> = (0..senders)
+        .map(|_| {
+            tokio::spawn(traffic(
+                calls.clone(),
+                Arc::clone(&next),
+                pause,
+                Arc::clone(&placed),
+                stop_traffic.clone(),
+            ))
+        })
+        .collect();
     let mut report = Report::default();
     let phase = if options.quick {
         Duration::from_secs(4)
@@ -149,138 +166,144 @@ async fn play(options: &Options, cluster: &mut Cluster) -> anyhow::Result<bool> 
         Duration::from_secs(12)
     };
 
-    // 1: steady.
-    say("phase 1: steady traffic");
-    tokio::time::sleep(phase).await;
-    let states = ledger::states(&dir).await?;
-    let settled = states.values().filter(|(_, s, _)| is_final(s)).count();
-    report.expect(
-        "1 steady",
-        "orders settle through three services' events while traffic flows",
-        format!("{settled} of {} orders settled", states.len()),
-        settled > 0,
-    );
-
-    // 2: SIGKILL the relay's process right after commits: a burst of orders at the lease
-    // holder, killed once 20 have been answered — some of its committed events not yet relayed.
-    say(
-        "phase 2: a burst of orders at the order instance holding the relay lease; SIGKILL once 20 are answered",
-    );
-    let holder = relay_holder(&dir.join(ORDER_DB)).await?;
-    let port = cluster
-        .port(&holder)
-        .context("the lease holder is running")?;
-    let mut burst: futures_util::stream::FuturesUnordered<_> = (0..60)
-        .map(|i| {
-            let id = format!("burst-{i}");
-            let request = http
-                .post(format!("http://127.0.0.1:{port}/orders"))
-                .header("idempotency-key", &id)
-                .json(&serde_json::json!({"amount": fastrand::i64(1..=100)}))
-                .send();
-            async move { (id, request.await.is_ok_and(|r| r.status().is_success())) }
-        })
-        .collect();
-    let mut answered = Vec::new();
-    while let Some((id, ok)) = futures_util::StreamExt::next(&mut burst).await {
-        if ok {
-            answered.push(id);
-        }
-        if answered.len() >= 20 {
-            break;
-        }
-    }
-    cluster.kill(&holder).await?;
-    drop(burst);
-    let unrelayed = outbox_len(&dir.join(ORDER_DB)).await?;
-    say(&format!(
-        "{holder} SIGKILLed after answering {} orders; {unrelayed} committed events not yet relayed",
-        answered.len()
-    ));
-    placed
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .accepted
-        .extend(answered.iter().cloned());
-    cluster
-        .start(&holder, &service_args("order", &holder, ORDER_DB))
-        .await?;
-    let mut unsettled = answered.len();
-    let settle_by = Instant::now() + Duration::from_secs(30);
-    while unsettled > 0 && Instant::now() < settle_by {
+    if let Some(target) = options.crash_test {
+        crash_test(target, cluster, &service_args, &dir, &mut report).await?;
+    } else {
+        // 1: steady.
+        say("phase 1: steady traffic");
+        tokio::time::sleep(phase).await;
         let states = ledger::states(&dir).await?;
-        unsettled = answered
-            .iter()
-            .filter(|id| !states.get(*id).is_some_and(|(_, state, _)| is_final(state)))
-            .count();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    report.expect(
-        "2 relay killed",
-        "orders committed just before their relay was SIGKILLed all settle (no event lost)",
-        format!(
-            "{} answered, {unrelayed} events unrelayed at the kill; {} settled within 30 s",
-            answered.len(),
-            answered.len() - unsettled
-        ),
-        answered.len() >= 20 && unsettled == 0,
-    );
-
-    // 3: SIGKILL a consumer mid-handler.
-    say("phase 3: payment's handlers slowed to 200 ms; SIGKILL payment-1 while one runs");
-    put_config(&http, &config, "payment", &payment_doc(200)).await?;
-    let in_flight = wait_in_flight(&http, cluster, "payment-1", Duration::from_secs(30)).await;
-    cluster.kill("payment-1").await?;
-    say(&format!(
-        "payment-1 SIGKILLed with {in_flight} handler(s) in flight"
-    ));
-    put_config(&http, &config, "payment", &payment_doc(0)).await?;
-    cluster
-        .start(
-            "payment-1",
-            &service_args("payment", "payment-1", PAYMENT_DB),
-        )
-        .await?;
-    report.expect(
-        "3 consumer killed",
-        "payment-1 is SIGKILLed mid-handler (its transaction rolls back, the event is redelivered)",
-        format!("{in_flight} handler(s) in flight at the kill"),
-        in_flight > 0,
-    );
-    tokio::time::sleep(phase / 2).await;
-
-    // 4: the broker stopped for 10 s (Kafka, when the scenario may control it).
-    if let (Some(kafka), Some(kafka_dir)) = (&options.kafka, &options.kafka_dir) {
-        say("phase 4: the Kafka broker stopped for 10 s");
-        let before = placed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .accepted
-            .len();
-        broker("stop", kafka_dir, None).await?;
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        let during = placed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .accepted
-            .len()
-            - before;
-        let port = kafka.rsplit(':').next().context("--kafka is HOST:PORT")?;
-        broker("start", kafka_dir, Some(port)).await?;
-        say("the broker is back");
+        let settled = states.values().filter(|(_, s, _)| is_final(s)).count();
         report.expect(
-            "4 broker down",
-            "orders are still accepted while the broker is down (they wait in the outbox)",
-            format!("{during} orders accepted in the 10 s"),
-            during > 0,
+            "1 steady",
+            "orders settle through three services' events while traffic flows",
+            format!("{settled} of {} orders settled", states.len()),
+            settled > 0,
+        );
+
+        // 2: SIGKILL the relay's process right after commits: a burst of orders at the lease
+        // holder, killed once 20 have been answered — some of its committed events not yet relayed.
+        say(
+            "phase 2: a burst of orders at the order instance holding the relay lease; SIGKILL once 20 are answered",
+        );
+        let holder = relay_holder(&dir.join(ORDER_DB)).await?;
+        let port = cluster
+            .port(&holder)
+            .context("the lease holder is running")?;
+        let mut burst: futures_util::stream::FuturesUnordered<_> = (0..60)
+            .map(|i| {
+                let id = format!("burst-{i}");
+                let request = http
+                    .post(format!("http://127.0.0.1:{port}/orders"))
+                    .header("idempotency-key", &id)
+                    .json(&serde_json::json!({"amount": fastrand::i64(1..=100)}))
+                    .send();
+                async move { (id, request.await.is_ok_and(|r| r.status().is_success())) }
+            })
+            .collect();
+        let mut answered = Vec::new();
+        while let Some((id, ok)) = futures_util::StreamExt::next(&mut burst).await {
+            if ok {
+                answered.push(id);
+            }
+            if answered.len() >= 20 {
+                break;
+            }
+        }
+        cluster.kill(&holder).await?;
+        drop(burst);
+        let unrelayed = outbox_len(&dir.join(ORDER_DB)).await?;
+        say(&format!(
+            "{holder} SIGKILLed after answering {} orders; {unrelayed} committed events not yet relayed",
+            answered.len()
+        ));
+        placed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .accepted
+            .extend(answered.iter().cloned());
+        cluster
+            .start(&holder, &service_args("order", &holder, ORDER_DB))
+            .await?;
+        let mut unsettled = answered.len();
+        let settle_by = Instant::now() + Duration::from_secs(30);
+        while unsettled > 0 && Instant::now() < settle_by {
+            let states = ledger::states(&dir).await?;
+            unsettled = answered
+                .iter()
+                .filter(|id| !states.get(*id).is_some_and(|(_, state, _)| is_final(state)))
+                .count();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        report.expect(
+            "2 relay killed",
+            "orders committed just before their relay was SIGKILLed all settle (no event lost)",
+            format!(
+                "{} answered, {unrelayed} events unrelayed at the kill; {} settled within 30 s",
+                answered.len(),
+                answered.len() - unsettled
+            ),
+            answered.len() >= 20 && unsettled == 0,
+        );
+
+        // 3: SIGKILL a consumer mid-handler.
+        say("phase 3: payment's handlers slowed to 200 ms; SIGKILL payment-1 while one runs");
+        put_config(&http, &config, "payment", &payment_doc(200)).await?;
+        let in_flight = wait_in_flight(&http, cluster, "payment-1", Duration::from_secs(30)).await;
+        cluster.kill("payment-1").await?;
+        say(&format!(
+            "payment-1 SIGKILLed with {in_flight} handler(s) in flight"
+        ));
+        put_config(&http, &config, "payment", &payment_doc(0)).await?;
+        cluster
+            .start(
+                "payment-1",
+                &service_args("payment", "payment-1", PAYMENT_DB),
+            )
+            .await?;
+        report.expect(
+            "3 consumer killed",
+            "payment-1 is SIGKILLed mid-handler (its transaction rolls back, the event is redelivered)",
+            format!("{in_flight} handler(s) in flight at the kill"),
+            in_flight > 0,
         );
         tokio::time::sleep(phase / 2).await;
+
+        // 4: the broker stopped for 10 s (Kafka, when the scenario may control it).
+        if let (Some(kafka), Some(kafka_dir)) = (&options.kafka, &options.kafka_dir) {
+            say("phase 4: the Kafka broker stopped for 10 s");
+            let before = placed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .accepted
+                .len();
+            broker("stop", kafka_dir, None).await?;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let during = placed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .accepted
+                .len()
+                - before;
+            let port = kafka.rsplit(':').next().context("--kafka is HOST:PORT")?;
+            broker("start", kafka_dir, Some(port)).await?;
+            say("the broker is back");
+            report.expect(
+                "4 broker down",
+                "orders are still accepted while the broker is down (they wait in the outbox)",
+                format!("{during} orders accepted in the 10 s"),
+                during > 0,
+            );
+            tokio::time::sleep(phase / 2).await;
+        }
     }
 
     // 5: drain and check every order.
     say("traffic stopped; waiting for every order to settle");
     stop_traffic.cancel();
-    traffic.await?;
+    for sender in traffic {
+        sender.await?;
+    }
     let settle_by = Instant::now() + Duration::from_secs(if options.quick { 60 } else { 120 });
     while Instant::now() < settle_by {
         let states = ledger::states(&dir).await?;
@@ -375,21 +398,23 @@ fn expect_invariants(report: &mut Report, findings: &ledger::Findings, placed: &
     );
 }
 
-/// Places orders through the SDK (balanced, retried: the Idempotency-Key makes a retry safe)
-/// at about 25 per second until `stop`.
+/// Places orders through the SDK (balanced, retried: the Idempotency-Key makes a retry safe),
+/// one every `pause` (or back to back), until `stop`.
 async fn traffic(
     calls: msakit::ServiceClient,
+    next: Arc<std::sync::atomic::AtomicU64>,
+    pause: Duration,
     placed: Arc<Mutex<Placed>>,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(40));
-    let mut n = 0u64;
+    let mut tick = tokio::time::interval(pause.max(Duration::from_micros(1)));
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            _ = tick.tick(), if !pause.is_zero() => {}
+            () = std::future::ready(()), if pause.is_zero() => {}
         }
-        n += 1;
+        let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         let id = format!("o-{n}");
         let amount = fastrand::i64(1..=100);
         let answer = calls
@@ -399,12 +424,74 @@ async fn traffic(
             .retryable()
             .send()
             .await;
-        let mut placed = placed.lock().unwrap_or_else(|e| e.into_inner());
-        match answer {
-            Ok(response) if response.status().is_success() => placed.accepted.push(id),
-            _ => placed.failed += 1,
+        let accepted = matches!(&answer, Ok(response) if response.status().is_success());
+        {
+            let mut placed = placed.lock().unwrap_or_else(|e| e.into_inner());
+            if accepted {
+                placed.accepted.push(id);
+            } else {
+                placed.failed += 1;
+            }
+        }
+        // A refusal can come back at once (no instance up, breaker open): never spin on it.
+        if !accepted {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// 20 SIGKILLs of a random service instance (relays and consumers alike: every instance is
+/// both), evenly spread while `target` events are published, each restarted at once.
+async fn crash_test(
+    target: u64,
+    cluster: &mut Cluster,
+    service_args: &dyn Fn(&str, &str, &str) -> Vec<String>,
+    dir: &Path,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    const KILLS: u64 = 20;
+    let instances = [
+        ("order", "order-1", ORDER_DB),
+        ("order", "order-2", ORDER_DB),
+        ("payment", "payment-1", PAYMENT_DB),
+        ("payment", "payment-2", PAYMENT_DB),
+        ("delivery", "delivery-1", DELIVERY_DB),
+    ];
+    say(&format!(
+        "crash test: {KILLS} random SIGKILLs while {target} events flow"
+    ));
+    let started = Instant::now();
+    let mut killed = Vec::new();
+    let mut published = 0;
+    while published < target {
+        published = ledger::published(dir).await?;
+        if (killed.len() as u64) < KILLS
+            && published >= (killed.len() as u64 + 1) * target / (KILLS + 1)
+        {
+            let (kind, name, db) = instances[fastrand::usize(..instances.len())];
+            cluster.kill(name).await?;
+            cluster.start(name, &service_args(kind, name, db)).await?;
+            killed.push(name);
+            say(&format!(
+                "SIGKILL {} of {KILLS}: {name} (restarted), {published} events so far",
+                killed.len()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    report.expect(
+        "crash test",
+        format!("{KILLS} random SIGKILLs of relays and consumers while {target} events flow"),
+        format!(
+            "{} SIGKILLs ({}), {published} events in {took:.0} s ({:.0}/s)",
+            killed.len(),
+            killed.join(", "),
+            published as f64 / took
+        ),
+        killed.len() as u64 == KILLS && published >= target,
+    );
+    Ok(())
 }
 
 fn is_final(state: &str) -> bool {

@@ -281,6 +281,31 @@ impl Db {
     }
 }
 
+/// A new order's id (its `Idempotency-Key`, 1 to 64 characters) and amount (1 to 1,000,000),
+/// checked: the orchestrated and the choreographed order take the same request.
+pub(crate) fn order_request(
+    headers: &axum::http::HeaderMap,
+    amount: i64,
+) -> Result<String, ApiError> {
+    let id = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 64)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_idempotency_key",
+                "an order needs an Idempotency-Key header of 1 to 64 characters",
+            )
+        })?;
+    if amount <= 0 || amount > 1_000_000 {
+        return Err(ApiError::bad_request(
+            "invalid_amount",
+            "the amount must be between 1 and 1000000",
+        ));
+    }
+    Ok(id.to_owned())
+}
+
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

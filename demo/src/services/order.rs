@@ -129,23 +129,7 @@ async fn place(
     headers: HeaderMap,
     Json(order): Json<PlaceOrder>,
 ) -> Result<(StatusCode, Json<OrderView>), ApiError> {
-    let id = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 64)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_idempotency_key",
-                "an order needs an Idempotency-Key header of 1 to 64 characters",
-            )
-        })?
-        .to_owned();
-    if order.amount <= 0 || order.amount > 1_000_000 {
-        return Err(ApiError::bad_request(
-            "invalid_amount",
-            "the amount must be between 1 and 1000000",
-        ));
-    }
+    let id = super::order_request(&headers, order.amount)?;
     let (me, key, amount) = (saga.me.clone(), id.clone(), order.amount);
     let created = saga
         .db

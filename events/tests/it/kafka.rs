@@ -8,7 +8,7 @@ use msakit_events::{Events, Transport};
 use msakit_server_kit::testing::wait_until;
 
 use crate::support::{
-    Record, applied, assert_exactly_once_in_order, database, place, quick_retries,
+    Record, applied, assert_exactly_once_in_order, database, place, place_on, quick_retries,
 };
 
 fn broker() -> Option<String> {
@@ -65,7 +65,7 @@ async fn two_groups_apply_every_event_once_in_order_while_a_member_leaves() {
     let mut expected = HashMap::new();
     for n in 0..300 {
         let key = format!("o-{}", n % 10);
-        let id = place_on(&order, &topic, &key, n).await;
+        let id = place_on(&order, &topic, &key, n, true).await;
         expected.insert(id, (key, n));
         if n == 150 {
             // One payment member leaves mid-stream; the other takes its partitions over.
@@ -88,23 +88,4 @@ async fn two_groups_apply_every_event_once_in_order_while_a_member_leaves() {
     order.shutdown().await;
     payment_2.shutdown().await;
     audit.shutdown().await;
-}
-
-/// Like `place`, on `topic`.
-async fn place_on(events: &Events, topic: &str, key: &str, n: i64) -> String {
-    let mut tx = events.pool().begin().await.unwrap();
-    sqlx::query("INSERT INTO orders (id, n) VALUES ($1, $2)")
-        .bind(format!("{key}-{n}"))
-        .bind(n)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let placed = crate::support::Placed {
-        order: key.to_owned(),
-        n,
-        poison: false,
-    };
-    let id = events.publish(&mut tx, topic, key, &placed).await.unwrap();
-    tx.commit().await.unwrap();
-    id
 }

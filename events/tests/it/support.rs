@@ -119,9 +119,20 @@ impl msakit_events::Handler<Placed> for Record {
     }
 }
 
-/// Publishes `Placed { order: key, n }` in a transaction that also writes the order, and
-/// commits it (or rolls it back). Returns the event's id.
+/// Publishes `Placed { order: key, n }` on "orders" in a transaction that also writes the order,
+/// and commits it (or rolls it back). Returns the event's id.
 pub(crate) async fn place(events: &Events, key: &str, n: i64, commit: bool) -> String {
+    place_on(events, "orders", key, n, commit).await
+}
+
+/// `place` on `topic`.
+pub(crate) async fn place_on(
+    events: &Events,
+    topic: &str,
+    key: &str,
+    n: i64,
+    commit: bool,
+) -> String {
     let mut tx = events.pool().begin().await.unwrap();
     sqlx::query("INSERT INTO orders (id, n) VALUES ($1, $2)")
         .bind(format!("{key}-{n}"))
@@ -135,7 +146,7 @@ pub(crate) async fn place(events: &Events, key: &str, n: i64, commit: bool) -> S
         poison: false,
     };
     let id = events
-        .publish(&mut tx, "orders", key, &placed)
+        .publish(&mut tx, topic, key, &placed)
         .await
         .unwrap();
     if commit {
