@@ -4,5 +4,6 @@
 mod dead_letters;
 mod direct;
 mod kafka;
+mod postgres;
 mod relay;
 mod support;

@@ -35,16 +35,30 @@ pub(crate) fn client(registry: &Registry) -> Client {
 
 /// A SQLite database file `name` in `dir`, with the tables the handlers write.
 pub(crate) async fn database(dir: &Path, name: &str) -> AnyPool {
-    let url = format!("sqlite://{}?mode=rwc", dir.join(name).display());
-    let pool = msakit_events::connect(&url).await.unwrap();
+    database_at(&format!("sqlite://{}?mode=rwc", dir.join(name).display())).await
+}
+
+/// The database at `url` (SQLite or PostgreSQL), with the tables the handlers write.
+pub(crate) async fn database_at(url: &str) -> AnyPool {
+    let pool = msakit_events::connect(url).await.unwrap();
+    let serial = if url.starts_with("sqlite:") {
+        "INTEGER PRIMARY KEY AUTOINCREMENT"
+    } else {
+        "BIGSERIAL PRIMARY KEY"
+    };
     for statement in [
-        "CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, n BIGINT NOT NULL)",
-        // No key: a second effect of one event would be a second row.
-        "CREATE TABLE IF NOT EXISTS applied (grp TEXT NOT NULL, event_id TEXT NOT NULL, \
-         event_key TEXT NOT NULL, n BIGINT NOT NULL, attempt BIGINT NOT NULL, \
-         trace_id TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, n BIGINT NOT NULL)".to_owned(),
+        // No unique key on the event: a second effect of one event would be a second row.
+        format!(
+            "CREATE TABLE IF NOT EXISTS applied (seq {serial}, grp TEXT NOT NULL, \
+             event_id TEXT NOT NULL, event_key TEXT NOT NULL, n BIGINT NOT NULL, \
+             attempt BIGINT NOT NULL, trace_id TEXT NOT NULL)"
+        ),
     ] {
-        sqlx::query(statement).execute(&pool).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(statement))
+            .execute(&pool)
+            .await
+            .unwrap();
     }
     pool
 }
@@ -145,10 +159,7 @@ pub(crate) async fn place_on(
         n,
         poison: false,
     };
-    let id = events
-        .publish(&mut tx, topic, key, &placed)
-        .await
-        .unwrap();
+    let id = events.publish(&mut tx, topic, key, &placed).await.unwrap();
     if commit {
         tx.commit().await.unwrap();
     } else {
@@ -159,7 +170,7 @@ pub(crate) async fn place_on(
 
 /// `(event_id, key, n)` of each effect applied in `pool` for `group`, in the order applied.
 pub(crate) async fn applied(pool: &AnyPool, group: &str) -> Vec<(String, String, i64)> {
-    sqlx::query("SELECT event_id, event_key, n FROM applied WHERE grp = $1 ORDER BY rowid")
+    sqlx::query("SELECT event_id, event_key, n FROM applied WHERE grp = $1 ORDER BY seq")
         .bind(group)
         .fetch_all(pool)
         .await
