@@ -31,6 +31,7 @@ pub struct EventsBuilder {
     transport: Option<Transport>,
     retry: RetryPolicy,
     retention: Duration,
+    inbox_retention: Duration,
 }
 
 impl EventsBuilder {
@@ -44,6 +45,7 @@ impl EventsBuilder {
             transport: None,
             retry: RetryPolicy::default(),
             retention: direct::DEFAULT_RETENTION,
+            inbox_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
@@ -68,6 +70,13 @@ impl EventsBuilder {
     /// How long the direct transport keeps delivered events. Default 1 h.
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// How long the inbox remembers an applied event (a redelivery after that would apply it
+    /// again). Default 7 days; dead letters are kept until replayed.
+    pub fn inbox_retention(mut self, retention: Duration) -> Self {
+        self.inbox_retention = retention;
         self
     }
 
@@ -102,6 +111,7 @@ impl EventsBuilder {
             instance,
             Arc::clone(&shared.relay_wake),
             sink,
+            self.inbox_retention,
             shared.stop.clone(),
         ));
         Ok(Events { shared })

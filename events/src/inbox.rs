@@ -9,6 +9,7 @@ use std::time::Duration;
 use msakit_resilience::retry::Backoff;
 use sqlx::{AnyConnection, AnyPool, Connection};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::EventsError;
 use crate::clock::now_ms;
@@ -166,6 +167,31 @@ async fn retry(
     metrics::counter!("msakit_events_dead_lettered_total", "group" => handlers.group.clone())
         .increment(1);
     Ok(Outcome::DeadLettered)
+}
+
+/// While `held` (the relay's lease: one instance per database does it), forgets inbox records
+/// older than `retention`, except those of dead letters. An event redelivered after that would be
+/// applied again: keep the retention longer than any redelivery (a Kafka consumer group's offsets,
+/// a direct delivery's retries).
+pub(crate) async fn prune_while(pool: AnyPool, retention: Duration, held: CancellationToken) {
+    let every = (retention / 2).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = held.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let pruned = sqlx::query(
+            "DELETE FROM msakit_inbox WHERE handled_at_ms < $1 AND NOT EXISTS ( \
+             SELECT 1 FROM msakit_dead_letter d WHERE d.consumer_group = msakit_inbox.consumer_group \
+             AND d.event_id = msakit_inbox.event_id)",
+        )
+        .bind(now_ms() - retention.as_millis() as i64)
+        .execute(&pool)
+        .await;
+        if let Err(error) = pruned {
+            tracing::warn!(%error, "inbox not pruned");
+        }
+    }
 }
 
 /// Records `event_id` as handled by `group`; false if it already was.

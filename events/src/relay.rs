@@ -42,13 +42,14 @@ pub(crate) struct OutboxRow {
     pub(crate) envelope: String,
 }
 
-/// Runs until `stop`: holds the lease when it can, and while it does, publishes and runs the
-/// transport's duties that need one holder (the direct transport's deliveries).
+/// Runs until `stop`: holds the lease when it can, and while it does, publishes and runs what
+/// needs one holder per database (the direct transport's deliveries, pruning the inbox).
 pub(crate) async fn run(
     pool: AnyPool,
     holder: String,
     wake: Arc<Notify>,
     sink: Sink,
+    inbox_retention: Duration,
     stop: CancellationToken,
 ) {
     loop {
@@ -57,6 +58,11 @@ pub(crate) async fn run(
                 tracing::info!(%holder, "holding the relay lease");
                 let held = stop.child_token();
                 let duties = sink.start_duties(&pool, held.clone());
+                duties.spawn(crate::inbox::prune_while(
+                    pool.clone(),
+                    inbox_retention,
+                    held.clone(),
+                ));
                 tokio::select! {
                     () = keep_lease(&pool, &holder, &held) => {}
                     () = publish(&pool, &wake, &sink, &held) => {}

@@ -213,3 +213,44 @@ async fn redelivery_retries_dead_letters_and_replay_over_http() {
     instance.stop().await;
     events.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_inbox_forgets_applied_events_after_its_retention_but_keeps_dead_letters() {
+    let registry = registry().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = client(&registry);
+    let db = database(dir.path(), "payment.db").await;
+    let events = msakit_events::Events::builder(db.clone(), "payment")
+        .instance("p-1")
+        .transport(msakit_events::Transport::direct(&client))
+        .retry(quick_retries(1))
+        .inbox_retention(std::time::Duration::from_millis(300))
+        .start()
+        .await
+        .unwrap();
+    events
+        .subscribe("payment", "orders", Record::new("payment"))
+        .await
+        .unwrap();
+    let instance = Instance::serve(&client, "payment", "p-1", &events).await;
+    let http = reqwest::Client::new();
+    let batch = [
+        envelope("kept-a while", "k1", 0, false),
+        envelope("dead", "k2", 0, true),
+    ];
+    assert_eq!(
+        deliver(&http, &instance, &batch).await,
+        json!({"acknowledged": 2})
+    );
+    msakit_server_kit::testing::wait_until(std::time::Duration::from_secs(30), || async {
+        let remembered: Vec<String> = sqlx::query_scalar("SELECT event_id FROM msakit_inbox")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+        remembered == ["dead"]
+    })
+    .await;
+    assert_eq!(events.dead_letters(None).await.unwrap().len(), 1);
+    instance.stop().await;
+    events.shutdown().await;
+}
