@@ -6,3 +6,25 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// The time `age` before now, in milliseconds since the epoch; the distant past for an age too
+/// long to count (`Duration::MAX` means "forever", never a wrapped negative).
+pub(crate) fn ms_ago(age: std::time::Duration) -> i64 {
+    now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_age_too_long_to_count_is_the_distant_past() {
+        assert_eq!(
+            ms_ago(std::time::Duration::MAX),
+            now_ms().saturating_sub(i64::MAX)
+        );
+        assert!(ms_ago(std::time::Duration::MAX) < 0);
+        let hour_ago = ms_ago(std::time::Duration::from_secs(3600));
+        assert!((now_ms() - hour_ago - 3_600_000).abs() < 1000);
+    }
+}

@@ -28,16 +28,32 @@ pub struct DeadLetter {
     pub failed_at_ms: i64,
 }
 
-/// Stores a dead letter and marks the event handled in one transaction.
+/// Whether a dead letter is new, or one that is being stored again after a failed replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Letter {
+    /// The event failed every attempt: stored only if no other instance of the group has applied
+    /// it meanwhile (then it is a duplicate, and there is nothing to store).
+    New,
+    /// A replay failed: the inbox already has it, the letter is updated.
+    Again,
+}
+
+/// Stores a dead letter and marks the event handled, in one transaction. False when the event
+/// was already applied (a [`Letter::New`] that lost the race): nothing stored.
 pub(crate) async fn store(
     pool: &AnyPool,
     group: &str,
     envelope: &Envelope,
     error: &str,
     attempts: u32,
-) -> Result<(), EventsError> {
+    letter: Letter,
+) -> Result<bool, EventsError> {
     let mut transaction = pool.begin().await?;
-    inbox::record(&mut transaction, group, &envelope.id).await?;
+    let recorded = inbox::record(&mut transaction, group, &envelope.id).await?;
+    if !recorded && letter == Letter::New {
+        transaction.rollback().await?;
+        return Ok(false);
+    }
     sqlx::query(
         "INSERT INTO msakit_dead_letter (consumer_group, event_id, topic, event_key, envelope, \
          error, attempts, failed_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -55,7 +71,7 @@ pub(crate) async fn store(
     .execute(&mut *transaction)
     .await?;
     transaction.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Dead letters, oldest first, of one group or of all.
@@ -114,7 +130,11 @@ pub(crate) async fn replay(
         });
     }
     let attempt = letter.attempts.saturating_add(1);
-    match handler.handle(&mut transaction, envelope, attempt).await {
+    let handled = match handler.handle(&mut transaction, envelope, attempt).await {
+        Ok(()) => inbox::still_usable(&mut transaction).await,
+        failed => failed,
+    };
+    match handled {
         Ok(()) => {
             transaction.commit().await?;
             Ok(())
@@ -122,7 +142,15 @@ pub(crate) async fn replay(
         Err(error) => {
             transaction.rollback().await?;
             let message = error.to_string();
-            store(pool, &letter.group, envelope, &message, attempt).await?;
+            store(
+                pool,
+                &letter.group,
+                envelope,
+                &message,
+                attempt,
+                Letter::Again,
+            )
+            .await?;
             Err(EventsError::ReplayFailed(BoxError::from(message)))
         }
     }
@@ -153,4 +181,58 @@ pub(crate) async fn find(
         attempts: u32::try_from(row.try_get::<i64, _>(2)?).unwrap_or(u32::MAX),
         failed_at_ms: row.try_get(3)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::database::Backend;
+
+    fn envelope(id: &str) -> Envelope {
+        Envelope {
+            id: id.to_owned(),
+            topic: "orders".to_owned(),
+            key: "k".to_owned(),
+            event_type: "Placed".to_owned(),
+            schema_version: 1,
+            source: "order".to_owned(),
+            occurred_at_ms: 1,
+            traceparent: String::new(),
+            payload: serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_dead_letter_is_not_stored_for_an_event_another_instance_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("db").display());
+        let pool = crate::connect(&url).await.unwrap();
+        Backend::Sqlite.install_schema(&pool).await.unwrap();
+        // Applied by another instance while this one spent its attempts.
+        let mut db = pool.acquire().await.unwrap();
+        assert!(inbox::record(&mut db, "payment", "applied").await.unwrap());
+        drop(db);
+        let applied = envelope("applied");
+        let stored = store(&pool, "payment", &applied, "boom", 5, Letter::New).await;
+        assert!(!stored.unwrap(), "a duplicate is not a dead letter");
+        assert!(list(&pool, None, 10).await.unwrap().is_empty());
+        // A fresh failure is stored; storing it again after a failed replay updates it.
+        let failed = envelope("failed");
+        assert!(
+            store(&pool, "payment", &failed, "boom", 5, Letter::New)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store(&pool, "payment", &failed, "again", 6, Letter::Again)
+                .await
+                .unwrap()
+        );
+        let letters = list(&pool, None, 10).await.unwrap();
+        assert_eq!(letters.len(), 1);
+        assert_eq!(
+            (letters[0].error.as_str(), letters[0].attempts),
+            ("again", 6)
+        );
+    }
 }

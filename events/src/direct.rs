@@ -36,6 +36,11 @@ use crate::relay::{OutboxRow, delete_statement};
 pub const SUBSCRIPTIONS_METADATA: &str = "msakit.subscriptions";
 /// Events sent to a group in one call.
 const DELIVERY_BATCH: i64 = 256;
+/// Bytes of events sent in one call at most (one event is always sent, up to
+/// [`MAX_ENVELOPE_BYTES`](crate::MAX_ENVELOPE_BYTES)).
+const DELIVERY_BATCH_BYTES: usize = 4 << 20;
+/// The largest delivery a consumer reads.
+const DELIVERY_BODY_LIMIT: usize = 8 << 20;
 /// How long a consumer applies events before answering with what it has done.
 const APPLY_BUDGET: Duration = Duration::from_secs(2);
 /// How often the registry is asked for new subscribers.
@@ -69,14 +74,30 @@ impl DirectDeliveries {
     }
 }
 
-/// Moves `rows` from the outbox into the log, in one transaction.
+/// Moves `rows` from the outbox into the log, in one transaction, if `holder` still holds the
+/// relay lease.
 pub(crate) async fn append(
     pool: &AnyPool,
+    holder: &str,
     rows: &[OutboxRow],
     deliveries: &DirectDeliveries,
 ) -> Result<(), EventsError> {
     let mut transaction = pool.begin().await?;
     let now = now_ms();
+    // The fence: only the lease's holder appends, and (PostgreSQL) the lease row stays locked
+    // until this commits, so a takeover waits for it and the log's order is the commit order.
+    let fenced = sqlx::query(
+        "UPDATE msakit_relay_lease SET holder = holder \
+         WHERE name = 'relay' AND holder = $1 AND expires_at_ms >= $2",
+    )
+    .bind(holder)
+    .bind(now)
+    .execute(&mut *transaction)
+    .await?;
+    if fenced.rows_affected() != 1 {
+        transaction.rollback().await?;
+        return Err(EventsError::LeaseLost);
+    }
     let mut last = 0;
     for row in rows {
         let seq: i64 = sqlx::query(
@@ -311,9 +332,17 @@ async fn pending(pool: &AnyPool, group: &Group) -> Result<Vec<(i64, String)>, sq
     .bind(DELIVERY_BATCH)
     .fetch_all(pool)
     .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect()
+    let mut batch = Vec::with_capacity(rows.len());
+    let mut bytes = 0;
+    for row in &rows {
+        let envelope: String = row.try_get(1)?;
+        bytes += envelope.len();
+        if !batch.is_empty() && bytes > DELIVERY_BATCH_BYTES {
+            break;
+        }
+        batch.push((row.try_get(0)?, envelope));
+    }
+    Ok(batch)
 }
 
 /// Drops events every known group of their topic has, once older than the retention.
@@ -323,7 +352,7 @@ async fn trim(pool: &AnyPool, retention: Duration) -> Result<(), sqlx::Error> {
          (SELECT MIN(g.delivered_seq) FROM msakit_direct_group g \
           WHERE g.topic = msakit_event_log.topic), seq)",
     )
-    .bind(now_ms() - retention.as_millis() as i64)
+    .bind(crate::clock::ms_ago(retention))
     .execute(pool)
     .await?;
     Ok(())
@@ -345,6 +374,7 @@ struct Acknowledged {
 pub(crate) fn routes(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/msakit/events/{topic}/{group}", post(receive))
+        .layer(axum::extract::DefaultBodyLimit::max(DELIVERY_BODY_LIMIT))
         .with_state(shared)
 }
 
@@ -370,6 +400,13 @@ async fn receive(
             );
         }
     };
+    if let Some(stray) = delivery.events.iter().find(|e| e.topic != topic) {
+        return crate::admin::error(
+            StatusCode::BAD_REQUEST,
+            "invalid_events",
+            &format!("event {} is on {}, not {topic}", stray.id, stray.topic),
+        );
+    }
     let until = tokio::time::Instant::now() + APPLY_BUDGET;
     match crate::inbox::apply(
         shared.pool(),

@@ -27,6 +27,17 @@ pub enum EventsError {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// An event is larger than [`MAX_ENVELOPE_BYTES`](crate::MAX_ENVELOPE_BYTES).
+    #[error("event of {bytes} bytes is over the {limit}-byte limit")]
+    TooLarge {
+        /// Its size as JSON.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// This instance no longer holds the relay lease; another relays now.
+    #[error("the relay lease was lost")]
+    LeaseLost,
     /// A subscription for this group, topic and event type already exists.
     #[error("{group} already subscribes to {event_type} on {topic}")]
     AlreadySubscribed {

@@ -98,7 +98,11 @@ pub(crate) async fn apply(
                 next += 1;
                 continue;
             }
-            match handler.handle(&mut savepoint, envelope, 1).await {
+            let handled = match handler.handle(&mut savepoint, envelope, 1).await {
+                Ok(()) => still_usable(&mut savepoint).await,
+                failed => failed,
+            };
+            match handled {
                 Ok(()) => {
                     savepoint.commit().await?;
                     next += 1;
@@ -150,7 +154,11 @@ async fn retry(
             transaction.rollback().await?;
             return Ok(Outcome::Duplicate);
         }
-        match handler.handle(&mut transaction, envelope, attempt).await {
+        let handled = match handler.handle(&mut transaction, envelope, attempt).await {
+            Ok(()) => still_usable(&mut transaction).await,
+            failed => failed,
+        };
+        match handled {
             Ok(()) => {
                 transaction.commit().await?;
                 return Ok(Outcome::Applied);
@@ -161,9 +169,20 @@ async fn retry(
             }
         }
     }
+    let stored = dead_letter::store(
+        pool,
+        &handlers.group,
+        envelope,
+        &error.to_string(),
+        attempt,
+        dead_letter::Letter::New,
+    )
+    .await?;
+    if !stored {
+        return Ok(Outcome::Duplicate);
+    }
     tracing::error!(group = %handlers.group, topic = %envelope.topic, id = %envelope.id,
         attempts = attempt, %error, "handler failed every attempt; the event is a dead letter");
-    dead_letter::store(pool, &handlers.group, envelope, &error.to_string(), attempt).await?;
     metrics::counter!("msakit_events_dead_lettered_total", "group" => handlers.group.clone())
         .increment(1);
     Ok(Outcome::DeadLettered)
@@ -185,13 +204,28 @@ pub(crate) async fn prune_while(pool: AnyPool, retention: Duration, held: Cancel
              SELECT 1 FROM msakit_dead_letter d WHERE d.consumer_group = msakit_inbox.consumer_group \
              AND d.event_id = msakit_inbox.event_id)",
         )
-        .bind(now_ms() - retention.as_millis() as i64)
+        .bind(crate::clock::ms_ago(retention))
         .execute(&pool)
         .await;
         if let Err(error) = pruned {
             tracing::warn!(%error, "inbox not pruned");
         }
     }
+}
+
+/// Proves the handler's transaction still works: a handler that swallowed a failed statement
+/// leaves a PostgreSQL transaction aborted, and its commit would silently write nothing — not
+/// even the inbox record — while the event was acknowledged.
+pub(crate) async fn still_usable(db: &mut AnyConnection) -> Result<(), HandlerError> {
+    sqlx::query("SELECT 1")
+        .execute(&mut *db)
+        .await
+        .map(|_| ())
+        .map_err(|error| {
+            HandlerError::transient(format!(
+                "the handler's transaction is no longer usable: {error}"
+            ))
+        })
 }
 
 /// Records `event_id` as handled by `group`; false if it already was.

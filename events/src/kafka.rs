@@ -15,7 +15,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use tokio_util::sync::CancellationToken;
 
 use crate::EventsError;
@@ -75,7 +75,10 @@ impl KafkaSettings {
 pub(crate) async fn ensure_topic(settings: &KafkaSettings, topic: &str) -> Result<(), EventsError> {
     let admin: AdminClient<DefaultClientContext> = settings.finish(settings.config()).create()?;
     let new = NewTopic::new(topic, settings.partitions, TopicReplication::Fixed(-1));
-    let results = admin.create_topics([&new], &AdminOptions::new()).await?;
+    let results = admin.create_topics([&new], &AdminOptions::new()).await;
+    // Dropping a client waits for librdkafka's threads: not on the runtime's.
+    tokio::task::spawn_blocking(move || drop(admin));
+    let results = results?;
     for result in results {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -87,7 +90,9 @@ pub(crate) async fn ensure_topic(settings: &KafkaSettings, topic: &str) -> Resul
 
 /// The relay's producer.
 pub(crate) struct Producer {
-    producer: FutureProducer,
+    /// Replaced when librdkafka reports a fatal error (an idempotent producer that lost its
+    /// sequence can never send again).
+    producer: std::sync::Mutex<FutureProducer>,
     settings: KafkaSettings,
     /// Topics known to exist.
     ensured: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -95,21 +100,53 @@ pub(crate) struct Producer {
 
 impl Producer {
     pub(crate) fn new(settings: &KafkaSettings) -> Result<Self, EventsError> {
+        Ok(Self {
+            producer: std::sync::Mutex::new(Self::create(settings)?),
+            settings: settings.clone(),
+            ensured: std::sync::Mutex::default(),
+        })
+    }
+
+    fn create(settings: &KafkaSettings) -> Result<FutureProducer, EventsError> {
         let mut config = settings.config();
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "2")
             .set("message.timeout.ms", "60000");
-        Ok(Self {
-            producer: settings.finish(config).create()?,
-            settings: settings.clone(),
-            ensured: std::sync::Mutex::default(),
-        })
+        Ok(settings.finish(config).create()?)
     }
 
-    /// Produces `rows` in order and waits until the brokers have every one.
+    /// Produces `rows` in order and waits until the brokers have every one; after a fatal error
+    /// the next batch goes through a new producer.
     pub(crate) async fn send(&self, rows: &[OutboxRow]) -> Result<(), EventsError> {
+        let producer = self
+            .producer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let sent = self.send_with(&producer, rows).await;
+        if sent.is_err()
+            && let Some((code, reason)) = producer.client().fatal_error()
+        {
+            tracing::error!(?code, %reason, "kafka: the producer failed fatally; starting a new one");
+            let fresh = Self::create(&self.settings)?;
+            let old = std::mem::replace(
+                &mut *self.producer.lock().unwrap_or_else(|e| e.into_inner()),
+                fresh,
+            );
+            // Dropping a producer waits for librdkafka's threads: not on the runtime's.
+            drop(producer);
+            tokio::task::spawn_blocking(move || drop(old));
+        }
+        sent
+    }
+
+    async fn send_with(
+        &self,
+        producer: &FutureProducer,
+        rows: &[OutboxRow],
+    ) -> Result<(), EventsError> {
         let new_topics: std::collections::BTreeSet<&str> = {
             let ensured = self.ensured.lock().unwrap_or_else(|e| e.into_inner());
             rows.iter()
@@ -130,7 +167,7 @@ impl Producer {
                 .key(&row.key)
                 .payload(&row.envelope);
             loop {
-                match self.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push(delivery);
                         break;
@@ -266,9 +303,15 @@ impl Consumer {
                 }
             }
         }
-        if let Err(error) = self.consumer.commit_consumer_state(CommitMode::Sync) {
-            tracing::debug!(%error, "kafka: offsets not committed at shutdown");
-        }
+        // A synchronous commit and the client's close block: not on the runtime's threads.
+        let consumer = self.consumer;
+        let closed = tokio::task::spawn_blocking(move || {
+            if let Err(error) = consumer.commit_consumer_state(CommitMode::Sync) {
+                tracing::debug!(%error, "kafka: offsets not committed at shutdown");
+            }
+            drop(consumer);
+        });
+        let _ = closed.await;
     }
 }
 

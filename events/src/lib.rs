@@ -54,7 +54,7 @@ pub use handler::Handler;
 pub use inbox::RetryPolicy;
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaSettings;
-pub use outbox::Publish;
+pub use outbox::{MAX_ENVELOPE_BYTES, Publish};
 pub use sqlx::{AnyConnection, AnyPool};
 pub use trace::TraceContext;
 pub use transport::Transport;

@@ -10,6 +10,9 @@ use crate::error::check_name;
 use crate::events::Events;
 use crate::trace::TraceContext;
 
+/// The largest event, as JSON (its envelope included): 1 MiB. Events carry facts, not files.
+pub const MAX_ENVELOPE_BYTES: usize = 1 << 20;
+
 /// One event on its way into the outbox: [`Events::event`], optionally
 /// [`trace`](Self::trace), then [`publish`](Self::publish).
 #[must_use = "an event is only written by publish"]
@@ -54,6 +57,13 @@ impl<'a, T: EventType> Publish<'a, T> {
             self.payload,
             trace,
         )?;
+        let json = serde_json::to_string(&envelope)?;
+        if json.len() > MAX_ENVELOPE_BYTES {
+            return Err(EventsError::TooLarge {
+                bytes: json.len(),
+                limit: MAX_ENVELOPE_BYTES,
+            });
+        }
         sqlx::query(
             "INSERT INTO msakit_outbox (event_id, topic, event_key, envelope, created_at_ms) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -61,7 +71,7 @@ impl<'a, T: EventType> Publish<'a, T> {
         .bind(&envelope.id)
         .bind(&envelope.topic)
         .bind(&envelope.key)
-        .bind(serde_json::to_string(&envelope)?)
+        .bind(json)
         .bind(now_ms())
         .execute(&mut *db)
         .await?;

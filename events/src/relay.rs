@@ -65,7 +65,7 @@ pub(crate) async fn run(
                 ));
                 tokio::select! {
                     () = keep_lease(&pool, &holder, &held) => {}
-                    () = publish(&pool, &wake, &sink, &held) => {}
+                    () = publish(&pool, &holder, &wake, &sink, &held) => {}
                 }
                 held.cancel();
                 duties.wait().await;
@@ -135,7 +135,13 @@ async fn release_lease(pool: &AnyPool, holder: &str) {
 }
 
 /// Publishes for as long as `held`: the outbox's rows in id order, a batch at a time.
-async fn publish(pool: &AnyPool, wake: &Notify, sink: &Sink, held: &CancellationToken) {
+async fn publish(
+    pool: &AnyPool,
+    holder: &str,
+    wake: &Notify,
+    sink: &Sink,
+    held: &CancellationToken,
+) {
     let mut quick_look: Option<Duration> = None;
     let mut failures = 0u32;
     loop {
@@ -164,7 +170,7 @@ async fn publish(pool: &AnyPool, wake: &Notify, sink: &Sink, held: &Cancellation
             }
             continue;
         }
-        match sink.send(pool, &rows).await {
+        match sink.send(pool, holder, &rows).await {
             Ok(()) => {
                 failures = 0;
                 quick_look = Some(Duration::from_millis(1));

@@ -48,9 +48,14 @@ pub(crate) enum Sink {
 impl Sink {
     /// Hands `rows` over and removes them from the outbox; on error nothing is lost (some may
     /// go twice).
-    pub(crate) async fn send(&self, pool: &AnyPool, rows: &[OutboxRow]) -> Result<(), EventsError> {
+    pub(crate) async fn send(
+        &self,
+        pool: &AnyPool,
+        holder: &str,
+        rows: &[OutboxRow],
+    ) -> Result<(), EventsError> {
         match self {
-            Sink::Direct(deliveries) => direct::append(pool, rows, deliveries).await,
+            Sink::Direct(deliveries) => direct::append(pool, holder, rows, deliveries).await,
             #[cfg(feature = "kafka")]
             Sink::Kafka(producer) => {
                 producer.send(rows).await?;

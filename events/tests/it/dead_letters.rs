@@ -203,6 +203,19 @@ async fn redelivery_retries_dead_letters_and_replay_over_http() {
         unknown.json::<Value>().await.unwrap()["error"]["code"],
         "not_subscribed"
     );
+    let mut stray = envelope("stray", "k6", 0, false);
+    stray.topic = "payments".to_owned();
+    let refused = http
+        .post(format!("{}/msakit/events/orders/payment", instance.url))
+        .json(&json!({"events": [stray]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        400,
+        "an event of another topic is refused"
+    );
     let bad_query = http
         .get(format!("{}/msakit/dead-letters?limit=lots", instance.url))
         .send()

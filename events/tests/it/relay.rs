@@ -68,6 +68,20 @@ async fn one_relay_holds_the_lease_and_the_next_takes_over_what_the_last_left() 
     })
     .await;
     assert_exactly_once_in_order(&applied(&payment_db, "payment").await, &expected);
+    // An event over the size limit is refused before anything is written.
+    let mut tx = order_db.begin().await.unwrap();
+    let huge = crate::support::Placed {
+        order: "x".repeat(msakit_events::MAX_ENVELOPE_BYTES),
+        n: 0,
+        poison: false,
+    };
+    let refused = other.publish(&mut tx, "orders", "huge", &huge).await;
+    assert!(
+        matches!(refused, Err(msakit_events::EventsError::TooLarge { .. })),
+        "{refused:?}"
+    );
+    tx.rollback().await.unwrap();
+
     other.shutdown().await;
     instance.stop().await;
     payment.shutdown().await;
