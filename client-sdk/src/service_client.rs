@@ -96,6 +96,7 @@ impl ServiceClient {
             path,
             headers: HeaderMap::new(),
             body: None,
+            stream: None,
             retryable,
             trace_id: None,
             invalid: None,

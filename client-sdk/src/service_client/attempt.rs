@@ -103,6 +103,8 @@ impl ServiceRequest<'_> {
             headers.insert(TRACEPARENT, traceparent(trace_id, fastrand::u64(1..)));
             if let Some(body) = &self.body {
                 *request.body_mut() = Some(body.clone().into());
+            } else if let Some(stream) = self.stream.take() {
+                *request.body_mut() = Some(stream);
             }
             // The attempt's timeout around the request: the SDK's shared timer (not reqwest's
             // own, which boxes a tokio timer per request, nor tokio's, which wakes the runtime's

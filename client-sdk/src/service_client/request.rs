@@ -32,6 +32,8 @@ pub struct ServiceRequest<'a> {
     pub(super) path: &'a str,
     pub(super) headers: HeaderMap,
     pub(super) body: Option<bytes::Bytes>,
+    /// A body read as it is sent: one attempt only, since it cannot be replayed.
+    pub(super) stream: Option<reqwest::Body>,
     pub(super) retryable: bool,
     /// The W3C trace this call belongs to; a new one when none is given.
     pub(super) trace_id: Option<u128>,
@@ -68,6 +70,12 @@ impl ServiceRequest<'_> {
         self
     }
 
+    /// Adds every header of `headers` (values kept as they are, binary ones included).
+    pub fn headers(mut self, headers: HeaderMap) -> Self {
+        self.headers.extend(headers);
+        self
+    }
+
     /// A JSON body (kept, so attempts can replay it). One that cannot be serialised makes
     /// `send` fail without sending anything.
     pub fn json<B: serde::Serialize>(mut self, body: &B) -> Self {
@@ -91,6 +99,15 @@ impl ServiceRequest<'_> {
         self
     }
 
+    /// A body streamed to the instance as it is read (a large upload, say), never held whole.
+    /// It cannot be replayed, so the call makes one attempt, whatever its method.
+    pub fn streaming_body(mut self, body: impl Into<reqwest::Body>) -> Self {
+        self.stream = Some(body.into());
+        self.body = None;
+        self.retryable = false;
+        self
+    }
+
     /// Continues the W3C trace of an incoming `traceparent` header (each attempt gets a span id
     /// of its own); without it, the call starts a new trace.
     pub fn traceparent(mut self, incoming: &str) -> Self {
@@ -105,8 +122,9 @@ impl ServiceRequest<'_> {
 
     /// Allows retrying a method that is not idempotent by nature (say, a POST with an
     /// idempotency key).
+    /// A streamed body is never retried (see [`streaming_body`](Self::streaming_body)).
     pub fn retryable(mut self) -> Self {
-        self.retryable = true;
+        self.retryable = self.stream.is_none();
         self
     }
 

@@ -1,0 +1,20 @@
+//! `msakit-gateway`: parse configuration, set up logging, serve until Ctrl-C or SIGTERM.
+
+use anyhow::Context;
+use clap::Parser;
+use msakit_gateway::{Cli, run, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    msakit_server_kit::init_logging(cli.serve.log_format);
+    let config = cli.resolve().context("configuration")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let admin = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
+    run(listener, admin, config, shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,433 @@
+//! The way through: find the route, answer CORS, authenticate, count against the rate limit,
+//! check the body's size, rewrite, send on (streaming both bodies; upgrading to WebSocket when
+//! asked), and hand back the target's answer with the route's header edits.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{Stream, StreamExt};
+use msakit_server_kit::ApiError;
+use tower::{Layer, ServiceExt};
+
+use crate::counters::Refusal;
+use crate::live::LiveRoutes;
+use crate::routes::Route;
+use crate::routes::spec::RateLimitKey;
+use crate::upstream::OutgoingBody;
+
+/// Bodies up to this size (by `Content-Length`) are held, so a failed attempt can be replayed
+/// on another instance; larger or unsized ones stream through in one attempt.
+pub(crate) const REPLAYABLE_BODY_BYTES: u64 = 64 * 1024;
+
+/// What the proxy handler needs.
+#[derive(Clone)]
+pub(crate) struct Proxy {
+    pub(crate) routes: Arc<LiveRoutes>,
+    /// `https` when the gateway terminates TLS, for `X-Forwarded-Proto`.
+    pub(crate) scheme: &'static str,
+    pub(crate) metrics: msakit_server_kit::ServerMetrics,
+}
+
+/// Every request that is not the gateway's own.
+pub(crate) async fn handle(
+    State(proxy): State<Proxy>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let started = Instant::now();
+    let table = proxy.routes.current();
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+        .map(str::to_owned);
+    // A CORS preflight is matched as the request it announces.
+    let announced = preflight_method(&request);
+    let method = announced.as_ref().unwrap_or(request.method());
+    let Some(route) = table
+        .find(
+            method,
+            request.uri().path(),
+            request.headers(),
+            host.as_deref(),
+        )
+        .cloned()
+    else {
+        let response = ApiError::not_found(format!(
+            "no route for {} {}",
+            request.method(),
+            request.uri().path()
+        ))
+        .into_response();
+        observe(&proxy, request.method(), "none", response.status(), started);
+        return response;
+    };
+    let method = request.method().clone();
+    let _in_flight = route.counters.start();
+    let response = match route.cors.clone() {
+        Some(cors) => {
+            let inner = {
+                let (route, proxy) = (Arc::clone(&route), proxy.clone());
+                tower::service_fn(move |request: Request| {
+                    let (route, proxy, host) = (Arc::clone(&route), proxy.clone(), host.clone());
+                    async move {
+                        Ok::<_, Infallible>(forward(&proxy, &route, peer, host, request).await)
+                    }
+                })
+            };
+            match cors.layer(inner).oneshot(request).await {
+                Ok(response) => response.map(Body::new),
+                Err(never) => match never {},
+            }
+        }
+        None => forward(&proxy, &route, peer, host, request).await,
+    };
+    route.counters.answered(response.status().as_u16());
+    observe(&proxy, &method, &route.spec.id, response.status(), started);
+    response
+}
+
+fn observe(proxy: &Proxy, method: &Method, route: &str, status: StatusCode, started: Instant) {
+    (proxy.metrics.observer())(method.as_str(), route, status.as_u16(), started.elapsed());
+}
+
+fn preflight_method(request: &Request) -> Option<Method> {
+    if request.method() != Method::OPTIONS || !request.headers().contains_key(header::ORIGIN) {
+        return None;
+    }
+    request
+        .headers()
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+}
+
+async fn forward(
+    proxy: &Proxy,
+    route: &Route,
+    peer: SocketAddr,
+    host: Option<String>,
+    mut request: Request,
+) -> Response {
+    let refuse = |refusal: Refusal, error: ApiError| {
+        route.counters.refused(refusal);
+        error.into_response()
+    };
+    let caller = match &route.auth {
+        Some(auth) => match auth.authenticate(request.headers()).await {
+            Ok(caller) => Some(caller),
+            Err(error) => return refuse(Refusal::Unauthorized, error),
+        },
+        None => None,
+    };
+    if let Some(limiter) = &route.limiter {
+        let ip = peer.ip().to_string();
+        let key = match limiter.spec().key {
+            RateLimitKey::Client => caller
+                .as_ref()
+                .and_then(|c| c.client.as_deref())
+                .unwrap_or(&ip),
+            RateLimitKey::Ip => &ip,
+            RateLimitKey::Route => "",
+        };
+        if let Err(over) = limiter.check(key).await {
+            let mut response = refuse(
+                Refusal::RateLimited,
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "over the route's rate limit; retry in {} ms",
+                        over.retry_after.as_millis().max(1)
+                    ),
+                ),
+            );
+            let seconds = over.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            return response;
+        }
+    }
+    let limit = route.filters.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return refuse(Refusal::TooLarge, too_large(limit));
+    }
+    let upgrade = wants_upgrade(request.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let (parts, body) = request.into_parts();
+    let path = route.filters.path(parts.uri.path());
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.into_owned(),
+    };
+    let headers = upstream_headers(
+        proxy,
+        route,
+        &parts.headers,
+        peer,
+        host.as_deref(),
+        caller,
+        upgrade,
+    );
+    let has_body =
+        declared.is_some_and(|n| n > 0) || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let over_limit = Arc::new(AtomicBool::new(false));
+    let body = if !has_body {
+        OutgoingBody::Buffered(bytes::Bytes::new())
+    } else if declared.is_some_and(|n| n <= REPLAYABLE_BODY_BYTES) {
+        match axum::body::to_bytes(body, limit.min(REPLAYABLE_BODY_BYTES) as usize).await {
+            Ok(bytes) => OutgoingBody::Buffered(bytes),
+            Err(_) => return refuse(Refusal::TooLarge, too_large(limit)),
+        }
+    } else {
+        OutgoingBody::Streamed(reqwest::Body::wrap_stream(LimitedStream {
+            inner: body.into_data_stream(),
+            left: limit,
+            over: Arc::clone(&over_limit),
+        }))
+    };
+    let traceparent = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let result = route
+        .upstream
+        .send(
+            parts.method.clone(),
+            &path_and_query,
+            headers,
+            body,
+            traceparent,
+        )
+        .await;
+    // A body cut at the limit: whatever the target made of it, the client sent too much.
+    if over_limit.load(Ordering::Relaxed) {
+        return refuse(Refusal::TooLarge, too_large(limit));
+    }
+    let upstream = match result {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::warn!(route = %route.spec.id, status = %error.status(), "upstream call failed");
+            return refuse(Refusal::UpstreamFailed, error);
+        }
+    };
+    let status = upstream.status();
+    let mut response_headers = HeaderMap::with_capacity(upstream.headers().len());
+    copy_end_to_end(
+        upstream.headers(),
+        &mut response_headers,
+        status == StatusCode::SWITCHING_PROTOCOLS,
+    );
+    route.filters.response_headers.apply(&mut response_headers);
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        let Some(client_upgrade) = client_upgrade else {
+            return refuse(
+                Refusal::UpstreamFailed,
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_failed",
+                    "the target switched protocols unasked",
+                ),
+            );
+        };
+        let route_id = route.spec.id.clone();
+        tokio::spawn(async move {
+            let (client, target) = match tokio::join!(client_upgrade, upstream.upgrade()) {
+                (Ok(client), Ok(target)) => (client, target),
+                (client, target) => {
+                    tracing::debug!(route = %route_id, client_ok = client.is_ok(), target_ok = target.is_ok(), "upgrade failed");
+                    return;
+                }
+            };
+            let mut client = hyper_util::rt::TokioIo::new(client);
+            let mut target = target;
+            if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut target).await {
+                tracing::debug!(route = %route_id, error = %e, "upgraded connection ended");
+            }
+        });
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = status;
+        *response.headers_mut() = response_headers;
+        return response;
+    }
+    let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
+    *response.status_mut() = status;
+    *response.headers_mut() = response_headers;
+    response
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the route takes bodies of at most {limit} bytes"),
+    )
+}
+
+/// A WebSocket (or other HTTP/1.1 upgrade) handshake.
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Copies `from` into `to` without hop-by-hop headers (nor those its `Connection` names);
+/// `Upgrade` and `Connection: upgrade` are kept for an upgrade.
+fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
+    let named: Vec<String> = from
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    for (name, value) in from {
+        if HOP_BY_HOP.contains(name)
+            || (name == header::UPGRADE && !upgrade)
+            || named
+                .iter()
+                .any(|n| n == name.as_str() && !(upgrade && n == "upgrade"))
+        {
+            continue;
+        }
+        to.append(name.clone(), value.clone());
+    }
+    if upgrade {
+        to.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// The headers the target gets.
+fn upstream_headers(
+    proxy: &Proxy,
+    route: &Route,
+    incoming: &HeaderMap,
+    peer: SocketAddr,
+    host: Option<&str>,
+    caller: Option<crate::security::Caller>,
+    upgrade: bool,
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(incoming.len() + 4);
+    copy_end_to_end(incoming, &mut headers, upgrade);
+    headers.remove(header::HOST);
+    headers.remove("traceparent");
+    // A buffered body's length is set again by the client; a streamed one keeps it.
+    if let Some(auth) = &route.auth {
+        for name in auth.asserted_headers() {
+            headers.remove(name);
+        }
+    }
+    if let Some(caller) = caller {
+        for (name, value) in caller.headers {
+            headers.insert(name, value);
+        }
+    }
+    let forwarded_for = match incoming
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(before) => format!("{before}, {}", peer.ip()),
+        None => peer.ip().to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        headers.insert("x-forwarded-for", value);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(proxy.scheme));
+    if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
+        headers.insert("x-forwarded-host", host);
+    }
+    route.filters.request_headers.apply(&mut headers);
+    headers
+}
+
+/// A request body that stops with an error past `left` bytes (and says so in `over`).
+struct LimitedStream<S> {
+    inner: S,
+    left: u64,
+    over: Arc<AtomicBool>,
+}
+
+impl<S> Stream for LimitedStream<S>
+where
+    S: Stream<Item = Result<bytes::Bytes, axum::Error>> + Unpin,
+{
+    type Item = Result<bytes::Bytes, std::io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.inner.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                let size = chunk.len() as u64;
+                if size > self.left {
+                    self.over.store(true, Ordering::Relaxed);
+                    self.left = 0;
+                    return Poll::Ready(Some(Err(std::io::Error::other(
+                        "request body over the route's limit",
+                    ))));
+                }
+                self.left -= size;
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_stay_behind() {
+        let mut from = HeaderMap::new();
+        from.insert(header::CONNECTION, "keep-alive, x-secret".parse().unwrap());
+        from.insert("keep-alive", "timeout=5".parse().unwrap());
+        from.insert("x-secret", "1".parse().unwrap());
+        from.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        from.insert(header::UPGRADE, "websocket".parse().unwrap());
+        from.append("x-kept", "a".parse().unwrap());
+        from.append("x-kept", "b".parse().unwrap());
+        let mut to = HeaderMap::new();
+        copy_end_to_end(&from, &mut to, false);
+        assert_eq!(to.len(), 2);
+        assert_eq!(to.get_all("x-kept").iter().count(), 2);
+        let mut upgraded = HeaderMap::new();
+        from.insert(header::CONNECTION, "Upgrade".parse().unwrap());
+        copy_end_to_end(&from, &mut upgraded, true);
+        assert_eq!(upgraded[header::UPGRADE], "websocket");
+        assert_eq!(upgraded[header::CONNECTION], "upgrade");
+        assert!(wants_upgrade(&from));
+    }
+}
