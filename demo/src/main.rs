@@ -4,7 +4,7 @@
 //! report of what was expected, what was measured, and the invariants across the databases.
 //!
 //! The same binary is every process: with no subcommand it orchestrates; `registry`,
-//! `config-server` and `service <kind>` are the children it starts.
+//! `config-server`, `gateway` and `service <kind>` are the children it starts.
 
 mod choreography;
 mod cluster;
@@ -81,6 +81,9 @@ enum Child {
         #[command(flatten)]
         cluster: servers::ClusterArgs,
     },
+    /// The gateway (msakit-gateway), its routes followed in the config server.
+    #[command(hide = true)]
+    Gateway(servers::GatewayArgs),
     /// One instance of one service.
     #[command(hide = true)]
     Service(services::ServiceArgs),
@@ -132,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             cluster,
         } => servers::config_server(port, data_dir, cluster).await,
+        Child::Gateway(args) => servers::gateway(args).await,
         Child::Service(args) => services::run(args).await,
     }
 }

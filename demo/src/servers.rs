@@ -1,5 +1,6 @@
-//! `msakit-demo registry` and `msakit-demo config-server`: the real servers (their libraries'
-//! `run`), tuned for a demo that must show evictions within seconds, as child processes.
+//! `msakit-demo registry`, `msakit-demo config-server` and `msakit-demo gateway`: the real
+//! servers (their libraries' `run`, as their binaries run them), tuned for a demo that must show
+//! evictions within seconds, as child processes.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -67,5 +68,53 @@ pub(crate) async fn config_server(
     };
     println!("READY {}", listener.local_addr()?.port());
     msakit_config_server::run(listener, config, msakit_config_server::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `msakit-demo gateway`: msakit-gateway with its routes in the config server.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct GatewayArgs {
+    /// Port for clients (0: any).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Port of the admin API.
+    #[arg(long)]
+    admin_port: u16,
+    /// The registry's base URLs (comma-separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    registry: Vec<String>,
+    /// The config server's base URLs (comma-separated).
+    #[arg(long, value_delimiter = ',', required = true)]
+    config: Vec<String>,
+    /// Where the last good routes are kept.
+    #[arg(long)]
+    data_dir: PathBuf,
+}
+
+/// Runs the gateway: routes from the config server's `gateway` application (profile `demo`),
+/// followed live.
+pub(crate) async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .context("binding the gateway")?;
+    let admin = tokio::net::TcpListener::bind(("127.0.0.1", args.admin_port))
+        .await
+        .context("binding the gateway's admin API")?;
+    let config = msakit_gateway::GatewayConfig {
+        listen: listener.local_addr()?,
+        admin_listen: admin.local_addr()?,
+        registry: args.registry,
+        config_server: args.config,
+        routes_from_config: Some(msakit_gateway::RoutesFromConfig {
+            application: "gateway".into(),
+            profiles: vec!["demo".into()],
+            label: None,
+        }),
+        data_dir: Some(args.data_dir),
+        shutdown_grace: Duration::from_secs(1),
+        ..Default::default()
+    };
+    println!("READY {}", listener.local_addr()?.port());
+    msakit_gateway::run(listener, admin, config, msakit_gateway::shutdown_signal()).await?;
     Ok(())
 }

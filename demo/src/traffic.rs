@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// The API key the demo's clients use (the gateway's config lists it).
-pub(crate) const API_KEY: &str = "demo-key-1";
+pub(crate) const API_KEY: &str = "demo-key-one-0001";
 
 /// One answered (or unanswered) order request.
 #[derive(Debug, Clone)]

@@ -22,7 +22,7 @@ use crate::counters::Refusal;
 use crate::live::LiveRoutes;
 use crate::routes::Route;
 use crate::routes::spec::RateLimitKey;
-use crate::upstream::OutgoingBody;
+use crate::upstream::{OutgoingBody, Replay};
 
 /// Bodies up to this size (by `Content-Length`) are held, so a failed attempt can be replayed
 /// on another instance; larger or unsized ones stream through in one attempt.
@@ -205,6 +205,17 @@ async fn forward(
         .headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok());
+    let keyed = route
+        .spec
+        .call
+        .idempotency_header
+        .as_deref()
+        .is_some_and(|name| parts.headers.contains_key(name));
+    let replay = if keyed {
+        Replay::Keyed
+    } else {
+        Replay::ByMethod
+    };
     let result = route
         .upstream
         .send(
@@ -213,6 +224,7 @@ async fn forward(
             headers,
             body,
             traceparent,
+            replay,
         )
         .await;
     // A body cut at the limit: whatever the target made of it, the client sent too much.

@@ -43,10 +43,23 @@ impl std::fmt::Debug for Upstream {
 
 /// The SDK options of a route's calls.
 pub(crate) fn service_options(call: &CallSpec) -> ServiceClientOptions {
-    ServiceClientOptions::default()
+    let options = ServiceClientOptions::default()
         .attempt_timeout(call.timeout)
         .deadline(call.deadline)
-        .max_attempts(call.max_attempts.max(1))
+        .max_attempts(call.max_attempts.max(1));
+    match &call.breaker {
+        Some(breaker) => options.breaker(breaker.clone()),
+        None => options,
+    }
+}
+
+/// Whether a failed attempt may be made again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// If the method is idempotent (GET, HEAD, PUT, DELETE, OPTIONS).
+    ByMethod,
+    /// Whatever the method: the request carries an idempotency key.
+    Keyed,
 }
 
 /// The HTTP clients for fixed URLs, one per protocol.
@@ -87,6 +100,7 @@ impl Upstream {
         headers: HeaderMap,
         body: OutgoingBody,
         traceparent: Option<&str>,
+        replay: Replay,
     ) -> Result<reqwest::Response, ApiError> {
         match self {
             Upstream::Service { name, client } => {
@@ -101,6 +115,9 @@ impl Upstream {
                     OutgoingBody::Buffered(bytes) => request.body(bytes),
                     OutgoingBody::Streamed(stream) => request.streaming_body(stream),
                 };
+                if replay == Replay::Keyed {
+                    request = request.retryable();
+                }
                 request.send().await.map_err(|e| call_failed(&e))
             }
             Upstream::Fixed { base, http, call } => {
@@ -113,6 +130,7 @@ impl Upstream {
                     headers,
                     body,
                     traceparent,
+                    replay,
                 )
                 .await
             }
@@ -130,6 +148,7 @@ async fn send_fixed(
     headers: HeaderMap,
     body: OutgoingBody,
     traceparent: Option<&str>,
+    replay: Replay,
 ) -> Result<reqwest::Response, ApiError> {
     let mut url = base.clone();
     let (path, query) = path_and_query
@@ -138,10 +157,11 @@ async fn send_fixed(
     let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
     url.set_path(&joined);
     url.set_query(query);
-    let idempotent = matches!(
-        method,
-        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-    );
+    let idempotent = replay == Replay::Keyed
+        || matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+        );
     let (replayable, mut stream) = match body {
         OutgoingBody::Buffered(bytes) => (Some(bytes), None),
         OutgoingBody::Streamed(stream) => (None, Some(stream)),

@@ -4,7 +4,6 @@
 //! orchestrator is gone.
 
 pub(crate) mod delivery;
-pub(crate) mod gateway;
 pub(crate) mod order;
 pub(crate) mod payment;
 
@@ -26,8 +25,6 @@ use serde::de::DeserializeOwned;
 /// The services of the demo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Kind {
-    /// The single entry point.
-    Gateway,
     /// Orders and the saga.
     Order,
     /// Charges and refunds.
@@ -40,7 +37,6 @@ impl Kind {
     /// The service name in the registry and the application name in the config server.
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Kind::Gateway => "gateway",
             Kind::Order => "order",
             Kind::Payment => "payment",
             Kind::Delivery => "delivery",
@@ -320,11 +316,9 @@ pub(crate) async fn run(args: ServiceArgs) -> anyhow::Result<()> {
             Kind::Order => crate::choreography::order::run(args).await,
             Kind::Payment => crate::choreography::payment::run(args).await,
             Kind::Delivery => crate::choreography::delivery::run(args).await,
-            Kind::Gateway => anyhow::bail!("the choreographed saga has no gateway of its own"),
         };
     }
     match args.kind {
-        Kind::Gateway => gateway::run(args).await,
         Kind::Order => order::run(args).await,
         Kind::Payment => payment::run(args).await,
         Kind::Delivery => delivery::run(args).await,

@@ -247,6 +247,12 @@ pub struct CallSpec {
     /// HTTP version towards a fixed URL: `auto` (HTTP/1.1, or HTTP/2 by ALPN over TLS) or
     /// `h2c` (HTTP/2 without TLS). Default auto.
     pub protocol: UpstreamProtocol,
+    /// A request carrying this header may be retried whatever its method (the target
+    /// de-duplicates by it, as the IETF `Idempotency-Key` draft has it). Default
+    /// `idempotency-key`; `null`: only idempotent methods are retried.
+    pub idempotency_header: Option<String>,
+    /// The breaker of an `lb://` target (Resilience4j's settings). Default: the SDK's.
+    pub breaker: Option<msakit::resilience::CircuitBreakerConfig>,
 }
 
 impl Default for CallSpec {
@@ -256,6 +262,8 @@ impl Default for CallSpec {
             max_attempts: 2,
             deadline: Duration::from_secs(30),
             protocol: UpstreamProtocol::Auto,
+            idempotency_header: Some("idempotency-key".into()),
+            breaker: None,
         }
     }
 }

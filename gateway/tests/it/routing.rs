@@ -175,6 +175,34 @@ routes:
         .collect();
     let tried: Vec<usize> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     assert_eq!(tried, [1, 1], "one attempt on each instance");
+    // A POST is tried once, unless it carries an idempotency key.
+    let hits = || {
+        states
+            .iter()
+            .map(|s| s.hits.load(Ordering::SeqCst))
+            .sum::<usize>()
+    };
+    let before = hits();
+    let post = gateway
+        .client
+        .post(gateway.at("/orders/fail"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 503);
+    assert_eq!(hits() - before, 1);
+    let before = hits();
+    let keyed = gateway
+        .client
+        .post(gateway.at("/orders/fail"))
+        .header("idempotency-key", "order-7")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyed.status(), 503);
+    assert_eq!(hits() - before, 2);
     drop(registrations);
     gateway.stop().await;
 }
