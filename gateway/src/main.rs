@@ -7,7 +7,7 @@ use msakit_gateway::{Cli, run, shutdown_signal};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    msakit_server_kit::init_logging(cli.serve.log_format);
+    let telemetry = msakit_server_kit::init_logging(cli.serve.log_format, "msakit-gateway");
     let config = cli.resolve().context("configuration")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -16,5 +16,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.admin_listen))?;
     run(listener, admin, config, shutdown_signal()).await?;
+    // The last spans are exported before the process ends (a blocking flush).
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     Ok(())
 }

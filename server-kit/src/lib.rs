@@ -11,6 +11,7 @@ mod logging;
 mod metrics;
 mod serve;
 mod sse;
+mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
@@ -31,6 +32,7 @@ pub use serve::{
     ConnectionLimits, RequestObserver, ServeOptions, serve_until, shutdown_signal, time_requests,
 };
 pub use sse::{KEEP_ALIVE, LiveFrames, event_stream, sse_frame};
+pub use telemetry::{TRACE_TARGET, Telemetry, TraceExport, trace_requests};
 pub use tls::{TlsConfig, TlsError};
 pub use tokens::{constant_time_eq, find_token, presented_token};
 pub use wait::{

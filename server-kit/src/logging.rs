@@ -1,6 +1,15 @@
-//! Structured logs: `RUST_LOG` filters; pretty for people or one JSON object per line.
+//! Structured logs and traces: `RUST_LOG` filters; pretty for people or one JSON object per
+//! line; spans exported as OpenTelemetry traces when the `OTEL_*` variables say where (see
+//! [`crate::telemetry`]).
 
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::telemetry::{self, Telemetry, TraceExport};
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -12,14 +21,43 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber; `info` unless `RUST_LOG` says otherwise.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber (`info` unless `RUST_LOG` says otherwise), exporting the
+/// spans of `service` when the environment asks; keep the answer until the process ends (it
+/// flushes the last spans when dropped or shut down).
+pub fn init_logging(format: LogFormat, service: &str) -> Telemetry {
+    let export = TraceExport::from_env();
+    let provider = match telemetry::provider(service, &export) {
+        Ok(provider) => provider,
+        Err(e) => {
+            eprintln!("traces will not be exported: {e}");
+            None
+        }
+    };
+    // Each layer filters for itself: logs by `RUST_LOG`; traces take the spans of `info` and
+    // above plus msakit's own call and request spans (target `msakit::trace`, at debug so
+    // that they cost nothing while no trace layer wants them).
+    let logs = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let traces = provider.as_ref().map(|p| {
+        telemetry::layer(p, service).with_filter(
+            Targets::new()
+                .with_default(Level::INFO)
+                .with_target(crate::TRACE_TARGET, Level::DEBUG),
+        )
+    });
+    let registry = tracing_subscriber::registry().with(traces);
     match format {
-        LogFormat::Json => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
+        LogFormat::Json => registry
+            .with(tracing_subscriber::fmt::layer().json().with_filter(logs()))
             .init(),
-        LogFormat::Pretty => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Pretty => registry
+            .with(tracing_subscriber::fmt::layer().with_filter(logs()))
+            .init(),
+    }
+    match provider {
+        Some(provider) => {
+            tracing::info!(?export, "exporting traces");
+            telemetry::on(provider)
+        }
+        None => telemetry::off(),
     }
 }

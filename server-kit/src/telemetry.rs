@@ -1,0 +1,191 @@
+//! Traces: every process records OpenTelemetry spans through `tracing` (the
+//! `tracing-opentelemetry` layer) and exports them when the standard variables say where —
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) for OTLP over HTTP,
+//! or `OTEL_TRACES_EXPORTER=zipkin` with `OTEL_EXPORTER_ZIPKIN_ENDPOINT` for Zipkin.
+//! `OTEL_TRACES_SAMPLER`/`_ARG`, `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES` and
+//! `OTEL_BSP_*` are read by the OpenTelemetry SDK itself; `OTEL_SDK_DISABLED=true` or
+//! `OTEL_TRACES_EXPORTER=none` turn export off. Off, no layer is installed: spans cost what a
+//! `tracing` span costs, and nothing is exported. Incoming `traceparent` headers become the
+//! parents of the server spans ([`trace_requests`]).
+
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The target of msakit's request and call spans (debug level): recorded when traces are
+/// exported, free otherwise.
+pub const TRACE_TARGET: &str = "msakit::trace";
+
+/// Where spans go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceExport {
+    /// Nowhere: no OpenTelemetry layer.
+    Off,
+    /// OTLP over HTTP (protobuf), to the endpoint the `OTEL_EXPORTER_OTLP_*` variables name.
+    Otlp,
+    /// Zipkin's v2 JSON API, at `OTEL_EXPORTER_ZIPKIN_ENDPOINT` (default
+    /// `http://127.0.0.1:9411/api/v2/spans`).
+    Zipkin,
+}
+
+impl TraceExport {
+    /// What the environment asks for.
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+            return Self::Off;
+        }
+        match var("OTEL_TRACES_EXPORTER").as_deref() {
+            Some("none") => Self::Off,
+            Some("zipkin") => Self::Zipkin,
+            Some("otlp") => Self::Otlp,
+            _ if var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+                || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some() =>
+            {
+                Self::Otlp
+            }
+            _ => Self::Off,
+        }
+    }
+}
+
+/// The tracer provider while spans are exported; flushes and stops it on [`shutdown`]
+/// (or drop).
+///
+/// [`shutdown`]: Telemetry::shutdown
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Whether spans are exported.
+    pub fn exporting(&self) -> bool {
+        self.provider.is_some()
+    }
+
+    /// Exports what is buffered and stops the exporter. Blocks (the exporters' HTTP clients are
+    /// blocking ones): call it off the async runtime, or after it.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.force_flush();
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Builds the tracer provider for `export`, naming the process `service` (unless
+/// `OTEL_SERVICE_NAME` names it); installs the W3C trace-context propagator.
+pub(crate) fn provider(
+    service: &str,
+    export: &TraceExport,
+) -> Result<Option<SdkTracerProvider>, String> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let resource = || {
+        let mut builder = Resource::builder();
+        if std::env::var_os("OTEL_SERVICE_NAME").is_none() {
+            builder = builder.with_service_name(service.to_owned());
+        }
+        builder.build()
+    };
+    let provider = match export {
+        TraceExport::Off => return Ok(None),
+        TraceExport::Otlp => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .build()
+                .map_err(|e| e.to_string())?;
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource())
+                .build()
+        }
+        TraceExport::Zipkin => {
+            // Its blocking HTTP client cannot be made on an async runtime's thread.
+            let exporter =
+                std::thread::spawn(|| opentelemetry_zipkin::ZipkinExporter::builder().build())
+                    .join()
+                    .map_err(|_| "the Zipkin exporter panicked while starting".to_owned())?
+                    .map_err(|e| e.to_string())?;
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(resource())
+                .build()
+        }
+    };
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Ok(Some(provider))
+}
+
+/// The `tracing` layer that records spans as OpenTelemetry spans of `provider`.
+pub(crate) fn layer<S>(
+    provider: &SdkTracerProvider,
+    service: &str,
+) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    tracing_opentelemetry::layer().with_tracer(provider.tracer(service.to_owned()))
+}
+
+/// Telemetry that exports nothing (tests, tools).
+pub(crate) fn off() -> Telemetry {
+    Telemetry { provider: None }
+}
+
+pub(crate) fn on(provider: SdkTracerProvider) -> Telemetry {
+    Telemetry {
+        provider: Some(provider),
+    }
+}
+
+/// Middleware recording a server span per request, the child of the caller's `traceparent`:
+/// use with `axum::middleware::from_fn(trace_requests)`.
+pub async fn trace_requests(request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or_else(
+        || request.uri().path().to_owned(),
+        |p| p.as_str().to_owned(),
+    );
+    let span = tracing::debug_span!(
+        target: TRACE_TARGET,
+        "request",
+        otel.name = %format!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    if span.is_disabled() {
+        return next.run(request).await;
+    }
+    if request.headers().contains_key("traceparent") {
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&opentelemetry_http::HeaderExtractor(request.headers()))
+        });
+        let _ = span.set_parent(parent);
+    }
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    response
+}
