@@ -258,6 +258,9 @@ impl ClientBuilder {
             .builder()
             .connect_timeout(REQUEST_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(30))
+            // One connection per call in flight, as the balancer counts them; and watch
+            // streams that never take a call's place on a shared HTTP/2 connection.
+            .http1_only()
             .build()
             .map_err(BuildError::Http)?;
         let request_timeout = self.request_timeout.unwrap_or(REQUEST_TIMEOUT);

@@ -97,6 +97,7 @@ impl ServiceClient {
             headers: HeaderMap::new(),
             body: None,
             stream: None,
+            stream_failed: None,
             retryable,
             trace_id: None,
             invalid: None,

@@ -868,6 +868,7 @@ routes:
       timeout: 2500ms
       deadline: 3s
       max_attempts: 2
+      idempotency_header: idempotency-key
       breaker:
         sliding_window_size: 50
         minimum_number_of_calls: 50

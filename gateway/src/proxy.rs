@@ -20,8 +20,8 @@ use tower::{Layer, ServiceExt};
 
 use crate::counters::Refusal;
 use crate::live::LiveRoutes;
-use crate::routes::Route;
 use crate::routes::spec::RateLimitKey;
+use crate::routes::{Route, canonical_path};
 use crate::upstream::{OutgoingBody, Replay};
 
 /// Bodies up to this size (by `Content-Length`) are held, so a failed attempt can be replayed
@@ -51,24 +51,25 @@ pub(crate) async fn handle(
         .and_then(|h| h.to_str().ok())
         .or_else(|| request.uri().authority().map(|a| a.as_str()))
         .map(str::to_owned);
+    // Matched and sent on in one canonical form, so a target never reads a path the routes
+    // did not see.
+    let path: Arc<str> = match canonical_path(request.uri().path()) {
+        Ok(path) => path.into(),
+        Err(e) => {
+            let response = ApiError::bad_request("invalid_path", e.to_string()).into_response();
+            observe(&proxy, request.method(), "none", response.status(), started);
+            return response;
+        }
+    };
     // A CORS preflight is matched as the request it announces.
     let announced = preflight_method(&request);
     let method = announced.as_ref().unwrap_or(request.method());
     let Some(route) = table
-        .find(
-            method,
-            request.uri().path(),
-            request.headers(),
-            host.as_deref(),
-        )
+        .find(method, &path, request.headers(), host.as_deref())
         .cloned()
     else {
-        let response = ApiError::not_found(format!(
-            "no route for {} {}",
-            request.method(),
-            request.uri().path()
-        ))
-        .into_response();
+        let response = ApiError::not_found(format!("no route for {} {path}", request.method()))
+            .into_response();
         observe(&proxy, request.method(), "none", response.status(), started);
         return response;
     };
@@ -80,8 +81,11 @@ pub(crate) async fn handle(
                 let (route, proxy) = (Arc::clone(&route), proxy.clone());
                 tower::service_fn(move |request: Request| {
                     let (route, proxy, host) = (Arc::clone(&route), proxy.clone(), host.clone());
+                    let path = Arc::clone(&path);
                     async move {
-                        Ok::<_, Infallible>(forward(&proxy, &route, peer, host, request).await)
+                        Ok::<_, Infallible>(
+                            forward(&proxy, &route, peer, host, &path, request).await,
+                        )
                     }
                 })
             };
@@ -90,7 +94,7 @@ pub(crate) async fn handle(
                 Err(never) => match never {},
             }
         }
-        None => forward(&proxy, &route, peer, host, request).await,
+        None => forward(&proxy, &route, peer, host, &path, request).await,
     };
     route.counters.answered(response.status().as_u16());
     observe(&proxy, &method, &route.spec.id, response.status(), started);
@@ -116,6 +120,7 @@ async fn forward(
     route: &Route,
     peer: SocketAddr,
     host: Option<String>,
+    path: &str,
     mut request: Request,
 ) -> Response {
     let refuse = |refusal: Refusal, error: ApiError| {
@@ -167,25 +172,25 @@ async fn forward(
     if declared.is_some_and(|n| n > limit) {
         return refuse(Refusal::TooLarge, too_large(limit));
     }
-    let upgrade = wants_upgrade(request.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let upgrade = handshake(request.method(), request.headers());
+    let client_upgrade =
+        (upgrade == Handshake::WebSocket).then(|| hyper::upgrade::on(&mut request));
     let (parts, body) = request.into_parts();
-    let path = route.filters.path(parts.uri.path());
+    let original_path = path;
+    let path = route.filters.path(path);
     let path_and_query = match parts.uri.query() {
         Some(query) => format!("{path}?{query}"),
         None => path.into_owned(),
     };
-    let headers = upstream_headers(
-        proxy,
-        route,
-        &parts.headers,
+    let arrival = Arrival {
         peer,
-        host.as_deref(),
-        caller,
+        host: host.as_deref(),
+        path: original_path,
         upgrade,
-    );
-    let has_body =
-        declared.is_some_and(|n| n > 0) || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    };
+    let headers = upstream_headers(proxy, route, &parts.headers, &arrival, caller);
+    // HTTP/2 bodies often come without a length: what counts is whether the stream ended.
+    let has_body = !http_body::Body::is_end_stream(&body);
     let over_limit = Arc::new(AtomicBool::new(false));
     let body = if !has_body {
         OutgoingBody::Buffered(bytes::Bytes::new())
@@ -195,7 +200,7 @@ async fn forward(
             Err(_) => return refuse(Refusal::TooLarge, too_large(limit)),
         }
     } else {
-        OutgoingBody::Streamed(reqwest::Body::wrap_stream(LimitedStream {
+        OutgoingBody::Streamed(Box::pin(LimitedStream {
             inner: body.into_data_stream(),
             left: limit,
             over: Arc::clone(&over_limit),
@@ -240,11 +245,12 @@ async fn forward(
     };
     let status = upstream.status();
     let mut response_headers = HeaderMap::with_capacity(upstream.headers().len());
-    copy_end_to_end(
-        upstream.headers(),
-        &mut response_headers,
-        status == StatusCode::SWITCHING_PROTOCOLS,
-    );
+    let switched = if status == StatusCode::SWITCHING_PROTOCOLS {
+        Handshake::WebSocket
+    } else {
+        Handshake::None
+    };
+    copy_end_to_end(upstream.headers(), &mut response_headers, switched);
     route.filters.response_headers.apply(&mut response_headers);
     if status == StatusCode::SWITCHING_PROTOCOLS {
         let Some(client_upgrade) = client_upgrade else {
@@ -291,20 +297,48 @@ fn too_large(limit: u64) -> ApiError {
     )
 }
 
-/// A WebSocket (or other HTTP/1.1 upgrade) handshake.
-fn wants_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
+/// Whether a request asks to switch to WebSocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handshake {
+    /// An ordinary request.
+    None,
+    /// A WebSocket handshake: `Upgrade` and `Connection: upgrade` are passed on.
+    WebSocket,
+}
+
+/// A WebSocket handshake (HTTP/1.1). Other upgrades (`h2c`, say) are not tunnelled: their
+/// `Upgrade` header stays behind like any hop-by-hop header.
+fn handshake(method: &Method, headers: &HeaderMap) -> Handshake {
+    if wants_upgrade(method, headers) {
+        Handshake::WebSocket
+    } else {
+        Handshake::None
+    }
+}
+
+fn wants_upgrade(method: &Method, headers: &HeaderMap) -> bool {
+    let tokens = |name| {
+        headers
+            .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+    };
+    method == Method::GET
+        && tokens(header::UPGRADE)
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("websocket"))
+        && tokens(header::CONNECTION)
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case("upgrade"))
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
+    header::PROXY_AUTHORIZATION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
@@ -315,7 +349,8 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 /// Copies `from` into `to` without hop-by-hop headers (nor those its `Connection` names);
 /// `Upgrade` and `Connection: upgrade` are kept for an upgrade.
-fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
+fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap, handshake: Handshake) {
+    let upgrade = handshake == Handshake::WebSocket;
     let named: Vec<String> = from
         .get_all(header::CONNECTION)
         .iter()
@@ -341,24 +376,45 @@ fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap, upgrade: bool) {
 }
 
 /// The headers the target gets.
+/// Where a request came from and what it asked.
+#[derive(Clone, Copy)]
+struct Arrival<'a> {
+    peer: SocketAddr,
+    host: Option<&'a str>,
+    /// The canonical path, before the route's filters.
+    path: &'a str,
+    upgrade: Handshake,
+}
+
 fn upstream_headers(
     proxy: &Proxy,
     route: &Route,
     incoming: &HeaderMap,
-    peer: SocketAddr,
-    host: Option<&str>,
+    arrival: &Arrival<'_>,
     caller: Option<crate::security::Caller>,
-    upgrade: bool,
 ) -> HeaderMap {
+    let Arrival {
+        peer,
+        host,
+        path,
+        upgrade,
+    } = *arrival;
     let mut headers = HeaderMap::with_capacity(incoming.len() + 4);
     copy_end_to_end(incoming, &mut headers, upgrade);
     headers.remove(header::HOST);
     headers.remove("traceparent");
-    // A buffered body's length is set again by the client; a streamed one keeps it.
-    if let Some(auth) = &route.auth {
-        for name in auth.asserted_headers() {
-            headers.remove(name);
-        }
+    // `Forwarded` from a client would be believed over the `X-Forwarded-*` set here.
+    headers.remove(header::FORWARDED);
+    // HTTP/2 allows `TE: trailers` (gRPC needs it), and only that.
+    if incoming
+        .get(header::TE)
+        .is_some_and(|te| te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+    {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    // Headers only the gateway may set, whatever the route.
+    for name in route.asserted.iter() {
+        headers.remove(name);
     }
     if let Some(caller) = caller {
         for (name, value) in caller.headers {
@@ -378,6 +434,13 @@ fn upstream_headers(
     headers.insert("x-forwarded-proto", HeaderValue::from_static(proxy.scheme));
     if let Some(host) = host.and_then(|h| HeaderValue::from_str(h).ok()) {
         headers.insert("x-forwarded-host", host);
+    }
+    if let Some(prefix) = route
+        .filters
+        .stripped_prefix(path)
+        .and_then(|p| HeaderValue::from_str(p).ok())
+    {
+        headers.insert("x-forwarded-prefix", prefix);
     }
     route.filters.request_headers.apply(&mut headers);
     headers
@@ -432,14 +495,15 @@ mod tests {
         from.append("x-kept", "a".parse().unwrap());
         from.append("x-kept", "b".parse().unwrap());
         let mut to = HeaderMap::new();
-        copy_end_to_end(&from, &mut to, false);
+        copy_end_to_end(&from, &mut to, Handshake::None);
         assert_eq!(to.len(), 2);
         assert_eq!(to.get_all("x-kept").iter().count(), 2);
         let mut upgraded = HeaderMap::new();
         from.insert(header::CONNECTION, "Upgrade".parse().unwrap());
-        copy_end_to_end(&from, &mut upgraded, true);
+        copy_end_to_end(&from, &mut upgraded, Handshake::WebSocket);
         assert_eq!(upgraded[header::UPGRADE], "websocket");
         assert_eq!(upgraded[header::CONNECTION], "upgrade");
-        assert!(wants_upgrade(&from));
+        assert!(wants_upgrade(&Method::GET, &from));
+        assert!(!wants_upgrade(&Method::POST, &from));
     }
 }

@@ -169,6 +169,9 @@ impl RouteLimiter {
             NonZeroU32::new(spec.requests).ok_or("rate_limit.requests must be at least 1")?;
         let burst = NonZeroU32::new(spec.burst.unwrap_or(spec.requests))
             .ok_or("rate_limit.burst must be at least 1")?;
+        if spec.period > Duration::from_secs(366 * 86_400) {
+            return Err("rate_limit.period is at most a year".into());
+        }
         // One request's share of the period.
         let interval = spec.period / requests.get();
         if interval.is_zero() {

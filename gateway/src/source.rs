@@ -1,5 +1,6 @@
 //! Where route sets come from: the gateway's own file (fixed), a routes file polled every
-//! second (an editor's rename-and-replace is seen like an in-place write), or a config-server
+//! second (an editor's rename-and-replace is seen like an in-place write; a change is taken
+//! once two looks agree, so within about two seconds), or a config-server
 //! document followed live through the SDK. Each new set is offered to the live table, which
 //! keeps the routes in force when it is refused.
 
@@ -54,6 +55,7 @@ pub(crate) fn watch_file(
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(FILE_POLL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pending: Option<Vec<u8>> = None;
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
@@ -64,8 +66,16 @@ pub(crate) fn watch_file(
                 continue;
             };
             if bytes == last {
+                pending = None;
                 continue;
             }
+            // A change counts once two looks a second apart agree: a file caught half-written
+            // (still valid YAML, cut before `auth:`, say) is never put in force.
+            if pending.as_ref() != Some(&bytes) {
+                pending = Some(bytes);
+                continue;
+            }
+            pending = None;
             last.clone_from(&bytes);
             match serde_yaml_ng::from_slice::<RouteSet>(&bytes) {
                 Ok(set) => {

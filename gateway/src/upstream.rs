@@ -11,12 +11,17 @@ use msakit_server_kit::ApiError;
 
 use crate::routes::spec::{CallSpec, UpstreamProtocol};
 
+/// A request body read as it is sent.
+pub(crate) type BodyStream = std::pin::Pin<
+    Box<dyn futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send>,
+>;
+
 /// A request's body on its way to the target.
 pub(crate) enum OutgoingBody {
     /// Small enough to hold, so attempts can replay it.
     Buffered(bytes::Bytes),
     /// Streamed as it arrives: one attempt.
-    Streamed(reqwest::Body),
+    Streamed(BodyStream),
 }
 
 /// A route's target.
@@ -28,6 +33,8 @@ pub(crate) enum Upstream {
     Fixed {
         base: reqwest::Url,
         http: reqwest::Client,
+        /// HTTP/1.1 only, for WebSocket handshakes.
+        http1: reqwest::Client,
         call: CallSpec,
     },
 }
@@ -65,6 +72,7 @@ pub(crate) enum Replay {
 /// The HTTP clients for fixed URLs, one per protocol.
 #[derive(Clone)]
 pub(crate) struct FixedClients {
+    http1: reqwest::Client,
     auto: reqwest::Client,
     h2c: reqwest::Client,
 }
@@ -78,6 +86,7 @@ impl FixedClients {
                 .redirect(reqwest::redirect::Policy::none())
         };
         Ok(Self {
+            http1: builder().http1_only().build()?,
             auto: builder().build()?,
             h2c: builder().http2_prior_knowledge().build()?,
         })
@@ -85,9 +94,15 @@ impl FixedClients {
 
     pub(crate) fn get(&self, protocol: UpstreamProtocol) -> reqwest::Client {
         match protocol {
+            UpstreamProtocol::Http1 => self.http1.clone(),
             UpstreamProtocol::Auto => self.auto.clone(),
             UpstreamProtocol::H2c => self.h2c.clone(),
         }
+    }
+
+    /// For WebSocket handshakes, which HTTP/2 cannot carry.
+    pub(crate) fn http1(&self) -> reqwest::Client {
+        self.http1.clone()
     }
 }
 
@@ -120,7 +135,17 @@ impl Upstream {
                 }
                 request.send().await.map_err(|e| call_failed(&e))
             }
-            Upstream::Fixed { base, http, call } => {
+            Upstream::Fixed {
+                base,
+                http,
+                http1,
+                call,
+            } => {
+                let http = if headers.contains_key(axum::http::header::UPGRADE) {
+                    http1
+                } else {
+                    http
+                };
                 send_fixed(
                     http,
                     base,
@@ -183,7 +208,7 @@ async fn send_fixed(
         }
         request = match (&replayable, stream.take()) {
             (Some(bytes), _) if !bytes.is_empty() => request.body(bytes.clone()),
-            (_, Some(stream)) => request.body(stream),
+            (_, Some(stream)) => request.body(reqwest::Body::wrap_stream(stream)),
             _ => request,
         };
         let timeout = call
@@ -233,6 +258,7 @@ fn call_failed(error: &CallError) -> ApiError {
         CallErrorKind::Deadline(_) | CallErrorKind::AttemptTimeout(_) => {
             (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout")
         }
+        CallErrorKind::InvalidBody(_) => (StatusCode::BAD_REQUEST, "body_failed"),
         CallErrorKind::BudgetExhausted(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "retry_budget_exhausted")
         }

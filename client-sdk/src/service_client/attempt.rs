@@ -119,6 +119,21 @@ impl ServiceRequest<'_> {
                 Ok(result) => result.map_err(AttemptError::Transport),
                 Err(_) => Err(AttemptError::TimedOut(attempt_timeout)),
             };
+            if self
+                .stream_failed
+                .as_ref()
+                .is_some_and(|failed| failed.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                // The caller's streamed body broke off: the instance is not to blame (the
+                // in-flight guard cancels the attempt; the breaker ignores it).
+                drop(in_flight);
+                permit.record(CallOutcome::Ignored);
+                return Err(fail(
+                    attempts,
+                    Some(instance.id.clone()),
+                    CallErrorKind::InvalidBody("the request body failed while it was sent".into()),
+                ));
+            }
             let ended = Instant::now();
             let latency = ended.saturating_duration_since(attempt_started);
             let failed = match &result {

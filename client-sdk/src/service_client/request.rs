@@ -1,6 +1,9 @@
 //! A call being built, and sent: headers, body, trace, retries allowed, fallbacks.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -34,6 +37,8 @@ pub struct ServiceRequest<'a> {
     pub(super) body: Option<bytes::Bytes>,
     /// A body read as it is sent: one attempt only, since it cannot be replayed.
     pub(super) stream: Option<reqwest::Body>,
+    /// Set when the streamed body itself failed (the caller's fault, not the instance's).
+    pub(super) stream_failed: Option<Arc<AtomicBool>>,
     pub(super) retryable: bool,
     /// The W3C trace this call belongs to; a new one when none is given.
     pub(super) trace_id: Option<u128>,
@@ -100,9 +105,21 @@ impl ServiceRequest<'_> {
     }
 
     /// A body streamed to the instance as it is read (a large upload, say), never held whole.
-    /// It cannot be replayed, so the call makes one attempt, whatever its method.
-    pub fn streaming_body(mut self, body: impl Into<reqwest::Body>) -> Self {
-        self.stream = Some(body.into());
+    /// It cannot be replayed, so the call makes one attempt, whatever its method. If the stream
+    /// itself fails (its sender went away, a limit cut it), the call fails with
+    /// [`CallErrorKind::InvalidBody`] and neither the breaker nor the instance is blamed.
+    pub fn streaming_body<S, E>(mut self, stream: S) -> Self
+    where
+        S: futures_util::Stream<Item = Result<bytes::Bytes, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let failed = Arc::new(AtomicBool::new(false));
+        let watched = WatchedBody {
+            inner: Box::pin(stream),
+            failed: Arc::clone(&failed),
+        };
+        self.stream = Some(reqwest::Body::wrap_stream(watched));
+        self.stream_failed = Some(failed);
         self.body = None;
         self.retryable = false;
         self
@@ -200,5 +217,26 @@ impl ServiceRequest<'_> {
             }
             None => original.ok_or(error),
         }
+    }
+}
+
+/// A streamed body that says when it failed.
+struct WatchedBody<S> {
+    inner: Pin<Box<S>>,
+    failed: Arc<AtomicBool>,
+}
+
+impl<S, E> futures_util::Stream for WatchedBody<S>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, E>>,
+{
+    type Item = Result<bytes::Bytes, E>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        polled
     }
 }

@@ -93,6 +93,20 @@ impl Filters {
         })
     }
 
+    /// The leading segments `strip_prefix` drops from `path` (for `X-Forwarded-Prefix`).
+    pub(crate) fn stripped_prefix<'p>(&self, path: &'p str) -> Option<&'p str> {
+        if self.strip_prefix == 0 {
+            return None;
+        }
+        let mut end = 0;
+        for _ in 0..self.strip_prefix {
+            let rest = &path[end..];
+            let next = rest.strip_prefix('/')?;
+            end += 1 + next.find('/').unwrap_or(next.len());
+        }
+        Some(&path[..end])
+    }
+
     /// The path the target sees: `strip_prefix` segments dropped, then rewritten. Always starts
     /// with `/`.
     pub(crate) fn path<'p>(&self, path: &'p str) -> Cow<'p, str> {
@@ -142,6 +156,8 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(f.path("/a/b/c/d"), "/c/d");
+        assert_eq!(f.stripped_prefix("/a/b/c/d"), Some("/a/b"));
+        assert_eq!(f.stripped_prefix("/a"), None);
         let f = filters(FiltersSpec {
             strip_prefix: 1,
             rewrite_path: Some(RewriteSpec {

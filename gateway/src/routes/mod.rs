@@ -1,12 +1,14 @@
 //! Routes: the set as written ([`spec`]), and the table compiled from it that requests are
 //! matched against ([`RouteTable`]). A set that does not compile is refused whole.
 
+mod canonical;
 pub(crate) mod filter;
 pub(crate) mod pattern;
 pub(crate) mod predicate;
 pub mod spec;
 mod table;
 
+pub(crate) use canonical::canonical_path;
 pub(crate) use table::{Resources, Route, RouteTable};
 
 /// Why a route set was refused.

@@ -244,12 +244,12 @@ pub struct CallSpec {
     /// Time for all attempts. Default 30 s.
     #[serde(with = "humantime_serde")]
     pub deadline: Duration,
-    /// HTTP version towards a fixed URL: `auto` (HTTP/1.1, or HTTP/2 by ALPN over TLS) or
-    /// `h2c` (HTTP/2 without TLS). Default auto.
+    /// HTTP version towards a fixed URL: `http1`, `auto` (HTTP/2 when TLS's ALPN agrees) or
+    /// `h2c` (HTTP/2 without TLS). Default `http1`. WebSocket handshakes always use HTTP/1.1.
     pub protocol: UpstreamProtocol,
-    /// A request carrying this header may be retried whatever its method (the target
-    /// de-duplicates by it, as the IETF `Idempotency-Key` draft has it). Default
-    /// `idempotency-key`; `null`: only idempotent methods are retried.
+    /// A request carrying this header may be retried whatever its method — say
+    /// `idempotency-key`, when the target de-duplicates by it (the IETF draft). Default none:
+    /// only idempotent methods are retried.
     pub idempotency_header: Option<String>,
     /// The breaker of an `lb://` target (Resilience4j's settings). Default: the SDK's.
     pub breaker: Option<msakit::resilience::CircuitBreakerConfig>,
@@ -261,8 +261,8 @@ impl Default for CallSpec {
             timeout: Duration::from_secs(10),
             max_attempts: 2,
             deadline: Duration::from_secs(30),
-            protocol: UpstreamProtocol::Auto,
-            idempotency_header: Some("idempotency-key".into()),
+            protocol: UpstreamProtocol::Http1,
+            idempotency_header: None,
             breaker: None,
         }
     }
@@ -272,8 +272,10 @@ impl Default for CallSpec {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamProtocol {
-    /// HTTP/1.1, or HTTP/2 when TLS's ALPN agrees.
+    /// HTTP/1.1.
     #[default]
+    Http1,
+    /// HTTP/1.1, or HTTP/2 when TLS's ALPN agrees.
     Auto,
     /// HTTP/2 with prior knowledge, without TLS.
     H2c,

@@ -43,6 +43,9 @@ pub(crate) struct Route {
     pub(crate) limiter: Option<Arc<RouteLimiter>>,
     pub(crate) cors: Option<CorsLayer>,
     pub(crate) counters: Arc<RouteCounters>,
+    /// Headers only the gateway sets (the client id, every route's claim headers): a client's
+    /// own are removed on every route.
+    pub(crate) asserted: Arc<Vec<HeaderName>>,
 }
 
 impl std::fmt::Debug for Route {
@@ -73,6 +76,13 @@ impl RouteTable {
         let api_keys = Arc::new(ApiKeys::new(&set.api_keys).map_err(RouteError::ApiKeys)?);
         let mut providers = HashMap::new();
         for (name, spec) in &set.jwt_providers {
+            let day = std::time::Duration::from_secs(86_400);
+            if spec.refresh > day || spec.leeway > day || spec.refresh.is_zero() {
+                return Err(RouteError::Invalid {
+                    route: format!("jwt_providers.{name}"),
+                    reason: "refresh is above zero and at most 1 day; leeway at most 1 day".into(),
+                });
+            }
             reqwest::Url::parse(&spec.jwks_url).map_err(|e| RouteError::Invalid {
                 route: format!("jwt_providers.{name}"),
                 reason: format!("jwks_url: {e}"),
@@ -89,6 +99,16 @@ impl RouteTable {
         let old: HashMap<&str, &Arc<Route>> = previous
             .map(|p| p.routes.iter().map(|r| (r.spec.id.as_str(), r)).collect())
             .unwrap_or_default();
+        let mut asserted = vec![crate::security::CLIENT_ID.clone()];
+        for spec in &set.routes {
+            let claims = spec.auth.iter().flat_map(|a| a.jwt.iter());
+            for header in claims.flat_map(|jwt| jwt.claims_to_headers.values()) {
+                if let Ok(name) = HeaderName::from_bytes(header.as_bytes()) {
+                    asserted.push(name);
+                }
+            }
+        }
+        let asserted = Arc::new(asserted);
         let mut routes = Vec::with_capacity(set.routes.len());
         let mut ids = std::collections::HashSet::new();
         for spec in &set.routes {
@@ -96,9 +116,9 @@ impl RouteTable {
                 return Err(RouteError::DuplicateId(spec.id.clone()));
             }
             let before = old.get(spec.id.as_str()).copied();
-            routes.push(Arc::new(compile_route(
-                spec, resources, &api_keys, &providers, before,
-            )?));
+            let mut route = compile_route(spec, resources, &api_keys, &providers, before)?;
+            route.asserted = Arc::clone(&asserted);
+            routes.push(Arc::new(route));
         }
         // Lower `order` first; the sort is stable, so equal ones keep the order written.
         routes.sort_by_key(|r| r.spec.order);
@@ -230,11 +250,19 @@ fn compile_route(
         limiter,
         cors,
         counters,
+        asserted: Arc::default(),
     })
 }
 
 fn upstream(spec: &RouteSpec, resources: &Resources) -> Result<Upstream, RouteError> {
     let id = spec.id.as_str();
+    const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+    if spec.call.deadline > DAY || spec.call.timeout > DAY || spec.call.max_attempts > 10 {
+        return Err(RouteError::invalid(
+            id,
+            "call: timeout and deadline at most 1 day, max_attempts at most 10",
+        ));
+    }
     if spec.call.max_attempts == 0 || spec.call.timeout.is_zero() || spec.call.deadline.is_zero() {
         return Err(RouteError::invalid(
             id,
@@ -271,6 +299,7 @@ fn upstream(spec: &RouteSpec, resources: &Resources) -> Result<Upstream, RouteEr
     Ok(Upstream::Fixed {
         base,
         http: resources.fixed.get(spec.call.protocol),
+        http1: resources.fixed.http1(),
         call: spec.call.clone(),
     })
 }

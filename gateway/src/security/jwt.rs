@@ -44,7 +44,7 @@ pub(crate) struct JwtProvider {
     http: reqwest::Client,
     keys: RwLock<Arc<Keys>>,
     /// One fetch at a time.
-    fetching: tokio::sync::Mutex<()>,
+    fetching: Arc<tokio::sync::Mutex<()>>,
     /// When a fetch was last tried.
     last_attempt: std::sync::Mutex<Option<Instant>>,
 }
@@ -70,7 +70,7 @@ impl JwtProvider {
             spec,
             http,
             keys: RwLock::default(),
-            fetching: tokio::sync::Mutex::new(()),
+            fetching: Arc::new(tokio::sync::Mutex::new(())),
             last_attempt: std::sync::Mutex::new(None),
         }
     }
@@ -80,8 +80,12 @@ impl JwtProvider {
         &self.spec
     }
 
-    /// The token's claims, if it is valid.
-    pub(crate) async fn verify(&self, token: &str) -> Result<Map<String, Value>, JwtError> {
+    /// The token's claims, if it is valid. Stale keys are refreshed in the background while
+    /// the cached ones keep serving; a request waits for a fetch only when no cached key fits.
+    pub(crate) async fn verify(
+        self: &Arc<Self>,
+        token: &str,
+    ) -> Result<Map<String, Value>, JwtError> {
         let header = jsonwebtoken::decode_header(token).map_err(JwtError::Malformed)?;
         if matches!(
             header.alg,
@@ -89,24 +93,25 @@ impl JwtProvider {
         ) {
             return Err(JwtError::Algorithm(header.alg));
         }
-        let key = match self.key(header.kid.as_deref(), header.alg) {
-            Some(key) if !self.stale() => key,
-            known => {
-                // Stale keys, or an unknown id: fetch (unknown ids at most every 10 s).
-                let unknown = known.is_none();
-                match self.refetch().await {
-                    Ok(()) => {}
-                    Err(e) if unknown && self.current().fetched.is_none() => {
-                        return Err(JwtError::KeysUnavailable(e));
-                    }
-                    Err(e) => {
-                        tracing::warn!(jwks = %self.spec.jwks_url, error = %e, "JWKS refresh failed; using the cached keys")
-                    }
+        let kid = header.kid.as_deref();
+        let mut candidates = self.candidates(kid, header.alg);
+        if candidates.is_empty() {
+            if let Err(e) = self.refetch().await {
+                tracing::warn!(jwks = %self.spec.jwks_url, error = %e, "JWKS fetch failed");
+                if self.current().fetched.is_none() {
+                    return Err(JwtError::KeysUnavailable(e));
                 }
-                self.key(header.kid.as_deref(), header.alg)
-                    .ok_or(JwtError::UnknownKey(header.kid.clone()))?
             }
-        };
+            if self.current().fetched.is_none() {
+                return Err(JwtError::KeysUnavailable("no keys fetched yet".into()));
+            }
+            candidates = self.candidates(kid, header.alg);
+            if candidates.is_empty() {
+                return Err(JwtError::UnknownKey(header.kid.clone()));
+            }
+        } else if self.stale() {
+            self.refresh_in_background();
+        }
         let mut validation = Validation::new(header.alg);
         validation.set_issuer(&[&self.spec.issuer]);
         if self.spec.audiences.is_empty() {
@@ -117,16 +122,22 @@ impl JwtProvider {
         validation.set_required_spec_claims(&["exp", "iss"]);
         validation.validate_nbf = true;
         validation.leeway = self.spec.leeway.as_secs();
-        let data =
-            jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).map_err(|e| {
-                match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
-                        JwtError::Algorithm(header.alg)
-                    }
-                    _ => JwtError::Invalid(e),
-                }
-            })?;
-        Ok(data.claims)
+        // Without a key id (or with keys that have none) every key that fits is tried, so a
+        // rotation that publishes two keys does not refuse half the tokens.
+        let mut last = None;
+        for key in &candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(match last {
+            Some(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::InvalidAlgorithm) => {
+                JwtError::Algorithm(header.alg)
+            }
+            Some(e) => JwtError::Invalid(e),
+            None => JwtError::UnknownKey(header.kid.clone()),
+        })
     }
 
     fn current(&self) -> Arc<Keys> {
@@ -139,22 +150,43 @@ impl JwtProvider {
             .is_none_or(|at| at.elapsed() >= self.spec.refresh)
     }
 
-    /// The key with this id (or, without one, the first whose family fits the algorithm).
-    fn key(&self, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
+    /// The keys that may have signed a token with this id and algorithm: those with the id,
+    /// and those without one whose family fits (all that fit, without an id).
+    fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Vec<DecodingKey> {
         let keys = self.current();
         keys.keys
             .iter()
-            .find(|(id, key)| match kid {
-                Some(kid) => id.as_deref() == Some(kid),
-                None => key.family() == alg.family(),
+            .filter(|(id, key)| match (kid, id.as_deref()) {
+                (Some(kid), Some(id)) => id == kid,
+                _ => key.family() == alg.family(),
             })
             .map(|(_, key)| key.clone())
+            .collect()
     }
 
-    /// Fetches the JWKS, unless an attempt was made within [`REFETCH_GAP`] (1 s while no
-    /// keys are known): another caller's, or a failed one whose cached keys stay in use.
+    /// Refreshes the keys on a task of its own, unless a fetch is under way.
+    fn refresh_in_background(self: &Arc<Self>) {
+        let Ok(guard) = Arc::clone(&self.fetching).try_lock_owned() else {
+            return;
+        };
+        let provider = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(e) = provider.fetch_throttled().await {
+                tracing::warn!(jwks = %provider.spec.jwks_url, error = %e, "JWKS refresh failed; the cached keys stay in use");
+            }
+            drop(guard);
+        });
+    }
+
+    /// Fetches the JWKS (one fetch at a time), unless an attempt was made within
+    /// [`REFETCH_GAP`] (1 s while no keys are known).
     async fn refetch(&self) -> Result<(), String> {
         let _one = self.fetching.lock().await;
+        self.fetch_throttled().await
+    }
+
+    /// [`refetch`](Self::refetch)'s work, the fetch lock held.
+    async fn fetch_throttled(&self) -> Result<(), String> {
         let gap = if self.current().fetched.is_none() {
             Duration::from_secs(1)
         } else {

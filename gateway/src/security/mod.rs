@@ -39,15 +39,6 @@ pub(crate) struct Caller {
 pub(crate) static CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
 
 impl Authenticator {
-    /// The headers the target gets from the gateway only: a client's own are removed.
-    pub(crate) fn asserted_headers(&self) -> impl Iterator<Item = &HeaderName> {
-        let claims = self
-            .jwt
-            .iter()
-            .flat_map(|jwt| jwt.claims_to_headers.iter().map(|(_, h)| h));
-        std::iter::once(&CLIENT_ID).chain(claims)
-    }
-
     /// The caller, or the refusal.
     pub(crate) async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
         let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());

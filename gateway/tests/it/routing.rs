@@ -37,8 +37,12 @@ routes:
         .header("host", "shop.example.com")
         .header("cookie", "secret=1")
         .header("x-from", "client")
-        .header("connection", "keep-alive, x-hop")
+        .header("connection", "keep-alive, x-hop, upgrade")
         .header("x-hop", "dropped")
+        .header("upgrade", "h2c")
+        .header("x-client-id", "admin")
+        .header("forwarded", "for=6.6.6.6;proto=https")
+        .header("proxy-authorization", "Basic eDp5")
         .send()
         .await
         .unwrap();
@@ -58,6 +62,10 @@ routes:
     assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(headers["x-forwarded-proto"], "http");
     assert_eq!(headers["x-forwarded-host"], "shop.example.com");
+    assert_eq!(headers["x-forwarded-prefix"], "/api");
+    for gone in ["upgrade", "x-client-id", "forwarded", "proxy-authorization"] {
+        assert!(headers.get(gone).is_none(), "{gone} reached the target");
+    }
     assert!(
         headers["traceparent"].is_null(),
         "no trace was started by the client"
@@ -75,6 +83,30 @@ routes:
         .unwrap();
     assert_eq!(seen["upstream"], "b");
     assert_eq!(seen["path"], "/api/x");
+    // One canonical path is matched and sent on: an encoded letter is the letter, and a dot
+    // segment (encoded or not) cannot climb out of the route that matched.
+    let seen: Value = gateway
+        .client
+        .get(gateway.at("/%61pi/v1/x"))
+        .header("host", "shop.example.com")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["path"], "/base/v2/x");
+    // Sent as written (an HTTP client library would resolve the dots itself).
+    for sneaky in [
+        "/api/%2e%2e/admin",
+        "/api/../admin",
+        "/api/x%2Fy",
+        "/api/a\\b",
+    ] {
+        let answer = raw_get(&gateway.url, sneaky, "shop.example.com").await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{sneaky}: {answer}");
+        assert!(answer.contains("invalid_path"), "{sneaky}: {answer}");
+    }
     // Another host, or method: no route, the error shape.
     for request in [
         gateway
@@ -91,7 +123,7 @@ routes:
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"]["code"], "not_found");
     }
-    assert_eq!(a_state.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(a_state.hits.load(Ordering::SeqCst), 2);
     gateway.stop().await;
 }
 
@@ -106,6 +138,7 @@ async fn a_route_set_that_does_not_compile_stops_the_start() {
         "routes: [{ id: a, uri: 'http://x', rate_limit: { requests: 0 } }]",
         "routes: [{ id: a, uri: 'http://x', cors: { allowed_origins: ['*'], allow_credentials: true } }]",
         "api_keys: [{ client: a, key: short }]",
+        "routes: [{ id: a, uri: 'http://x', call: { deadline: 100000d } }]",
     ] {
         let error = Gateway::try_start(config_with(routes(bad))).await.err();
         assert!(error.is_some(), "{bad} was accepted");
@@ -143,8 +176,8 @@ routes:
   - id: orders
     uri: lb://orders
     predicates: { path: [/orders/**] }
-    filters: { strip_prefix: 1 }
-    call: { timeout: 1s, max_attempts: 2 }
+    filters: { strip_prefix: 1, max_body_bytes: 10000 }
+    call: { timeout: 1s, max_attempts: 2, idempotency_header: idempotency-key }
 "#,
     );
     let mut config = config_with(set);
@@ -203,6 +236,33 @@ routes:
         .unwrap();
     assert_eq!(keyed.status(), 503);
     assert_eq!(hits() - before, 2);
+    // Uploads cut off at the body limit are the client's doing: 25 of them neither open the
+    // route's breaker (20 calls) nor eject an instance.
+    for _ in 0..25 {
+        let chunks =
+            futures_util::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 1000])));
+        let response = gateway
+            .client
+            .post(gateway.at("/orders/upload"))
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 413);
+    }
+    assert_eq!(gateway.get("/orders/1").await.status(), 200);
     drop(registrations);
     gateway.stop().await;
+}
+
+/// A GET written by hand, path untouched; the whole answer.
+async fn raw_get(base: &str, path: &str, host: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    answer
 }

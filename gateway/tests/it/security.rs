@@ -164,7 +164,10 @@ async fn jwks_server(keys: Vec<Value>) -> Jwks {
 async fn jwts_are_checked_against_the_providers_keys_and_claims_passed_on() {
     let (target, _) = upstream("t").await;
     let (rsa, ec, ed) = (rsa_signer("rsa-1"), ec_signer("ec-1"), ed_signer("ed-1"));
-    let jwks = jwks_server(vec![rsa.jwk.clone(), ec.jwk.clone()]).await;
+    // A second EC key published without an id, as some providers do during a rotation.
+    let mut unnamed = ec_signer("");
+    unnamed.jwk.as_object_mut().unwrap().remove("kid");
+    let jwks = jwks_server(vec![rsa.jwk.clone(), ec.jwk.clone(), unnamed.jwk.clone()]).await;
     let set = routes(&format!(
         r#"
 routes:

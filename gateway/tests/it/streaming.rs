@@ -105,5 +105,16 @@ routes:
         let seen: Value = response.json().await.unwrap();
         assert_eq!(seen["version"], upstream_version, "{path}");
     }
+    // An HTTP/2 body without a length is still a body.
+    let chunks =
+        futures_util::stream::iter((0..3).map(|_| Ok::<_, std::io::Error>(vec![7u8; 1000])));
+    let response = h2_client
+        .post(gateway.at("/h2/x"))
+        .body(reqwest::Body::wrap_stream(chunks))
+        .send()
+        .await
+        .unwrap();
+    let seen: Value = response.json().await.unwrap();
+    assert_eq!(seen["body_bytes"], 3000);
     gateway.stop().await;
 }
