@@ -14,6 +14,7 @@ use msakit_api::config::{Resolved, unflatten};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::backoff::Reconnect;
 use crate::client::Connection;
@@ -121,11 +122,24 @@ impl Fetcher {
 
     async fn fetch(&self) -> Result<Resolved, String> {
         let mut reason = String::from("no server configured");
+        let span = tracing::debug_span!(
+            target: crate::trace::TARGET,
+            "config fetch",
+            otel.kind = "client",
+            msakit.application = %self.options.application,
+        );
         for base in &self.server.urls {
-            let request = self
-                .server
-                .authorised(self.server.http.get(self.url(base, "resolve")));
-            match request.timeout(self.server.request_timeout).send().await {
+            let request = crate::trace::propagate(
+                &span,
+                self.server
+                    .authorised(self.server.http.get(self.url(base, "resolve"))),
+            );
+            match request
+                .timeout(self.server.request_timeout)
+                .send()
+                .instrument(span.clone())
+                .await
+            {
                 Ok(response) if response.status().is_success() => match response.json().await {
                     Ok(resolved) => return Ok(resolved),
                     Err(e) => reason = e.to_string(),

@@ -12,6 +12,7 @@ use msakit_api::registry::{
     Change, ChangeEvent, Instance, InstanceStatus, ServiceInstances, Snapshot,
 };
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::backoff::Reconnect;
 use crate::client::Connection;
@@ -238,12 +239,18 @@ impl Discovery {
     async fn fetch(&self, service: &str) -> Result<ServiceInstances, DiscoveryError> {
         let mut reason = String::new();
         let registry = &self.inner.options.connection;
+        let span = tracing::debug_span!(
+            target: crate::trace::TARGET,
+            "registry lookup",
+            otel.kind = "client",
+            msakit.service = service,
+        );
         for base in &registry.urls {
             let url = format!("{}/v1/services/{service}", base.trim_end_matches('/'));
-            let request = registry
-                .authorised(registry.http.get(url))
-                .timeout(registry.request_timeout);
-            match request.send().await {
+            let request =
+                crate::trace::propagate(&span, registry.authorised(registry.http.get(url)))
+                    .timeout(registry.request_timeout);
+            match request.send().instrument(span.clone()).await {
                 Ok(response) if response.status().is_success() => match response.json().await {
                     Ok(found) => return Ok(found),
                     Err(e) => reason = e.to_string(),

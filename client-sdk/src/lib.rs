@@ -28,6 +28,7 @@ mod sse;
 pub mod timer;
 mod tls;
 mod tower_discover;
+mod trace;
 
 pub use client::{BuildError, Client, ClientBuilder};
 pub use config::{ConfigClient, ConfigClientError, ConfigClientOptions};

@@ -26,6 +26,8 @@ pub(crate) struct Cluster {
     dir: PathBuf,
     group: Option<Pid>,
     processes: BTreeMap<String, Process>,
+    /// Variables every child gets.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -36,7 +38,14 @@ impl Cluster {
             dir: dir.to_owned(),
             group: None,
             processes: BTreeMap::new(),
+            env: Vec::new(),
         })
+    }
+
+    /// Sets these variables for every child started from now on.
+    pub(crate) fn set_env(&mut self, vars: &[(&str, String)]) {
+        self.env
+            .extend(vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())));
     }
 
     /// The run directory.
@@ -54,6 +63,7 @@ impl Cluster {
             .stdout(Stdio::piped())
             .stderr(log)
             .env("MSAKIT_DEMO_CHILD", name)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true)
             // The first child leads a new group; the others join it.
             .process_group(self.group.map_or(0, Pid::as_raw));

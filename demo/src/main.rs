@@ -14,6 +14,7 @@ mod report;
 mod scenario;
 mod servers;
 mod services;
+mod trace_check;
 mod traffic;
 mod view;
 
@@ -54,6 +55,10 @@ struct Cli {
     /// this many events flow, then the same checks of every order.
     #[arg(long, value_name = "EVENTS", requires = "choreography")]
     crash_test: Option<u64>,
+    /// A Zipkin server (`http://host:9411`): every process exports its spans there, and the
+    /// scenario reads one order's trace back and prints where to look at it.
+    #[arg(long, value_name = "URL")]
+    zipkin: Option<String>,
     #[command(subcommand)]
     child: Option<Child>,
 }
@@ -109,22 +114,26 @@ async fn main() -> anyhow::Result<()> {
             keep_running: cli.keep_running,
             tui,
             ha: cli.ha,
+            zipkin: cli.zipkin,
         };
         let held = scenario::run(options).await?;
         std::process::exit(if held { 0 } else { 1 });
     };
     // Children log JSON to stderr, which the orchestrator sends to a file per process (their
-    // stdout is the READY line).
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // stdout is the READY line), and export traces when the OTEL_* variables say where.
+    let service = match &child {
+        Child::Registry { .. } => "msakit-registry",
+        Child::ConfigServer { .. } => "msakit-config-server",
+        Child::Gateway(_) => "msakit-gateway",
+        Child::Service(args) => args.kind.name(),
+    };
+    let telemetry = msakit_server_kit::init_logging_to(
+        msakit_server_kit::LogFormat::Json,
+        service,
+        msakit_server_kit::LogSink::Stderr,
+    );
     services::leave_with_parent();
-    match child {
+    let result = match child {
         Child::Registry {
             port,
             data_dir,
@@ -137,5 +146,7 @@ async fn main() -> anyhow::Result<()> {
         } => servers::config_server(port, data_dir, cluster).await,
         Child::Gateway(args) => servers::gateway(args).await,
         Child::Service(args) => services::run(args).await,
-    }
+    };
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    result
 }

@@ -17,7 +17,7 @@ use crate::traffic::{self, Recorder};
 use crate::view::{self, Scrape};
 
 /// How the run goes.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Options {
     /// Short phases (the tests use this).
     pub(crate) quick: bool,
@@ -27,6 +27,8 @@ pub(crate) struct Options {
     pub(crate) tui: bool,
     /// Three-node registry and config clusters; phase 5 kills both leaders.
     pub(crate) ha: bool,
+    /// A Zipkin server every process exports its spans to; one order's trace is read back.
+    pub(crate) zipkin: Option<String>,
 }
 
 /// The lease every instance asks for; heartbeats go every third of it.
@@ -60,8 +62,19 @@ struct Run {
 pub(crate) async fn run(options: Options) -> anyhow::Result<bool> {
     let dir = tempfile::Builder::new().prefix("msakit-demo-").tempdir()?;
     let mut cluster = Cluster::new(dir.path())?;
+    if let Some(zipkin) = &options.zipkin {
+        cluster.set_env(&[
+            ("OTEL_TRACES_EXPORTER", "zipkin".to_owned()),
+            (
+                "OTEL_EXPORTER_ZIPKIN_ENDPOINT",
+                format!("{}/api/v2/spans", zipkin.trim_end_matches('/')),
+            ),
+            // Spans leave within a fifth of a second (the SDK's default waits 5 s).
+            ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+        ]);
+    }
     let held = tokio::select! {
-        result = play(options, &mut cluster) => result,
+        result = play(options.clone(), &mut cluster) => result,
         _ = msakit_server_kit::shutdown_signal() => {
             eprintln!("interrupted: stopping every process");
             Ok(false)
@@ -144,7 +157,7 @@ async fn play(options: Options, cluster: &mut Cluster) -> anyhow::Result<bool> {
     let result = run.play(registry_port, &path).await;
     std::mem::swap(&mut run.cluster, cluster);
     let held = result?;
-    if options.keep_running {
+    if run.options.keep_running {
         println!("\nthe cluster is still up; Ctrl-C stops it");
         println!("  registry dashboard  {registry}/");
         println!("  config server       {config}/v1/resolve/payment/demo/main");
@@ -219,6 +232,9 @@ impl Run {
         self.enter(1, "steady state");
         self.watch(phase_time, |_, _| false).await;
         let samples = self.recorder.phase(1);
+        if let Some(zipkin) = self.options.zipkin.clone() {
+            self.check_trace(&gateway, &zipkin).await;
+        }
         self.report.expect(
             "1 steady",
             "≥ 99% of orders answered 2xx",
@@ -636,6 +652,52 @@ impl Run {
         .collect();
         self.cluster.start(name, &args).await?;
         Ok(())
+    }
+
+    /// Sends one order with a trace of its own and reads the trace back from Zipkin.
+    async fn check_trace(&mut self, gateway: &str, zipkin: &str) {
+        let (traceparent, trace, root) = crate::trace_check::new_traceparent();
+        let answer = self
+            .http
+            .post(format!("{gateway}/api/orders"))
+            .header("x-api-key", traffic::API_KEY)
+            .header("idempotency-key", format!("traced-{trace}"))
+            .header("traceparent", &traceparent)
+            .json(&serde_json::json!({"amount": 4200}))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        let summary = crate::trace_check::read_back(
+            &self.http,
+            zipkin,
+            &trace,
+            &root,
+            Duration::from_secs(15),
+        )
+        .await;
+        let view = format!("{}/zipkin/traces/{trace}", zipkin.trim_end_matches('/'));
+        self.say(&format!("one order's trace: {view}"));
+        let measured = match &summary {
+            Some(s) => format!(
+                "order answered {answer}; {} spans from {} ({}), {} unlinked; {view}",
+                s.spans,
+                s.services.iter().cloned().collect::<Vec<_>>().join(", "),
+                s.hops
+                    .iter()
+                    .map(|(a, b)| format!("{a} → {b}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.unlinked
+            ),
+            None => format!("order answered {answer}; Zipkin has no trace {trace}"),
+        };
+        self.report.expect(
+            "1 trace",
+            "one order's trace read back from Zipkin: gateway → order → payment and delivery, each a child of its caller",
+            measured,
+            summary.is_some_and(|s| s.linked()),
+        );
     }
 
     /// Starts the gateway, its admin API on a port chosen here.

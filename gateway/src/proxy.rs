@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{Stream, StreamExt};
 use msakit_server_kit::ApiError;
 use tower::{Layer, ServiceExt};
+use tracing::Instrument;
 
 use crate::counters::Refusal;
 use crate::live::LiveRoutes;
@@ -75,27 +76,39 @@ pub(crate) async fn handle(
     };
     let method = request.method().clone();
     let _in_flight = route.counters.start();
-    let response = match route.cors.clone() {
-        Some(cors) => {
-            let inner = {
-                let (route, proxy) = (Arc::clone(&route), proxy.clone());
-                tower::service_fn(move |request: Request| {
-                    let (route, proxy, host) = (Arc::clone(&route), proxy.clone(), host.clone());
-                    let path = Arc::clone(&path);
-                    async move {
-                        Ok::<_, Infallible>(
-                            forward(&proxy, &route, peer, host, &path, request).await,
-                        )
-                    }
-                })
-            };
-            match cors.layer(inner).oneshot(request).await {
-                Ok(response) => response.map(Body::new),
-                Err(never) => match never {},
+    let span = tracing::debug_span!(
+        target: msakit_server_kit::TRACE_TARGET,
+        "route",
+        otel.name = %format_args!("route {}", route.spec.id),
+        gateway.route = %route.spec.id,
+        gateway.target = ?route.upstream,
+    );
+    let response = async {
+        match route.cors.clone() {
+            Some(cors) => {
+                let inner = {
+                    let (route, proxy) = (Arc::clone(&route), proxy.clone());
+                    tower::service_fn(move |request: Request| {
+                        let (route, proxy, host) =
+                            (Arc::clone(&route), proxy.clone(), host.clone());
+                        let path = Arc::clone(&path);
+                        async move {
+                            Ok::<_, Infallible>(
+                                forward(&proxy, &route, peer, host, &path, request).await,
+                            )
+                        }
+                    })
+                };
+                match cors.layer(inner).oneshot(request).await {
+                    Ok(response) => response.map(Body::new),
+                    Err(never) => match never {},
+                }
             }
+            None => forward(&proxy, &route, peer, host, &path, request).await,
         }
-        None => forward(&proxy, &route, peer, host, &path, request).await,
-    };
+    }
+    .instrument(span)
+    .await;
     route.counters.answered(response.status().as_u16());
     observe(&proxy, &method, &route.spec.id, response.status(), started);
     response

@@ -129,9 +129,16 @@ pub async fn run(
         scheme: if tls.is_some() { "https" } else { "http" },
         metrics: metrics.clone(),
     };
-    let app = Router::new()
-        .fallback(proxy::handle)
-        .with_state(proxy_state);
+    // Every request is the proxy's, each with a server span (the child of the caller's
+    // `traceparent`).
+    let app = Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .layer(axum::middleware::from_fn(msakit_server_kit::trace_requests))
+            .service(axum::handler::Handler::with_state(
+                proxy::handle,
+                proxy_state,
+            )),
+    );
     let admin_app = admin::router(Admin {
         routes: Arc::clone(&live),
         metrics: metrics.clone(),

@@ -17,13 +17,14 @@ pub mod testing;
 mod tls;
 mod tokens;
 mod wait;
+mod zipkin;
 
 pub use config_file::{ConfigFileError, read_yaml_file};
 pub use error::ApiError;
 pub use flags::{EnvNames, ServeFlags, flag_variables};
 pub use format_version::FormatVersion;
 pub use limits::{Limit, Rejections, WatcherSlot, WatchersPerClient};
-pub use logging::{LogFormat, init_logging};
+pub use logging::{LogFormat, LogSink, init_logging, init_logging_to};
 pub use metrics::{
     LATENCY_BUCKETS, MetricNames, ServerMetrics, WatcherGauge, prometheus_recorder,
     spawn_metrics_upkeep,

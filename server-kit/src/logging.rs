@@ -21,10 +21,25 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogSink {
+    /// Standard output (the servers).
+    #[default]
+    Stdout,
+    /// Standard error (processes whose standard output says something else).
+    Stderr,
+}
+
+/// [`init_logging_to`] standard output.
+pub fn init_logging(format: LogFormat, service: &str) -> Telemetry {
+    init_logging_to(format, service, LogSink::Stdout)
+}
+
 /// Installs the global subscriber (`info` unless `RUST_LOG` says otherwise), exporting the
 /// spans of `service` when the environment asks; keep the answer until the process ends (it
 /// flushes the last spans when dropped or shut down).
-pub fn init_logging(format: LogFormat, service: &str) -> Telemetry {
+pub fn init_logging_to(format: LogFormat, service: &str, sink: LogSink) -> Telemetry {
     let export = TraceExport::from_env();
     let provider = match telemetry::provider(service, &export) {
         Ok(provider) => provider,
@@ -45,12 +60,27 @@ pub fn init_logging(format: LogFormat, service: &str) -> Telemetry {
         )
     });
     let registry = tracing_subscriber::registry().with(traces);
+    let writer = move || -> Box<dyn std::io::Write> {
+        match sink {
+            LogSink::Stdout => Box::new(std::io::stdout()),
+            LogSink::Stderr => Box::new(std::io::stderr()),
+        }
+    };
     match format {
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_filter(logs()))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(writer)
+                    .with_filter(logs()),
+            )
             .init(),
         LogFormat::Pretty => registry
-            .with(tracing_subscriber::fmt::layer().with_filter(logs()))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer)
+                    .with_filter(logs()),
+            )
             .init(),
     }
     match provider {

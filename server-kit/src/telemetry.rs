@@ -118,11 +118,11 @@ pub(crate) fn provider(
         }
         TraceExport::Zipkin => {
             // Its blocking HTTP client cannot be made on an async runtime's thread.
+            let named = service.to_owned();
             let exporter =
-                std::thread::spawn(|| opentelemetry_zipkin::ZipkinExporter::builder().build())
+                std::thread::spawn(move || crate::zipkin::ZipkinExporter::from_env(&named))
                     .join()
-                    .map_err(|_| "the Zipkin exporter panicked while starting".to_owned())?
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|_| "the Zipkin exporter panicked while starting".to_owned())??;
             SdkTracerProvider::builder()
                 .with_batch_exporter(exporter)
                 .with_resource(resource())

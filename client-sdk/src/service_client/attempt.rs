@@ -100,7 +100,24 @@ impl ServiceRequest<'_> {
                 deadline_value(remaining)
             };
             headers.insert(DEADLINE, deadline_value);
-            headers.insert(TRACEPARENT, traceparent(trace_id, fastrand::u64(1..)));
+            let span = tracing::debug_span!(
+                target: crate::trace::TARGET,
+                "call",
+                otel.name = self.service,
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                msakit.service = self.service,
+                msakit.instance = %instance.id,
+                msakit.attempt = attempts,
+                msakit.breaker = ?state.breaker.state(),
+                http.request.method = %self.method,
+                http.response.status_code = tracing::field::Empty,
+                msakit.outcome = tracing::field::Empty,
+            );
+            // The attempt's own span when traces are recorded; else one made up here.
+            let traceparent_value = crate::trace::traceparent_of(&span)
+                .unwrap_or_else(|| traceparent(trace_id, fastrand::u64(1..)));
+            headers.insert(TRACEPARENT, traceparent_value);
             if let Some(body) = &self.body {
                 *request.body_mut() = Some(body.clone().into());
             } else if let Some(stream) = self.stream.take() {
@@ -134,6 +151,10 @@ impl ServiceRequest<'_> {
                     CallErrorKind::InvalidBody("the request body failed while it was sent".into()),
                 ));
             }
+            if !span.is_disabled() {
+                record_outcome(&span, &result);
+            }
+            drop(span);
             let ended = Instant::now();
             let latency = ended.saturating_duration_since(attempt_started);
             let failed = match &result {
@@ -294,6 +315,30 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.finished {
             self.client.cancel(self.state, self.ticket, self.instance);
+        }
+    }
+}
+
+/// An attempt's status and outcome on its span.
+#[cold]
+fn record_outcome(span: &tracing::Span, result: &Result<reqwest::Response, AttemptError>) {
+    match result {
+        Ok(response) => {
+            let status = response.status();
+            span.record("http.response.status_code", status.as_u16());
+            let failed = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+            span.record("msakit.outcome", if failed { "failure" } else { "success" });
+            if failed {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(AttemptError::TimedOut(_)) => {
+            span.record("msakit.outcome", "timeout");
+            span.record("otel.status_code", "ERROR");
+        }
+        Err(_) => {
+            span.record("msakit.outcome", "transport_error");
+            span.record("otel.status_code", "ERROR");
         }
     }
 }

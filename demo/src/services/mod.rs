@@ -194,7 +194,8 @@ impl<T: ServiceConfig> Instance<T> {
                 "/health",
                 get(|| async { axum::Json(serde_json::json!({"status": "UP"})) }),
             )
-            .route("/metrics", get(move || async move { metrics.render() }));
+            .route("/metrics", get(move || async move { metrics.render() }))
+            .layer(axum::middleware::from_fn(msakit_server_kit::trace_requests));
         axum::serve(self.listener, app)
             .with_graceful_shutdown(msakit_server_kit::shutdown_signal())
             .await?;
