@@ -8,6 +8,7 @@ mod compare;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod events;
+mod gateway;
 mod java;
 mod load;
 mod ours;
@@ -46,6 +47,17 @@ enum Command {
     /// Events end to end (outbox → transport → inbox) on Kafka and direct, against bare
     /// rdkafka on the same broker.
     Events(events::EventsArgs),
+    /// One backend behind msakit-gateway, nginx and Spring Cloud Gateway (built from
+    /// bench/java with Maven), and called directly: throughput, added latency, memory.
+    Gateway(gateway::GatewayArgs),
+    /// (internal) the gateway under test.
+    #[command(hide = true)]
+    ServeGateway {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        registry: String,
+    },
     /// (internal) the registry under test.
     #[command(hide = true)]
     ServeRegistry {
@@ -106,6 +118,15 @@ async fn main() -> anyhow::Result<()> {
             process::serve_config(&data_dir, node.listen, node.cluster()).await
         }
         Command::Events(args) => events::run(args).await,
+        Command::ServeGateway {
+            data_dir: _,
+            registry,
+        } => gateway::serve_gateway(&registry).await,
+        Command::Gateway(args) => {
+            let dir = scratch()?;
+            println!("{}", gateway::gateway(&args, dir.path()).await?);
+            Ok(())
+        }
         Command::Cluster(args) => {
             let dir = scratch()?;
             let report = cluster::cluster(&args, dir.path()).await?;

@@ -35,14 +35,77 @@ fn context_switches() -> u64 {
 /// shared timer (`msakit::timer`); the SDK's request as the SDK builds it (a `reqwest::Request`
 /// with the deadline and `traceparent` headers, on a client of its own, under the SDK's timer)
 /// without the SDK's logic; the SDK.
-const NAMES: [&str; 6] = [
+/// Then the SDK again under a process's usual subscriber: logs at `info`, traces off (its
+/// spans disabled); and with traces on (the OpenTelemetry layer recording every span, exported
+/// in batches to an exporter that drops them, so export's own network cost is not counted).
+const NAMES: [&str; 8] = [
     "plain reqwest",
     "plain reqwest, 2nd client",
     "reqwest + tokio timeout",
     "reqwest + msakit timeout",
     "the SDK's request, no SDK logic",
     "msakit ServiceClient",
+    "msakit, logs on, traces off",
+    "msakit, traces on",
 ];
+/// The SDK's column, compared with plain reqwest's.
+const SDK: usize = 5;
+
+/// An exporter that drops what it is given.
+#[derive(Debug)]
+struct Dropped;
+
+impl opentelemetry_sdk::trace::SpanExporter for Dropped {
+    async fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Logs at `info`, written nowhere.
+fn logs<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    use tracing_subscriber::Layer;
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::sink)
+        .with_filter(tracing_subscriber::EnvFilter::new("info"))
+}
+
+/// A process's subscriber: logs at `info` to nowhere; with `traced`, also the OpenTelemetry
+/// layer for msakit's spans (as `msakit_server_kit::init_logging` sets it up).
+fn subscriber(
+    traced: bool,
+) -> (
+    tracing::Dispatch,
+    Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+) {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    if !traced {
+        return (
+            tracing::Dispatch::new(tracing_subscriber::registry().with(logs())),
+            None,
+        );
+    }
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(Dropped)
+        .build();
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("bench"))
+        .with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_default(tracing::Level::INFO)
+                .with_target("msakit::trace", tracing::Level::DEBUG),
+        );
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(traces).with(logs()));
+    (dispatch, Some(provider))
+}
+
 const VARIANTS: usize = NAMES.len();
 /// Calls of one variant in a row: the first comes after another variant (cold), the rest after
 /// their own (warm).
@@ -101,12 +164,16 @@ fn main() {
             .unwrap();
         (http, reqwest::Client::new(), client)
     });
+    let (logs_only, _) = subscriber(false);
+    let (traced, _provider) = subscriber(true);
     // One call of a variant (see `NAMES`). The SDK's request without its logic tells the SDK's
     // own logic apart from the cost of what it sends (the timer, the two headers) in reqwest,
     // hyper and the kernel.
     let call = |variant: usize| {
         let (http, second, client, backend_url) = (&http, &second, &client, &backend_url);
+        let (logs_only, traced) = (&logs_only, &traced);
         async move {
+            use tracing::instrument::WithSubscriber;
             let response = match variant {
                 0 => http.get(format!("{backend_url}/x")).send().await.unwrap(),
                 1 => second.get(format!("{backend_url}/x")).send().await.unwrap(),
@@ -151,7 +218,19 @@ fn main() {
                         .unwrap()
                         .unwrap()
                 }
-                _ => client.get("backend", "/x").send().await.unwrap(),
+                5 => client.get("backend", "/x").send().await.unwrap(),
+                6 => client
+                    .get("backend", "/x")
+                    .send()
+                    .with_subscriber(logs_only.clone())
+                    .await
+                    .unwrap(),
+                _ => client
+                    .get("backend", "/x")
+                    .send()
+                    .with_subscriber(traced.clone())
+                    .await
+                    .unwrap(),
             };
             response.bytes().await.unwrap();
         }
@@ -221,7 +300,7 @@ fn main() {
     let p50: Vec<Duration> = samples.iter_mut().map(|s| percentile(s, 0.5)).collect();
     let p99: Vec<Duration> = samples.iter_mut().map(|s| percentile(s, 0.99)).collect();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    let (plain, sdk) = (0, VARIANTS - 1);
+    let (plain, sdk) = (0, SDK);
     println!(
         "\n## SDK call stack vs plain reqwest, {calls} sequential calls each, same loopback backend"
     );
@@ -327,4 +406,14 @@ fn main() {
         }
         println!("{line} |");
     }
+    let cpu_mean = |v: usize| us(cpu[v].iter().sum::<Duration>()) / cpu[v].len().max(1) as f64;
+    let p50_us = |v: usize| us(p50[v]);
+    println!(
+        "\ntraces on vs off (both under a subscriber logging at info): p50 {:+.2} µs, mean client CPU {:+.2} µs per call; \
+         traces off vs no subscriber at all: p50 {:+.2} µs, CPU {:+.2} µs",
+        p50_us(7) - p50_us(6),
+        cpu_mean(7) - cpu_mean(6),
+        p50_us(6) - p50_us(SDK),
+        cpu_mean(6) - cpu_mean(SDK),
+    );
 }

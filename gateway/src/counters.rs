@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 /// What happened on one route.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RouteCounters {
+    /// Time to the response's headers, a histogram registered once (no label lookup per
+    /// request).
+    latency: metrics::Histogram,
     requests: AtomicU64,
     in_flight: AtomicU64,
     status: [AtomicU64; 5],
@@ -62,6 +65,28 @@ impl Drop for InFlight<'_> {
 }
 
 impl RouteCounters {
+    /// Counters of a route, its latency histogram registered with `metrics`.
+    pub(crate) fn new(route: &str, metrics: &msakit_server_kit::ServerMetrics) -> Self {
+        let latency = metrics.with(
+            || metrics::histogram!("gateway_route_duration_seconds", "route" => route.to_owned()),
+        );
+        Self {
+            latency,
+            requests: AtomicU64::default(),
+            in_flight: AtomicU64::default(),
+            status: Default::default(),
+            unauthorized: AtomicU64::default(),
+            rate_limited: AtomicU64::default(),
+            too_large: AtomicU64::default(),
+            upstream_failed: AtomicU64::default(),
+        }
+    }
+
+    /// The time a request took to its response's headers.
+    pub(crate) fn took(&self, elapsed: std::time::Duration) {
+        self.latency.record(elapsed.as_secs_f64());
+    }
+
     /// A request arrives.
     pub(crate) fn start(&self) -> InFlight<'_> {
         self.requests.fetch_add(1, Ordering::Relaxed);

@@ -74,7 +74,6 @@ pub(crate) async fn handle(
         observe(&proxy, request.method(), "none", response.status(), started);
         return response;
     };
-    let method = request.method().clone();
     let _in_flight = route.counters.start();
     let span = tracing::debug_span!(
         target: msakit_server_kit::TRACE_TARGET,
@@ -110,7 +109,7 @@ pub(crate) async fn handle(
     .instrument(span)
     .await;
     route.counters.answered(response.status().as_u16());
-    observe(&proxy, &method, &route.spec.id, response.status(), started);
+    route.counters.took(started.elapsed());
     response
 }
 
@@ -296,7 +295,9 @@ async fn forward(
         *response.headers_mut() = response_headers;
         return response;
     }
-    let mut response = Response::new(Body::from_stream(upstream.bytes_stream()));
+    // The target's body as it is (no stream adapter in between).
+    let body: axum::http::Response<reqwest::Body> = upstream.into();
+    let mut response = Response::new(Body::new(body.into_body()));
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     response

@@ -77,6 +77,10 @@ pub async fn run(
         .as_ref()
         .map(|redis| SharedCounters::connect(&redis.url, &redis.prefix))
         .transpose()?;
+    let metrics = msakit_server_kit::ServerMetrics::new(msakit_server_kit::MetricNames {
+        requests: "gateway_request_duration_seconds",
+        watchers: "gateway_open_streams",
+    });
     let resources = Resources {
         sdk: sdk.clone().filter(|_| !config.registry.is_empty()),
         fixed: FixedClients::new()?,
@@ -85,6 +89,7 @@ pub async fn run(
             .build()?,
         shared_counters: shared_counters.clone(),
         default_max_body: config.max_body_bytes,
+        metrics: metrics.clone(),
     };
     let live = match (&config.routes_file, &config.routes_from_config, &sdk) {
         (Some(path), _, _) => {
@@ -106,10 +111,6 @@ pub async fn run(
         }
         _ => Arc::new(LiveRoutes::new(&config.routes, "inline".into(), resources)?),
     };
-    let metrics = msakit_server_kit::ServerMetrics::new(msakit_server_kit::MetricNames {
-        requests: "gateway_request_duration_seconds",
-        watchers: "gateway_open_streams",
-    });
     metrics.spawn_upkeep(stop.clone());
     {
         // Idle rate-limit keys are forgotten, so memory follows active clients only.

@@ -11,12 +11,24 @@ use crate::support::{alive, children_of, demo, one_at_a_time, read_until, wait_u
 #[test]
 fn the_quick_scenario_passes_every_expectation() {
     let _one = one_at_a_time();
-    let mut child = demo(&["--quick", "--no-tui"]);
+    // With a Zipkin server (`.ci/run` starts one), one order's trace is read back from it.
+    let zipkin = std::env::var("MSAKIT_ZIPKIN")
+        .ok()
+        .filter(|z| !z.is_empty());
+    let mut args = vec!["--quick", "--no-tui"];
+    match &zipkin {
+        Some(url) => args.extend(["--zipkin", url.as_str()]),
+        None => eprintln!("SKIPPED the trace check: MSAKIT_ZIPKIN is not set (.ci/run sets it)"),
+    }
+    let mut child = demo(&args);
     let lines = read_until(&mut child, "RESULT:", Duration::from_secs(240));
     let status = child.wait().unwrap();
     let output = lines.join("\n");
     assert!(output.contains("RESULT: PASS"), "{output}");
     assert!(status.success(), "exit status {status}: {output}");
+    if zipkin.is_some() {
+        assert!(output.contains("| 1 trace |"), "no trace line: {output}");
+    }
     for phase in [
         "0 gateway",
         "1 steady",

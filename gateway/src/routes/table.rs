@@ -31,6 +31,8 @@ pub(crate) struct Resources {
     pub(crate) shared_counters: Option<SharedCounters>,
     /// A route's body limit unless it says otherwise.
     pub(crate) default_max_body: u64,
+    /// Where routes' latency histograms are registered.
+    pub(crate) metrics: msakit_server_kit::ServerMetrics,
 }
 
 /// A route ready to serve.
@@ -238,7 +240,7 @@ fn compile_route(
         .map(|cors| cors_layer(id, cors, predicates.methods()))
         .transpose()?;
     let counters = before.map_or_else(
-        || Arc::new(RouteCounters::default()),
+        || Arc::new(RouteCounters::new(id, &resources.metrics)),
         |b| Arc::clone(&b.counters),
     );
     Ok(Route {

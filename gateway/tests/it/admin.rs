@@ -73,7 +73,7 @@ api_keys: [{{ client: web, key: "very-secret-key-123" }}]
         "{metrics}"
     );
     assert!(
-        metrics.contains("gateway_request_duration_seconds"),
+        metrics.contains("gateway_route_duration_seconds"),
         "{metrics}"
     );
     let health: Value = admin("/health").send().await.unwrap().json().await.unwrap();
