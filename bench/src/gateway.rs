@@ -149,12 +149,7 @@ pub(crate) async fn gateway(args: &GatewayArgs, dir: &Path) -> anyhow::Result<St
         url: format!("http://127.0.0.1:{backend}"),
         process: None,
     }];
-    let ours = process::start_ours(
-        "gateway",
-        &dir.join("gateway"),
-        &["--registry".to_owned(), registry.url.clone()],
-    )
-    .await?;
+    let ours = start_gateway_binary(&dir.join("gateway"), &registry.url)?;
     targets.push(Target {
         name: "msakit-gateway",
         url: ours.url.clone(),
@@ -441,6 +436,8 @@ async fn start_spring(dir: &Path, registry: &str, xmx: &str) -> anyhow::Result<(
             "package",
         ])
         .current_dir(&apps)
+        // Maven's output goes with the bench's progress, not into the report.
+        .stdout(std::io::stderr())
         .status()
         .context("running mvn (Maven must be installed)")?;
     if !built.success() {
@@ -490,21 +487,38 @@ fn java_version() -> String {
         .unwrap_or_else(|| "java unknown".into())
 }
 
-/// `msakit-bench serve-gateway`: msakit-gateway with one route, `/**` → `lb://backend`.
-pub(crate) async fn serve_gateway(registry: &str) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let routes = serde_yaml_ng::from_str(
-        "routes:\n  - id: backend\n    uri: lb://backend\n    call: { timeout: 5s, deadline: 10s }\n",
+/// The release `msakit-gateway` binary (as users run it), one route: `/**` → `lb://backend`.
+fn start_gateway_binary(dir: &Path, registry: &str) -> anyhow::Result<Server> {
+    let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/msakit-gateway");
+    if !binary.exists() {
+        bail!(
+            "{} is missing: cargo build --release -p msakit-gateway",
+            binary.display()
+        );
+    }
+    std::fs::create_dir_all(dir)?;
+    let (port, admin) = (free_port()?, free_port()?);
+    let config = dir.join("gateway.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nregistry: [{registry}]\n\
+             routes:\n  routes:\n    - id: backend\n      uri: lb://backend\n      \
+             call: {{ timeout: 5s, deadline: 10s }}\n"
+        ),
     )?;
-    let config = msakit_gateway::GatewayConfig {
-        listen: listener.local_addr()?,
-        admin_listen: admin.local_addr()?,
-        registry: vec![registry.to_owned()],
-        routes,
-        ..Default::default()
-    };
-    println!("READY {}", listener.local_addr()?.port());
-    msakit_gateway::run(listener, admin, config, msakit_gateway::shutdown_signal()).await?;
-    Ok(())
+    let log = std::fs::File::create(dir.join("gateway.log"))?;
+    let child = Command::new(&binary)
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting msakit-gateway")?;
+    let pid = child.id().context("pid")?;
+    let url = format!("http://127.0.0.1:{port}");
+    Ok(Server::new(child, pid, url, dir))
 }

@@ -75,6 +75,8 @@ pub(crate) async fn java(args: &JavaArgs, dir: &Path) -> anyhow::Result<String> 
     let built = std::process::Command::new("mvn")
         .args(["-B", "-q", "-DskipTests", "package"])
         .current_dir(&apps)
+        // Maven's output goes with the bench's progress, not into the report.
+        .stdout(std::io::stderr())
         .status()
         .context("running mvn (Maven must be installed)")?;
     if !built.success() {

@@ -50,14 +50,6 @@ enum Command {
     /// One backend behind msakit-gateway, nginx and Spring Cloud Gateway (built from
     /// bench/java with Maven), and called directly: throughput, added latency, memory.
     Gateway(gateway::GatewayArgs),
-    /// (internal) the gateway under test.
-    #[command(hide = true)]
-    ServeGateway {
-        #[arg(long)]
-        data_dir: PathBuf,
-        #[arg(long)]
-        registry: String,
-    },
     /// (internal) the registry under test.
     #[command(hide = true)]
     ServeRegistry {
@@ -118,10 +110,6 @@ async fn main() -> anyhow::Result<()> {
             process::serve_config(&data_dir, node.listen, node.cluster()).await
         }
         Command::Events(args) => events::run(args).await,
-        Command::ServeGateway {
-            data_dir: _,
-            registry,
-        } => gateway::serve_gateway(&registry).await,
         Command::Gateway(args) => {
             let dir = scratch()?;
             println!("{}", gateway::gateway(&args, dir.path()).await?);
