@@ -2,6 +2,7 @@
 
 mod admin;
 mod limits;
+mod process;
 mod reload;
 mod routing;
 mod security;

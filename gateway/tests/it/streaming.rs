@@ -118,3 +118,40 @@ routes:
     assert_eq!(seen["body_bytes"], 3000);
     gateway.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_lets_an_open_stream_finish() {
+    let (target, state) = upstream("t").await;
+    let set = routes(&format!("routes: [{{ id: all, uri: 'http://{target}' }}]"));
+    let gateway = Gateway::start(config_with(set)).await;
+    let url = gateway.url.clone();
+    let mut body = gateway.get("/sse").await.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&first[..], b"data: first\n\n");
+    let stopping = tokio::spawn(gateway.stop());
+    // No new connection is taken once shutdown began...
+    crate::support::wait_until(Duration::from_secs(10), || async {
+        reqwest::Client::new()
+            .get(format!("{url}/x"))
+            .send()
+            .await
+            .is_err()
+    })
+    .await;
+    // ...while the stream already open still gets its events, within the grace period.
+    state.go_on.notify_one();
+    let second = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(&second[..], b"data: second\n\n");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .unwrap()
+        .unwrap();
+}
