@@ -232,3 +232,77 @@ async fn the_binary_serves_tls_and_requires_client_certificates() {
     assert!(refused.is_err(), "no client certificate, no answer");
     assert!(plain.is_err(), "no plain HTTP on a TLS port");
 }
+
+/// Spans leave over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` says where: a request carrying
+/// a `traceparent` reaches an OTLP receiver (here, one that keeps what is posted to
+/// `/v1/traces`) as protobuf naming that trace.
+#[tokio::test]
+async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let receiver = {
+        let received = Arc::clone(&received);
+        axum::Router::new().route(
+            "/v1/traces",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let received = Arc::clone(&received);
+                    async move {
+                        assert_eq!(headers["content-type"], "application/x-protobuf");
+                        received.lock().unwrap().extend_from_slice(&body);
+                        ""
+                    }
+                },
+            ),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let collector = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_msakit-registry"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let trace: u128 = 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736;
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/v1/services");
+    let mut sent = false;
+    for _ in 0..200 {
+        let answer = client
+            .get(&url)
+            .header(
+                "traceparent",
+                format!("00-{trace:032x}-00f067aa0ba902b7-01"),
+            )
+            .send()
+            .await;
+        if answer.is_ok_and(|r| r.status().is_success()) {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sent, "the registry did not answer");
+    let id = trace.to_be_bytes();
+    let mut exported = false;
+    for _ in 0..200 {
+        if received.lock().unwrap().windows(16).any(|w| w == id) {
+            exported = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(exported, "no span of the trace reached the OTLP receiver");
+}
