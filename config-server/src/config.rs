@@ -52,6 +52,8 @@ pub struct ConfigServerConfig {
     pub tls: Option<msakit_server_kit::TlsConfig>,
     /// Run as one node of a Raft cluster (openraft). Default none: a single node.
     pub cluster: Option<ClusterConfig>,
+    /// Where traces go (the `OTEL_*` variables win). Default: nowhere.
+    pub telemetry: msakit_server_kit::TelemetryConfig,
 }
 
 /// Authentication. With no tokens configured, everything is open and writes are by `anonymous`.
@@ -126,6 +128,7 @@ impl Default for ConfigServerConfig {
             connections: msakit_server_kit::ConnectionLimits::default(),
             tls: None,
             cluster: None,
+            telemetry: msakit_server_kit::TelemetryConfig::default(),
         }
     }
 }
@@ -198,6 +201,9 @@ impl ConfigServerConfig {
                 reason: reason.into(),
             })
         };
+        if let Err(reason) = self.telemetry.check() {
+            return invalid("telemetry", &reason);
+        }
         if self.connections.max_connections == 0 {
             return invalid("connections.max_connections", "must be at least 1");
         }

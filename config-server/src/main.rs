@@ -7,8 +7,12 @@ use msakit_config_server::{Cli, run, shutdown_signal};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let telemetry = msakit_server_kit::init_logging(cli.serve.log_format, "msakit-config-server");
     let config = cli.resolve().context("configuration")?;
+    let telemetry = msakit_server_kit::init_logging(
+        cli.serve.log_format,
+        "msakit-config-server",
+        &config.telemetry,
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -131,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         msakit_server_kit::LogFormat::Json,
         service,
         msakit_server_kit::LogSink::Stderr,
+        &msakit_server_kit::TelemetryConfig::default(),
     );
     services::leave_with_parent();
     let result = match child {

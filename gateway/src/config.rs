@@ -56,6 +56,8 @@ pub struct GatewayConfig {
     pub connections: msakit_server_kit::ConnectionLimits,
     /// Serve HTTPS (HTTP/2 by ALPN) with this certificate and key.
     pub tls: Option<msakit_server_kit::TlsConfig>,
+    /// Where traces go (the `OTEL_*` variables win). Default: nowhere.
+    pub telemetry: msakit_server_kit::TelemetryConfig,
 }
 
 /// A config-server document of routes.
@@ -123,6 +125,7 @@ impl Default for GatewayConfig {
             shutdown_grace: Duration::from_secs(10),
             connections: msakit_server_kit::ConnectionLimits::default(),
             tls: None,
+            telemetry: msakit_server_kit::TelemetryConfig::default(),
         }
     }
 }
@@ -171,6 +174,9 @@ impl GatewayConfig {
                 "config_server",
                 "routes_from_config needs the config server's URLs",
             );
+        }
+        if let Err(reason) = self.telemetry.check() {
+            return invalid("telemetry", &reason);
         }
         if self.max_body_bytes == 0 {
             return invalid("max_body_bytes", "must be above zero");

@@ -12,8 +12,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let telemetry = msakit_server_kit::init_logging(cli.serve.log_format, "msakit-gateway");
     let config = cli.resolve().context("configuration")?;
+    let telemetry =
+        msakit_server_kit::init_logging(cli.serve.log_format, "msakit-gateway", &config.telemetry);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -54,6 +54,8 @@ pub struct RegistryConfig {
     /// Run as one node of a Raft cluster (openraft; needs `data_dir`, where the log lives).
     /// Default none: a single node.
     pub cluster: Option<ClusterConfig>,
+    /// Where traces go (the `OTEL_*` variables win). Default: nowhere.
+    pub telemetry: msakit_server_kit::TelemetryConfig,
 }
 
 /// Lease bounds: an instance asks for a TTL, the registry clamps it into `[min_ttl, max_ttl]`.
@@ -152,6 +154,7 @@ impl Default for RegistryConfig {
             connections: msakit_server_kit::ConnectionLimits::default(),
             tls: None,
             cluster: None,
+            telemetry: msakit_server_kit::TelemetryConfig::default(),
         }
     }
 }
@@ -251,6 +254,9 @@ impl RegistryConfig {
 
     /// Checks every value; the error names the first field out of range.
     pub fn validate(&self) -> Result<(), RegistryConfigError> {
+        self.telemetry
+            .check()
+            .map_err(|reason| invalid("telemetry", reason))?;
         if self.connections.max_connections == 0 {
             return Err(invalid("connections.max_connections", "must be at least 1"));
         }

@@ -7,8 +7,9 @@ use msakit_registry::{Cli, run, shutdown_signal};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let telemetry = msakit_server_kit::init_logging(cli.serve.log_format, "msakit-registry");
     let config = cli.resolve().context("configuration")?;
+    let telemetry =
+        msakit_server_kit::init_logging(cli.serve.log_format, "msakit-registry", &config.telemetry);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

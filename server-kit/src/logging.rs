@@ -9,7 +9,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::telemetry::{self, Telemetry, TraceExport};
+use crate::telemetry::{self, Telemetry, TelemetryConfig, TraceExport};
 
 /// How logs are written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -32,16 +32,21 @@ pub enum LogSink {
 }
 
 /// [`init_logging_to`] standard output.
-pub fn init_logging(format: LogFormat, service: &str) -> Telemetry {
-    init_logging_to(format, service, LogSink::Stdout)
+pub fn init_logging(format: LogFormat, service: &str, telemetry: &TelemetryConfig) -> Telemetry {
+    init_logging_to(format, service, LogSink::Stdout, telemetry)
 }
 
 /// Installs the global subscriber (`info` unless `RUST_LOG` says otherwise), exporting the
-/// spans of `service` when the environment asks; keep the answer until the process ends (it
+/// spans of `service` when the environment (or else the file's `telemetry:`) asks; keep the answer until the process ends (it
 /// flushes the last spans when dropped or shut down).
-pub fn init_logging_to(format: LogFormat, service: &str, sink: LogSink) -> Telemetry {
-    let export = TraceExport::from_env();
-    let provider = match telemetry::provider(service, &export) {
+pub fn init_logging_to(
+    format: LogFormat,
+    service: &str,
+    sink: LogSink,
+    file: &TelemetryConfig,
+) -> Telemetry {
+    let export = TraceExport::resolve(file);
+    let provider = match telemetry::provider(service, &export, file) {
         Ok(provider) => provider,
         Err(e) => {
             eprintln!("traces will not be exported: {e}");

@@ -22,35 +22,70 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// exported, free otherwise.
 pub const TRACE_TARGET: &str = "msakit::trace";
 
+/// A server's `telemetry:` settings; the standard `OTEL_*` variables win over them.
+///
+/// ```yaml
+/// telemetry: { otlp_endpoint: http://collector:4318, sample_ratio: 0.1 }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// An OTLP/HTTP collector's base URL (`/v1/traces` is added). Default none.
+    pub otlp_endpoint: Option<String>,
+    /// Zipkin's span API (`http://zipkin:9411/api/v2/spans`). Default none.
+    pub zipkin_endpoint: Option<String>,
+    /// The share of new traces recorded (a caller's sampling decision is followed). Default
+    /// all.
+    pub sample_ratio: Option<f64>,
+}
+
+impl TelemetryConfig {
+    /// The reason the settings cannot be used.
+    pub fn check(&self) -> Result<(), String> {
+        if self.otlp_endpoint.is_some() && self.zipkin_endpoint.is_some() {
+            return Err("give otlp_endpoint or zipkin_endpoint, not both".into());
+        }
+        if self.sample_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+            return Err("sample_ratio is between 0 and 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// Where spans go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TraceExport {
     /// Nowhere: no OpenTelemetry layer.
     Off,
-    /// OTLP over HTTP (protobuf), to the endpoint the `OTEL_EXPORTER_OTLP_*` variables name.
-    Otlp,
-    /// Zipkin's v2 JSON API, at `OTEL_EXPORTER_ZIPKIN_ENDPOINT` (default
+    /// OTLP over HTTP (protobuf): to this base URL, or where the `OTEL_EXPORTER_OTLP_*`
+    /// variables say.
+    Otlp(Option<String>),
+    /// Zipkin's v2 JSON API: at this URL, or `OTEL_EXPORTER_ZIPKIN_ENDPOINT` (default
     /// `http://127.0.0.1:9411/api/v2/spans`).
-    Zipkin,
+    Zipkin(Option<String>),
 }
 
 impl TraceExport {
-    /// What the environment asks for.
-    pub fn from_env() -> Self {
+    /// What the environment asks for, else what the file does.
+    pub fn resolve(file: &TelemetryConfig) -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Self::Off;
         }
         match var("OTEL_TRACES_EXPORTER").as_deref() {
             Some("none") => Self::Off,
-            Some("zipkin") => Self::Zipkin,
-            Some("otlp") => Self::Otlp,
+            Some("zipkin") => Self::Zipkin(None),
+            Some("otlp") => Self::Otlp(None),
             _ if var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
                 || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some() =>
             {
-                Self::Otlp
+                Self::Otlp(None)
             }
-            _ => Self::Off,
+            _ => match (&file.otlp_endpoint, &file.zipkin_endpoint) {
+                (Some(base), _) => Self::Otlp(Some(base.clone())),
+                (None, Some(url)) => Self::Zipkin(Some(url.clone())),
+                (None, None) => Self::Off,
+            },
         }
     }
 }
@@ -95,6 +130,7 @@ impl Drop for Telemetry {
 pub(crate) fn provider(
     service: &str,
     export: &TraceExport,
+    file: &TelemetryConfig,
 ) -> Result<Option<SdkTracerProvider>, String> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let resource = || {
@@ -106,24 +142,27 @@ pub(crate) fn provider(
     };
     let provider = match export {
         TraceExport::Off => return Ok(None),
-        TraceExport::Otlp => {
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .build()
-                .map_err(|e| e.to_string())?;
-            SdkTracerProvider::builder()
+        TraceExport::Otlp(base) => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder().with_http();
+            if let Some(base) = base {
+                use opentelemetry_otlp::WithExportConfig;
+                builder =
+                    builder.with_endpoint(format!("{}/v1/traces", base.trim_end_matches('/')));
+            }
+            let exporter = builder.build().map_err(|e| e.to_string())?;
+            sampled(SdkTracerProvider::builder(), file)
                 .with_batch_exporter(exporter)
                 .with_resource(resource())
                 .build()
         }
-        TraceExport::Zipkin => {
+        TraceExport::Zipkin(url) => {
             // Its blocking HTTP client cannot be made on an async runtime's thread.
-            let named = service.to_owned();
+            let (named, url) = (service.to_owned(), url.clone());
             let exporter =
-                std::thread::spawn(move || crate::zipkin::ZipkinExporter::from_env(&named))
+                std::thread::spawn(move || crate::zipkin::ZipkinExporter::new(&named, url))
                     .join()
                     .map_err(|_| "the Zipkin exporter panicked while starting".to_owned())??;
-            SdkTracerProvider::builder()
+            sampled(SdkTracerProvider::builder(), file)
                 .with_batch_exporter(exporter)
                 .with_resource(resource())
                 .build()
@@ -131,6 +170,20 @@ pub(crate) fn provider(
     };
     opentelemetry::global::set_tracer_provider(provider.clone());
     Ok(Some(provider))
+}
+
+/// The file's sample ratio, unless `OTEL_TRACES_SAMPLER` says otherwise (the SDK reads it).
+fn sampled(
+    builder: opentelemetry_sdk::trace::TracerProviderBuilder,
+    file: &TelemetryConfig,
+) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    use opentelemetry_sdk::trace::Sampler;
+    match file.sample_ratio {
+        Some(ratio) if std::env::var_os("OTEL_TRACES_SAMPLER").is_none() => builder.with_sampler(
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio))),
+        ),
+        _ => builder,
+    }
 }
 
 /// The `tracing` layer that records spans as OpenTelemetry spans of `provider`.

@@ -23,12 +23,14 @@ pub(crate) struct ZipkinExporter {
 }
 
 impl ZipkinExporter {
-    /// Posts to `OTEL_EXPORTER_ZIPKIN_ENDPOINT` (timeout `OTEL_EXPORTER_ZIPKIN_TIMEOUT` ms,
-    /// default 10 s). Builds a blocking client: call it off any async runtime's threads.
-    pub(crate) fn from_env(service: &str) -> Result<Self, String> {
+    /// Posts to `OTEL_EXPORTER_ZIPKIN_ENDPOINT`, else `endpoint`, else the default (timeout
+    /// `OTEL_EXPORTER_ZIPKIN_TIMEOUT` ms, default 10 s). Builds a blocking client: call it off
+    /// any async runtime's threads.
+    pub(crate) fn new(service: &str, endpoint: Option<String>) -> Result<Self, String> {
         let endpoint = std::env::var("OTEL_EXPORTER_ZIPKIN_ENDPOINT")
             .ok()
             .filter(|e| !e.trim().is_empty())
+            .or(endpoint)
             .unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
         let timeout = std::env::var("OTEL_EXPORTER_ZIPKIN_TIMEOUT")
             .ok()

@@ -233,11 +233,12 @@ async fn the_binary_serves_tls_and_requires_client_certificates() {
     assert!(plain.is_err(), "no plain HTTP on a TLS port");
 }
 
-/// Spans leave over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` says where: a request carrying
+/// Spans leave over OTLP/HTTP when the config file's `telemetry.otlp_endpoint` (or
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`) says where: a request carrying
 /// a `traceparent` reaches an OTLP receiver (here, one that keeps what is posted to
 /// `/v1/traces`) as protobuf naming that trace.
 #[tokio::test]
-async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
+async fn spans_are_exported_over_otlp_to_the_configured_endpoint() {
     use std::sync::{Arc, Mutex};
     let received: Arc<Mutex<Vec<u8>>> = Arc::default();
     let receiver = {
@@ -264,9 +265,19 @@ async fn spans_are_exported_over_otlp_when_an_endpoint_is_set() {
         .local_addr()
         .unwrap()
         .port();
+    // The endpoint from the config file's `telemetry:` (the OTEL_* variables would win).
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("registry.yaml");
+    std::fs::write(
+        &config,
+        format!("telemetry: {{ otlp_endpoint: {collector}, sample_ratio: 1.0 }}\n"),
+    )
+    .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_msakit-registry"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector)
+        .arg("--config")
+        .arg(&config)
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
