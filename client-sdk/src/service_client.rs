@@ -100,6 +100,7 @@ impl ServiceClient {
             stream_failed: None,
             retryable,
             trace_id: None,
+            parent_span: None,
             invalid: None,
             fallback: None,
         }

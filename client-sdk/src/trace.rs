@@ -30,6 +30,32 @@ pub(crate) fn traceparent_of(span: &tracing::Span) -> Option<HeaderValue> {
     .ok()
 }
 
+/// Makes `span` the child of the caller's span named by an incoming `traceparent` (trace and
+/// span ids), unless a recorded span of the caller's own is current (then that is the parent).
+pub(crate) fn adopt_remote_parent(span: &tracing::Span, trace: Option<u128>, parent: Option<u64>) {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    let (Some(trace), Some(parent)) = (trace, parent) else {
+        return;
+    };
+    if span.is_disabled() {
+        return;
+    }
+    let current = tracing::Span::current().context();
+    if current.span().span_context().is_valid() {
+        return;
+    }
+    let remote = SpanContext::new(
+        TraceId::from_bytes(trace.to_be_bytes()),
+        SpanId::from_bytes(parent.to_be_bytes()),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+}
+
 /// Adds `span`'s `traceparent` to a request, when it has one.
 pub(crate) fn propagate(
     span: &tracing::Span,

@@ -114,6 +114,7 @@ impl ServiceRequest<'_> {
                 http.response.status_code = tracing::field::Empty,
                 msakit.outcome = tracing::field::Empty,
             );
+            crate::trace::adopt_remote_parent(&span, self.trace_id, self.parent_span);
             // The attempt's own span when traces are recorded; else one made up here.
             let traceparent_value = crate::trace::traceparent_of(&span)
                 .unwrap_or_else(|| traceparent(trace_id, fastrand::u64(1..)));

@@ -42,6 +42,8 @@ pub struct ServiceRequest<'a> {
     pub(super) retryable: bool,
     /// The W3C trace this call belongs to; a new one when none is given.
     pub(super) trace_id: Option<u128>,
+    /// The caller's span in that trace, from the incoming `traceparent`.
+    pub(super) parent_span: Option<u64>,
     /// Why the request cannot be sent (a bad header, a body that cannot be serialised),
     /// reported by `send` before anything is sent.
     pub(super) invalid: Option<Box<CallErrorKind>>,
@@ -126,12 +128,17 @@ impl ServiceRequest<'_> {
     }
 
     /// Continues the W3C trace of an incoming `traceparent` header (each attempt gets a span id
-    /// of its own); without it, the call starts a new trace.
+    /// of its own); without it, the call starts a new trace. When traces are recorded and no
+    /// span of the caller's is current, the attempt spans are the incoming span's children.
     pub fn traceparent(mut self, incoming: &str) -> Self {
         let parts: Vec<&str> = incoming.split('-').collect();
         if parts.len() == 4 && parts[1].len() == 32 {
             self.trace_id = u128::from_str_radix(parts[1], 16)
                 .ok()
+                .filter(|&id| id != 0);
+            self.parent_span = (parts[2].len() == 16)
+                .then(|| u64::from_str_radix(parts[2], 16).ok())
+                .flatten()
                 .filter(|&id| id != 0);
         }
         self

@@ -588,3 +588,91 @@ async fn an_http_request_naming_the_service_as_its_host_goes_through_the_tower_f
     let error = client.oneshot(nowhere).await.unwrap_err();
     assert!(matches!(error.kind, CallErrorKind::NoService), "{error}");
 }
+
+/// Finished spans, kept for the test.
+#[derive(Debug, Clone, Default)]
+struct Kept(Arc<std::sync::Mutex<Vec<opentelemetry_sdk::trace::SpanData>>>);
+
+impl opentelemetry_sdk::trace::SpanExporter for Kept {
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn with_traces_on_an_attempt_is_a_client_span_whose_ids_are_sent_on() {
+    use opentelemetry::trace::{SpanKind, TracerProvider as _};
+    use tracing::instrument::WithSubscriber;
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    let registry = registry(None).await;
+    let _backend = backend(&registry.url(), "traced", "t1", HEALTHY).await;
+    let kept = Kept::default();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_simple_exporter(kept.clone())
+        .build();
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("test"))
+        .with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("msakit::trace", tracing::Level::DEBUG),
+        );
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(traces));
+    let client = Client::builder()
+        .registry_url(registry.url())
+        .build()
+        .unwrap()
+        .service_client(ServiceClientOptions::default())
+        .unwrap();
+    // A caller continuing an incoming trace, with no span of its own.
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = client
+        .get("traced", "/x")
+        .traceparent(incoming)
+        .send()
+        .with_subscriber(dispatch)
+        .await
+        .unwrap();
+    let answer = response.text().await.unwrap();
+    let sent: Vec<&str> = answer.split('|').nth(1).unwrap().split('-').collect();
+    assert_eq!(
+        sent[1], "4bf92f3577b34da6a3ce929d0e0e4736",
+        "the trace goes on"
+    );
+    let spans = kept.0.lock().unwrap().clone();
+    let call = spans
+        .iter()
+        .find(|s| s.span_kind == SpanKind::Client && s.name == "traced")
+        .unwrap_or_else(|| panic!("no client span for the call: {spans:?}"));
+    assert_eq!(
+        call.span_context.span_id().to_string(),
+        sent[2],
+        "the attempt's span is what is sent"
+    );
+    assert_eq!(
+        call.parent_span_id.to_string(),
+        "00f067aa0ba902b7",
+        "the caller's span is its parent"
+    );
+    let attribute = |key: &str| {
+        call.attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == key)
+            .map(|kv| kv.value.to_string())
+    };
+    assert_eq!(attribute("msakit.attempt").as_deref(), Some("1"));
+    assert_eq!(attribute("msakit.instance").as_deref(), Some("t1"));
+    assert_eq!(attribute("msakit.outcome").as_deref(), Some("success"));
+    assert_eq!(
+        attribute("http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert!(
+        spans.iter().any(|s| s.name == "registry lookup"),
+        "the first call's registry lookup shows up"
+    );
+}
