@@ -101,6 +101,7 @@ impl ServiceClient {
             retryable,
             trace_id: None,
             parent_span: None,
+            trace_flags: opentelemetry::trace::TraceFlags::SAMPLED,
             invalid: None,
             fallback: None,
         }

@@ -32,10 +32,13 @@ pub(crate) fn traceparent_of(span: &tracing::Span) -> Option<HeaderValue> {
 
 /// Makes `span` the child of the caller's span named by an incoming `traceparent` (trace and
 /// span ids), unless a recorded span of the caller's own is current (then that is the parent).
-pub(crate) fn adopt_remote_parent(span: &tracing::Span, trace: Option<u128>, parent: Option<u64>) {
-    use opentelemetry::trace::{
-        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
-    };
+pub(crate) fn adopt_remote_parent(
+    span: &tracing::Span,
+    trace: Option<u128>,
+    parent: Option<u64>,
+    flags: opentelemetry::trace::TraceFlags,
+) {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceId, TraceState};
     let (Some(trace), Some(parent)) = (trace, parent) else {
         return;
     };
@@ -49,7 +52,7 @@ pub(crate) fn adopt_remote_parent(span: &tracing::Span, trace: Option<u128>, par
     let remote = SpanContext::new(
         TraceId::from_bytes(trace.to_be_bytes()),
         SpanId::from_bytes(parent.to_be_bytes()),
-        TraceFlags::SAMPLED,
+        flags,
         true,
         TraceState::default(),
     );

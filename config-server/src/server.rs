@@ -120,7 +120,14 @@ pub async fn run(
         shutdown: token.clone(),
     };
     tracing::info!(addr = %listener.local_addr()?, "config server listening");
-    msakit_server_kit::serve_until(listener, router(state), shutdown, token, serve_options).await?;
+    msakit_server_kit::serve_until(
+        listener,
+        msakit_server_kit::traced(router(state)),
+        shutdown,
+        token,
+        serve_options,
+    )
+    .await?;
     if let Some(cluster) = writes.cluster() {
         cluster.shutdown().await;
     }

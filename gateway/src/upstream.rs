@@ -203,8 +203,15 @@ async fn send_fixed(
         let mut request = http
             .request(method.clone(), url.clone())
             .headers(headers.clone());
-        if let Some(traceparent) = traceparent {
-            request = request.header("traceparent", traceparent);
+        // The gateway's own span is the callee's parent when traces are recorded; else the
+        // caller's trace goes on as it came.
+        match msakit_server_kit::current_traceparent() {
+            Some(own) => request = request.header("traceparent", own),
+            None => {
+                if let Some(traceparent) = traceparent {
+                    request = request.header("traceparent", traceparent);
+                }
+            }
         }
         request = match (&replayable, stream.take()) {
             (Some(bytes), _) if !bytes.is_empty() => request.body(bytes.clone()),

@@ -141,7 +141,7 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, "registry listening");
     let result = msakit_server_kit::serve_until(
         listener,
-        router(state),
+        msakit_server_kit::traced(router(state)),
         shutdown,
         token.clone(),
         serve_options,

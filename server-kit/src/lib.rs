@@ -33,7 +33,10 @@ pub use serve::{
     ConnectionLimits, RequestObserver, ServeOptions, serve_until, shutdown_signal, time_requests,
 };
 pub use sse::{KEEP_ALIVE, LiveFrames, event_stream, sse_frame};
-pub use telemetry::{TRACE_TARGET, Telemetry, TelemetryConfig, TraceExport, trace_requests};
+pub use telemetry::{
+    TRACE_TARGET, Telemetry, TelemetryConfig, TraceExport, current_traceparent, trace_requests,
+    traced,
+};
 pub use tls::{TlsConfig, TlsError};
 pub use tokens::{constant_time_eq, find_token, presented_token};
 pub use wait::{

@@ -74,8 +74,8 @@ impl TraceExport {
         }
         match var("OTEL_TRACES_EXPORTER").as_deref() {
             Some("none") => Self::Off,
-            Some("zipkin") => Self::Zipkin(None),
-            Some("otlp") => Self::Otlp(None),
+            Some("zipkin") => Self::Zipkin(file.zipkin_endpoint.clone()),
+            Some("otlp") => Self::Otlp(file.otlp_endpoint.clone()),
             _ if var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
                 || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some() =>
             {
@@ -112,8 +112,8 @@ impl Telemetry {
     }
 
     fn stop(&mut self) {
+        // Shutting down exports what is buffered first.
         if let Some(provider) = self.provider.take() {
-            let _ = provider.force_flush();
             let _ = provider.shutdown();
         }
     }
@@ -208,20 +208,61 @@ pub(crate) fn on(provider: SdkTracerProvider) -> Telemetry {
     }
 }
 
+/// `router` with [`trace_requests`] around it when traces are recorded now (the subscriber is
+/// installed before servers start); without, nothing is added, so no request pays for the
+/// middleware.
+pub fn traced<S: Clone + Send + Sync + 'static>(router: axum::Router<S>) -> axum::Router<S> {
+    if tracing::enabled!(target: TRACE_TARGET, tracing::Level::DEBUG) {
+        router.layer(axum::middleware::from_fn(trace_requests))
+    } else {
+        router
+    }
+}
+
+/// The W3C `traceparent` of the current span, when it is recorded as an OpenTelemetry span: what
+/// a proxy sends on so the callee's span is the child of its own.
+pub fn current_traceparent() -> Option<axum::http::HeaderValue> {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    let otel = opentelemetry::trace::TraceContextExt::span(&context);
+    let ids = otel.span_context();
+    if !ids.is_valid() {
+        return None;
+    }
+    axum::http::HeaderValue::from_str(&format!(
+        "00-{}-{}-{:02x}",
+        ids.trace_id(),
+        ids.span_id(),
+        ids.trace_flags().to_u8()
+    ))
+    .ok()
+}
+
 /// Middleware recording a server span per request, the child of the caller's `traceparent`:
-/// use with `axum::middleware::from_fn(trace_requests)`.
+/// use with `axum::middleware::from_fn(trace_requests)` (or [`traced`]). Named `METHOD route`
+/// when the router matched a route template, else by the method alone (never by the raw path,
+/// which would make one span name per URL).
 pub async fn trace_requests(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or_else(
-        || request.uri().path().to_owned(),
-        |p| p.as_str().to_owned(),
-    );
+    if !tracing::enabled!(target: TRACE_TARGET, tracing::Level::DEBUG) {
+        return next.run(request).await;
+    }
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let span = tracing::debug_span!(
         target: TRACE_TARGET,
         "request",
-        otel.name = %format!("{} {route}", request.method()),
+        otel.name = %match &route {
+            Some(route) => format!("{} {route}", request.method()),
+            None => request.method().to_string(),
+        },
         otel.kind = "server",
         http.request.method = %request.method(),
-        http.route = %route,
+        http.route = route.as_deref(),
         http.response.status_code = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     );
@@ -236,7 +277,8 @@ pub async fn trace_requests(request: Request, next: Next) -> Response {
     }
     let response = next.run(request).instrument(span.clone()).await;
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    // Integers as i64: tracing-opentelemetry records u64 fields as text.
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }

@@ -90,7 +90,13 @@ fn zipkin_span(service: &str, span: &SpanData) -> Value {
         .map(|kv| (kv.key.to_string(), Value::String(kv.value.to_string())))
         .collect();
     if let Status::Error { description } = &span.status {
-        tags.insert("error".into(), Value::String(description.to_string()));
+        let text = if description.is_empty() {
+            "true"
+        } else {
+            description
+        };
+        tags.insert("error".into(), Value::String(text.to_owned()));
+        tags.insert("otel.status_code".into(), Value::String("ERROR".into()));
     }
     let start = micros(span.start_time);
     let mut value = json!({

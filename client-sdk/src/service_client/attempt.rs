@@ -108,16 +108,22 @@ impl ServiceRequest<'_> {
                 otel.status_code = tracing::field::Empty,
                 msakit.service = self.service,
                 msakit.instance = %instance.id,
-                msakit.attempt = attempts,
+                // Integers as i64: tracing-opentelemetry records u64 fields as text.
+                msakit.attempt = i64::from(attempts),
                 msakit.breaker = ?state.breaker.state(),
                 http.request.method = %self.method,
                 http.response.status_code = tracing::field::Empty,
                 msakit.outcome = tracing::field::Empty,
             );
-            crate::trace::adopt_remote_parent(&span, self.trace_id, self.parent_span);
+            crate::trace::adopt_remote_parent(
+                &span,
+                self.trace_id,
+                self.parent_span,
+                self.trace_flags,
+            );
             // The attempt's own span when traces are recorded; else one made up here.
             let traceparent_value = crate::trace::traceparent_of(&span)
-                .unwrap_or_else(|| traceparent(trace_id, fastrand::u64(1..)));
+                .unwrap_or_else(|| traceparent(trace_id, fastrand::u64(1..), self.trace_flags));
             headers.insert(TRACEPARENT, traceparent_value);
             if let Some(body) = &self.body {
                 *request.body_mut() = Some(body.clone().into());
@@ -326,7 +332,7 @@ fn record_outcome(span: &tracing::Span, result: &Result<reqwest::Response, Attem
     match result {
         Ok(response) => {
             let status = response.status();
-            span.record("http.response.status_code", status.as_u16());
+            span.record("http.response.status_code", i64::from(status.as_u16()));
             let failed = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
             span.record("msakit.outcome", if failed { "failure" } else { "success" });
             if failed {

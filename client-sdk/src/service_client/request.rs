@@ -44,6 +44,8 @@ pub struct ServiceRequest<'a> {
     pub(super) trace_id: Option<u128>,
     /// The caller's span in that trace, from the incoming `traceparent`.
     pub(super) parent_span: Option<u64>,
+    /// The caller's trace flags (sampled unless its `traceparent` says not).
+    pub(super) trace_flags: opentelemetry::trace::TraceFlags,
     /// Why the request cannot be sent (a bad header, a body that cannot be serialised),
     /// reported by `send` before anything is sent.
     pub(super) invalid: Option<Box<CallErrorKind>>,
@@ -140,6 +142,10 @@ impl ServiceRequest<'_> {
                 .then(|| u64::from_str_radix(parts[2], 16).ok())
                 .flatten()
                 .filter(|&id| id != 0);
+            self.trace_flags = u8::from_str_radix(parts[3], 16)
+                .map_or(opentelemetry::trace::TraceFlags::SAMPLED, |flags| {
+                    opentelemetry::trace::TraceFlags::new(flags & 1)
+                });
         }
         self
     }

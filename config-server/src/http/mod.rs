@@ -126,7 +126,6 @@ pub(crate) fn router(state: AppState) -> Router {
             state.metrics.observer(),
             msakit_server_kit::time_requests,
         ))
-        .layer(middleware::from_fn(msakit_server_kit::trace_requests))
         .with_state(state)
 }
 

@@ -194,8 +194,8 @@ impl<T: ServiceConfig> Instance<T> {
                 "/health",
                 get(|| async { axum::Json(serde_json::json!({"status": "UP"})) }),
             )
-            .route("/metrics", get(move || async move { metrics.render() }))
-            .layer(axum::middleware::from_fn(msakit_server_kit::trace_requests));
+            .route("/metrics", get(move || async move { metrics.render() }));
+        let app = msakit_server_kit::traced(app);
         axum::serve(self.listener, app)
             .with_graceful_shutdown(msakit_server_kit::shutdown_signal())
             .await?;
