@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use crate::compare::median;
 use crate::load::{Measured, closed_loop};
-use crate::process::{Server, start_ours};
+use crate::process::{Server, free_port, start_ours};
 
 /// Settings of the run.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,12 +29,6 @@ pub(crate) struct ClusterArgs {
     /// Where to write the table (a section between markers); `-` for stdout only.
     #[arg(long, default_value = "BENCHMARKS.md")]
     pub(crate) write: String,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// Three nodes of `what` (`config` or `registry`) under `dir`; they, the leader's URL and a

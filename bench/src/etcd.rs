@@ -15,7 +15,7 @@ use std::process::Stdio;
 use anyhow::bail;
 use tokio::process::Command;
 
-use crate::process::Server;
+use crate::process::{Server, free_port};
 use crate::workload::{Side, Sizes};
 
 /// etcd and a pool of clients (each its own HTTP/2 connection), so concurrency is not capped by
@@ -333,12 +333,6 @@ pub(crate) async fn start_etcd(data_dir: &Path) -> anyhow::Result<Server> {
     )?;
     wait_healthy(&member).await?;
     Ok(member)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 /// A three-member etcd cluster on this machine, and clients spread over its members.

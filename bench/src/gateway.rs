@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::Command;
 
+use crate::java::java_version;
 use crate::load::{Measured, closed_loop};
-use crate::process::{self, Server};
+use crate::process::{self, Server, free_port};
 
 /// Settings of a `gateway` run.
 #[derive(Debug, Clone, clap::Args)]
@@ -70,7 +71,7 @@ impl Proxy {
             Proxy::Nginx { master, .. } => {
                 let mut pids = vec![*master];
                 pids.extend(children_of(*master));
-                pids.iter().map(|p| cpu_of(*p)).sum()
+                pids.iter().map(|p| process::cpu_of(*p)).sum()
             }
         }
     }
@@ -81,30 +82,10 @@ impl Proxy {
             Proxy::Nginx { master, .. } => {
                 let mut pids = vec![*master];
                 pids.extend(children_of(*master));
-                pids.iter().map(|p| rss_of(*p)).sum()
+                pids.iter().map(|p| process::rss_mib_of(*p)).sum()
             }
         }
     }
-}
-
-fn rss_of(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
-fn cpu_of(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks: u64 = fields.get(11).and_then(|u| u.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10)
 }
 
 fn children_of(parent: u32) -> Vec<u32> {
@@ -465,26 +446,6 @@ async fn start_spring(dir: &Path, registry: &str, xmx: &str) -> anyhow::Result<(
     let pid = child.id().context("pid")?;
     let url = format!("http://127.0.0.1:{port}");
     Ok((url.clone(), Server::new(child, pid, url, dir)))
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn java_version() -> String {
-    std::process::Command::new("java")
-        .arg("-version")
-        .output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stderr)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "java unknown".into())
 }
 
 /// The release `msakit-gateway` binary (as users run it), one route: `/**` → `lb://backend`.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tokio::process::Command;
 
-use crate::process::Server;
+use crate::process::{Server, free_port};
 
 /// Settings of a `java` run.
 #[derive(Debug, Clone, clap::Args)]
@@ -242,14 +242,8 @@ fn median(samples: &[Sample]) -> Sample {
     sorted[sorted.len() / 2]
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// What `java -version` says of itself, first line.
-fn java_version() -> String {
+pub(crate) fn java_version() -> String {
     std::process::Command::new("java")
         .arg("-version")
         .output()

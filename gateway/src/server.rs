@@ -130,18 +130,12 @@ pub async fn run(
         scheme: if tls.is_some() { "https" } else { "http" },
         metrics: metrics.clone(),
     };
-    // Every request is the proxy's; with traces recorded, each gets a server span (the child of
-    // the caller's `traceparent`), and without them no middleware at all.
-    let handler = axum::handler::Handler::with_state(proxy::handle, proxy_state);
-    let app = if tracing::enabled!(target: msakit_server_kit::TRACE_TARGET, tracing::Level::DEBUG) {
-        Router::new().fallback_service(
-            tower::ServiceBuilder::new()
-                .layer(axum::middleware::from_fn(msakit_server_kit::trace_requests))
-                .service(handler),
-        )
-    } else {
-        Router::new().fallback_service(handler)
-    };
+    // Every request is the proxy's; a server span each while traces are recorded.
+    let app = msakit_server_kit::traced(
+        Router::new()
+            .fallback(proxy::handle)
+            .with_state(proxy_state),
+    );
     let admin_app = admin::router(Admin {
         routes: Arc::clone(&live),
         metrics: metrics.clone(),
