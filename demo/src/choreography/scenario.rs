@@ -247,23 +247,30 @@ async fn play(options: &Options, cluster: &mut Cluster) -> anyhow::Result<bool> 
         );
 
         // 3: SIGKILL a consumer mid-handler.
-        say("phase 3: payment's handlers slowed to 200 ms; SIGKILL payment-1 while one runs");
+        say(
+            "phase 3: payment's handlers slowed to 200 ms; SIGKILL a payment instance while one runs",
+        );
         put_config(&http, &config, "payment", &payment_doc(200)).await?;
-        let in_flight = wait_in_flight(&http, cluster, "payment-1", Duration::from_secs(30)).await;
-        cluster.kill("payment-1").await?;
+        // Whichever instance has a handler running (on Kafka, the partitions with events may all
+        // be the other member's).
+        let (victim, in_flight) = wait_in_flight(
+            &http,
+            cluster,
+            &["payment-1", "payment-2"],
+            Duration::from_secs(30),
+        )
+        .await;
+        cluster.kill(victim).await?;
         say(&format!(
-            "payment-1 SIGKILLed with {in_flight} handler(s) in flight"
+            "{victim} SIGKILLed with {in_flight} handler(s) in flight"
         ));
         put_config(&http, &config, "payment", &payment_doc(0)).await?;
         cluster
-            .start(
-                "payment-1",
-                &service_args("payment", "payment-1", PAYMENT_DB),
-            )
+            .start(victim, &service_args("payment", victim, PAYMENT_DB))
             .await?;
         report.expect(
             "3 consumer killed",
-            "payment-1 is SIGKILLed mid-handler (its transaction rolls back, the event is redelivered)",
+            "a payment instance is SIGKILLed mid-handler (its transaction rolls back, the event is redelivered)",
             format!("{in_flight} handler(s) in flight at the kill"),
             in_flight > 0,
         );
@@ -527,36 +534,39 @@ async fn outbox_len(db: &Path) -> anyhow::Result<i64> {
     Ok(left)
 }
 
-/// Waits until `name`'s `demo_handlers_in_flight` is above zero; the count then (0 on timeout).
-async fn wait_in_flight(
+/// Waits until one of `names` has `demo_handlers_in_flight` above zero: that one and the count
+/// (the first name and 0 on timeout).
+async fn wait_in_flight<'n>(
     http: &reqwest::Client,
     cluster: &Cluster,
-    name: &str,
+    names: &[&'n str],
     within: Duration,
-) -> u64 {
-    let Some(port) = cluster.port(name) else {
-        return 0;
-    };
+) -> (&'n str, u64) {
     let started = Instant::now();
     while started.elapsed() < within {
-        if let Ok(response) = http
-            .get(format!("http://127.0.0.1:{port}/metrics"))
-            .send()
-            .await
-            && let Ok(text) = response.text().await
-        {
-            let in_flight = text
-                .lines()
-                .find_map(|line| line.strip_prefix("demo_handlers_in_flight "))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .unwrap_or(0.0);
-            if in_flight >= 1.0 {
-                return in_flight as u64;
+        for name in names {
+            let Some(port) = cluster.port(name) else {
+                continue;
+            };
+            if let Ok(response) = http
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .send()
+                .await
+                && let Ok(text) = response.text().await
+            {
+                let in_flight = text
+                    .lines()
+                    .find_map(|line| line.strip_prefix("demo_handlers_in_flight "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                if in_flight >= 1.0 {
+                    return (name, in_flight as u64);
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    0
+    (names[0], 0)
 }
 
 /// Runs `events/kafka/<action> DIR [PORT]`.
