@@ -201,6 +201,55 @@ fn policy(c: &mut Criterion) {
             })
         },
     );
+    // Each part alone, so the whole's cost can be read against its parts.
+    let parts: [(&str, PolicyConfig); 6] = [
+        ("no parts", PolicyConfig::default()),
+        (
+            "retry alone",
+            PolicyConfig {
+                retry: config.retry.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "breaker alone",
+            PolicyConfig {
+                circuit_breaker: config.circuit_breaker.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "rate limiter alone",
+            PolicyConfig {
+                rate_limiter: config.rate_limiter.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "timeout alone",
+            PolicyConfig {
+                timeout: config.timeout.clone(),
+                ..Default::default()
+            },
+        ),
+        (
+            "bulkhead alone",
+            PolicyConfig {
+                bulkhead: config.bulkhead.clone(),
+                ..Default::default()
+            },
+        ),
+    ];
+    for (name, part) in parts {
+        let policy = Policy::from_config("bench", &part).unwrap();
+        group.bench_function(name, |b| {
+            let mut x = 0u64;
+            b.iter(|| {
+                x = x.wrapping_add(1);
+                now(policy.call(|| async move { work(x) })).unwrap_or(0)
+            })
+        });
+    }
     group.finish();
 }
 

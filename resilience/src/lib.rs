@@ -21,12 +21,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Time is read through `tokio::time`, so every window, wait and backoff can be tested
-//! deterministically with `tokio::time::pause()`.
+//! Waits and backoffs run on `tokio::time`; windows, budgets, rate limits and slow-call timing
+//! read Tokio's clock too, or a coarse clock (3 ns a read instead of 24) for spans of a second or
+//! more. A primitive created while Tokio's clock is paused reads Tokio's clock only, so all of it
+//! can be tested deterministically with `tokio::time::pause()` (or `start_paused`).
 
 mod admission;
 pub mod bulkhead;
 pub mod circuit_breaker;
+mod clock;
 mod deadline;
 mod error;
 mod events;

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use crate::clock::Clock;
 
 /// A ring of buckets, each holding `K` counters, covering `buckets × width` of time.
 #[derive(Debug)]
@@ -17,8 +17,9 @@ pub(crate) struct SlidingCounters<const K: usize> {
     buckets: Box<[Bucket<K>]>,
     /// Bucket width in nanoseconds.
     width: u64,
-    /// Tick zero; ticks are counted from 1 so that an untouched bucket (tick 0) is never current.
-    origin: Instant,
+    /// Time, read coarsely for windows of a second or more. Ticks are counted from 1 so that an
+    /// untouched bucket (tick 0) is never current.
+    clock: Clock,
     /// The newest tick whose buckets have been recycled.
     head: AtomicU64,
     /// Sum of all live buckets, per counter. May dip below zero for an instant under races.
@@ -43,19 +44,26 @@ impl<const K: usize> SlidingCounters<K> {
                 })
                 .collect(),
             width: (width.as_nanos() as u64).max(1),
-            origin: Instant::now(),
+            clock: Clock::for_spans_of(width * buckets as u32),
             head: AtomicU64::new(0),
             totals: std::array::from_fn(|_| AtomicI64::new(0)),
         }
     }
 
-    fn tick(&self, now: Instant) -> u64 {
-        (now.saturating_duration_since(self.origin).as_nanos() as u64) / self.width + 1
+    /// Now, in nanoseconds on this window's clock: the `now` that [`add`](Self::add) and
+    /// [`totals`](Self::totals) take.
+    #[inline]
+    pub(crate) fn now(&self) -> u64 {
+        self.clock.nanos()
+    }
+
+    fn tick(&self, now: u64) -> u64 {
+        now / self.width + 1
     }
 
     /// Adds `deltas` to the bucket for `now`; returns the tick used, for [`undo`](Self::undo).
     #[inline]
-    pub(crate) fn add(&self, now: Instant, deltas: [i64; K]) -> u64 {
+    pub(crate) fn add(&self, now: u64, deltas: [i64; K]) -> u64 {
         let tick = self.tick(now);
         self.advance(tick);
         let bucket = &self.buckets[(tick % self.buckets.len() as u64) as usize];
@@ -93,7 +101,7 @@ impl<const K: usize> SlidingCounters<K> {
 
     /// The totals over the window ending at `now`, never negative.
     #[inline]
-    pub(crate) fn totals(&self, now: Instant) -> [u64; K] {
+    pub(crate) fn totals(&self, now: u64) -> [u64; K] {
         self.advance(self.tick(now));
         std::array::from_fn(|i| self.totals[i].load(Ordering::Acquire).max(0) as u64)
     }
@@ -146,24 +154,24 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn counts_expire_with_their_bucket() {
         let counters = SlidingCounters::<2>::new(3, Duration::from_secs(1));
-        let start = Instant::now();
-        counters.add(start, [1, 0]);
-        counters.add(start + Duration::from_millis(1500), [1, 1]);
-        assert_eq!(counters.totals(start + Duration::from_millis(1500)), [2, 1]);
+        let ms = |ms: u64| ms * 1_000_000;
+        counters.add(0, [1, 0]);
+        counters.add(ms(1500), [1, 1]);
+        assert_eq!(counters.totals(ms(1500)), [2, 1]);
         // Tick 1 covers [0s, 1s): it leaves the 3-bucket window at 3s.
-        assert_eq!(counters.totals(start + Duration::from_millis(2999)), [2, 1]);
-        assert_eq!(counters.totals(start + Duration::from_secs(3)), [1, 1]);
-        assert_eq!(counters.totals(start + Duration::from_secs(60)), [0, 0]);
+        assert_eq!(counters.totals(ms(2999)), [2, 1]);
+        assert_eq!(counters.totals(ms(3000)), [1, 1]);
+        assert_eq!(counters.totals(ms(60_000)), [0, 0]);
     }
 
     #[tokio::test(start_paused = true)]
     async fn undo_takes_back_a_live_add_only() {
         let counters = SlidingCounters::<1>::new(2, Duration::from_secs(1));
-        let now = Instant::now();
+        let now = counters.now();
         let tick = counters.add(now, [5]);
         counters.undo(tick, [2]);
         assert_eq!(counters.totals(now), [3]);
-        let later = now + Duration::from_secs(5);
+        let later = now + 5_000_000_000;
         assert_eq!(counters.totals(later), [0]);
         counters.undo(tick, [3]);
         assert_eq!(counters.totals(later), [0]);
@@ -172,7 +180,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn reset_clears_everything() {
         let counters = SlidingCounters::<1>::new(4, Duration::from_secs(1));
-        let now = Instant::now();
+        let now = counters.now();
         counters.add(now, [7]);
         counters.reset();
         assert_eq!(counters.totals(now), [0]);

@@ -1,12 +1,13 @@
 //! Middleware that caps how many calls run at once, so one slow dependency cannot take every
 //! task, connection or thread of its caller.
 //!
-//! Built on `tokio::sync::Semaphore`: taking a free slot is one compare-and-swap; only callers
-//! that must wait (with `max_wait` above zero) queue, fairly.
+//! With `max_wait` zero (the default) nobody ever waits, so the bulkhead is one atomic count:
+//! taking a slot is a compare-and-swap and freeing it an add. With `max_wait` above zero the slots
+//! are a `tokio::sync::Semaphore`, so callers that must wait queue fairly.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -94,10 +95,45 @@ pub struct Bulkhead {
 struct Shared {
     name: Arc<str>,
     config: BulkheadConfig,
-    semaphore: Arc<Semaphore>,
+    slots: Slots,
     permitted: AtomicU64,
     rejected: AtomicU64,
     events: EventPublisher<BulkheadEvent>,
+}
+
+/// Where the slots are kept; see the module documentation.
+#[derive(Debug)]
+enum Slots {
+    /// Free slots, when nobody may wait.
+    Counted(AtomicU32),
+    /// A fair queue, when callers may wait.
+    Queued(Arc<Semaphore>),
+}
+
+impl Slots {
+    fn for_config(config: &BulkheadConfig) -> Self {
+        if config.max_wait.is_zero() {
+            Slots::Counted(AtomicU32::new(config.max_concurrent_calls))
+        } else {
+            Slots::Queued(Arc::new(Semaphore::new(
+                config.max_concurrent_calls as usize,
+            )))
+        }
+    }
+
+    fn available(&self) -> u32 {
+        match self {
+            Slots::Counted(free) => free.load(Ordering::Relaxed),
+            Slots::Queued(semaphore) => semaphore.available_permits() as u32,
+        }
+    }
+}
+
+/// Takes one of the `free` slots, if any is left.
+#[inline]
+fn take(free: &AtomicU32) -> bool {
+    free.fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 /// One thing that happened in a bulkhead.
@@ -139,7 +175,49 @@ pub struct BulkheadMetrics {
 /// A slot in a bulkhead, freed on drop.
 #[derive(Debug)]
 pub struct BulkheadPermit<'a> {
-    _permit: SemaphorePermit<'a>,
+    _slot: Slot<'a>,
+}
+
+#[derive(Debug)]
+#[expect(dead_code, reason = "a slot is held for its drop, never read")]
+enum Slot<'a> {
+    Counted(CountedSlot<'a>),
+    Queued(SemaphorePermit<'a>),
+}
+
+/// A counted slot; dropping it frees it.
+#[derive(Debug)]
+struct CountedSlot<'a>(&'a AtomicU32);
+
+impl Drop for CountedSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
+/// A slot in a bulkhead that owns a handle to it (for services), freed on drop.
+#[derive(Debug)]
+pub struct OwnedBulkheadPermit {
+    _slot: OwnedSlot,
+}
+
+#[derive(Debug)]
+#[expect(dead_code, reason = "a slot is held for its drop, never read")]
+enum OwnedSlot {
+    Counted(OwnedCountedSlot),
+    Queued(OwnedSemaphorePermit),
+}
+
+/// A counted slot holding its bulkhead; dropping it frees it.
+#[derive(Debug)]
+struct OwnedCountedSlot(Arc<Shared>);
+
+impl Drop for OwnedCountedSlot {
+    fn drop(&mut self) {
+        if let Slots::Counted(free) = &self.0.slots {
+            free.fetch_add(1, Ordering::Release);
+        }
+    }
 }
 
 impl Bulkhead {
@@ -149,7 +227,7 @@ impl Bulkhead {
         Ok(Self {
             shared: Arc::new(Shared {
                 name: name.into(),
-                semaphore: Arc::new(Semaphore::new(config.max_concurrent_calls as usize)),
+                slots: Slots::for_config(&config),
                 config,
                 permitted: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
@@ -170,33 +248,56 @@ impl Bulkhead {
 
     /// Takes a slot, waiting up to `max_wait` for one.
     pub async fn acquire(&self) -> Result<BulkheadPermit<'_>, BulkheadFull> {
-        let semaphore = &self.shared.semaphore;
-        let permit = match semaphore.try_acquire() {
-            Ok(permit) => Some(permit),
-            Err(_) if self.shared.config.max_wait.is_zero() => None,
-            // Waiting is the rare path: its futures live on the heap, so that the futures of
-            // every caller (and of a whole policy) stay small.
-            Err(_) => Box::pin(tokio::time::timeout(
-                self.shared.config.max_wait,
-                semaphore.acquire(),
-            ))
-            .await
-            .ok()
-            .and_then(Result::ok),
+        let slot = match &self.shared.slots {
+            Slots::Counted(free) => take(free).then(|| Slot::Counted(CountedSlot(free))),
+            Slots::Queued(semaphore) => match semaphore.try_acquire() {
+                Ok(permit) => Some(Slot::Queued(permit)),
+                // Waiting is the rare path: its futures live on the heap, so that the futures
+                // of every caller (and of a whole policy) stay small.
+                Err(_) => Box::pin(tokio::time::timeout(
+                    self.shared.config.max_wait,
+                    semaphore.acquire(),
+                ))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .map(Slot::Queued),
+            },
         };
         self.shared
-            .admit(permit)
-            .map(|p| BulkheadPermit { _permit: p })
+            .admit(slot)
+            .map(|slot| BulkheadPermit { _slot: slot })
+    }
+
+    /// Takes a free slot, with a permit that owns a handle to the bulkhead; never waits.
+    fn try_acquire_owned(&self) -> Option<OwnedSlot> {
+        match &self.shared.slots {
+            Slots::Counted(free) => {
+                take(free).then(|| OwnedSlot::Counted(OwnedCountedSlot(Arc::clone(&self.shared))))
+            }
+            Slots::Queued(semaphore) => Arc::clone(semaphore)
+                .try_acquire_owned()
+                .ok()
+                .map(OwnedSlot::Queued),
+        }
     }
 
     /// Takes a slot, waiting up to `max_wait`, with a permit that owns a handle to the bulkhead.
-    async fn acquire_owned(&self) -> Result<OwnedSemaphorePermit, BulkheadFull> {
-        let semaphore = Arc::clone(&self.shared.semaphore);
-        let permit = tokio::time::timeout(self.shared.config.max_wait, semaphore.acquire_owned())
+    async fn acquire_owned(&self) -> Result<OwnedBulkheadPermit, BulkheadFull> {
+        let slot = match &self.shared.slots {
+            Slots::Counted(_) => self.try_acquire_owned(),
+            Slots::Queued(semaphore) => tokio::time::timeout(
+                self.shared.config.max_wait,
+                Arc::clone(semaphore).acquire_owned(),
+            )
             .await
             .ok()
-            .and_then(Result::ok);
-        self.shared.admit(permit)
+            .and_then(Result::ok)
+            .map(OwnedSlot::Queued),
+        };
+        self.shared
+            .admit(slot)
+            .map(|slot| OwnedBulkheadPermit { _slot: slot })
     }
 
     /// This bulkhead as a `tower::Layer`.
@@ -209,7 +310,7 @@ impl Bulkhead {
         let s = &self.shared;
         BulkheadMetrics {
             name: s.name.to_string(),
-            available_concurrent_calls: s.semaphore.available_permits() as u32,
+            available_concurrent_calls: s.slots.available(),
             max_allowed_concurrent_calls: s.config.max_concurrent_calls,
             permitted_calls: s.permitted.load(Ordering::Relaxed),
             rejected_calls: s.rejected.load(Ordering::Relaxed),
@@ -223,20 +324,20 @@ impl Bulkhead {
 }
 
 impl Admit for Bulkhead {
-    type Permit = OwnedSemaphorePermit;
+    type Permit = OwnedBulkheadPermit;
 
-    fn try_admit(&self) -> Admission<OwnedSemaphorePermit> {
-        let free = Arc::clone(&self.shared.semaphore).try_acquire_owned().ok();
+    fn try_admit(&self) -> Admission<OwnedBulkheadPermit> {
+        let free = self.try_acquire_owned();
         if free.is_none() && !self.shared.config.max_wait.is_zero() {
             return Admission::Wait;
         }
         match self.shared.admit(free) {
-            Ok(permit) => Admission::Now(permit),
+            Ok(slot) => Admission::Now(OwnedBulkheadPermit { _slot: slot }),
             Err(full) => Admission::Rejected(Box::new(full)),
         }
     }
 
-    async fn wait(&self) -> Result<OwnedSemaphorePermit, BoxError> {
+    async fn wait(&self) -> Result<OwnedBulkheadPermit, BoxError> {
         Ok(self.acquire_owned().await?)
     }
 }

@@ -16,7 +16,9 @@
 //! and a few loads, plus the threshold check when the window's counts changed. There is no lock
 //! and no allocation: the one mutex serialises state *transitions* only, which are rare by nature.
 //! The clock is read only when slow calls are tracked, the window is time-based, or someone
-//! subscribed to events.
+//! subscribed to events. Slow calls and time windows are timed on the coarse clock when their
+//! spans are a second or more (see [`crate::clock`]): two reads cost about 7 ns, where two
+//! precise ones cost about 48.
 
 mod classify;
 mod config;
@@ -39,6 +41,7 @@ pub use error::CallNotPermitted;
 pub use event::{CircuitBreakerEvent, CircuitBreakerEventKind};
 pub use layer::{CircuitBreakerLayer, CircuitBreakerService, ResponseFuture};
 
+use crate::clock::Clock;
 use crate::events::EventPublisher;
 use crate::{Error, EventStream, InvalidConfig};
 use window::{CountWindow, Outcome, TimeWindow, Window, WindowCounts};
@@ -156,6 +159,11 @@ struct Shared {
     /// When the current state was entered, in nanoseconds since `origin`.
     entered_at: AtomicU64,
     origin: Instant,
+    /// Times calls for the slow-call threshold: coarse for a threshold of a second or more.
+    slow_call_clock: Clock,
+    /// `config.slow_call_duration_threshold` in nanoseconds on that clock; `u64::MAX` when slow
+    /// calls are not tracked.
+    slow_call_nanos: u64,
     /// Calls rejected since creation or the last reset.
     not_permitted: AtomicU64,
     /// Serialises transitions and holds what only they touch.
@@ -224,6 +232,12 @@ impl CircuitBreaker<FailOnError> {
                 open_until: AtomicU64::new(0),
                 entered_at: AtomicU64::new(0),
                 origin,
+                slow_call_clock: config
+                    .slow_call_duration_threshold
+                    .map_or_else(Clock::precise, Clock::for_spans_of),
+                slow_call_nanos: config.slow_call_duration_threshold.map_or(u64::MAX, |t| {
+                    t.as_nanos().min(u128::from(u64::MAX - 1)) as u64
+                }),
                 not_permitted: AtomicU64::new(0),
                 transitions: Mutex::new(Transitions::default()),
                 events: EventPublisher::new(),
@@ -421,12 +435,49 @@ impl Drop for OwnedPermit {
 struct Ticket {
     /// The state word at admission: generation and state.
     word: u64,
-    /// When the call started, in nanoseconds since the breaker's origin plus one; zero when the
-    /// clock was not read (slow calls not tracked and no event subscriber).
+    /// When the call started, if it is timed: see [`Ticket::timing`]. One word, so a ticket
+    /// stays two and is returned in registers.
     start: u64,
 }
 
+/// When a call started, and on which clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timing {
+    /// Not timed: slow calls are not tracked and nobody subscribed to events.
+    Untimed,
+    /// On the precise clock, nanoseconds since the breaker's origin (events carry durations).
+    Precise(u64),
+    /// On the slow-call clock, for the threshold only.
+    ForSlowCalls(u64),
+}
+
+/// In [`Ticket::start`], marks a reading of the slow-call clock.
+const SLOW_CALL_CLOCK: u64 = 1 << 63;
+
+impl Timing {
+    /// Packed into a ticket: zero when untimed, else the reading plus one, tagged with its clock.
+    #[inline(always)]
+    fn pack(self) -> u64 {
+        match self {
+            Timing::Untimed => 0,
+            Timing::Precise(nanos) => (nanos + 1) & !SLOW_CALL_CLOCK,
+            Timing::ForSlowCalls(nanos) => (nanos + 1) | SLOW_CALL_CLOCK,
+        }
+    }
+}
+
 impl Ticket {
+    #[inline(always)]
+    fn timing(self) -> Timing {
+        match self.start {
+            0 => Timing::Untimed,
+            tagged if tagged & SLOW_CALL_CLOCK != 0 => {
+                Timing::ForSlowCalls((tagged & !SLOW_CALL_CLOCK) - 1)
+            }
+            nanos => Timing::Precise(nanos - 1),
+        }
+    }
+
     fn generation(self) -> u64 {
         unpack(self.word).0
     }
@@ -471,10 +522,10 @@ impl Shared {
     fn admit(&self, word: u64) -> Ticket {
         Ticket {
             word,
-            start: if self.config.slow_call_duration_threshold.is_some()
-                || self.events.is_observed()
-            {
-                self.nanos(Instant::now()) + 1
+            start: if self.events.is_observed() {
+                Timing::Precise(self.nanos(Instant::now())).pack()
+            } else if self.slow_call_nanos != u64::MAX {
+                Timing::ForSlowCalls(self.slow_call_clock.nanos()).pack()
             } else {
                 0
             },
@@ -569,19 +620,26 @@ impl Shared {
         unpack(self.state.load(Ordering::Acquire)).0
     }
 
-    /// Records an outcome. A plain success in CLOSED with nothing to time or tell, landing in a
-    /// ring full of successes, changes nothing and is decided inline; the rest goes to
-    /// [`record_slow`](Self::record_slow).
+    /// Records an outcome. A plain success in CLOSED with nothing to tell, faster than the
+    /// slow-call threshold and landing in a ring full of such successes, changes nothing and is
+    /// decided inline; the rest goes to [`record_slow`](Self::record_slow).
     #[inline(always)]
     fn record(self: &Arc<Self>, ticket: Ticket, outcome: CallOutcome) {
         if outcome == CallOutcome::Success
-            && ticket.start == 0
             && ticket.word & 0xff == CircuitState::Closed as u64
+            && let Window::Count(window) = &self.closed
+            && window.all_successes()
+            && !self.events.is_observed()
         {
-            if let Window::Count(window) = &self.closed {
-                if window.all_successes() && !self.events.is_observed() {
+            match ticket.timing() {
+                Timing::Untimed => return,
+                Timing::ForSlowCalls(start)
+                    if self.slow_call_clock.nanos().saturating_sub(start)
+                        < self.slow_call_nanos =>
+                {
                     return;
                 }
+                _ => {}
             }
         }
         self.record_slow(ticket, outcome);
@@ -593,9 +651,12 @@ impl Shared {
         if state == CircuitState::Disabled {
             return;
         }
-        let elapsed = (ticket.start != 0).then(|| {
-            Duration::from_nanos((self.nanos(Instant::now()) + 1).saturating_sub(ticket.start))
-        });
+        let elapsed = match ticket.timing() {
+            Timing::Untimed => None,
+            Timing::Precise(start) => Some(self.nanos(Instant::now()).saturating_sub(start)),
+            Timing::ForSlowCalls(start) => Some(self.slow_call_clock.nanos().saturating_sub(start)),
+        }
+        .map(Duration::from_nanos);
         let failed = match outcome {
             CallOutcome::Success => false,
             CallOutcome::Failure => true,
@@ -778,7 +839,7 @@ impl Shared {
                 u64::from(self.config.permitted_number_of_calls_in_half_open_state),
             )
         } else {
-            (self.closed.counts(Instant::now()), self.minimum_calls)
+            (self.closed.counts(), self.minimum_calls)
         };
         CircuitBreakerMetrics {
             name: self.name.to_string(),
@@ -861,6 +922,30 @@ mod tests {
         assert_eq!(b.state(), CircuitState::Closed);
         record(&b, CallOutcome::Success);
         assert_eq!(b.state(), CircuitState::Open);
+    }
+
+    /// A threshold of a second or more is timed on the coarse clock, in real time; a slow success
+    /// landing in a ring full of fast ones must still be counted (it takes the inline path's
+    /// exit, not its shortcut).
+    #[test]
+    fn a_slow_call_on_the_coarse_clock_is_counted_after_a_ring_of_fast_ones() {
+        let b = breaker(CircuitBreakerConfig {
+            sliding_window_size: 2,
+            minimum_number_of_calls: 2,
+            slow_call_rate_threshold: 50.0,
+            slow_call_duration_threshold: Some(Duration::from_secs(1)),
+            ..Default::default()
+        });
+        assert!(b.shared.slow_call_clock.is_coarse());
+        record(&b, CallOutcome::Success);
+        record(&b, CallOutcome::Success);
+        assert_eq!(b.metrics().slow_calls, 0);
+        let permit = b.try_acquire().unwrap();
+        // One coarse tick (≤ 10 ms) may be lost at each end.
+        std::thread::sleep(Duration::from_millis(1030));
+        permit.record(CallOutcome::Success);
+        assert_eq!(b.metrics().slow_calls, 1);
+        assert_eq!(b.state(), CircuitState::Open, "1 slow of 2 = 50%");
     }
 
     #[tokio::test(start_paused = true)]

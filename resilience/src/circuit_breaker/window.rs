@@ -4,8 +4,6 @@
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, Ordering};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::sliding_counters::SlidingCounters;
 
 /// One recorded call, as stored in a ring slot. Zero means "no call recorded here".
@@ -197,14 +195,14 @@ impl TimeWindow {
 
     #[inline]
     pub(crate) fn record(&self, outcome: Outcome) -> WindowCounts {
-        let now = Instant::now();
+        let now = self.counters.now();
         self.counters.add(now, outcome.counts());
-        self.counts(now)
+        WindowCounts::from_array(self.counters.totals(now))
     }
 
     #[inline]
-    pub(crate) fn counts(&self, now: Instant) -> WindowCounts {
-        WindowCounts::from_array(self.counters.totals(now))
+    pub(crate) fn counts(&self) -> WindowCounts {
+        WindowCounts::from_array(self.counters.totals(self.counters.now()))
     }
 
     pub(crate) fn reset(&self) {
@@ -233,10 +231,10 @@ impl Window {
         }
     }
 
-    pub(crate) fn counts(&self, now: Instant) -> WindowCounts {
+    pub(crate) fn counts(&self) -> WindowCounts {
         match self {
             Window::Count(w) => w.counts(),
-            Window::Time(w) => w.counts(now),
+            Window::Time(w) => w.counts(),
         }
     }
 

@@ -216,38 +216,45 @@ impl<C, R> Policy<C, R> {
     }
 
     /// One attempt: breaker, then rate limiter, timeout and bulkhead.
+    ///
+    /// Written flat, in one async fn: each nested async fn moved the result (and its own state)
+    /// once more, and that shuffling cost more than the five parts' own work.
     async fn attempt<Fut, T, E>(&self, call: Fut) -> Result<T, Error<E>>
     where
         Fut: Future<Output = Result<T, E>>,
         C: Classify<T, Error<E>>,
     {
-        let Some(breaker) = &self.circuit_breaker else {
-            return self.limited(call).await;
+        let permit = match &self.circuit_breaker {
+            Some(breaker) => Some(breaker.try_acquire()?),
+            None => None,
         };
-        let permit = breaker.try_acquire()?;
-        let result = self.limited(call).await;
-        permit.record(breaker.classifier().classify(result.as_ref()));
+        let admitted = match &self.rate_limiter {
+            Some(rate_limiter) => rate_limiter.acquire().await.map_err(Error::from),
+            None => Ok(()),
+        };
+        let result = match admitted {
+            Err(rejected) => Err(rejected),
+            Ok(()) => {
+                let bulkheaded = async {
+                    let _slot = match &self.bulkhead {
+                        Some(bulkhead) => Some(bulkhead.acquire().await?),
+                        None => None,
+                    };
+                    call.await.map_err(Error::Inner)
+                };
+                match &self.timeout {
+                    Some(timeout) => timeout
+                        .run(bulkheaded)
+                        .await
+                        .unwrap_or_else(|e| Err(e.into())),
+                    None => bulkheaded.await,
+                }
+            }
+        };
+        if let (Some(breaker), Some(permit)) = (&self.circuit_breaker, permit) {
+            permit.record(breaker.classifier().classify(result.as_ref()));
+        }
         result
-    }
-
-    async fn limited<Fut, T, E>(&self, call: Fut) -> Result<T, Error<E>>
-    where
-        Fut: Future<Output = Result<T, E>>,
-    {
-        if let Some(rate_limiter) = &self.rate_limiter {
-            rate_limiter.acquire().await?;
-        }
-        let bulkheaded = async {
-            let _slot = match &self.bulkhead {
-                Some(bulkhead) => Some(bulkhead.acquire().await?),
-                None => None,
-            };
-            call.await.map_err(Error::Inner)
-        };
-        match &self.timeout {
-            Some(timeout) => timeout.run(bulkheaded).await?,
-            None => bulkheaded.await,
-        }
     }
 
     /// This policy as one `tower::Layer`, in the same order.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use governor::Quota;
 use governor::clock::Clock;
 use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
 use governor::state::{InMemoryState, NotKeyed};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -27,7 +28,7 @@ pub type RateLimiterLayer = AdmissionLayer<RateLimiter>;
 
 /// A rate-limited service; see [`RateLimiterLayer`].
 pub type RateLimiterService<S> = AdmissionService<S, RateLimiter>;
-use clock::{TokioClock, TokioInstant};
+use clock::LimiterClock;
 
 /// Rate-limiter configuration, with Resilience4j's names.
 ///
@@ -101,8 +102,7 @@ impl fmt::Display for RateLimited {
 
 impl std::error::Error for RateLimited {}
 
-type Gcra =
-    governor::RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<TokioInstant>>;
+type Gcra = governor::RateLimiter<NotKeyed, InMemoryState, LimiterClock, NoOpMiddleware<Nanos>>;
 
 /// A rate limiter. Cheap to clone; clones share the limit.
 #[derive(Debug, Clone)]
@@ -159,11 +159,14 @@ impl RateLimiter {
         config: RateLimiterConfig,
     ) -> Result<Self, InvalidConfig> {
         let quota = config.quota()?;
+        let clock = LimiterClock(crate::clock::Clock::for_spans_of(
+            config.limit_refresh_period,
+        ));
         Ok(Self {
             shared: Arc::new(Shared {
                 name: name.into(),
                 config,
-                gcra: governor::RateLimiter::direct_with_clock(quota, TokioClock),
+                gcra: governor::RateLimiter::direct_with_clock(quota, clock),
                 permitted: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
                 events: EventPublisher::new(),
@@ -249,7 +252,7 @@ impl Shared {
     fn try_take(&self) -> Result<(), Duration> {
         self.gcra
             .check()
-            .map_err(|not_until| not_until.wait_time_from(TokioClock.now()))
+            .map_err(|not_until| not_until.wait_time_from(self.gcra.clock().now()))
     }
 
     /// Counts the final outcome of an acquisition.

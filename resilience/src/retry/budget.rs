@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use crate::InvalidConfig;
 use crate::invalid_config::check_nonzero;
@@ -86,7 +85,8 @@ impl RetryBudget {
     /// Counts one original request.
     #[inline]
     pub fn deposit(&self) {
-        self.inner.counters.add(Instant::now(), [1, 0]);
+        let counters = &self.inner.counters;
+        counters.add(counters.now(), [1, 0]);
     }
 
     /// Takes one retry from the budget; `false` when the budget is spent.
@@ -94,7 +94,7 @@ impl RetryBudget {
     /// The retry is counted first and taken back if it overdraws, so concurrent callers can never
     /// overdraw together.
     pub fn try_withdraw(&self) -> bool {
-        let now = Instant::now();
+        let now = self.inner.counters.now();
         let tick = self.inner.counters.add(now, [0, 1]);
         let [requests, retries] = self.inner.counters.totals(now);
         let allowed = self.inner.ratio * requests as f64 + self.inner.reserve;
@@ -108,7 +108,7 @@ impl RetryBudget {
 
     /// Retries still available right now.
     pub fn remaining(&self) -> u64 {
-        let [requests, retries] = self.inner.counters.totals(Instant::now());
+        let [requests, retries] = self.inner.counters.totals(self.inner.counters.now());
         let allowed = (self.inner.ratio * requests as f64 + self.inner.reserve).floor() as u64;
         allowed.saturating_sub(retries)
     }

@@ -271,11 +271,17 @@ impl<P> Retry<P> {
         let mut previous_delay = Duration::ZERO;
         loop {
             attempts += 1;
-            let limit = deadline.map_or(Limit::None, |(at, _)| Limit::At(at));
-            let Some(result) = Deadline::new(attempt(), limit).await else {
-                shared.finish(attempts, false);
-                let deadline = deadline.map(|(_, d)| d).unwrap_or_default();
-                return Err(DeadlineExceeded { attempts, deadline }.into());
+            let result = match deadline {
+                // Without a deadline the attempt runs bare: wrapping it for nothing costs a
+                // poll and a move of its result on every call.
+                None => attempt().await,
+                Some((at, deadline)) => match Deadline::new(attempt(), Limit::At(at)).await {
+                    Some(result) => result,
+                    None => {
+                        shared.finish(attempts, false);
+                        return Err(DeadlineExceeded { attempts, deadline }.into());
+                    }
+                },
             };
             match shared.next_delay(
                 attempts,

@@ -8,7 +8,20 @@ use msakit_resilience::{CircuitBreaker, CircuitBreakerConfig};
 
 #[test]
 fn closed_admit_and_record_do_not_allocate() {
-    let breaker = CircuitBreaker::new("alloc", CircuitBreakerConfig::default()).unwrap();
+    for config in [
+        CircuitBreakerConfig::default(),
+        // Slow calls tracked, on the coarse clock.
+        CircuitBreakerConfig {
+            slow_call_duration_threshold: Some(std::time::Duration::from_secs(60)),
+            ..Default::default()
+        },
+    ] {
+        admit_and_record_without_allocating(config);
+    }
+}
+
+fn admit_and_record_without_allocating(config: CircuitBreakerConfig) {
+    let breaker = CircuitBreaker::new("alloc", config).unwrap();
     // Fill the window once, so steady state is measured.
     for _ in 0..200 {
         breaker.try_acquire().unwrap().record(CallOutcome::Success);
