@@ -22,10 +22,41 @@ pub(crate) struct JavaArgs {
     rounds: usize,
     /// The JVMs' maximum heap.
     #[arg(long, default_value = "512m")]
-    xmx: String,
+    pub(crate) xmx: String,
     /// How long each server idles after its first answer before its memory is read again.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     settle: Duration,
+    /// Which comparisons to run.
+    #[arg(long, value_delimiter = ',', default_values = ["start", "load", "resilience"])]
+    only: Vec<Part>,
+    /// Rounds of each load comparison, the sides taking turns.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) load_rounds: usize,
+    /// Instances registered in the registry comparison.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) instances: usize,
+    /// How long each measured load phase runs.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) load_time: Duration,
+}
+
+impl JavaArgs {
+    /// The JVMs' `-Xmx` value.
+    pub(crate) fn xmx_value(&self) -> String {
+        self.xmx.clone()
+    }
+}
+
+/// One comparison of a `java` run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Part {
+    /// Start to first answer, memory and CPU of both servers.
+    Start,
+    /// The same load through the same API: registrations, heartbeats, fetches; Environment
+    /// reads.
+    Load,
+    /// Resilience4j under JMH against msakit-resilience under criterion.
+    Resilience,
 }
 
 /// One side of a pair, started fresh for each measurement.
@@ -68,9 +99,28 @@ struct Sample {
     cpu: Duration,
 }
 
-/// Builds the Java apps, measures every pair and returns the report (Markdown).
+/// Runs the comparisons asked for and returns the report (Markdown).
 pub(crate) async fn java(args: &JavaArgs, dir: &Path) -> anyhow::Result<String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut report = String::new();
+    if args.only.contains(&Part::Start) {
+        report.push_str("### Start, memory and CPU\n\n");
+        report.push_str(&start(args, &root, dir).await?);
+    }
+    if args.only.contains(&Part::Load) {
+        build_java_apps(&root)?;
+        report.push_str("\n### The same load\n\n");
+        report.push_str(&crate::java_load::throughput(args, &root, dir).await?);
+    }
+    if args.only.contains(&Part::Resilience) {
+        report.push_str("\n### Resilience4j and msakit-resilience\n\n");
+        report.push_str(&crate::resilience4j::resilience4j(&root, dir)?);
+    }
+    Ok(report)
+}
+
+/// Builds the Java servers in `bench/java` (Maven); their directory.
+fn build_java_apps(root: &Path) -> anyhow::Result<PathBuf> {
     let apps = root.join("bench/java");
     let built = std::process::Command::new("mvn")
         .args(["-B", "-q", "-DskipTests", "package"])
@@ -82,6 +132,12 @@ pub(crate) async fn java(args: &JavaArgs, dir: &Path) -> anyhow::Result<String> 
     if !built.success() {
         bail!("mvn package failed in {}", apps.display());
     }
+    Ok(apps)
+}
+
+/// Builds the Java apps, measures every pair's start and returns the report (Markdown).
+async fn start(args: &JavaArgs, root: &Path, dir: &Path) -> anyhow::Result<String> {
+    let apps = build_java_apps(root)?;
     let release = root.join("target/release");
     let mut report = format!(
         "Start to first answer, memory and CPU, {} rounds A B A B; JVMs: `java -Xmx{} -jar` \
@@ -155,7 +211,7 @@ pub(crate) async fn java(args: &JavaArgs, dir: &Path) -> anyhow::Result<String> 
     Ok(report)
 }
 
-fn ours_command(binary: &Path, port: u16, scratch: &Path) -> Command {
+pub(crate) fn ours_command(binary: &Path, port: u16, scratch: &Path) -> Command {
     let mut command = Command::new(binary);
     command
         .arg("--listen")
@@ -187,12 +243,31 @@ fn java_command(pair: &Pair, jar: &Path, xmx: &str, port: u16, scratch: &Path) -
 /// Starts `command`, polls `probe` until it answers 200, reads the process's memory, lets it
 /// settle and reads memory and CPU again; the process is killed at the end.
 async fn measure(
-    mut command: Command,
+    command: Command,
     port: u16,
     probe: &str,
     scratch: &Path,
     settle: Duration,
 ) -> anyhow::Result<Sample> {
+    let (server, first_answer) = launch(command, port, probe, scratch).await?;
+    let rss_first_mib = server.rss_mib();
+    tokio::time::sleep(settle).await;
+    Ok(Sample {
+        first_answer,
+        rss_first_mib,
+        rss_settled_mib: server.rss_mib(),
+        cpu: server.cpu(),
+    })
+}
+
+/// Starts `command` (output into `scratch/server.log`) and polls `probe` until it answers 200:
+/// the server, and how long that took.
+pub(crate) async fn launch(
+    mut command: Command,
+    port: u16,
+    probe: &str,
+    scratch: &Path,
+) -> anyhow::Result<(Server, Duration)> {
     let log = std::fs::File::create(scratch.join("server.log"))?;
     let started = Instant::now();
     let child = command
@@ -214,7 +289,7 @@ async fn measure(
             .await
             .is_ok_and(|r| r.status().is_success());
         if answered {
-            break;
+            return Ok((server, started.elapsed()));
         }
         if started.elapsed() > Duration::from_secs(180) {
             bail!(
@@ -224,15 +299,6 @@ async fn measure(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let first_answer = started.elapsed();
-    let rss_first_mib = server.rss_mib();
-    tokio::time::sleep(settle).await;
-    Ok(Sample {
-        first_answer,
-        rss_first_mib,
-        rss_settled_mib: server.rss_mib(),
-        cpu: server.cpu(),
-    })
 }
 
 /// The sample with the median start time (of an odd count; the upper middle of an even one).

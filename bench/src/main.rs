@@ -10,9 +10,11 @@ mod etcd;
 mod events;
 mod gateway;
 mod java;
+mod java_load;
 mod load;
 mod ours;
 mod process;
+mod resilience4j;
 mod scale;
 mod soak;
 mod workload;
@@ -35,7 +37,8 @@ enum Command {
     /// msakit's registry and config server against a single-node etcd, same workloads.
     Compare(compare::CompareArgs),
     /// Our servers beside the Java ones they replace (Eureka's server, Spring Cloud Config
-    /// Server), built from bench/java with Maven: start to first answer, memory, CPU.
+    /// Server), built from bench/java with Maven: start to first answer, memory, CPU; and
+    /// Resilience4j under JMH against msakit-resilience under criterion.
     Java(java::JavaArgs),
     /// The registry with a million instances.
     Scale(scale::ScaleArgs),

@@ -129,37 +129,44 @@ fn breaker_two_threads(c: &mut Criterion) {
         let mut group =
             c.benchmark_group(group_name("breaker closed, 2 threads contending", failing));
         for_each_breaker(|name, call| {
-            group.bench_function(name, |b| {
-                b.iter_custom(|iters| {
-                    let barrier = Barrier::new(2);
-                    std::thread::scope(|scope| {
-                        let handles: Vec<_> = (0..2)
-                            .map(|_| {
-                                let barrier = &barrier;
-                                scope.spawn(move || {
-                                    barrier.wait();
-                                    let start = Instant::now();
-                                    let mut sum = 0u64;
-                                    for i in 0..iters {
-                                        sum = sum.wrapping_add(call(i));
-                                    }
-                                    black_box(sum);
-                                    start.elapsed()
-                                })
-                            })
-                            .collect();
-                        handles
-                            .into_iter()
-                            .map(|h| h.join().unwrap())
-                            .max()
-                            .unwrap()
-                    })
-                })
-            });
+            group.bench_function(name, |b| b.iter_custom(|iters| on_two_threads(iters, call)));
         });
         group.finish();
     }
     FAILING.store(false, Ordering::Relaxed);
+}
+
+/// Runs `call(i)` for i in 0..iters on two threads at once, each inside a Tokio runtime's
+/// context; the slower thread's time.
+fn on_two_threads(iters: u64, call: &(dyn Fn(u64) -> u64 + Sync)) -> Duration {
+    let barrier = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let barrier = &barrier;
+                scope.spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .unwrap();
+                    let _guard = runtime.enter();
+                    barrier.wait();
+                    let start = Instant::now();
+                    let mut sum = 0u64;
+                    for i in 0..iters {
+                        sum = sum.wrapping_add(call(i));
+                    }
+                    black_box(sum);
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .max()
+            .unwrap()
+    })
 }
 
 fn policy(c: &mut Criterion) {
@@ -250,6 +257,22 @@ fn policy(c: &mut Criterion) {
             })
         });
     }
+    group.finish();
+
+    let mut group = c.benchmark_group("policy, 2 threads contending");
+    group.bench_function("bare async call (baseline)", |b| {
+        b.iter_custom(|iters| on_two_threads(iters, &|x| now(async { work(x) }).unwrap_or(0)))
+    });
+    group.bench_function(
+        "5 layers: retry, breaker, rate limiter, timeout, bulkhead",
+        |b| {
+            b.iter_custom(|iters| {
+                on_two_threads(iters, &|x| {
+                    now(full.call(|| async move { work(x) })).unwrap_or(0)
+                })
+            })
+        },
+    );
     group.finish();
 }
 
