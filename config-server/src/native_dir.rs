@@ -42,9 +42,11 @@ struct Found {
 }
 
 impl NativeDir {
+    /// The directory at `root`, resolved once (`..`, symlinks), so that a path given as
+    /// `repo/../config` serves the same files as `config`.
     pub(crate) fn new(root: PathBuf) -> Self {
         Self {
-            root,
+            root: std::fs::canonicalize(&root).unwrap_or(root),
             managed: RwLock::new(HashMap::new()),
             errors: Mutex::new(BTreeMap::new()),
         }
@@ -212,7 +214,13 @@ fn scan(root: &Path) -> (Vec<Found>, BTreeMap<String, String>) {
         };
         for entry in entries.flatten() {
             let path = entry.path();
-            if !path.is_file() || path.components().any(|c| matches!(c, Component::ParentDir)) {
+            // Only what lies below the root is checked: the root itself may be given with `..`.
+            let below = path.strip_prefix(root).unwrap_or(&path);
+            if !path.is_file()
+                || below
+                    .components()
+                    .any(|c| matches!(c, Component::ParentDir))
+            {
                 continue;
             }
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {

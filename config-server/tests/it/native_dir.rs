@@ -4,6 +4,23 @@ use std::time::Duration;
 
 use crate::support::{SseStream, TestServer, config_in, wait_until};
 
+/// Regression: a directory given with `..` in its path (as `msakit-bench` does) served nothing,
+/// every file's full path failing the check against `..`.
+#[tokio::test]
+async fn a_directory_given_through_dot_dot_is_served() {
+    let data = tempfile::tempdir().unwrap();
+    let native = tempfile::tempdir().unwrap();
+    std::fs::create_dir(native.path().join("elsewhere")).unwrap();
+    std::fs::write(native.path().join("orders.yml"), "pool: 4\n").unwrap();
+    let mut config = config_in(data.path());
+    config.native_dir = Some(native.path().join("elsewhere/.."));
+    let server = TestServer::start(config).await;
+    assert_eq!(
+        server.resolve("orders/default/main").await["properties"]["pool"],
+        4
+    );
+}
+
 #[tokio::test]
 async fn serves_reloads_and_pushes_a_directory() {
     let data = tempfile::tempdir().unwrap();
