@@ -27,7 +27,7 @@ pub(crate) struct JavaArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     settle: Duration,
     /// Which comparisons to run.
-    #[arg(long, value_delimiter = ',', default_values = ["start", "load", "resilience"])]
+    #[arg(long, value_delimiter = ',', default_values = ["start", "load", "propagation", "resilience"])]
     only: Vec<Part>,
     /// Rounds of each load comparison, the sides taking turns.
     #[arg(long, default_value_t = 2)]
@@ -35,6 +35,12 @@ pub(crate) struct JavaArgs {
     /// Instances registered in the registry comparison.
     #[arg(long, default_value_t = 10_000)]
     pub(crate) instances: usize,
+    /// Register / cancel / kill cycles of the propagation comparison (ours, Eureka uncached).
+    #[arg(long, default_value_t = 20)]
+    cycles: usize,
+    /// The same against Eureka with its 30 s response cache on (each cycle takes a minute).
+    #[arg(long, default_value_t = 5)]
+    cycles_cached: usize,
     /// How long each measured load phase runs.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub(crate) load_time: Duration,
@@ -55,6 +61,8 @@ pub(crate) enum Part {
     /// The same load through the same API: registrations, heartbeats, fetches; Environment
     /// reads.
     Load,
+    /// Time from a change until a Java Eureka client and an SDK watcher see it.
+    Propagation,
     /// Resilience4j under JMH against msakit-resilience under criterion.
     Resilience,
 }
@@ -111,6 +119,20 @@ pub(crate) async fn java(args: &JavaArgs, dir: &Path) -> anyhow::Result<String> 
         build_java_apps(&root)?;
         report.push_str("\n### The same load\n\n");
         report.push_str(&crate::java_load::throughput(args, &root, dir).await?);
+    }
+    if args.only.contains(&Part::Propagation) {
+        build_java_apps(&root)?;
+        report.push_str("\n### Propagation\n\n");
+        report.push_str(
+            &crate::propagation::propagation(
+                &root,
+                dir,
+                &args.xmx,
+                args.cycles,
+                args.cycles_cached,
+            )
+            .await?,
+        );
     }
     if args.only.contains(&Part::Resilience) {
         report.push_str("\n### Resilience4j and msakit-resilience\n\n");

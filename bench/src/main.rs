@@ -14,10 +14,12 @@ mod java_load;
 mod load;
 mod ours;
 mod process;
+mod propagation;
 mod resilience4j;
 mod scale;
 mod soak;
 mod workload;
+mod wrk;
 
 use std::path::PathBuf;
 
@@ -53,6 +55,9 @@ enum Command {
     /// One backend behind msakit-gateway, nginx and Spring Cloud Gateway (built from
     /// bench/java with Maven), and called directly: throughput, added latency, memory.
     Gateway(gateway::GatewayArgs),
+    /// Our per-request cost from outside: `wrk` against four endpoints of the release binaries
+    /// and against a bare axum handler answering the same bytes.
+    Wrk(wrk::WrkArgs),
     /// (internal) the registry under test.
     #[command(hide = true)]
     ServeRegistry {
@@ -129,6 +134,11 @@ async fn main() -> anyhow::Result<()> {
                 cluster::write_section(&path, &report)?;
                 eprintln!("written into {}", path.display());
             }
+            Ok(())
+        }
+        Command::Wrk(args) => {
+            let dir = scratch()?;
+            println!("{}", wrk::wrk(&args, dir.path()).await?);
             Ok(())
         }
         Command::Java(args) => {

@@ -137,6 +137,7 @@ pub async fn run(
         watchers,
         audit: Arc::default(),
         shutdown: token.clone(),
+        eureka_documents: Arc::default(),
     };
     tracing::info!(addr = %listener.local_addr()?, "registry listening");
     let result = msakit_server_kit::serve_until(

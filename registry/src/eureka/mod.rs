@@ -8,6 +8,7 @@
 
 mod codec;
 pub(crate) mod document;
+mod rendered;
 
 use std::collections::BTreeMap;
 
@@ -26,6 +27,8 @@ use crate::http::{ApiError, AppState};
 use crate::registry::DeltaEntry;
 
 pub(crate) use codec::EurekaInfo;
+pub(crate) use rendered::RenderedDocuments;
+use rendered::{Document, Encoding};
 
 /// The hash code of a delta that cannot bring a client up to date.
 const INCOMPLETE_DELTA_HASHCODE: &str = "INCOMPLETE_0_";
@@ -107,9 +110,12 @@ fn applications(state: &AppState, keep: impl Fn(&Value) -> bool) -> Value {
 /// The whole registry for `GET /eureka/apps`, rendered one service at a time straight into
 /// the response bytes (never as one document tree), on a blocking thread: a million instances
 /// cost the size of the response, not many times it, and never stall the async threads.
-async fn full_registry(state: &AppState, json: bool) -> Vec<u8> {
+async fn full_registry(state: &AppState, json: bool) -> Bytes {
+    let encoding = if json { Encoding::Json } else { Encoding::Xml };
+    let index = state.registry.index();
+    let documents = std::sync::Arc::clone(&state.eureka_documents);
     let state = state.clone();
-    tokio::task::spawn_blocking(move || {
+    documents.get(Document::Full, encoding, index, move || {
         let mut apps: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for service in state.registry.service_names(DEFAULT_NAMESPACE) {
@@ -168,7 +174,6 @@ async fn full_registry(state: &AppState, json: bool) -> Vec<u8> {
         body
     })
     .await
-    .unwrap_or_default()
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -211,6 +216,24 @@ async fn apps(State(state): State<AppState>, headers: HeaderMap) -> Response {
 /// `application` elements of their own: a client that does not know an application adds the
 /// whole element of an ADDED instance to its cache, which must not bring a removed one with it.
 async fn delta(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let json = wants_json(&headers);
+    let (encoding, content_type) = if json {
+        (Encoding::Json, "application/json")
+    } else {
+        (Encoding::Xml, "application/xml")
+    };
+    let index = state.registry.index();
+    let documents = std::sync::Arc::clone(&state.eureka_documents);
+    let body = documents
+        .get(Document::Delta, encoding, index, move || {
+            render_delta(&state, json)
+        })
+        .await;
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+/// The delta document, rendered.
+fn render_delta(state: &AppState, json: bool) -> Vec<u8> {
     let now = crate::registry::unix_ms();
     let cutoff = now.saturating_sub(DELTA_WINDOW_MS);
     let delta = state.registry.delta(DEFAULT_NAMESPACE, cutoff);
@@ -264,7 +287,11 @@ async fn delta(State(state): State<AppState>, headers: HeaderMap) -> Response {
             .map(|(name, instance)| json!({"name": name, "instance": instance}))
             .collect::<Vec<_>>(),
     });
-    respond(&headers, "applications", body)
+    if json {
+        json!({ "applications": body }).to_string().into_bytes()
+    } else {
+        document::to_xml("applications", &body).into_bytes()
+    }
 }
 
 async fn application(

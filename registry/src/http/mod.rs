@@ -35,6 +35,8 @@ pub(crate) struct AppState {
     pub(crate) watchers: msakit_server_kit::WatchersPerClient,
     /// Cancelled at shutdown, to end watch streams that would otherwise never finish.
     pub(crate) shutdown: CancellationToken,
+    /// Eureka's whole-registry documents, rendered.
+    pub(crate) eureka_documents: Arc<crate::eureka::RenderedDocuments>,
 }
 
 /// Routes whose answers are the leader's in a cluster: writes go to it; reads are answered by
