@@ -107,38 +107,37 @@ struct Sample {
     cpu: Duration,
 }
 
-/// Runs the comparisons asked for and returns the report (Markdown).
-pub(crate) async fn java(args: &JavaArgs, dir: &Path) -> anyhow::Result<String> {
+/// Runs the comparisons asked for, printing each part's report (Markdown) as it is done, so a
+/// later part's failure loses nothing measured before it.
+pub(crate) async fn java(args: &JavaArgs, dir: &Path) -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut report = String::new();
     if args.only.contains(&Part::Start) {
-        report.push_str("### Start, memory and CPU\n\n");
-        report.push_str(&start(args, &root, dir).await?);
+        println!(
+            "### Start, memory and CPU\n\n{}",
+            start(args, &root, dir).await?
+        );
     }
     if args.only.contains(&Part::Load) {
         build_java_apps(&root)?;
-        report.push_str("\n### The same load\n\n");
-        report.push_str(&crate::java_load::throughput(args, &root, dir).await?);
+        println!(
+            "### The same load\n\n{}",
+            crate::java_load::throughput(args, &root, dir).await?
+        );
     }
     if args.only.contains(&Part::Propagation) {
         build_java_apps(&root)?;
-        report.push_str("\n### Propagation\n\n");
-        report.push_str(
-            &crate::propagation::propagation(
-                &root,
-                dir,
-                &args.xmx,
-                args.cycles,
-                args.cycles_cached,
-            )
-            .await?,
-        );
+        let report =
+            crate::propagation::propagation(&root, dir, &args.xmx, args.cycles, args.cycles_cached)
+                .await?;
+        println!("### Propagation\n\n{report}");
     }
     if args.only.contains(&Part::Resilience) {
-        report.push_str("\n### Resilience4j and msakit-resilience\n\n");
-        report.push_str(&crate::resilience4j::resilience4j(&root, dir)?);
+        println!(
+            "### Resilience4j and msakit-resilience\n\n{}",
+            crate::resilience4j::resilience4j(&root, dir)?
+        );
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Builds the Java servers in `bench/java` (Maven); their directory.

@@ -143,8 +143,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Java(args) => {
             let dir = scratch()?;
-            println!("{}", java::java(&args, dir.path()).await?);
-            Ok(())
+            java::java(&args, dir.path()).await
         }
         Command::Scale(args) => {
             let dir = scratch()?;

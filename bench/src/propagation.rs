@@ -19,7 +19,6 @@ use crate::java::{launch, ours_command};
 use crate::java_load::instance_json;
 use crate::process::{Server, free_port};
 
-
 /// One registry under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -122,9 +121,14 @@ pub(crate) async fn propagation(
         } else {
             cycles
         };
-        let seen = measure(side, &server, &inventory, &scratch, n)
-            .await
-            .with_context(|| side.name())?;
+        let seen = match measure(side, &server, &inventory, &scratch, n).await {
+            Ok(seen) => seen,
+            // Said in the table, so the other servers' figures are kept.
+            Err(e) => {
+                let _ = writeln!(report, "| {} | — | failed: {e:#} | | | |", side.name());
+                continue;
+            }
+        };
         let row = |times: &[Vec<Duration>; 3]| -> String {
             times
                 .iter()
@@ -227,9 +231,11 @@ async fn measure(
         let id = format!("bench-target-{cycle}");
         let t0 = Instant::now();
         post(&client, &url, &id, 3).await?;
+        let heart = Heart::start(&client, &url, &id);
         seen.java[0].push(wait_for(&client, &discovery, &id, Presence::Listed, limit).await? - t0);
         record_sdk(side, &watched, &id, Presence::Listed, t0, &mut seen.sdk[0]).await?;
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..1000))).await;
+        heart.stop().await?;
         let t0 = Instant::now();
         let response = client
             .delete(format!("{url}/eureka/apps/BENCH-TARGET/{id}"))
@@ -244,32 +250,10 @@ async fn measure(
         // Kill: heartbeats every second until the client lists it and 3 s more, then none.
         let id = format!("bench-target-{cycle}-killed");
         post(&client, &url, &id, 3).await?;
-        let beating = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let heart = {
-            let (client, url, id, beating) =
-                (client.clone(), url.clone(), id.clone(), Arc::clone(&beating));
-            tokio::spawn(async move {
-                let mut last = Instant::now();
-                while beating.load(std::sync::atomic::Ordering::Relaxed) {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    let renewed = client
-                        .put(format!(
-                            "{url}/eureka/apps/BENCH-TARGET/{id}?status=UP&lastDirtyTimestamp=1"
-                        ))
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
-                    if renewed {
-                        last = Instant::now();
-                    }
-                }
-                last
-            })
-        };
+        let heart = Heart::start(&client, &url, &id);
         wait_for(&client, &discovery, &id, Presence::Listed, limit).await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        beating.store(false, std::sync::atomic::Ordering::Relaxed);
-        let last = heart.await?;
+        let last = heart.stop().await?;
         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..1000))).await;
         seen.java[2].push(wait_for(&client, &discovery, &id, Presence::Gone, limit).await? - last);
         record_sdk(side, &watched, &id, Presence::Gone, last, &mut seen.sdk[2]).await?;
@@ -279,6 +263,53 @@ async fn measure(
         );
     }
     Ok(seen)
+}
+
+/// Heartbeats for one instance, every second, until stopped: an instance must stay alive while
+/// a client with a 30 s cache has yet to see it.
+struct Heart {
+    beating: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Instant>,
+}
+
+impl Heart {
+    fn start(client: &reqwest::Client, url: &str, id: &str) -> Self {
+        let beating = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (client, url, id, alive) = (
+            client.clone(),
+            url.to_owned(),
+            id.to_owned(),
+            Arc::clone(&beating),
+        );
+        let task = tokio::spawn(async move {
+            let mut last = Instant::now();
+            while alive.load(std::sync::atomic::Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if !alive.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                let renewed = client
+                    .put(format!(
+                        "{url}/eureka/apps/BENCH-TARGET/{id}?status=UP&lastDirtyTimestamp=1"
+                    ))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if renewed {
+                    last = Instant::now();
+                }
+            }
+            last
+        });
+        Self { beating, task }
+    }
+
+    /// Stops; when the last heartbeat was answered.
+    async fn stop(self) -> anyhow::Result<Instant> {
+        self.beating
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.task.await?)
+    }
 }
 
 /// Whether an instance is to be listed or gone.

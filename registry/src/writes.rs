@@ -308,18 +308,42 @@ impl Writes {
         service: &str,
         id: &str,
     ) -> Result<LeaseGranted, WriteError> {
+        self.check_cut_off()?;
+        let granted = self.registry.renew(namespace, service, id)?;
+        self.hand_on(namespace, service, id);
+        Ok(granted)
+    }
+
+    /// [`renew`](Self::renew) for callers that answer with a bare status.
+    pub(crate) fn renew_lease(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<(), WriteError> {
+        self.check_cut_off()?;
+        self.registry.renew_lease(namespace, service, id)?;
+        self.hand_on(namespace, service, id);
+        Ok(())
+    }
+
+    /// A node cut off from its cluster renews nothing.
+    fn check_cut_off(&self) -> Result<(), WriteError> {
         if let Some((cluster, _)) = &self.cluster {
             if let Some(cut_off) = cluster.cut_off() {
                 return Err(cut_off.into());
             }
         }
-        let granted = self.registry.renew(namespace, service, id)?;
+        Ok(())
+    }
+
+    /// On a follower, queues a renewal to hand on to the leader.
+    fn hand_on(&self, namespace: &str, service: &str, id: &str) {
         if let Some((cluster, renewals)) = &self.cluster {
             if !cluster.is_leader() {
                 renewals.push(namespace, service, id);
             }
         }
-        Ok(granted)
     }
 
     /// Renews a lease a follower handed on to this node (the leader): here only.
@@ -328,7 +352,7 @@ impl Writes {
         namespace: &str,
         service: &str,
         id: &str,
-    ) -> Result<LeaseGranted, WriteError> {
-        Ok(self.registry.renew(namespace, service, id)?)
+    ) -> Result<(), WriteError> {
+        Ok(self.registry.renew_lease(namespace, service, id)?)
     }
 }

@@ -3,7 +3,9 @@
 //! through [`time_requests`](crate::time_requests), the watcher gauge, the limits' refusals, and
 //! the upkeep that keeps an unscraped recorder from growing.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusHandle, PrometheusRecorder};
@@ -45,6 +47,65 @@ pub fn spawn_metrics_upkeep(
             }
         }
     })
+}
+
+/// The request-latency histograms registered so far, by method, route and status. A request
+/// finds its histogram by a hash of its labels under a read lock, rather than building three
+/// label strings and a key and looking that up in the recorder each time.
+#[derive(Debug, Default)]
+struct RequestHistograms {
+    known: RwLock<HashMap<u64, Vec<(Labels, metrics::Histogram)>>>,
+}
+
+/// A histogram's labels.
+#[derive(Debug, PartialEq, Eq)]
+struct Labels {
+    method: String,
+    route: String,
+    status: u16,
+}
+
+impl Labels {
+    fn are(&self, method: &str, route: &str, status: u16) -> bool {
+        self.status == status && self.method == method && self.route == route
+    }
+}
+
+impl RequestHistograms {
+    /// The histogram for these labels, registered with `register` the first time.
+    fn get(
+        &self,
+        method: &str,
+        route: &str,
+        status: u16,
+        register: impl FnOnce() -> metrics::Histogram,
+    ) -> metrics::Histogram {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (method, route, status).hash(&mut hasher);
+        let hash = hasher.finish();
+        let found = self
+            .known
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&hash)
+            .and_then(|same| same.iter().find(|(l, _)| l.are(method, route, status)))
+            .map(|(_, histogram)| histogram.clone());
+        if let Some(histogram) = found {
+            return histogram;
+        }
+        let histogram = register();
+        let labels = Labels {
+            method: method.to_owned(),
+            route: route.to_owned(),
+            status,
+        };
+        let mut known = self.known.write().unwrap_or_else(|e| e.into_inner());
+        let same = known.entry(hash).or_default();
+        if !same.iter().any(|(l, _)| *l == labels) {
+            same.push((labels, histogram.clone()));
+        }
+        histogram
+    }
 }
 
 /// The names of the metrics every server records, in its own namespace.
@@ -92,17 +153,20 @@ impl ServerMetrics {
     /// Records every request's latency through the shared middleware.
     pub fn observer(&self) -> RequestObserver {
         let metrics = self.clone();
+        let histograms = Arc::new(RequestHistograms::default());
         Arc::new(move |method, route, status, elapsed| {
-            let (method, route) = (method.to_owned(), route.to_owned());
-            metrics.with(|| {
-                metrics::histogram!(
-                    metrics.names.requests,
-                    "method" => method,
-                    "route" => route,
-                    "status" => status.to_string()
-                )
+            histograms
+                .get(method, route, status, || {
+                    metrics.with(|| {
+                        metrics::histogram!(
+                            metrics.names.requests,
+                            "method" => method.to_owned(),
+                            "route" => route.to_owned(),
+                            "status" => status.to_string()
+                        )
+                    })
+                })
                 .record(elapsed.as_secs_f64());
-            });
         })
     }
 

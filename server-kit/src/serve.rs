@@ -211,15 +211,12 @@ pub async fn time_requests(
 ) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    // The matched path is shared, not copied.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     observer(
         method.as_str(),
-        &route,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         response.status().as_u16(),
         started.elapsed(),
     );

@@ -458,7 +458,7 @@ async fn heartbeat(
             )));
         }
     }
-    state.writes.renew(DEFAULT_NAMESPACE, &service, &id)?;
+    state.writes.renew_lease(DEFAULT_NAMESPACE, &service, &id)?;
     Ok(StatusCode::OK)
 }
 

@@ -161,6 +161,31 @@ impl RegistryWriter {
         service: &str,
         id: &str,
     ) -> Result<LeaseGranted, RegistryError> {
+        self.renewing(namespace, service, id, |entry, ttl_ms| LeaseGranted {
+            instance: to_wire(namespace, service, id, entry),
+            lease: lease(Duration::from_millis(ttl_ms)),
+        })
+    }
+
+    /// Renews an instance's lease, as [`renew`](Self::renew), without describing it: for callers
+    /// that answer with a bare status (Eureka's heartbeat, renewals handed on by followers), so
+    /// a heartbeat does not copy the whole instance only to drop it.
+    pub(crate) fn renew_lease(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+    ) -> Result<(), RegistryError> {
+        self.renewing(namespace, service, id, |_, _| ())
+    }
+
+    fn renewing<T>(
+        &self,
+        namespace: &str,
+        service: &str,
+        id: &str,
+        granted: impl FnOnce(&Entry, u64) -> T,
+    ) -> Result<T, RegistryError> {
         let state = self.read();
         let Some(entry) = state
             .namespaces
@@ -179,10 +204,7 @@ impl RegistryWriter {
             .store(self.now_ms() + ttl_ms, Ordering::Release);
         entry.last_renewed_ms.store(unix_ms(), Ordering::Relaxed);
         self.counters.renewals.fetch_add(1, Ordering::Relaxed);
-        Ok(LeaseGranted {
-            instance: to_wire(namespace, service, id, entry),
-            lease: lease(Duration::from_millis(ttl_ms)),
-        })
+        Ok(granted(entry, ttl_ms))
     }
 
     /// Removes an instance.
