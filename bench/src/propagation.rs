@@ -353,12 +353,11 @@ async fn wait_for(
     let started = Instant::now();
     let quoted = format!("\"{id}\"");
     loop {
-        if let Ok(response) = client.get(discovery).send().await {
-            if let Ok(body) = response.text().await {
-                if body.contains(&quoted) == (presence == Presence::Listed) {
-                    return Ok(Instant::now());
-                }
-            }
+        if let Ok(response) = client.get(discovery).send().await
+            && let Ok(body) = response.text().await
+            && body.contains(&quoted) == (presence == Presence::Listed)
+        {
+            return Ok(Instant::now());
         }
         if started.elapsed() > limit {
             bail!("{id} not {presence:?} at the Java client within {limit:?}");

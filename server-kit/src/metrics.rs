@@ -203,3 +203,27 @@ impl Drop for WatcherGauge {
         self.0.watchers(-1.0);
     }
 }
+
+#[cfg(test)]
+mod request_histograms_tests {
+    use std::cell::Cell;
+
+    use super::RequestHistograms;
+
+    #[test]
+    fn each_label_set_is_registered_once() {
+        let histograms = RequestHistograms::default();
+        let registered = Cell::new(0);
+        let register = || {
+            registered.set(registered.get() + 1);
+            metrics::Histogram::noop()
+        };
+        histograms.get("GET", "/v1/services/{service}", 200, register);
+        histograms.get("GET", "/v1/services/{service}", 200, register);
+        assert_eq!(registered.get(), 1);
+        histograms.get("GET", "/v1/services/{service}", 404, register);
+        histograms.get("PUT", "/v1/services/{service}", 200, register);
+        histograms.get("GET", "/v1/services", 200, register);
+        assert_eq!(registered.get(), 4);
+    }
+}
