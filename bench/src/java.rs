@@ -46,13 +46,6 @@ pub(crate) struct JavaArgs {
     pub(crate) load_time: Duration,
 }
 
-impl JavaArgs {
-    /// The JVMs' `-Xmx` value.
-    pub(crate) fn xmx_value(&self) -> String {
-        self.xmx.clone()
-    }
-}
-
 /// One comparison of a `java` run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Part {
@@ -243,13 +236,28 @@ pub(crate) fn ours_command(binary: &Path, port: u16, scratch: &Path) -> Command 
     command
 }
 
-fn java_command(pair: &Pair, jar: &Path, xmx: &str, port: u16, scratch: &Path) -> Command {
+/// `java -Xmx<xmx> -jar <jar> --server.port=<port>`: a Spring Boot peer on `port`.
+pub(crate) fn jvm(jar: &Path, xmx: &str, port: u16) -> Command {
     let mut command = Command::new("java");
     command
         .arg(format!("-Xmx{xmx}"))
         .arg("-jar")
         .arg(jar)
         .arg(format!("--server.port={port}"));
+    command
+}
+
+/// Which side goes first in `round`: in turns, A B then B A, over `sides` sides.
+pub(crate) fn turns(round: usize, sides: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sides).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
+fn java_command(pair: &Pair, jar: &Path, xmx: &str, port: u16, scratch: &Path) -> Command {
+    let mut command = jvm(jar, xmx, port);
     if pair.java_app == "config-server" {
         let repo = scratch.join("repo");
         let _ = std::fs::create_dir_all(&repo);

@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokio::process::Command;
 
-use crate::java::{JavaArgs, launch, ours_command};
+use crate::java::{JavaArgs, jvm, launch, ours_command, turns};
 use crate::load::{Measured, closed_loop};
 use crate::process::{Server, free_port};
 
@@ -75,11 +74,7 @@ pub(crate) async fn throughput(args: &JavaArgs, root: &Path, dir: &Path) -> anyh
     ];
     let mut figures: Vec<Vec<RegistryFigures>> = vec![Vec::new(); sides.len()];
     for round in 0..args.load_rounds {
-        let mut order: Vec<usize> = (0..sides.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for i in order {
+        for i in turns(round, sides.len()) {
             let side = sides[i];
             let scratch = dir.join(format!("registry-load-{round}-{i}"));
             std::fs::create_dir_all(&scratch)?;
@@ -87,9 +82,9 @@ pub(crate) async fn throughput(args: &JavaArgs, root: &Path, dir: &Path) -> anyh
             let command = match side {
                 Registry::Ours => ours_command(&release.join("msakit-registry"), port, &scratch),
                 Registry::Eureka(cache) => {
-                    let mut command = java(
+                    let mut command = jvm(
                         &apps.join("eureka-server/target/eureka-server.jar"),
-                        &args.xmx_value(),
+                        &args.xmx,
                         port,
                     );
                     command.arg(format!(
@@ -164,22 +159,28 @@ pub(crate) async fn throughput(args: &JavaArgs, root: &Path, dir: &Path) -> anyh
     Ok(report)
 }
 
-fn java(jar: &Path, xmx: &str, port: u16) -> Command {
-    let mut command = Command::new("java");
-    command
-        .arg(format!("-Xmx{xmx}"))
-        .arg("-jar")
-        .arg(jar)
-        .arg(format!("--server.port={port}"));
-    command
+/// An instance's lease as its Eureka registration states it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Lease {
+    pub(crate) renewal_secs: u32,
+    pub(crate) duration_secs: u32,
 }
 
-pub(crate) fn instance_json(app: &str, id: &str, n: usize) -> String {
+/// Eureka's defaults: a heartbeat every 30 s, expiry after 90 s.
+pub(crate) const EUREKA_DEFAULT_LEASE: Lease = Lease {
+    renewal_secs: 30,
+    duration_secs: 90,
+};
+
+/// The JSON body of a registration of instance `id` (the `n`th: its host and address) of `app`.
+pub(crate) fn instance_json(app: &str, id: &str, n: usize, lease: Lease) -> String {
     format!(
-        r#"{{"instance":{{"instanceId":"{id}","hostName":"host-{n}","app":"{app}","ipAddr":"10.{}.{}.{}","status":"UP","overriddenStatus":"UNKNOWN","port":{{"$":8080,"@enabled":"true"}},"securePort":{{"$":443,"@enabled":"false"}},"countryId":1,"dataCenterInfo":{{"@class":"com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo","name":"MyOwn"}},"leaseInfo":{{"renewalIntervalInSecs":30,"durationInSecs":90}},"metadata":{{"zone":"zone-a"}},"homePageUrl":"http://host-{n}:8080/","statusPageUrl":"http://host-{n}:8080/actuator/info","healthCheckUrl":"http://host-{n}:8080/actuator/health","vipAddress":"{}","secureVipAddress":"{}","isCoordinatingDiscoveryServer":"false","lastUpdatedTimestamp":"1","lastDirtyTimestamp":"1"}}}}"#,
+        r#"{{"instance":{{"instanceId":"{id}","hostName":"host-{n}","app":"{app}","ipAddr":"10.{}.{}.{}","status":"UP","overriddenStatus":"UNKNOWN","port":{{"$":8080,"@enabled":"true"}},"securePort":{{"$":443,"@enabled":"false"}},"countryId":1,"dataCenterInfo":{{"@class":"com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo","name":"MyOwn"}},"leaseInfo":{{"renewalIntervalInSecs":{},"durationInSecs":{}}},"metadata":{{"zone":"zone-a"}},"homePageUrl":"http://host-{n}:8080/","statusPageUrl":"http://host-{n}:8080/actuator/info","healthCheckUrl":"http://host-{n}:8080/actuator/health","vipAddress":"{}","secureVipAddress":"{}","isCoordinatingDiscoveryServer":"false","lastUpdatedTimestamp":"1","lastDirtyTimestamp":"1"}}}}"#,
         (n >> 16) & 255,
         (n >> 8) & 255,
         n & 255,
+        lease.renewal_secs,
+        lease.duration_secs,
         app.to_lowercase(),
         app.to_lowercase(),
     )
@@ -210,7 +211,7 @@ async fn register(
                 client
                     .post(format!("{url}/eureka/apps/{app}"))
                     .header("content-type", "application/json")
-                    .body(instance_json(&app, &id, n))
+                    .body(instance_json(&app, &id, n, EUREKA_DEFAULT_LEASE))
                     .send()
                     .await
                     .is_ok_and(|r| r.status().is_success())
@@ -369,11 +370,7 @@ async fn config_servers(
     let sides = [ConfigServer::Ours, ConfigServer::Spring];
     let mut figures: Vec<Vec<ConfigFigures>> = vec![Vec::new(); sides.len()];
     for round in 0..args.load_rounds {
-        let mut order: Vec<usize> = (0..sides.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for i in order {
+        for i in turns(round, sides.len()) {
             let side = sides[i];
             let scratch = dir.join(format!("config-load-{round}-{i}"));
             let repo = scratch.join("repo");
@@ -390,7 +387,7 @@ async fn config_servers(
                     command
                 }
                 ConfigServer::Spring => {
-                    let mut command = java(&jar, &args.xmx_value(), port);
+                    let mut command = jvm(&jar, &args.xmx, port);
                     command
                         .arg(format!(
                             "--spring.cloud.config.server.native.search-locations=file:{}/",

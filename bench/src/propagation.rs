@@ -15,8 +15,8 @@ use futures_util::StreamExt;
 use tokio::process::Command;
 use tower::discover::Change;
 
-use crate::java::{launch, ours_command};
-use crate::java_load::instance_json;
+use crate::java::{jvm, launch, ours_command};
+use crate::java_load::{Lease, instance_json};
 use crate::process::{Server, free_port};
 
 /// One registry under test.
@@ -101,16 +101,11 @@ pub(crate) async fn propagation(
                 command
             }
             Side::EurekaCacheOff | Side::EurekaCacheOn => {
-                let mut command = Command::new("java");
-                command
-                    .arg(format!("-Xmx{xmx}"))
-                    .arg("-jar")
-                    .arg(&eureka)
-                    .arg(format!("--server.port={port}"))
-                    .arg(format!(
-                        "--eureka.server.use-read-only-response-cache={}",
-                        side == Side::EurekaCacheOn
-                    ));
+                let mut command = jvm(&eureka, xmx, port);
+                command.arg(format!(
+                    "--eureka.server.use-read-only-response-cache={}",
+                    side == Side::EurekaCacheOn
+                ));
                 command
             }
         };
@@ -321,15 +316,11 @@ enum Presence {
 
 /// Registers `id` under BENCH-TARGET (VIP `bench-target`) with a lease of `lease_s` seconds.
 async fn post(client: &reqwest::Client, url: &str, id: &str, lease_s: u32) -> anyhow::Result<()> {
-    let body = instance_json("BENCH-TARGET", id, 1)
-        .replace(
-            "\"durationInSecs\":90",
-            &format!("\"durationInSecs\":{lease_s}"),
-        )
-        .replace(
-            "\"renewalIntervalInSecs\":30",
-            "\"renewalIntervalInSecs\":1",
-        );
+    let lease = Lease {
+        renewal_secs: 1,
+        duration_secs: lease_s,
+    };
+    let body = instance_json("BENCH-TARGET", id, 1, lease);
     let response = client
         .post(format!("{url}/eureka/apps/BENCH-TARGET"))
         .header("content-type", "application/json")

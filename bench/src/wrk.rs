@@ -14,7 +14,7 @@ use axum::routing::{MethodFilter, on};
 use tokio::process::Command;
 
 use crate::java::{launch, ours_command};
-use crate::java_load::instance_json;
+use crate::java_load::{EUREKA_DEFAULT_LEASE, instance_json};
 use crate::process::free_port;
 
 /// Settings of a `wrk` run.
@@ -231,7 +231,7 @@ async fn seed(registry: &str, config: &str) -> anyhow::Result<()> {
         let response = client
             .post(format!("{registry}/eureka/apps/ORDERS"))
             .header("content-type", "application/json")
-            .body(instance_json("ORDERS", &id, n))
+            .body(instance_json("ORDERS", &id, n, EUREKA_DEFAULT_LEASE))
             .send()
             .await?;
         if !response.status().is_success() {
