@@ -23,6 +23,10 @@ pub(crate) struct ClusterArgs {
     /// Concurrent writers.
     #[arg(long, default_value_t = 16)]
     pub(crate) writers: usize,
+    /// Raft log entries between snapshots on the three-node clusters: small enough that every
+    /// run keeps snapshots while it writes, as a long-running cluster does.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) snapshot_after: u64,
     /// Rounds (each measures every setup once).
     #[arg(long, default_value_t = 2)]
     pub(crate) rounds: u32,
@@ -33,7 +37,11 @@ pub(crate) struct ClusterArgs {
 
 /// Three nodes of `what` (`config` or `registry`) under `dir`; they, the leader's URL and a
 /// follower's, once a leader is agreed.
-async fn start_cluster(what: &str, dir: &Path) -> anyhow::Result<(Vec<Server>, String, String)> {
+async fn start_cluster(
+    what: &str,
+    dir: &Path,
+    args: &ClusterArgs,
+) -> anyhow::Result<(Vec<Server>, String, String)> {
     let ports = [free_port()?, free_port()?, free_port()?];
     let peers = ports
         .iter()
@@ -50,6 +58,8 @@ async fn start_cluster(what: &str, dir: &Path) -> anyhow::Result<(Vec<Server>, S
             (i + 1).to_string(),
             "--peers".to_owned(),
             peers.clone(),
+            "--snapshot-after".to_owned(),
+            args.snapshot_after.to_string(),
         ];
         let data = dir.join(format!("{what}-node-{}", i + 1));
         nodes.push(start_ours(what, &data, &args).await?);
@@ -139,7 +149,7 @@ async fn our_writes(url: &str, args: &ClusterArgs) -> Measured {
 /// Runs the comparison; the Markdown table.
 pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<String> {
     let single = start_ours("config", &dir.join("single"), &[]).await?;
-    let (_nodes, leader, _) = start_cluster("config", dir).await?;
+    let (_nodes, leader, _) = start_cluster("config", dir, args).await?;
     #[cfg(feature = "etcd")]
     let etcd = crate::etcd::EtcdCluster::start(&dir.join("etcd")).await?;
     let mut setups: Vec<(String, Vec<Measured>)> = vec![
@@ -160,7 +170,7 @@ pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<St
     // The registry: one node, three.
     let registry = start_ours("registry", &dir.join("registry-single"), &[]).await?;
     let (_registry_nodes, registry_leader, registry_follower) =
-        start_cluster("registry", dir).await?;
+        start_cluster("registry", dir, args).await?;
     let mut registry_runs: [Vec<Measured>; 4] = Default::default();
     for _ in 0..args.rounds {
         registry_runs[0].push(registry_load(&registry.url, args, false).await);
@@ -171,9 +181,10 @@ pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<St
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Command: `cargo run --release -p msakit-bench{} -- cluster --seconds {} --writers {} --rounds {}` \
-         ({} writers rewriting a document each, fsync'd; medians of {} runs per setup, setups in turn; \
-         loopback, every process on this machine).\n",
+        "Command: `cargo run --release -p msakit-bench{} -- cluster --seconds {} --writers {} --rounds {} \
+         --snapshot-after {}` ({} writers rewriting a document each, fsync'd; medians of {} runs per \
+         setup, setups in turn; the clusters keep a snapshot every {} log entries, so every run \
+         writes across snapshots; loopback, every process on this machine).\n",
         if cfg!(feature = "etcd") {
             " --features etcd"
         } else {
@@ -182,8 +193,10 @@ pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<St
         args.seconds,
         args.writers,
         args.rounds,
+        args.snapshot_after,
         args.writers,
-        args.rounds
+        args.rounds,
+        args.snapshot_after
     );
     let _ = writeln!(
         out,

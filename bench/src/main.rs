@@ -85,11 +85,19 @@ struct NodeArgs {
     node_id: Option<u64>,
     #[arg(long, value_parser = msakit_raft::parse_peers)]
     peers: Option<std::collections::BTreeMap<u64, String>>,
+    /// Log entries between snapshots (the servers' default when absent).
+    #[arg(long)]
+    snapshot_after: Option<u64>,
 }
 
 impl NodeArgs {
     fn cluster(&self) -> Option<msakit_raft::ClusterConfig> {
-        msakit_raft::ClusterConfig::overlay(None, self.node_id, self.peers.as_ref(), None)
+        let mut config =
+            msakit_raft::ClusterConfig::overlay(None, self.node_id, self.peers.as_ref(), None)?;
+        if let Some(entries) = self.snapshot_after {
+            config.snapshot_after = entries;
+        }
+        Some(config)
     }
 }
 

@@ -6,6 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use msakit_api::audit::AuditEntry;
+use msakit_raft::NodeId;
+use msakit_raft::kept_snapshot::{self, KeptSnapshotError, StoredSnapshot};
+use msakit_raft::openraft::{BasicNode, SnapshotMeta};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -24,9 +27,10 @@ const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
 /// Audit entry number → [`AuditRecord`] JSON, written in the same transaction as the write.
 const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 
-/// In cluster mode: `applied` → the last Raft log id applied, `membership` → the last membership,
-/// `snapshot_meta` / `snapshot_data` → the last snapshot; each written in the same transaction as
-/// the change it describes, so a restarted node never applies an entry twice.
+/// In cluster mode: `applied` → the last Raft log id applied, `membership` → the last membership;
+/// each written in the same transaction as the change it describes, so a restarted node never
+/// applies an entry twice. The last snapshot is kept in a table of its own
+/// ([`msakit_raft::kept_snapshot`]), written in the same transaction as the state it restores.
 pub(crate) const RAFT_STATE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_state");
 
 /// Records `applied` (a serialised Raft log id), when in cluster mode, inside `write`.
@@ -97,6 +101,9 @@ pub enum StorageError {
         /// Why.
         source: serde_json::Error,
     },
+    /// The Raft snapshot kept here cannot be read or written.
+    #[error("config store: {0}")]
+    Snapshot(#[from] KeptSnapshotError),
 }
 
 impl StorageError {
@@ -167,6 +174,7 @@ impl Storage {
         write.open_table(META).map_err(wrap)?;
         write.open_table(AUDIT).map_err(wrap)?;
         write.open_table(RAFT_STATE).map_err(wrap)?;
+        kept_snapshot::move_earlier_snapshot(&write, RAFT_STATE)?;
         write.commit().map_err(wrap)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -388,30 +396,24 @@ impl Storage {
         write.commit().map_err(wrap)
     }
 
-    /// Keeps a snapshot (`snapshot_meta` = `meta`, `snapshot_data` = `data`) unless the one kept
-    /// already reaches `last_index` or beyond (`last_log_id.index` of its metadata), in one
-    /// transaction: a snapshot built while a newer one was installed must not replace it.
+    /// Keeps a snapshot unless the one kept already reaches as far, in one transaction: a
+    /// snapshot built while a newer one was installed must not replace it.
     pub(crate) fn keep_snapshot(
         &self,
-        meta: &[u8],
-        last_index: Option<u64>,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
         data: &[u8],
     ) -> Result<(), StorageError> {
         let write = self.db.begin_write().map_err(wrap)?;
-        {
-            let mut table = write.open_table(RAFT_STATE).map_err(wrap)?;
-            let kept_index = table
-                .get("snapshot_meta")
-                .map_err(wrap)?
-                .and_then(|kept| serde_json::from_slice::<serde_json::Value>(kept.value()).ok())
-                .and_then(|kept| kept["last_log_id"]["index"].as_u64());
-            if kept_index.is_some() && kept_index >= last_index {
-                return Ok(());
-            }
-            table.insert("snapshot_meta", meta).map_err(wrap)?;
-            table.insert("snapshot_data", data).map_err(wrap)?;
+        if kept_snapshot::keep_snapshot(&write, meta, data)? {
+            write.commit().map_err(wrap)?;
         }
-        write.commit().map_err(wrap)
+        Ok(())
+    }
+
+    /// The snapshot kept last, if any.
+    pub(crate) fn kept_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
+        let read = self.db.begin_read().map_err(wrap)?;
+        Ok(kept_snapshot::kept_snapshot(&read)?)
     }
 
     /// Every row of the config state, read in one transaction (a consistent view), with the
@@ -438,14 +440,18 @@ impl Storage {
         Ok((dump, found))
     }
 
-    /// Replaces the whole config state with `dump`, and sets the Raft state `entries`, in one
-    /// durable transaction.
+    /// Replaces the whole config state with `dump`, sets the Raft state `entries` and keeps
+    /// `snapshot` (the one `dump` came from, if any), in one durable transaction.
     pub(crate) fn restore(
         &self,
         dump: &Dump,
         entries: &[(&str, &[u8])],
+        snapshot: Option<(&SnapshotMeta<NodeId, BasicNode>, &[u8])>,
     ) -> Result<(), StorageError> {
         let write = self.db.begin_write().map_err(wrap)?;
+        if let Some((meta, data)) = snapshot {
+            kept_snapshot::keep_snapshot(&write, meta, data)?;
+        }
         {
             let mut versions = write.open_table(VERSIONS).map_err(wrap)?;
             versions.retain(|_, _| false).map_err(wrap)?;

@@ -9,6 +9,7 @@
 mod config;
 mod flags;
 mod http;
+pub mod kept_snapshot;
 mod log_store;
 mod network;
 mod node;
@@ -26,7 +27,8 @@ pub use http::{
     CONSISTENCY, NewNode, Reads, Routing, add_node, check_peer, leader_bound, not_clustered,
     raft_routes, remove_node, route,
 };
-pub use log_store::{LogStore, StoredSnapshot, blocking};
+pub use kept_snapshot::StoredSnapshot;
+pub use log_store::{LogStore, blocking};
 pub use network::FORWARDED_BY;
 pub use node::{Cluster, ClusterError, ClusterStatus};
 pub use openraft;

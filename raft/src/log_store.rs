@@ -1,6 +1,6 @@
 //! The Raft log and vote, in the server's own redb file: one fsync'd transaction per append,
 //! vote or truncation, so what Raft was told is durable is durable. State machines that live
-//! in memory keep their last snapshot here too.
+//! in memory keep their last snapshot here too (in its own table: [`crate::kept_snapshot`]).
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
@@ -16,11 +16,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::kept_snapshot::{self, StoredSnapshot};
 use crate::{NodeId, TypeConfig};
 
 /// Log index → entry (JSON).
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("raft_log");
-/// `vote`, `committed`, `last_purged`, `snapshot_meta` → JSON; `snapshot_data` → bytes.
+/// `vote`, `committed`, `last_purged` → JSON (an earlier build kept the snapshot here too).
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_log_meta");
 
 type Result<T> = std::result::Result<T, StorageError<NodeId>>;
@@ -62,9 +63,6 @@ fn put<T: Serialize>(db: &Database, name: &str, value: &T) -> std::result::Resul
     write.commit().map_err(any)
 }
 
-/// A snapshot as kept: its metadata and its bytes.
-pub type StoredSnapshot = (SnapshotMeta<NodeId, BasicNode>, Vec<u8>);
-
 /// The log store; cheap to clone.
 pub struct LogStore<C> {
     db: Arc<Database>,
@@ -87,17 +85,17 @@ impl<C> Debug for LogStore<C> {
 }
 
 impl<C> LogStore<C> {
-    /// Over `db` (the server's database).
-    pub fn new(db: Arc<Database>) -> Self {
-        if let Ok(write) = db.begin_write() {
-            let _ = write.open_table(LOG);
-            let _ = write.open_table(META);
-            let _ = write.commit();
-        }
-        Self {
+    /// Over `db` (the server's database); a snapshot an earlier build kept among the log's
+    /// metadata is moved to its own table.
+    pub fn new(db: Arc<Database>) -> std::result::Result<Self, AnyError> {
+        let write = db.begin_write().map_err(any)?;
+        write.open_table(LOG).map_err(any)?;
+        kept_snapshot::move_earlier_snapshot(&write, META).map_err(any)?;
+        write.commit().map_err(any)?;
+        Ok(Self {
             db,
             types: PhantomData,
-        }
+        })
     }
 
     /// Keeps `meta` and `data` as the current snapshot, in one fsync'd transaction (blocking) —
@@ -108,40 +106,17 @@ impl<C> LogStore<C> {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         data: &[u8],
     ) -> std::result::Result<(), AnyError> {
-        let bytes = serde_json::to_vec(meta).map_err(any)?;
         let write = self.db.begin_write().map_err(any)?;
-        {
-            let mut table = write.open_table(META).map_err(any)?;
-            let kept: Option<SnapshotMeta<NodeId, BasicNode>> =
-                match table.get("snapshot_meta").map_err(any)? {
-                    Some(kept) => Some(serde_json::from_slice(kept.value()).map_err(any)?),
-                    None => None,
-                };
-            if kept.is_some_and(|kept| kept.last_log_id >= meta.last_log_id) {
-                return Ok(());
-            }
-            table
-                .insert("snapshot_meta", bytes.as_slice())
-                .map_err(any)?;
-            table.insert("snapshot_data", data).map_err(any)?;
+        if kept_snapshot::keep_snapshot(&write, meta, data).map_err(any)? {
+            write.commit().map_err(any)?;
         }
-        write.commit().map_err(any)
+        Ok(())
     }
 
     /// The snapshot [`save_snapshot`](Self::save_snapshot) kept last, if any (blocking).
     pub fn current_snapshot(&self) -> std::result::Result<Option<StoredSnapshot>, AnyError> {
         let read = self.db.begin_read().map_err(any)?;
-        let table = read.open_table(META).map_err(any)?;
-        let Some(meta) = table.get("snapshot_meta").map_err(any)? else {
-            return Ok(None);
-        };
-        let meta = serde_json::from_slice(meta.value()).map_err(any)?;
-        let data = table
-            .get("snapshot_data")
-            .map_err(any)?
-            .map(|d| d.value().to_vec())
-            .unwrap_or_default();
-        Ok(Some((meta, data)))
+        kept_snapshot::kept_snapshot(&read).map_err(any)
     }
 }
 

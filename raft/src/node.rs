@@ -194,7 +194,7 @@ impl<C: TypeConfig> Cluster<C> {
         }
         .validate()
         .map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        let log = LogStore::new(db);
+        let log = LogStore::new(db).map_err(|e| ClusterError::Fatal(e.to_string()))?;
         let transport = RaftTransport::new(client.clone(), scheme, config.token.clone());
         let raft = Raft::new(
             config.node_id,

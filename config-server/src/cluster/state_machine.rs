@@ -74,9 +74,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 dump,
             };
             let data = serde_json::to_vec(&record).map_err(any)?;
-            store
-                .keep_snapshot(&json(&meta), meta.last_log_id.map(|l| l.index), &data)
-                .map_err(any)?;
+            store.keep_snapshot(&meta, &data).map_err(any)?;
             Ok((meta, data))
         };
         let (meta, data) = blocking(build, |e| StorageIOError::write_snapshot(None, e)).await?;
@@ -160,9 +158,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     &[
                         ("applied", &json(&meta.last_log_id)),
                         ("membership", &json(&meta.last_membership)),
-                        ("snapshot_meta", &json(&meta)),
-                        ("snapshot_data", &data),
                     ],
+                    Some((&meta, &data)),
                 )
                 .map_err(any)?;
             committer.reload().map_err(any)
@@ -171,15 +168,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
-        let read = || -> std::result::Result<_, AnyError> {
-            let meta: Option<SnapshotMeta<NodeId, BasicNode>> =
-                parse(self.store.raft_state("snapshot_meta").map_err(any)?)?;
-            let data = self.store.raft_state("snapshot_data").map_err(any)?;
-            Ok(meta.zip(data).map(|(meta, data)| Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(data)),
-            }))
-        };
-        read().map_err(|e| StorageIOError::read_snapshot(None, e).into())
+        let store = self.store.clone();
+        let kept = blocking(
+            move || store.kept_snapshot().map_err(any),
+            |e| StorageIOError::read_snapshot(None, e),
+        )
+        .await?;
+        Ok(kept.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
     }
 }

@@ -106,7 +106,7 @@ fn applying_the_golden_log_gives_the_golden_snapshot_and_stored_version() {
     let record: SnapshotRecord = serde_json::from_value(snapshot).unwrap();
     let other = tempfile::tempdir().unwrap();
     let restored = Storage::open(other.path()).unwrap();
-    restored.restore(&record.dump, &[]).unwrap();
+    restored.restore(&record.dump, &[], None).unwrap();
     let service = config_store(restored).unwrap();
     let served = service.get(&key).unwrap();
     assert_eq!(
@@ -157,7 +157,7 @@ fn a_newer_format_version_is_refused_by_name_also_when_stored() {
     let record: SnapshotRecord = serde_json::from_value(snapshot).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = Storage::open(dir.path()).unwrap();
-    store.restore(&record.dump, &[]).unwrap();
+    store.restore(&record.dump, &[], None).unwrap();
     let Err(error) = config_store(store) else {
         panic!("a version of a newer format was not refused");
     };

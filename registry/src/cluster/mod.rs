@@ -45,7 +45,8 @@ pub(crate) async fn start(
     db: Arc<redb::Database>,
     registry: RegistryWriter,
 ) -> Result<Arc<Cluster>, ClusterError> {
-    let log = msakit_raft::LogStore::<TypeConfig>::new(Arc::clone(&db));
+    let log = msakit_raft::LogStore::<TypeConfig>::new(Arc::clone(&db))
+        .map_err(|e| ClusterError::Fatal(format!("opening the Raft log: {e}")))?;
     let machine = state_machine::StateMachine::open(registry, log)?;
     Cluster::start("msakit-registry", config, tls, db, machine).await
 }
