@@ -33,19 +33,26 @@ const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 /// ([`msakit_raft::kept_snapshot`]), written in the same transaction as the state it restores.
 pub(crate) const RAFT_STATE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_state");
 
-/// Records `applied` (a serialised Raft log id), when in cluster mode, inside `write`.
-fn mark_applied(
-    write: &redb::WriteTransaction,
+/// Begins a change. In cluster mode (`applied`: the serialised Raft log id of the entry being
+/// applied) the entry's id is written in the same transaction, and the transaction is committed
+/// without its own fsync: the entry is already durable in the Raft log, the next fsync'd commit
+/// (the next append) makes this one durable too, and a crash before it loses this change and its
+/// `applied` id together — so the node applies the entry again from the log, never twice and never
+/// not at all. A single node's change is fsync'd before it is acknowledged.
+fn begin_change(
+    db: &Database,
     applied: Option<&[u8]>,
-) -> Result<(), StorageError> {
+) -> Result<redb::WriteTransaction, StorageError> {
+    let mut write = db.begin_write().map_err(wrap)?;
     if let Some(applied) = applied {
+        write.set_durability(redb::Durability::None).map_err(wrap)?;
         write
             .open_table(RAFT_STATE)
             .map_err(wrap)?
             .insert("applied", applied)
             .map_err(wrap)?;
     }
-    Ok(())
+    Ok(write)
 }
 
 /// One entry of the Raft state, if present.
@@ -220,16 +227,15 @@ impl Storage {
         })
     }
 
-    /// Appends versions (in order), each becoming its document's head, in one durable
-    /// transaction: one fsync for the whole batch.
+    /// Appends versions (in order), each becoming its document's head, in one transaction: one
+    /// fsync for the whole batch (none in cluster mode: [`begin_change`]).
     pub(crate) fn append_batch(
         &self,
         rows: &[(String, &StoredVersion)],
         audit: &[AuditRecord],
         applied: Option<&[u8]>,
     ) -> Result<(), StorageError> {
-        let write = self.db.begin_write().map_err(wrap)?;
-        mark_applied(&write, applied)?;
+        let write = begin_change(&self.db, applied)?;
         append_audit(&write, audit)?;
         {
             let mut versions = write.open_table(VERSIONS).map_err(wrap)?;
@@ -292,8 +298,7 @@ impl Storage {
         applied: Option<&[u8]>,
     ) -> Result<bool, StorageError> {
         let key = format!("{doc}\0{path}");
-        let write = self.db.begin_write().map_err(wrap)?;
-        mark_applied(&write, applied)?;
+        let write = begin_change(&self.db, applied)?;
         let existed = {
             let mut table = write.open_table(FILES).map_err(wrap)?;
             match content {
@@ -324,8 +329,7 @@ impl Storage {
         audit: &AuditRecord,
         applied: Option<&[u8]>,
     ) -> Result<(), StorageError> {
-        let write = self.db.begin_write().map_err(wrap)?;
-        mark_applied(&write, applied)?;
+        let write = begin_change(&self.db, applied)?;
         append_audit(&write, std::slice::from_ref(audit))?;
         write
             .open_table(SCHEMAS)

@@ -16,6 +16,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, VoteRequest,
 };
 
+use crate::log_format::{LOG_FORMAT, LogFormat};
 use crate::{Cluster, ClusterError, ClusterStatus, FORWARDED_BY, NodeId, TypeConfig};
 
 /// A request header asking for a read from this node, however stale: `x-msakit-consistency:
@@ -284,7 +285,19 @@ pub fn raft_routes<C: TypeConfig>(cluster: Arc<Cluster<C>>) -> Router {
         .route("/vote", post(vote::<C>))
         .route("/snapshot", post(snapshot::<C>))
         .layer(DefaultBodyLimit::max(256 * 1024 * 1024))
+        .layer(axum::middleware::map_response_with_state(
+            cluster.log_format(),
+            say_log_format,
+        ))
         .with_state(cluster)
+}
+
+/// Every answer to a Raft message says which log format this node reads.
+async fn say_log_format(State(format): State<LogFormat>, mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(LOG_FORMAT, format.header_value());
+    response
 }
 
 /// Append entries (and heartbeats) from the leader.

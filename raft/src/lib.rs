@@ -10,6 +10,7 @@ mod config;
 mod flags;
 mod http;
 pub mod kept_snapshot;
+mod log_format;
 mod log_store;
 mod network;
 mod node;
@@ -28,6 +29,7 @@ pub use http::{
     raft_routes, remove_node, route,
 };
 pub use kept_snapshot::StoredSnapshot;
+pub use log_format::{LOG_FORMAT, LogFormat};
 pub use log_store::{LogStore, blocking};
 pub use network::FORWARDED_BY;
 pub use node::{Cluster, ClusterError, ClusterStatus};

@@ -12,7 +12,7 @@ use openraft::{
     AnyError, BasicNode, Entry, LogId, LogState, RaftLogReader, SnapshotMeta, StorageError,
     StorageIOError, Vote,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -180,10 +180,23 @@ impl<C: TypeConfig> RaftLogStorage<C> for LogStore<C> {
         get(&self.db, "vote").map_err(|e| StorageIOError::read_vote(e).into())
     }
 
+    /// Kept without an fsync of its own: the commit index is a lower bound a leader
+    /// re-establishes, so losing the latest one in a crash loses nothing; the next append's
+    /// fsync makes it durable with the entries.
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<()> {
         let db = Arc::clone(&self.db);
         blocking(
-            move || put(&db, "committed", &committed),
+            move || {
+                let bytes = serde_json::to_vec(&committed).map_err(any)?;
+                let mut write = db.begin_write().map_err(any)?;
+                write.set_durability(Durability::None).map_err(any)?;
+                write
+                    .open_table(META)
+                    .map_err(any)?
+                    .insert("committed", bytes.as_slice())
+                    .map_err(any)?;
+                write.commit().map_err(any)
+            },
             StorageIOError::write,
         )
         .await

@@ -15,6 +15,9 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
+use crate::log_format::{LogFormat, PeerFormats};
 use crate::{NodeId, TypeConfig};
 
 /// The header a node sets on requests it hands to the leader, so they are never handed on
@@ -26,6 +29,8 @@ pub(crate) struct RaftTransport<C> {
     client: reqwest::Client,
     scheme: &'static str,
     token: Option<String>,
+    /// What each peer's answers say it reads.
+    formats: Arc<PeerFormats>,
     types: PhantomData<fn() -> C>,
 }
 
@@ -35,22 +40,26 @@ impl<C> Clone for RaftTransport<C> {
             client: self.client.clone(),
             scheme: self.scheme,
             token: self.token.clone(),
+            formats: Arc::clone(&self.formats),
             types: PhantomData,
         }
     }
 }
 
 impl<C> RaftTransport<C> {
-    /// A transport over `client` (`scheme` `http` or `https`) presenting `token`, if any.
+    /// A transport over `client` (`scheme` `http` or `https`) presenting `token`, if any,
+    /// noting in `formats` what each peer says it reads.
     pub(crate) fn new(
         client: reqwest::Client,
         scheme: &'static str,
         token: Option<String>,
+        formats: Arc<PeerFormats>,
     ) -> Self {
         Self {
             client,
             scheme,
             token,
+            formats,
             types: PhantomData,
         }
     }
@@ -108,6 +117,9 @@ impl<C> Peer<C> {
                 RPCError::Network(NetworkError::new(&e))
             }
         })?;
+        self.transport
+            .formats
+            .heard(self.target, LogFormat::from_headers(response.headers()));
         if !response.status().is_success() {
             let status = std::io::Error::other(format!(
                 "peer {} answered {}",

@@ -10,6 +10,7 @@ use openraft::storage::RaftStateMachine;
 use openraft::{BasicNode, Raft, ServerState};
 use serde::Serialize;
 
+use crate::log_format::{LogFormat, PeerFormats};
 use crate::log_store::LogStore;
 use crate::network::RaftTransport;
 use crate::{ClusterConfig, NodeId, TypeConfig};
@@ -109,6 +110,10 @@ pub struct Cluster<C: TypeConfig> {
     scheme: &'static str,
     /// What nodes present to each other.
     token: Option<String>,
+    /// The newest log format this build reads.
+    log_format: LogFormat,
+    /// What the other nodes say they read.
+    peer_formats: Arc<PeerFormats>,
 }
 
 impl<C: TypeConfig> std::fmt::Debug for Cluster<C> {
@@ -165,10 +170,12 @@ fn unix_ms() -> u64 {
 
 impl<C: TypeConfig> Cluster<C> {
     /// Starts this node: its log and vote in `db`, its state in `machine`; `name` tells clusters
-    /// apart. The lowest id of `config.peers` initialises a new cluster. With `tls` (the
-    /// server's own certificate), nodes talk HTTPS, trusting `config.ca`.
+    /// apart, `log_format` is the newest log format this build reads. The lowest id of
+    /// `config.peers` initialises a new cluster. With `tls` (the server's own certificate), nodes
+    /// talk HTTPS, trusting `config.ca`.
     pub async fn start<M: RaftStateMachine<C>>(
         name: &str,
+        log_format: LogFormat,
         config: &ClusterConfig,
         tls: Option<&msakit_server_kit::TlsConfig>,
         db: Arc<redb::Database>,
@@ -195,7 +202,13 @@ impl<C: TypeConfig> Cluster<C> {
         .validate()
         .map_err(|e| ClusterError::Fatal(e.to_string()))?;
         let log = LogStore::new(db).map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        let transport = RaftTransport::new(client.clone(), scheme, config.token.clone());
+        let peer_formats = Arc::new(PeerFormats::default());
+        let transport = RaftTransport::new(
+            client.clone(),
+            scheme,
+            config.token.clone(),
+            Arc::clone(&peer_formats),
+        );
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -231,7 +244,31 @@ impl<C: TypeConfig> Cluster<C> {
             forwarder: client,
             scheme,
             token: config.token.clone(),
+            log_format,
+            peer_formats,
         }))
+    }
+
+    /// The newest log format this build reads (what its answers to Raft messages say).
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format
+    }
+
+    /// Whether every other member — voters and learners — has said it reads `format`: a leader
+    /// writes a newer kind of entry only then. A member not heard from yet has not.
+    pub fn members_read(&self, format: LogFormat) -> bool {
+        let others: Vec<NodeId> = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            metrics
+                .membership_config
+                .membership()
+                .nodes()
+                .map(|(id, _)| *id)
+                .filter(|id| *id != self.node_id)
+                .collect()
+        };
+        self.peer_formats.all_read(others, format)
     }
 
     /// The Raft instance (its metrics tell role changes).

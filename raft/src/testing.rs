@@ -150,59 +150,97 @@ pub fn three_nodes_advertising(
     nodes
 }
 
-/// Stands in for a node of a newer build that writes an optional field this build does not
-/// know: a proxy in front of one node that adds such a field to every object of every command
-/// in the Raft entries node `writer` sends it (but not inside `free_form` maps, whose keys are
-/// data). Everything else passes unchanged.
-pub struct NewerBuildProxy {
+/// Stands in for a node of another build: a proxy in front of one node.
+/// - [`newer`](Self::newer): a newer build that writes an optional field this build does not
+///   know — it adds such a field to every object of every command in the Raft entries node
+///   `writer` sends (but not inside `free_form` maps, whose keys are data).
+/// - [`older`](Self::older): a build from before log formats were told — its answers say none
+///   (so it reads the first format only) until it is [`upgrade`](Self::upgrade)d.
+/// - [`same`](Self::same): this build, unchanged.
+///
+/// Each counts the Raft entries carrying a batch of commands it passes on; everything else
+/// passes unchanged.
+pub struct BuildProxy {
     /// The port it listens on.
     pub port: u16,
-    rewritten: Arc<Mutex<BTreeMap<String, usize>>>,
+    state: Arc<ProxyState>,
     task: tokio::task::JoinHandle<()>,
 }
 
 /// The field a newer build adds.
 pub const ADDED_FIELD: &str = "added_by_a_newer_build";
 
+/// What a proxy makes its node look like.
+#[derive(Clone, Copy)]
+enum Posing {
+    Newer {
+        writer: u64,
+        free_form: &'static [&'static str],
+    },
+    Older,
+    Same,
+}
+
 struct ProxyState {
     target: u16,
-    writer: u64,
-    free_form: &'static [&'static str],
-    rewritten: Arc<Mutex<BTreeMap<String, usize>>>,
+    posing: Mutex<Posing>,
+    rewritten: Mutex<BTreeMap<String, usize>>,
+    batches: Mutex<usize>,
     client: reqwest::Client,
 }
 
-impl NewerBuildProxy {
-    /// Listens on a free port and forwards to `127.0.0.1:{target}`.
-    pub async fn start(target: u16, writer: u64, free_form: &'static [&'static str]) -> Self {
+impl BuildProxy {
+    /// A newer build's node: listens on a free port and forwards to `127.0.0.1:{target}`.
+    pub async fn newer(target: u16, writer: u64, free_form: &'static [&'static str]) -> Self {
+        Self::start(target, Posing::Newer { writer, free_form }).await
+    }
+
+    /// An older build's node: listens on a free port and forwards to `127.0.0.1:{target}`.
+    pub async fn older(target: u16) -> Self {
+        Self::start(target, Posing::Older).await
+    }
+
+    /// This build's node: listens on a free port and forwards to `127.0.0.1:{target}`.
+    pub async fn same(target: u16) -> Self {
+        Self::start(target, Posing::Same).await
+    }
+
+    async fn start(target: u16, posing: Posing) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let rewritten = Arc::new(Mutex::new(BTreeMap::new()));
         let state = Arc::new(ProxyState {
             target,
-            writer,
-            free_form,
-            rewritten: Arc::clone(&rewritten),
+            posing: Mutex::new(posing),
+            rewritten: Mutex::new(BTreeMap::new()),
+            batches: Mutex::new(0),
             client: reqwest::Client::new(),
         });
-        let app = axum::Router::new().fallback(forward).with_state(state);
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(Arc::clone(&state));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Self {
-            port,
-            rewritten,
-            task,
-        }
+        Self { port, state, task }
+    }
+
+    /// From now on the node is of this build.
+    pub fn upgrade(&self) {
+        *self.state.posing.lock().unwrap() = Posing::Same;
     }
 
     /// How many commands of each kind (variant) it has added the field to.
     pub fn rewritten(&self) -> BTreeMap<String, usize> {
-        self.rewritten.lock().unwrap().clone()
+        self.state.rewritten.lock().unwrap().clone()
+    }
+
+    /// How many Raft entries carrying a batch of commands (`{"Batch": …}`) it passed on.
+    pub fn batches(&self) -> usize {
+        *self.state.batches.lock().unwrap()
     }
 }
 
-impl Drop for NewerBuildProxy {
+impl Drop for BuildProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
@@ -238,25 +276,40 @@ async fn forward(
     let mut bytes = bytes.to_vec();
     if parts.uri.path() == "/raft/append" {
         if let Ok(mut append) = serde_json::from_slice::<Value>(&bytes) {
-            if append["vote"]["leader_id"]["node_id"].as_u64() == Some(proxy.writer) {
-                for entry in append["entries"].as_array_mut().into_iter().flatten() {
-                    // `{"Normal": {"Variant": body}}`: the body is the command's own.
-                    let command = entry
-                        .pointer_mut("/payload/Normal")
-                        .and_then(Value::as_object_mut)
-                        .and_then(|o| o.iter_mut().next());
-                    if let Some((variant, command)) = command {
-                        add_unknown_fields(command, proxy.free_form);
-                        *proxy
-                            .rewritten
-                            .lock()
-                            .unwrap()
-                            .entry(variant.clone())
-                            .or_default() += 1;
+            let leader = append["vote"]["leader_id"]["node_id"].as_u64();
+            for entry in append["entries"].as_array_mut().into_iter().flatten() {
+                // `{"Normal": {"Variant": body}}`: the body is the command's own.
+                let command = entry
+                    .pointer_mut("/payload/Normal")
+                    .and_then(Value::as_object_mut)
+                    .and_then(|o| o.iter_mut().next());
+                let Some((variant, command)) = command else {
+                    continue;
+                };
+                if variant == "Batch" {
+                    *proxy.batches.lock().unwrap() += 1;
+                }
+                let posing = *proxy.posing.lock().unwrap();
+                if let Posing::Newer { writer, free_form } = posing {
+                    if leader == Some(writer) {
+                        add_unknown_fields(command, free_form);
+                        // A batch (`{"Batch": {"commands": [{"Variant": body}, …]}}`) counts
+                        // each of its commands.
+                        let mut rewritten = proxy.rewritten.lock().unwrap();
+                        match command["commands"].as_array() {
+                            Some(commands) if variant == "Batch" => {
+                                for inner in commands.iter().filter_map(Value::as_object) {
+                                    for kind in inner.keys().filter(|k| *k != ADDED_FIELD) {
+                                        *rewritten.entry(kind.clone()).or_default() += 1;
+                                    }
+                                }
+                            }
+                            _ => *rewritten.entry(variant.clone()).or_default() += 1,
+                        }
                     }
                 }
-                bytes = serde_json::to_vec(&append).unwrap();
             }
+            bytes = serde_json::to_vec(&append).unwrap();
         }
     }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -279,8 +332,11 @@ async fn forward(
             let body = answer.bytes().await.unwrap_or_default();
             let mut response = (status, body).into_response();
             for (name, value) in &headers {
+                let unsaid = matches!(*proxy.posing.lock().unwrap(), Posing::Older)
+                    && name == crate::LOG_FORMAT;
                 if name != axum::http::header::CONTENT_LENGTH
                     && name != axum::http::header::TRANSFER_ENCODING
+                    && !unsaid
                 {
                     response.headers_mut().insert(name, value.clone());
                 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use msakit_api::registry::{Instance, InstanceStatus, LeaseGranted, RegisterInstance};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::{Cluster, ClusterError, Renewals};
+use crate::cluster::{Cluster, ClusterError, Proposals, Renewals};
 use crate::eureka::EurekaInfo;
 pub(crate) use crate::format::Command;
 use crate::format::FormatVersion;
@@ -29,6 +29,8 @@ pub(crate) enum Applied {
     Evicted(usize),
     /// The registry refused the command.
     Refused(RegistryError),
+    /// The outcomes of a batch's commands, in order.
+    Batch(Vec<Applied>),
 }
 
 /// Applies `command` to `registry`; `eviction` says whether an eviction looks at this node's
@@ -89,6 +91,12 @@ pub(crate) fn apply(
             .set_check_passing(&probed.into(), passing)
             .map(Applied::Instance),
         Command::Evict { keys, .. } => Ok(Applied::Evicted(registry.evict(keys, eviction))),
+        Command::Batch { commands, .. } => Ok(Applied::Batch(
+            commands
+                .into_iter()
+                .map(|command| apply(registry, command, eviction))
+                .collect(),
+        )),
     };
     outcome.unwrap_or_else(Applied::Refused)
 }
@@ -113,11 +121,19 @@ impl From<WriteError> for msakit_server_kit::ApiError {
     }
 }
 
+/// A node's part in its cluster: the cluster, the renewals it hands on, the commands it proposes.
+#[derive(Debug, Clone)]
+struct Clustered {
+    cluster: Arc<Cluster>,
+    renewals: Renewals,
+    proposals: Arc<Proposals>,
+}
+
 /// The path every change takes; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Writes {
     registry: RegistryWriter,
-    cluster: Option<(Arc<Cluster>, Renewals)>,
+    cluster: Option<Clustered>,
     /// The term this node last granted every instance a lease of grace in (as leader).
     grace_term: Arc<AtomicU64>,
 }
@@ -131,6 +147,11 @@ fn unexpected(applied: Applied) -> WriteError {
 impl Writes {
     /// Writes to `registry`, through `cluster` when there is one.
     pub(crate) fn new(registry: RegistryWriter, cluster: Option<(Arc<Cluster>, Renewals)>) -> Self {
+        let cluster = cluster.map(|(cluster, renewals)| Clustered {
+            proposals: Arc::new(Proposals::new(Arc::clone(&cluster))),
+            cluster,
+            renewals,
+        });
         Self {
             registry,
             cluster,
@@ -140,7 +161,7 @@ impl Writes {
 
     /// The cluster, if this node is one of one.
     pub(crate) fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.cluster.as_ref().map(|(c, _)| c)
+        self.cluster.as_ref().map(|c| &c.cluster)
     }
 
     /// Whether this node makes decisions (evictions, health verdicts): a single node, or the
@@ -151,9 +172,9 @@ impl Writes {
 
     /// Applies `command` (a single node) or has the cluster commit it.
     pub(crate) async fn apply(&self, command: Command) -> Result<Applied, WriteError> {
-        let applied = match self.cluster() {
+        let applied = match &self.cluster {
             None => apply(&self.registry, command, EvictionCheck::RecheckLease),
-            Some(cluster) => cluster.propose(command).await?,
+            Some(clustered) => clustered.proposals.propose(command).await?,
         };
         match applied {
             Applied::Refused(e) => Err(e.into()),
@@ -329,7 +350,7 @@ impl Writes {
 
     /// A node cut off from its cluster renews nothing.
     fn check_cut_off(&self) -> Result<(), WriteError> {
-        if let Some((cluster, _)) = &self.cluster {
+        if let Some(Clustered { cluster, .. }) = &self.cluster {
             if let Some(cut_off) = cluster.cut_off() {
                 return Err(cut_off.into());
             }
@@ -339,7 +360,10 @@ impl Writes {
 
     /// On a follower, queues a renewal to hand on to the leader.
     fn hand_on(&self, namespace: &str, service: &str, id: &str) {
-        if let Some((cluster, renewals)) = &self.cluster {
+        if let Some(Clustered {
+            cluster, renewals, ..
+        }) = &self.cluster
+        {
             if !cluster.is_leader() {
                 renewals.push(namespace, service, id);
             }

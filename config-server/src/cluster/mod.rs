@@ -45,5 +45,13 @@ pub(crate) async fn start(
     committer: Committer,
 ) -> Result<Arc<Cluster>, ClusterError> {
     let machine = state_machine::StateMachine::new(store.clone(), committer);
-    Cluster::start("msakit-config", config, tls, store.database(), machine).await
+    Cluster::start(
+        "msakit-config",
+        msakit_raft::LogFormat::FIRST,
+        config,
+        tls,
+        store.database(),
+        machine,
+    )
+    .await
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use msakit_raft::testing::{
-    NewerBuildProxy, Node, client, free_port, leader_made, three_nodes_advertising,
+    BuildProxy, Node, client, free_port, leader_made, three_nodes_advertising,
 };
 use serde_json::{Value, json};
 
@@ -48,7 +48,7 @@ async fn nodes_of_this_build_apply_what_a_newer_leader_writes() {
     let listen: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut proxies = Vec::new();
     for port in &listen {
-        proxies.push(NewerBuildProxy::start(*port, NEWER, &[]).await);
+        proxies.push(BuildProxy::newer(*port, NEWER, &[]).await);
     }
     let advertised: Vec<u16> = proxies.iter().map(|p| p.port).collect();
     let binary = Path::new(env!("CARGO_BIN_EXE_msakit-config-server"));

@@ -8,6 +8,7 @@
 //! ([`Renewals`]), and only the leader decides evictions. A node that becomes leader first
 //! gives every instance one full lease of grace, so a failover never evicts a live instance.
 
+mod proposals;
 mod renewals;
 mod state_machine;
 
@@ -20,6 +21,7 @@ use crate::registry::RegistryWriter;
 use crate::writes::{Applied, Command};
 
 pub(crate) use msakit_raft::{ClusterConfig, ClusterError, ClusterStatus, NodeId};
+pub(crate) use proposals::Proposals;
 pub(crate) use renewals::{BATCH_BODY_LIMIT, RenewalBatch, Renewals};
 
 openraft::declare_raft_types!(
@@ -48,5 +50,13 @@ pub(crate) async fn start(
     let log = msakit_raft::LogStore::<TypeConfig>::new(Arc::clone(&db))
         .map_err(|e| ClusterError::Fatal(format!("opening the Raft log: {e}")))?;
     let machine = state_machine::StateMachine::open(registry, log)?;
-    Cluster::start("msakit-registry", config, tls, db, machine).await
+    Cluster::start(
+        "msakit-registry",
+        crate::format::LOG_FORMAT,
+        config,
+        tls,
+        db,
+        machine,
+    )
+    .await
 }

@@ -66,4 +66,12 @@ pub(crate) enum Command {
         format_version: FormatVersion,
         keys: Vec<(InstanceKey, u64)>,
     },
+    /// Commands proposed together, in one entry: applied in order, each as if it were an entry
+    /// of its own. Written only once every member reads log format 2
+    /// ([`LOG_FORMAT`](super::LOG_FORMAT)): a build before it refuses the variant by name.
+    Batch {
+        #[serde(default)]
+        format_version: FormatVersion,
+        commands: Vec<Command>,
+    },
 }

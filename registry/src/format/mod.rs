@@ -19,5 +19,9 @@ pub(crate) use stored::{SnapshotRecord, StoredInstanceRecord};
 /// The version of the registry's internal formats this build writes (and the newest it reads).
 pub(crate) type FormatVersion = msakit_server_kit::FormatVersion<1>;
 
+/// The newest kind of Raft log this build reads, as it tells its peers: 2 — entries may carry a
+/// [`Command::Batch`]. A leader writes batches only once every member says it reads them.
+pub(crate) const LOG_FORMAT: msakit_raft::LogFormat = msakit_raft::LogFormat(2);
+
 #[cfg(test)]
 mod golden;

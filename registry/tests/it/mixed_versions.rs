@@ -1,13 +1,15 @@
 //! A cluster in the middle of a rolling upgrade: node 1 stands for a newer build that writes
 //! fields this build does not know into every command it commits (a proxy in front of each node
 //! adds them to the Raft entries node 1 sends), and the two nodes of this build apply them all
-//! the same way: every kind of command, and the same state on every node afterwards.
+//! the same way: every kind of command, and the same state on every node afterwards. And the
+//! other way round: with a node of an older build, a leader writes no batch of commands, which
+//! that node could not read.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use msakit_raft::testing::{
-    NewerBuildProxy, Node, client, free_port, leader_made, three_nodes_advertising,
+    BuildProxy, Node, client, free_port, leader_made, three_nodes_advertising,
 };
 use serde_json::{Value, json};
 
@@ -64,7 +66,7 @@ async fn nodes_of_this_build_apply_what_a_newer_leader_writes() {
     let listen: Vec<u16> = (0..3).map(|_| free_port()).collect();
     let mut proxies = Vec::new();
     for port in &listen {
-        proxies.push(NewerBuildProxy::start(*port, NEWER, &["metadata", "entries"]).await);
+        proxies.push(BuildProxy::newer(*port, NEWER, &["metadata", "entries"]).await);
     }
     let advertised: Vec<u16> = proxies.iter().map(|p| p.port).collect();
     let mut nodes =
@@ -207,4 +209,81 @@ async fn nodes_of_this_build_apply_what_a_newer_leader_writes() {
             "no {kind} from the newer leader reached both followers: {rewritten:?}"
         );
     }
+}
+
+/// Registers `count` instances of `service` at once, from `first` on, through `url`; each must
+/// be acknowledged.
+async fn register_at_once(
+    client: &reqwest::Client,
+    url: &str,
+    service: &str,
+    first: usize,
+    count: usize,
+) {
+    let registrations = (first..first + count).map(|i| {
+        let client = client.clone();
+        let url = format!("{url}/v1/services/{service}/instances/i{i}");
+        async move {
+            let response = client
+                .put(url)
+                .json(&json!({"host": "127.0.0.1", "port": 9000, "lease_ttl_ms": 120_000}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        }
+    });
+    futures_util::future::join_all(registrations).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_share_entries_only_once_every_node_reads_batches() {
+    let _one = ONE_CLUSTER.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    // Node 3 is of an older build: it never says it reads batches.
+    let proxies = [
+        BuildProxy::same(listen[0]).await,
+        BuildProxy::same(listen[1]).await,
+        BuildProxy::older(listen[2]).await,
+    ];
+    let advertised: Vec<u16> = proxies.iter().map(|p| p.port).collect();
+    let mut nodes =
+        three_nodes_advertising(Path::new(BINARY), dir.path(), ARGS, &listen, &advertised);
+    let client = client();
+    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    leader_made(&client, &mut nodes, 1).await;
+    let leader = &urls[0];
+
+    // Bursts of registrations at once: every one its own entry, everywhere.
+    let mut registered = 0;
+    for _ in 0..4 {
+        register_at_once(&client, leader, "burst", registered, 32).await;
+        registered += 32;
+    }
+    every_node_lists_all(&client, &urls, registered).await;
+    let batches: Vec<usize> = proxies.iter().map(BuildProxy::batches).collect();
+    assert_eq!(batches, [0, 0, 0], "no batch while a node cannot read them");
+
+    // Node 3 upgraded: the leader hears it and batches what arrives together.
+    proxies[2].upgrade();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxies.iter().map(BuildProxy::batches).sum::<usize>() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "bursts of registrations were never batched once every node read batches"
+        );
+        register_at_once(&client, leader, "burst", registered, 32).await;
+        registered += 32;
+    }
+    // Each registration applied once, on every node, batched or not.
+    every_node_lists_all(&client, &urls, registered).await;
+}
+
+/// Waits until every node lists the `registered` instances of `burst`, and nothing else.
+async fn every_node_lists_all(client: &reqwest::Client, urls: &[String], registered: usize) {
+    let mut expected: Vec<String> = (0..registered).map(|i| format!("i{i}")).collect();
+    expected.sort();
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    every_node_lists(client, urls, "burst", &expected, Duration::from_secs(20)).await;
 }

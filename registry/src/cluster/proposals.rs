@@ -1,0 +1,121 @@
+//! Commands proposed together become one Raft entry: every command that arrives while an entry
+//! is in flight waits for the next, which carries them all ([`Command::Batch`]) — so a burst of
+//! registrations costs one Raft round (appends, fsyncs, messages) per burst instead of one per
+//! registration, and each command's outcome is exactly what it would have been as an entry of
+//! its own. A batch is written only once every member reads them ([`LOG_FORMAT`]); until then,
+//! mid-way through a rolling upgrade, each command is its own entry as before.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Semaphore, oneshot};
+
+use super::{Cluster, ClusterError};
+use crate::format::{Command, FormatVersion, LOG_FORMAT};
+use crate::writes::Applied;
+
+/// Entries in flight at once: one being replicated while the next one fills.
+const IN_FLIGHT: usize = 2;
+
+/// Where a command's outcome goes.
+type Reply = oneshot::Sender<Result<Applied, ClusterError>>;
+
+/// A command waiting for the next entry.
+struct Waiting {
+    command: Command,
+    reply: Reply,
+}
+
+/// Commands waiting for their Raft entry.
+pub(crate) struct Proposals {
+    cluster: Arc<Cluster>,
+    waiting: Mutex<Vec<Waiting>>,
+    in_flight: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for Proposals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proposals").finish_non_exhaustive()
+    }
+}
+
+impl Proposals {
+    /// Proposals to `cluster`.
+    pub(crate) fn new(cluster: Arc<Cluster>) -> Self {
+        Self {
+            cluster,
+            waiting: Mutex::new(Vec::new()),
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+        }
+    }
+
+    /// Proposes `command` with whatever else is waiting; its outcome once a quorum holds the
+    /// entry and this node applied it.
+    pub(crate) async fn propose(&self, command: Command) -> Result<Applied, ClusterError> {
+        let (reply, mut outcome) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Waiting { command, reply });
+        let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
+            return Err(ClusterError::Fatal("proposals closed".into()));
+        };
+        if let Ok(done) = outcome.try_recv() {
+            return done;
+        }
+        let batch = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        if !batch.is_empty() {
+            let cluster = Arc::clone(&self.cluster);
+            // In a task of its own, so a caller that goes away cannot stop an entry half-way:
+            // the slot is given back only once every outcome is known.
+            let _ = tokio::spawn(async move {
+                let _slot = permit;
+                propose_batch(&cluster, batch).await;
+            })
+            .await;
+        } else {
+            // Another proposer carries this command: its outcome comes with that entry's.
+            drop(permit);
+        }
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(ClusterError::Fatal("the proposal was dropped".into())))
+    }
+}
+
+/// Proposes `batch`: one entry when every member reads batches, else one entry per command.
+async fn propose_batch(cluster: &Cluster, batch: Vec<Waiting>) {
+    let (commands, replies): (Vec<Command>, Vec<Reply>) =
+        batch.into_iter().map(|w| (w.command, w.reply)).unzip();
+    if commands.len() == 1 || !cluster.members_read(LOG_FORMAT) {
+        // In order: each proposal reaches the Raft core when first polled.
+        let outcomes =
+            futures_util::future::join_all(commands.into_iter().map(|c| cluster.propose(c))).await;
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome);
+        }
+        return;
+    }
+    let count = commands.len();
+    let entry = Command::Batch {
+        format_version: FormatVersion::CURRENT,
+        commands,
+    };
+    match cluster.propose(entry).await {
+        Ok(Applied::Batch(outcomes)) if outcomes.len() == count => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Ok(other) => {
+            let error = ClusterError::Fatal(format!("unexpected outcome of a batch: {other:?}"));
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+        Err(error) => {
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
