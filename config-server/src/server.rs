@@ -66,6 +66,7 @@ pub async fn run(
             let cluster = crate::cluster::start(
                 cluster_config,
                 config.tls.as_ref(),
+                &config.data_dir,
                 &store_for_cluster,
                 committer.clone(),
             )

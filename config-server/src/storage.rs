@@ -33,26 +33,32 @@ const AUDIT: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("audit");
 /// ([`msakit_raft::kept_snapshot`]), written in the same transaction as the state it restores.
 pub(crate) const RAFT_STATE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_state");
 
-/// Begins a change. In cluster mode (`applied`: the serialised Raft log id of the entry being
-/// applied) the entry's id is written in the same transaction, and the transaction is committed
-/// without its own fsync: the entry is already durable in the Raft log, the next fsync'd commit
-/// (the next append) makes this one durable too, and a crash before it loses this change and its
-/// `applied` id together — so the node applies the entry again from the log, never twice and never
-/// not at all. A single node's change is fsync'd before it is acknowledged.
-fn begin_change(
-    db: &Database,
-    applied: Option<&[u8]>,
-) -> Result<redb::WriteTransaction, StorageError> {
-    let mut write = db.begin_write().map_err(wrap)?;
-    if let Some(applied) = applied {
-        write.set_durability(redb::Durability::None).map_err(wrap)?;
-        write
-            .open_table(RAFT_STATE)
-            .map_err(wrap)?
-            .insert("applied", applied)
-            .map_err(wrap)?;
+impl Storage {
+    /// Begins a change. In cluster mode (`applied`: the serialised Raft log id of the entry
+    /// being applied) the entry's id is written in the same transaction, and the transaction is
+    /// committed with an fsync only if none was for [`APPLIED_DURABLE_EVERY`]: the entry is
+    /// already durable in the Raft log (a file of its own), which keeps every entry after the
+    /// last snapshot, and a crash loses a change and its `applied` id together — so the node
+    /// applies the entry again from the log, never twice and never not at all. A single node's
+    /// change is fsync'd before it is acknowledged.
+    fn begin_change(&self, applied: Option<&[u8]>) -> Result<redb::WriteTransaction, StorageError> {
+        let mut write = self.db.begin_write().map_err(wrap)?;
+        if let Some(applied) = applied {
+            let mut last_fsync = self.last_fsync.lock().unwrap_or_else(|e| e.into_inner());
+            if last_fsync.elapsed() < APPLIED_DURABLE_EVERY {
+                write.set_durability(redb::Durability::None).map_err(wrap)?;
+            } else {
+                *last_fsync = std::time::Instant::now();
+            }
+            drop(last_fsync);
+            write
+                .open_table(RAFT_STATE)
+                .map_err(wrap)?
+                .insert("applied", applied)
+                .map_err(wrap)?;
+        }
+        Ok(write)
     }
-    Ok(write)
 }
 
 /// One entry of the Raft state, if present.
@@ -150,10 +156,15 @@ fn version_key(doc: &str, version: u64) -> String {
     format!("{doc}\0{version:020}")
 }
 
+/// How long a cluster node's applied changes may go without an fsync (see [`begin_change`]).
+const APPLIED_DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The durable store.
 #[derive(Debug, Clone)]
 pub(crate) struct Storage {
     db: Arc<Database>,
+    /// When a change was last committed with an fsync.
+    last_fsync: Arc<std::sync::Mutex<std::time::Instant>>,
 }
 
 /// Everything read back at start.
@@ -183,7 +194,10 @@ impl Storage {
         write.open_table(RAFT_STATE).map_err(wrap)?;
         kept_snapshot::move_earlier_snapshot(&write, RAFT_STATE)?;
         write.commit().map_err(wrap)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            last_fsync: Arc::new(std::sync::Mutex::new(std::time::Instant::now())),
+        })
     }
 
     /// The database, shared with the Raft log in cluster mode.
@@ -228,14 +242,14 @@ impl Storage {
     }
 
     /// Appends versions (in order), each becoming its document's head, in one transaction: one
-    /// fsync for the whole batch (none in cluster mode: [`begin_change`]).
+    /// fsync for the whole batch (in cluster mode, at most one a second: [`Self::begin_change`]).
     pub(crate) fn append_batch(
         &self,
         rows: &[(String, &StoredVersion)],
         audit: &[AuditRecord],
         applied: Option<&[u8]>,
     ) -> Result<(), StorageError> {
-        let write = begin_change(&self.db, applied)?;
+        let write = self.begin_change(applied)?;
         append_audit(&write, audit)?;
         {
             let mut versions = write.open_table(VERSIONS).map_err(wrap)?;
@@ -298,7 +312,7 @@ impl Storage {
         applied: Option<&[u8]>,
     ) -> Result<bool, StorageError> {
         let key = format!("{doc}\0{path}");
-        let write = begin_change(&self.db, applied)?;
+        let write = self.begin_change(applied)?;
         let existed = {
             let mut table = write.open_table(FILES).map_err(wrap)?;
             match content {
@@ -329,7 +343,7 @@ impl Storage {
         audit: &AuditRecord,
         applied: Option<&[u8]>,
     ) -> Result<(), StorageError> {
-        let write = begin_change(&self.db, applied)?;
+        let write = self.begin_change(applied)?;
         append_audit(&write, std::slice::from_ref(audit))?;
         write
             .open_table(SCHEMAS)

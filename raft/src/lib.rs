@@ -30,7 +30,7 @@ pub use http::{
 };
 pub use kept_snapshot::StoredSnapshot;
 pub use log_format::{LOG_FORMAT, LogFormat};
-pub use log_store::{LogStore, blocking};
+pub use log_store::{LogStore, RAFT_LOG_FILE, blocking};
 pub use network::FORWARDED_BY;
 pub use node::{Cluster, ClusterError, ClusterStatus};
 pub use openraft;

@@ -1,10 +1,18 @@
-//! The Raft log and vote, in the server's own redb file: one fsync'd transaction per append,
-//! vote or truncation, so what Raft was told is durable is durable. State machines that live
-//! in memory keep their last snapshot here too (in its own table: [`crate::kept_snapshot`]).
+//! The Raft log and vote, in a redb file of their own beside the server's database: one fsync'd
+//! transaction per append, vote or truncation, so what Raft was told is durable is durable.
+//! State machines that live in memory keep their last snapshot here too (in its own table:
+//! [`crate::kept_snapshot`]).
+//!
+//! A file of its own, because an fsync writes every page changed since the last one: in the
+//! server's database, each append also wrote what the state machine had changed since, and a
+//! state machine that keeps its state on disk commits it without an fsync of its own (the log
+//! is the durable record), making it durable on its own schedule. Builds before kept the log in
+//! the server's database; [`LogStore::open`] moves it over.
 
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::RangeBounds;
+use std::path::Path;
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -12,12 +20,15 @@ use openraft::{
     AnyError, BasicNode, Entry, LogId, LogState, RaftLogReader, SnapshotMeta, StorageError,
     StorageIOError, Vote,
 };
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::kept_snapshot::{self, StoredSnapshot};
 use crate::{NodeId, TypeConfig};
+
+/// The log's file name, in a server's data directory.
+pub const RAFT_LOG_FILE: &str = "raft-log.redb";
 
 /// Log index → entry (JSON).
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("raft_log");
@@ -63,6 +74,71 @@ fn put<T: Serialize>(db: &Database, name: &str, value: &T) -> std::result::Resul
     write.commit().map_err(any)
 }
 
+/// Moves the log and its metadata (and a snapshot kept among them) out of `earlier` into `log`:
+/// copied durably first, then dropped from `earlier`, so a crash in between copies them again.
+fn move_earlier_log(earlier: &Database, log: &Database) -> std::result::Result<(), AnyError> {
+    let read = earlier.begin_read().map_err(any)?;
+    let rows = |table: TableDefinition<'_, &str, &[u8]>| -> std::result::Result<Vec<(String, Vec<u8>)>, AnyError> {
+        match read.open_table(table) {
+            Ok(table) => table
+                .iter()
+                .map_err(any)?
+                .map(|row| {
+                    let (k, v) = row.map_err(any)?;
+                    Ok((k.value().to_owned(), v.value().to_vec()))
+                })
+                .collect(),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(any(e)),
+        }
+    };
+    let meta = rows(META)?;
+    let entries: Vec<(u64, Vec<u8>)> = match read.open_table(LOG) {
+        Ok(table) => table
+            .iter()
+            .map_err(any)?
+            .map(|row| {
+                let (k, v) = row.map_err(any)?;
+                Ok((k.value(), v.value().to_vec()))
+            })
+            .collect::<std::result::Result<_, AnyError>>()?,
+        Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
+        Err(e) => return Err(any(e)),
+    };
+    let earlier_tables = read
+        .list_tables()
+        .map_err(any)?
+        .map(|t| t.name().to_owned())
+        .filter(|name| name == LOG.name() || name == META.name())
+        .count();
+    drop(read);
+    if earlier_tables == 0 {
+        return Ok(());
+    }
+    let write = log.begin_write().map_err(any)?;
+    {
+        let mut table = write.open_table(LOG).map_err(any)?;
+        for (index, bytes) in &entries {
+            table.insert(*index, bytes.as_slice()).map_err(any)?;
+        }
+        let mut table = write.open_table(META).map_err(any)?;
+        for (name, bytes) in &meta {
+            table.insert(name.as_str(), bytes.as_slice()).map_err(any)?;
+        }
+    }
+    kept_snapshot::move_earlier_snapshot(&write, META).map_err(any)?;
+    write.commit().map_err(any)?;
+    let write = earlier.begin_write().map_err(any)?;
+    write.delete_table(LOG).map_err(any)?;
+    write.delete_table(META).map_err(any)?;
+    write.commit().map_err(any)?;
+    tracing::info!(
+        entries = entries.len(),
+        "moved the Raft log out of the server's database into a file of its own"
+    );
+    Ok(())
+}
+
 /// The log store; cheap to clone.
 pub struct LogStore<C> {
     db: Arc<Database>,
@@ -85,15 +161,21 @@ impl<C> Debug for LogStore<C> {
 }
 
 impl<C> LogStore<C> {
-    /// Over `db` (the server's database); a snapshot an earlier build kept among the log's
-    /// metadata is moved to its own table.
-    pub fn new(db: Arc<Database>) -> std::result::Result<Self, AnyError> {
+    /// Opens (or creates) the log in `path`, moving into it the log, vote and snapshot an
+    /// earlier build kept in `earlier` (the server's database).
+    pub fn open(path: &Path, earlier: &Database) -> std::result::Result<Self, AnyError> {
+        let db = redb::Builder::new()
+            .set_cache_size(16 * 1024 * 1024)
+            .create(path)
+            .map_err(any)?;
         let write = db.begin_write().map_err(any)?;
         write.open_table(LOG).map_err(any)?;
+        write.open_table(META).map_err(any)?;
         kept_snapshot::move_earlier_snapshot(&write, META).map_err(any)?;
         write.commit().map_err(any)?;
+        move_earlier_log(earlier, &db)?;
         Ok(Self {
-            db,
+            db: Arc::new(db),
             types: PhantomData,
         })
     }
@@ -278,5 +360,62 @@ impl<C: TypeConfig> RaftLogStorage<C> for LogStore<C> {
             StorageIOError::write_logs,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableTableMetadata;
+
+    use super::*;
+
+    #[test]
+    fn a_log_an_earlier_build_kept_in_the_servers_database_is_moved_to_its_own_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = Database::create(dir.path().join("server.redb")).unwrap();
+        let write = earlier.begin_write().unwrap();
+        {
+            let mut log = write.open_table(LOG).unwrap();
+            log.insert(1, b"one".as_slice()).unwrap();
+            log.insert(2, b"two".as_slice()).unwrap();
+            let mut meta = write.open_table(META).unwrap();
+            meta.insert("vote", b"the vote".as_slice()).unwrap();
+            meta.insert("snapshot_meta", br#"{"last_log_id":null,"last_membership":{"log_id":null,"membership":{"configs":[],"nodes":{}}},"snapshot_id":"empty"}"#.as_slice()).unwrap();
+            meta.insert("snapshot_data", b"state".as_slice()).unwrap();
+        }
+        write.commit().unwrap();
+
+        let store = LogStore::<()>::open(&dir.path().join(RAFT_LOG_FILE), &earlier).unwrap();
+        let read = store.db.begin_read().unwrap();
+        let log = read.open_table(LOG).unwrap();
+        let entries: Vec<(u64, Vec<u8>)> = log
+            .iter()
+            .unwrap()
+            .map(|row| {
+                let (k, v) = row.unwrap();
+                (k.value(), v.value().to_vec())
+            })
+            .collect();
+        assert_eq!(entries, [(1, b"one".to_vec()), (2, b"two".to_vec())]);
+        let meta = read.open_table(META).unwrap();
+        assert_eq!(meta.get("vote").unwrap().unwrap().value(), b"the vote");
+        assert!(meta.get("snapshot_data").unwrap().is_none());
+        let (_, data) = store.current_snapshot().unwrap().unwrap();
+        assert_eq!(data, b"state");
+
+        let tables: Vec<String> = earlier
+            .begin_read()
+            .unwrap()
+            .list_tables()
+            .unwrap()
+            .map(|t| t.name().to_owned())
+            .collect();
+        assert!(tables.is_empty(), "left behind: {tables:?}");
+
+        // Opened again (a restart), nothing moves and nothing is lost.
+        drop((read, store));
+        let store = LogStore::<()>::open(&dir.path().join(RAFT_LOG_FILE), &earlier).unwrap();
+        let read = store.db.begin_read().unwrap();
+        assert_eq!(read.open_table(LOG).unwrap().len().unwrap(), 2);
     }
 }

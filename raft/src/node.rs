@@ -169,7 +169,7 @@ fn unix_ms() -> u64 {
 }
 
 impl<C: TypeConfig> Cluster<C> {
-    /// Starts this node: its log and vote in `db`, its state in `machine`; `name` tells clusters
+    /// Starts this node: its log and vote in `log`, its state in `machine`; `name` tells clusters
     /// apart, `log_format` is the newest log format this build reads. The lowest id of
     /// `config.peers` initialises a new cluster. With `tls` (the server's own certificate), nodes
     /// talk HTTPS, trusting `config.ca`.
@@ -178,7 +178,7 @@ impl<C: TypeConfig> Cluster<C> {
         log_format: LogFormat,
         config: &ClusterConfig,
         tls: Option<&msakit_server_kit::TlsConfig>,
-        db: Arc<redb::Database>,
+        log: LogStore<C>,
         machine: M,
     ) -> Result<Arc<Self>, ClusterError> {
         let client = peer_client(config, tls)?;
@@ -201,7 +201,6 @@ impl<C: TypeConfig> Cluster<C> {
         }
         .validate()
         .map_err(|e| ClusterError::Fatal(e.to_string()))?;
-        let log = LogStore::new(db).map_err(|e| ClusterError::Fatal(e.to_string()))?;
         let peer_formats = Arc::new(PeerFormats::default());
         let transport = RaftTransport::new(
             client.clone(),

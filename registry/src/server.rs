@@ -72,12 +72,13 @@ pub async fn run(
         }
         _ => None,
     };
-    let cluster = match (&config.cluster, &store) {
-        (Some(cluster_config), Some(store)) => {
+    let cluster = match (&config.cluster, &store, &config.data_dir) {
+        (Some(cluster_config), Some(store), Some(data_dir)) => {
             let cluster = crate::cluster::start(
                 cluster_config,
                 config.tls.as_ref(),
-                store.database(),
+                data_dir,
+                &store.database(),
                 writer.clone(),
             )
             .await?;

@@ -10,6 +10,7 @@
 mod state_machine;
 
 use std::io::Cursor;
+use std::path::Path;
 use std::sync::Arc;
 
 use openraft::BasicNode;
@@ -36,21 +37,28 @@ openraft::declare_raft_types!(
 /// One node of the config cluster.
 pub(crate) type Cluster = msakit_raft::Cluster<TypeConfig>;
 
-/// Starts this node over `store` (which `committer` applies commands to); HTTPS between nodes
-/// with `tls`.
+/// Starts this node over `store` (which `committer` applies commands to), its log in
+/// `raft-log.redb` in `data_dir` (moved there from `store`'s database, where builds before kept
+/// it); HTTPS between nodes with `tls`.
 pub(crate) async fn start(
     config: &ClusterConfig,
     tls: Option<&msakit_server_kit::TlsConfig>,
+    data_dir: &Path,
     store: &Storage,
     committer: Committer,
 ) -> Result<Arc<Cluster>, ClusterError> {
+    let log = msakit_raft::LogStore::open(
+        &data_dir.join(msakit_raft::RAFT_LOG_FILE),
+        &store.database(),
+    )
+    .map_err(|e| ClusterError::Fatal(format!("opening the Raft log: {e}")))?;
     let machine = state_machine::StateMachine::new(store.clone(), committer);
     Cluster::start(
         "msakit-config",
         msakit_raft::LogFormat::FIRST,
         config,
         tls,
-        store.database(),
+        log,
         machine,
     )
     .await

@@ -13,6 +13,7 @@ mod renewals;
 mod state_machine;
 
 use std::io::Cursor;
+use std::path::Path;
 use std::sync::Arc;
 
 use openraft::BasicNode;
@@ -20,7 +21,7 @@ use openraft::BasicNode;
 use crate::registry::RegistryWriter;
 use crate::writes::{Applied, Command};
 
-pub(crate) use msakit_raft::{ClusterConfig, ClusterError, ClusterStatus, NodeId};
+pub(crate) use msakit_raft::{ClusterConfig, ClusterError, ClusterStatus, NodeId, RAFT_LOG_FILE};
 pub(crate) use proposals::Proposals;
 pub(crate) use renewals::{BATCH_BODY_LIMIT, RenewalBatch, Renewals};
 
@@ -39,23 +40,25 @@ openraft::declare_raft_types!(
 /// One node of the registry cluster.
 pub(crate) type Cluster = msakit_raft::Cluster<TypeConfig>;
 
-/// Starts this node: its log in `db`, its state `registry` (restored from the last snapshot
-/// kept in `db`, then from the log); HTTPS between nodes with `tls`.
+/// Starts this node: its log in `raft-log.redb` in `data_dir` (moved there from `db`, the
+/// registry's database, where builds before kept it), its state `registry` (restored from the
+/// last snapshot kept with the log, then from the log); HTTPS between nodes with `tls`.
 pub(crate) async fn start(
     config: &ClusterConfig,
     tls: Option<&msakit_server_kit::TlsConfig>,
-    db: Arc<redb::Database>,
+    data_dir: &Path,
+    db: &redb::Database,
     registry: RegistryWriter,
 ) -> Result<Arc<Cluster>, ClusterError> {
-    let log = msakit_raft::LogStore::<TypeConfig>::new(Arc::clone(&db))
+    let log = msakit_raft::LogStore::<TypeConfig>::open(&data_dir.join(RAFT_LOG_FILE), db)
         .map_err(|e| ClusterError::Fatal(format!("opening the Raft log: {e}")))?;
-    let machine = state_machine::StateMachine::open(registry, log)?;
+    let machine = state_machine::StateMachine::open(registry, log.clone())?;
     Cluster::start(
         "msakit-registry",
         crate::format::LOG_FORMAT,
         config,
         tls,
-        db,
+        log,
         machine,
     )
     .await
