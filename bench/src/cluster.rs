@@ -23,10 +23,15 @@ pub(crate) struct ClusterArgs {
     /// Concurrent writers.
     #[arg(long, default_value_t = 16)]
     pub(crate) writers: usize,
-    /// Raft log entries between snapshots on the three-node clusters: small enough that every
-    /// run keeps snapshots while it writes, as a long-running cluster does.
-    #[arg(long, default_value_t = 500)]
+    /// Raft log entries between snapshots on the three-node clusters (the servers' default;
+    /// a few hundred make every run keep snapshots while it writes, as a long-running cluster
+    /// does now and then).
+    #[arg(long, default_value_t = 5000)]
     pub(crate) snapshot_after: u64,
+    /// Concurrent clients of the registry (each registering or heartbeating an instance of its
+    /// own): instances start in bursts, a deployment at a time.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) registrants: usize,
     /// Rounds (each measures every setup once).
     #[arg(long, default_value_t = 2)]
     pub(crate) rounds: u32,
@@ -85,11 +90,11 @@ async fn start_cluster(
     anyhow::bail!("the three {what} nodes elected no leader in 30 s")
 }
 
-/// `writers` clients for `seconds`, each re-registering an instance of its own with changed
+/// `registrants` clients for `seconds`, each re-registering an instance of its own with changed
 /// metadata (`heartbeat`: heartbeating it instead, once registered).
 async fn registry_load(url: &str, args: &ClusterArgs, heartbeat: bool) -> Measured {
     let http = reqwest::Client::new();
-    for worker in 0..args.writers {
+    for worker in 0..args.registrants {
         let _ = http
             .put(format!("{url}/v1/services/bench/instances/w{worker}"))
             .json(&serde_json::json!({"host": "127.0.0.1", "port": 9000, "lease_ttl_ms": 300_000}))
@@ -98,7 +103,7 @@ async fn registry_load(url: &str, args: &ClusterArgs, heartbeat: bool) -> Measur
     }
     let base = url.to_owned();
     closed_loop(
-        args.writers,
+        args.registrants,
         Duration::from_secs(args.seconds),
         u64::MAX,
         move |worker, i| {
@@ -182,9 +187,9 @@ pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<St
     let _ = writeln!(
         out,
         "Command: `cargo run --release -p msakit-bench{} -- cluster --seconds {} --writers {} --rounds {} \
-         --snapshot-after {}` ({} writers rewriting a document each, fsync'd; medians of {} runs per \
-         setup, setups in turn; the clusters keep a snapshot every {} log entries, so every run \
-         writes across snapshots; loopback, every process on this machine).\n",
+         --snapshot-after {} --registrants {}` ({} writers rewriting a document each, fsync'd; medians of {} runs per \
+         setup, setups in turn; the clusters keep a snapshot every {} log entries; loopback, every \
+         process on this machine).\n",
         if cfg!(feature = "etcd") {
             " --features etcd"
         } else {
@@ -194,6 +199,7 @@ pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<St
         args.writers,
         args.rounds,
         args.snapshot_after,
+        args.registrants,
         args.writers,
         args.rounds,
         args.snapshot_after
@@ -221,11 +227,12 @@ pub(crate) async fn cluster(args: &ClusterArgs, dir: &Path) -> anyhow::Result<St
     }
     let _ = writeln!(
         out,
-        "\nThe registry, same writers (each re-registering an instance of its own with changed \
+        "\nThe registry, {} clients (each re-registering an instance of its own with changed \
          metadata — a change, so a Raft entry in the cluster —, or heartbeating it; a single node \
          writes registrations behind, a cluster acknowledges them once a quorum has them on \
          disk; heartbeats are never entries, and in the cluster they go to a follower, which \
-         hands them to the leader in batches):\n"
+         hands them to the leader in batches; registrations arriving together share an entry):\n",
+        args.registrants
     );
     let _ = writeln!(
         out,
