@@ -165,7 +165,7 @@ impl<C> LogStore<C> {
     /// earlier build kept in `earlier` (the server's database).
     pub fn open(path: &Path, earlier: &Database) -> std::result::Result<Self, AnyError> {
         let db = redb::Builder::new()
-            .set_cache_size(16 * 1024 * 1024)
+            .set_cache_size(64 * 1024 * 1024)
             .create(path)
             .map_err(any)?;
         let write = db.begin_write().map_err(any)?;
