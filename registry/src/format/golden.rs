@@ -159,3 +159,65 @@ fn a_newer_format_version_is_refused_by_name() {
     snapshot["format_version"] = json!(2);
     assert!(serde_json::from_value::<SnapshotRecord>(snapshot).is_err());
 }
+
+#[test]
+fn a_batch_of_the_golden_commands_gives_what_they_gave_one_entry_each() {
+    let commands: Vec<super::Command> = LOG_ENTRIES[..5]
+        .iter()
+        .map(|name| {
+            let entry: Entry = serde_json::from_value(golden(1, name)).unwrap();
+            match entry.payload {
+                openraft::EntryPayload::Normal(command) => command,
+                _ => panic!("{name}: not a command"),
+            }
+        })
+        .collect();
+    let config = crate::config::RegistryConfig::default();
+    let one_by_one = RegistryWriter::new(&config, None);
+    // An outcome as every node gives it: without the lease's local renewal time.
+    let replicated = |applied: &Applied| {
+        let mut value = serde_json::to_value(applied).unwrap();
+        for lease in ["/Granted/instance", "/Instance"] {
+            if let Some(Value::Object(instance)) = value.pointer_mut(lease) {
+                instance.remove("last_renewed_at_ms");
+            }
+        }
+        value
+    };
+    let expected: Vec<Value> = commands
+        .iter()
+        .map(|c| {
+            replicated(&writes::apply(
+                &one_by_one,
+                c.clone(),
+                EvictionCheck::LeaderDecided,
+            ))
+        })
+        .collect();
+
+    // Through the log's JSON, as a follower reads it.
+    let batch = super::Command::Batch {
+        format_version: super::FormatVersion::CURRENT,
+        commands,
+    };
+    let batch: super::Command =
+        serde_json::from_slice(&serde_json::to_vec(&batch).unwrap()).unwrap();
+    let batched = RegistryWriter::new(&config, None);
+    let Applied::Batch(outcomes) = writes::apply(&batched, batch, EvictionCheck::LeaderDecided)
+    else {
+        panic!("a batch answers a batch");
+    };
+    let outcomes: Vec<Value> = outcomes.iter().map(replicated).collect();
+    assert_eq!(outcomes, expected, "each command's own outcome, in order");
+    // In the order of the registry's maps, which is not fixed: compared sorted.
+    let sorted = |mut dumped: Dumped| {
+        dumped.instances.sort_by(|a, b| a.id.cmp(&b.id));
+        dumped.services.sort();
+        dumped
+    };
+    assert_eq!(
+        sorted(batched.dump()),
+        sorted(one_by_one.dump()),
+        "the same state, index included"
+    );
+}
