@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigServerConfig, ServerConfigError};
 use crate::config_store::{Committer, ConfigStore};
-use crate::http::{AppState, router};
+use crate::http::{AppParts, AppState, router};
 use crate::metrics::Metrics;
 use crate::native_dir::NativeDir;
 use crate::secrets::Cipher;
@@ -111,7 +111,7 @@ pub async fn run(
         config.watch.max_per_client,
         metrics.rejections(),
     );
-    let state = AppState {
+    let state = AppState::new(AppParts {
         native,
         configs,
         writes: writes.clone(),
@@ -119,7 +119,7 @@ pub async fn run(
         metrics,
         watchers,
         shutdown: token.clone(),
-    };
+    });
     tracing::info!(addr = %listener.local_addr()?, "config server listening");
     msakit_server_kit::serve_until(
         listener,

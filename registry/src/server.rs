@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RegistryConfig;
-use crate::http::{AppState, router};
+use crate::http::{AppParts, AppState, router};
 use crate::metrics::Metrics;
 use crate::registry::RegistryWriter;
 use crate::store::{Store, StoreError};
@@ -130,7 +130,7 @@ pub async fn run(
         metrics.rejections(),
     );
     let cluster = writes.cluster().cloned();
-    let state = AppState {
+    let state = AppState::new(AppParts {
         registry: Arc::clone(&registry),
         writes,
         config: Arc::new(config),
@@ -139,7 +139,7 @@ pub async fn run(
         audit: Arc::default(),
         shutdown: token.clone(),
         eureka_documents: Arc::default(),
-    };
+    });
     tracing::info!(addr = %listener.local_addr()?, "registry listening");
     let result = msakit_server_kit::serve_until(
         listener,

@@ -92,6 +92,9 @@ pub async fn serve_until(
             },
             _ = &mut shutdown => break,
         };
+        // Answers go out as written (a response written in parts is not held back by Nagle's
+        // algorithm waiting for the client's delayed ACK).
+        let _ = stream.set_nodelay(true);
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             rejections.count(crate::Limit::Connections);
             tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many open connections");

@@ -21,9 +21,29 @@ use crate::config::ConfigServerConfig;
 use crate::config_store::ConfigStore;
 use crate::metrics::Metrics;
 
-/// What every handler can reach.
+/// What every handler can reach: one shared [`AppParts`], so each copy a request takes (one per
+/// layer and handler that has the state) is one reference count, not one per part.
 #[derive(Debug, Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<AppParts>);
+
+impl AppState {
+    /// The state of `parts`.
+    pub(crate) fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Debug)]
+pub(crate) struct AppParts {
     pub(crate) configs: Arc<ConfigStore>,
     /// The path every change takes (and the cluster, in cluster mode).
     pub(crate) writes: crate::writes::Writes,
