@@ -119,6 +119,7 @@ pub async fn run(
         metrics,
         watchers,
         shutdown: token.clone(),
+        answers: Default::default(),
     });
     tracing::info!(addr = %listener.local_addr()?, "config server listening");
     msakit_server_kit::serve_until(

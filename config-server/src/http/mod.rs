@@ -6,6 +6,7 @@ mod cluster;
 mod error;
 mod native;
 mod ops;
+mod rendered;
 mod spring;
 mod watch;
 
@@ -55,6 +56,8 @@ pub(crate) struct AppParts {
     pub(crate) watchers: msakit_server_kit::WatchersPerClient,
     /// Cancelled at shutdown, to end watch streams.
     pub(crate) shutdown: CancellationToken,
+    /// Read answers kept rendered until the store changes.
+    pub(crate) answers: rendered::RenderedAnswers,
 }
 
 /// Spring Cloud Config's read endpoints, at the root or under `prefix`.

@@ -17,6 +17,7 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::Identity;
 use super::error::ApiError;
+use super::rendered::Rendered;
 use crate::config::Scope;
 use crate::document::{self, DocKey};
 use crate::secrets::PREFIX;
@@ -256,12 +257,33 @@ pub(crate) async fn resolve(
         })
         .await;
     }
-    let resolved = state.configs.resolve(&application, &profiles, &label);
     state.metrics.read();
-    let mut response = Json(&resolved).into_response();
-    response
-        .headers_mut()
-        .insert(INDEX_HEADER, HeaderValue::from(resolved.index));
+    let key = format!("resolve\0{application}\0{}\0{label}", profiles.join(","));
+    let store_index = state.configs.index();
+    let rendered = match state.answers.get(&key, store_index) {
+        Some(kept) => kept,
+        None => {
+            let resolved = state.configs.resolve(&application, &profiles, &label);
+            let body = serde_json::to_vec(&resolved).map_err(|e| ApiError::internal(&e))?;
+            let rendered = Rendered {
+                content_type: "application/json",
+                index_header: Some(resolved.index),
+                body: body.into(),
+            };
+            state.answers.keep(key, store_index, rendered.clone());
+            rendered
+        }
+    };
+    let mut response = (
+        [(header::CONTENT_TYPE, rendered.content_type)],
+        rendered.body,
+    )
+        .into_response();
+    if let Some(index) = rendered.index_header {
+        response
+            .headers_mut()
+            .insert(INDEX_HEADER, HeaderValue::from(index));
+    }
     Ok(response)
 }
 

@@ -3,6 +3,7 @@
 //! configuration as a file (`/{application}-{profiles}.yml|.yaml|.properties|.json`, optionally
 //! under `/{label}/`). `/encrypt` and `/decrypt` are shared with the native API.
 
+use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Identity;
 use super::error::ApiError;
+use super::rendered::Rendered;
 use crate::config::Scope;
 use crate::document::{self, DEFAULT_LABEL};
 
@@ -71,6 +73,13 @@ fn environment(
         form,
     } = request;
     identity.require(Scope::Read)?;
+    // Everything the answer's bytes depend on besides the store (validated when it was kept).
+    let key = format!("spring\0{application}\0{profile_segment}\0{label}\0{form:?}");
+    let store_index = state.configs.index();
+    if let Some(kept) = state.answers.get(&key, store_index) {
+        state.metrics.read();
+        return Ok(([(header::CONTENT_TYPE, kept.content_type)], kept.body).into_response());
+    }
     let applications = spring_names(application)?;
     let profiles = spring_profiles(profile_segment)?;
     let (index, sources) = state.configs.sources_view(&applications, &profiles, label);
@@ -128,7 +137,14 @@ fn environment(
         "state": null,
         "propertySources": property_sources,
     });
-    Ok(([(header::CONTENT_TYPE, content_type)], body.to_string()).into_response())
+    let body = Bytes::from(body.to_string());
+    let rendered = Rendered {
+        content_type,
+        index_header: None,
+        body: body.clone(),
+    };
+    state.answers.keep(key, store_index, rendered);
+    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
 }
 
 /// What `GET /{application}/{profiles}[/{label}]` asks for.

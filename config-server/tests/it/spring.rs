@@ -279,3 +279,49 @@ async fn several_application_names_merge_the_later_over_the_earlier() {
     assert_eq!(bad.status(), 400);
     server.stop().await;
 }
+
+/// Answers are kept rendered between changes (`http/rendered.rs`): a change anywhere is in the
+/// very next answer, in both forms and in the native resolve, and a shared document's change is
+/// in every application's answer.
+#[tokio::test]
+async fn a_change_is_in_the_next_answer_of_every_kind() {
+    let (_dir, server) = seeded().await;
+    let client = reqwest::Client::new();
+    let v2 = |path: &str| {
+        client
+            .get(format!("{}{path}", server.url))
+            .header(
+                "accept",
+                "application/vnd.spring-cloud.config-server.v2+json",
+            )
+            .send()
+    };
+    for round in 0..3 {
+        let timeout = format!("{round}s");
+        server
+            .put_yaml(
+                "application/default/main",
+                &format!("shared: base\ntimeout: {timeout}\n"),
+            )
+            .await;
+        server
+            .put_yaml("orders/dev/main", &format!("pool:\n  size: {round}\n"))
+            .await;
+        for _ in 0..2 {
+            let env = server.get_json("/orders/dev").await;
+            assert_eq!(env["propertySources"][0]["source"]["pool.size"], round);
+            let shared = server.get_json("/billing/default").await;
+            assert_eq!(
+                shared["propertySources"][0]["source"]["timeout"],
+                timeout.as_str()
+            );
+            let env: Value = v2("/orders/dev").await.unwrap().json().await.unwrap();
+            assert_eq!(
+                env["propertySources"][0]["source"]["pool.size"]["value"],
+                round
+            );
+            let resolved = server.get_json("/v1/resolve/orders/dev/main").await;
+            assert_eq!(resolved["properties"]["pool.size"], round);
+        }
+    }
+}
