@@ -2,16 +2,15 @@
 //! names an identity with scopes. Without configured tokens everyone may do everything, as
 //! `anonymous`.
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use msakit_server_kit::find_token;
 
 use super::AppState;
 use super::error::ApiError;
 use crate::config::Scope;
 
-/// The caller, in each request's extensions.
+/// The caller.
 #[derive(Debug, Clone)]
 pub(crate) struct Identity {
     /// Recorded as the author of writes.
@@ -41,30 +40,31 @@ impl Identity {
     }
 }
 
-/// Attaches the caller's [`Identity`] to the request.
-pub(crate) async fn identify(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let tokens = &state.config.auth.tokens;
-    let identity = if tokens.is_empty() {
-        Identity {
-            name: "anonymous".into(),
-            scopes: vec![Scope::Read, Scope::Write],
-        }
-    } else {
-        match find_token(request.headers(), tokens, |t| &t.token) {
-            Some((_, token)) => Identity {
-                name: token.name.clone(),
-                scopes: token.scopes.clone(),
-            },
-            None => Identity {
+/// The caller, told by the request's token (an extractor: only handlers that ask work it out).
+impl FromRequestParts<AppState> for Identity {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let tokens = &state.config.auth.tokens;
+        Ok(if tokens.is_empty() {
+            Identity {
                 name: "anonymous".into(),
-                scopes: Vec::new(),
-            },
-        }
-    };
-    request.extensions_mut().insert(identity);
-    next.run(request).await
+                scopes: vec![Scope::Read, Scope::Write],
+            }
+        } else {
+            match find_token(&parts.headers, tokens, |t| &t.token) {
+                Some((_, token)) => Identity {
+                    name: token.name.clone(),
+                    scopes: token.scopes.clone(),
+                },
+                None => Identity {
+                    name: "anonymous".into(),
+                    scopes: Vec::new(),
+                },
+            }
+        })
+    }
 }

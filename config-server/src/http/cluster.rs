@@ -4,7 +4,7 @@
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 use msakit_api::error::ErrorBody;
 
 use super::AppState;
@@ -31,7 +31,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Cluster
               (status = 503, body = ErrorBody)))]
 pub(crate) async fn add_node(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     body: Result<Json<msakit_raft::NewNode>, JsonRejection>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     identity.require(Scope::Write)?;
@@ -47,7 +47,7 @@ pub(crate) async fn add_node(
               (status = 503, body = ErrorBody)))]
 pub(crate) async fn remove_node(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: Result<Path<NodeId>, PathRejection>,
 ) -> Result<Json<ClusterStatus>, ApiError> {
     identity.require(Scope::Write)?;

@@ -142,10 +142,6 @@ pub(crate) fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::identify,
-        ))
-        .layer(middleware::from_fn_with_state(
             state.metrics.observer(),
             msakit_server_kit::time_requests,
         ))

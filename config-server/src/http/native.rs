@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use msakit_api::config::{
@@ -87,7 +87,7 @@ fn written(result: WriteResult) -> Response {
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn put_document(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: DocPath,
     headers: HeaderMap,
     body: Bytes,
@@ -129,7 +129,7 @@ pub(crate) async fn put_document(
     responses((status = 200, body = DocumentVersion), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get_document(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: DocPath,
 ) -> Result<Response, ApiError> {
     identity.require(Scope::Read)?;
@@ -149,7 +149,7 @@ pub(crate) async fn get_document(
     responses((status = 200, body = WriteResult), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete_document(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: DocPath,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -173,7 +173,7 @@ pub(crate) async fn delete_document(
     responses((status = 200, body = History), (status = 404, body = ErrorBody)))]
 pub(crate) async fn history(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: DocPath,
 ) -> Result<Json<History>, ApiError> {
     identity.require(Scope::Read)?;
@@ -188,7 +188,7 @@ pub(crate) async fn history(
     responses((status = 200, body = WriteResult), (status = 404, body = ErrorBody)))]
 pub(crate) async fn rollback(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: DocPath,
     body: Result<Json<Rollback>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -234,7 +234,7 @@ pub(crate) fn profiles(segment: &str) -> Result<Vec<String>, ApiError> {
     responses((status = 200, body = Resolved, headers(("x-msakit-index" = u64)))))]
 pub(crate) async fn resolve(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: DocPath,
     query: Result<Query<ResolveQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -292,7 +292,7 @@ pub(crate) async fn resolve(
     request_body = Object, responses((status = 204), (status = 422, body = ErrorBody)))]
 pub(crate) async fn put_schema(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
@@ -318,7 +318,7 @@ type FilePath = Result<Path<(String, String, String, String)>, PathRejection>;
     responses((status = 204), (status = 400, body = ErrorBody)))]
 pub(crate) async fn put_file(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: FilePath,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -341,7 +341,7 @@ pub(crate) async fn put_file(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub(crate) async fn delete_file(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: FilePath,
 ) -> Result<StatusCode, ApiError> {
     identity.require(Scope::Write)?;
@@ -368,7 +368,7 @@ fn cipher(state: &AppState) -> Result<&crate::secrets::Cipher, ApiError> {
 /// Encrypt a value (text/plain in and out); write `{cipher}<output>` into a document.
 pub(crate) async fn encrypt(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     body: Bytes,
 ) -> Result<String, ApiError> {
     identity.require(Scope::Write)?;
@@ -380,7 +380,7 @@ pub(crate) async fn encrypt(
 /// Decrypt a value (text/plain in and out); a leading `{cipher}` is accepted.
 pub(crate) async fn decrypt(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     body: Bytes,
 ) -> Result<String, ApiError> {
     identity.require(Scope::Write)?;
@@ -404,7 +404,7 @@ pub(crate) async fn decrypt(
     responses((status = 200, body = msakit_api::audit::AuditPage), (status = 401, body = ErrorBody)))]
 pub(crate) async fn audit(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     query: Result<Query<msakit_api::audit::AuditQuery>, QueryRejection>,
 ) -> Result<Json<msakit_api::audit::AuditPage>, ApiError> {
     identity.require(Scope::Read)?;

@@ -5,7 +5,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -209,7 +209,7 @@ fn file(
 /// `GET /{one}`: a file under the default label.
 pub(crate) async fn one_segment(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(name) = path?;
@@ -219,7 +219,7 @@ pub(crate) async fn one_segment(
 /// `GET /{one}/{two}`: `/{label}/{application}-{profiles}.{ext}` or `/{application}/{profiles}`.
 pub(crate) async fn two_segments(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -239,7 +239,7 @@ pub(crate) async fn two_segments(
 /// `GET /{application}/{profiles}/{label}`.
 pub(crate) async fn three_segments(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     headers: HeaderMap,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -259,7 +259,7 @@ pub(crate) async fn three_segments(
 /// `${key}` and `${key:default}` placeholders filled from that application's configuration.
 pub(crate) async fn plain_file(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: Result<Path<(String, String, String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     identity.require(Scope::Read)?;

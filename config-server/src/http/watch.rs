@@ -25,7 +25,7 @@ use crate::document::{self, DocKey};
     responses((status = 200, content_type = "text/event-stream", description = "`event: config` with the resolved view, first and after every change")))]
 pub(crate) async fn stream(
     State(state): State<AppState>,
-    Extension(identity): Extension<Identity>,
+    identity: Identity,
     path: Result<Path<(String, String, String)>, PathRejection>,
     peer: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
 ) -> Result<Response, ApiError> {
