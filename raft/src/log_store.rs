@@ -115,6 +115,47 @@ fn move_earlier_log(earlier: &Database, log: &Database) -> std::result::Result<(
     if earlier_tables == 0 {
         return Ok(());
     }
+    // What the log's own file already holds: nothing (the move to do), or exactly what the
+    // earlier tables hold (a move that stopped before dropping them). Anything else is two
+    // histories — a build from before the move ran after one from after it — and merging them
+    // could take back a vote: refused.
+    let held = {
+        let read = log.begin_read().map_err(any)?;
+        let entries: Vec<(u64, Vec<u8>)> = read
+            .open_table(LOG)
+            .map_err(any)?
+            .iter()
+            .map_err(any)?
+            .map(|row| {
+                let (k, v) = row.map_err(any)?;
+                Ok((k.value(), v.value().to_vec()))
+            })
+            .collect::<std::result::Result<_, AnyError>>()?;
+        let meta: Vec<(String, Vec<u8>)> = read
+            .open_table(META)
+            .map_err(any)?
+            .iter()
+            .map_err(any)?
+            .map(|row| {
+                let (k, v) = row.map_err(any)?;
+                Ok((k.value().to_owned(), v.value().to_vec()))
+            })
+            .collect::<std::result::Result<_, AnyError>>()?;
+        (entries, meta)
+    };
+    let earlier_meta: Vec<(String, Vec<u8>)> = meta
+        .iter()
+        .filter(|(name, _)| !name.starts_with("snapshot_"))
+        .cloned()
+        .collect();
+    let already_moved = held.0 == entries && held.1 == earlier_meta;
+    if !already_moved && (!held.0.is_empty() || !held.1.is_empty()) {
+        return Err(any(std::io::Error::other(
+            "both the server's database and raft-log.redb hold a Raft log (was this node run by \
+             a build from before raft-log.redb after one from after it?); refusing to merge two \
+             histories: remove the one that is not this node's latest",
+        )));
+    }
     let write = log.begin_write().map_err(any)?;
     {
         let mut table = write.open_table(LOG).map_err(any)?;
@@ -417,5 +458,42 @@ mod tests {
         let store = LogStore::<()>::open(&dir.path().join(RAFT_LOG_FILE), &earlier).unwrap();
         let read = store.db.begin_read().unwrap();
         assert_eq!(read.open_table(LOG).unwrap().len().unwrap(), 2);
+        drop((read, store));
+
+        // A build from before the move ran since, with a log of its own: never merged.
+        let write = earlier.begin_write().unwrap();
+        write
+            .open_table(LOG)
+            .unwrap()
+            .insert(1, b"another one".as_slice())
+            .unwrap();
+        write.commit().unwrap();
+        let refused = LogStore::<()>::open(&dir.path().join(RAFT_LOG_FILE), &earlier);
+        assert!(refused.is_err(), "two histories were merged");
+    }
+
+    #[test]
+    fn a_move_that_stopped_before_dropping_the_earlier_log_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let earlier = Database::create(dir.path().join("server.redb")).unwrap();
+        let fill = |db: &Database| {
+            let write = db.begin_write().unwrap();
+            {
+                let mut log = write.open_table(LOG).unwrap();
+                log.insert(1, b"one".as_slice()).unwrap();
+                let mut meta = write.open_table(META).unwrap();
+                meta.insert("vote", b"the vote".as_slice()).unwrap();
+            }
+            write.commit().unwrap();
+        };
+        fill(&earlier);
+        // The copy was made; the earlier tables were not dropped yet.
+        let file = dir.path().join(RAFT_LOG_FILE);
+        fill(&Database::create(&file).unwrap());
+        let store = LogStore::<()>::open(&file, &earlier).unwrap();
+        let read = store.db.begin_read().unwrap();
+        assert_eq!(read.open_table(LOG).unwrap().len().unwrap(), 1);
+        let left = earlier.begin_read().unwrap().list_tables().unwrap().count();
+        assert_eq!(left, 0);
     }
 }

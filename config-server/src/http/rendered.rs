@@ -8,8 +8,10 @@ use std::sync::RwLock;
 
 use axum::body::Bytes;
 
-/// How many answers are kept at most; past that, all are dropped and kept again as asked.
+/// How many answers are kept at most, and how many bytes of them; past either, all are dropped
+/// and kept again as asked (so a reader asking for ever new profile names cannot pin memory).
 const MOST_KEPT: usize = 4096;
+const MOST_BYTES: usize = 64 * 1024 * 1024;
 
 /// An answer as rendered.
 #[derive(Debug, Clone)]
@@ -25,14 +27,21 @@ pub(crate) struct Rendered {
 /// The answers kept, each with the store index it was rendered at.
 #[derive(Debug, Default)]
 pub(crate) struct RenderedAnswers {
-    kept: RwLock<HashMap<String, (u64, Rendered)>>,
+    kept: RwLock<Kept>,
+}
+
+/// The answers, and the bytes of their bodies.
+#[derive(Debug, Default)]
+struct Kept {
+    answers: HashMap<String, (u64, Rendered)>,
+    bytes: usize,
 }
 
 impl RenderedAnswers {
     /// The answer kept for `key` if it was rendered at `index` (the store's index now).
     pub(crate) fn get(&self, key: &str, index: u64) -> Option<Rendered> {
         let kept = self.kept.read().unwrap_or_else(|e| e.into_inner());
-        match kept.get(key) {
+        match kept.answers.get(key) {
             Some((at, rendered)) if *at == index => Some(rendered.clone()),
             _ => None,
         }
@@ -42,10 +51,15 @@ impl RenderedAnswers {
     /// `index` before rendering: a change in between only makes the answer be rendered again).
     pub(crate) fn keep(&self, key: String, index: u64, rendered: Rendered) {
         let mut kept = self.kept.write().unwrap_or_else(|e| e.into_inner());
-        if kept.len() >= MOST_KEPT && !kept.contains_key(&key) {
-            kept.clear();
+        let full = kept.answers.len() >= MOST_KEPT && !kept.answers.contains_key(&key);
+        if full || kept.bytes + rendered.body.len() > MOST_BYTES {
+            kept.answers.clear();
+            kept.bytes = 0;
         }
-        kept.insert(key, (index, rendered));
+        kept.bytes += rendered.body.len();
+        if let Some((_, replaced)) = kept.answers.insert(key, (index, rendered)) {
+            kept.bytes -= replaced.body.len();
+        }
     }
 }
 
@@ -87,5 +101,25 @@ mod tests {
         answers.keep("new".into(), 1, answer("new"));
         assert!(answers.get("1", 1).is_none());
         assert_eq!(answers.get("new", 1).unwrap().body, "new");
+    }
+
+    #[test]
+    fn past_the_most_bytes_all_are_dropped() {
+        let answers = RenderedAnswers::default();
+        let big = |byte: u8| Rendered {
+            content_type: "application/json",
+            index_header: None,
+            body: Bytes::from(vec![byte; MOST_BYTES / 2]),
+        };
+        answers.keep("a".into(), 1, big(b'a'));
+        answers.keep("a".into(), 1, big(b'a'));
+        answers.keep("b".into(), 1, big(b'b'));
+        assert!(
+            answers.get("a", 1).is_some(),
+            "a replaced answer counts once"
+        );
+        answers.keep("c".into(), 1, big(b'c'));
+        assert!(answers.get("a", 1).is_none());
+        assert!(answers.get("c", 1).is_some());
     }
 }

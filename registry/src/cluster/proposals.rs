@@ -4,6 +4,9 @@
 //! registration, and each command's outcome is exactly what it would have been as an entry of
 //! its own. A batch is written only once every member reads them ([`LOG_FORMAT`]); until then,
 //! mid-way through a rolling upgrade, each command is its own entry as before.
+//!
+//! Each command's proposal runs in a task of its own, so a caller that goes away (a client that
+//! hung up) neither stops an entry half-way nor leaves its command waiting for a later one.
 
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +18,10 @@ use crate::writes::Applied;
 
 /// Entries in flight at once: one being replicated while the next one fills.
 const IN_FLIGHT: usize = 2;
+
+/// The most commands one entry carries (a registration's body is size-limited, so an entry and
+/// a message of entries stay far below the Raft routes' body limit); the rest wait for the next.
+const MOST_PER_ENTRY: usize = 64;
 
 /// Where a command's outcome goes.
 type Reply = oneshot::Sender<Result<Applied, ClusterError>>;
@@ -28,7 +35,7 @@ struct Waiting {
 /// Commands waiting for their Raft entry.
 pub(crate) struct Proposals {
     cluster: Arc<Cluster>,
-    waiting: Mutex<Vec<Waiting>>,
+    waiting: Arc<Mutex<Vec<Waiting>>>,
     in_flight: Arc<Semaphore>,
 }
 
@@ -43,7 +50,7 @@ impl Proposals {
     pub(crate) fn new(cluster: Arc<Cluster>) -> Self {
         Self {
             cluster,
-            waiting: Mutex::new(Vec::new()),
+            waiting: Arc::new(Mutex::new(Vec::new())),
             in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
         }
     }
@@ -51,31 +58,30 @@ impl Proposals {
     /// Proposes `command` with whatever else is waiting; its outcome once a quorum holds the
     /// entry and this node applied it.
     pub(crate) async fn propose(&self, command: Command) -> Result<Applied, ClusterError> {
-        let (reply, mut outcome) = oneshot::channel();
+        let (reply, outcome) = oneshot::channel();
         self.waiting
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Waiting { command, reply });
-        let Ok(permit) = Arc::clone(&self.in_flight).acquire_owned().await else {
-            return Err(ClusterError::Fatal("proposals closed".into()));
-        };
-        if let Ok(done) = outcome.try_recv() {
-            return done;
-        }
-        let batch = std::mem::take(&mut *self.waiting.lock().unwrap_or_else(|e| e.into_inner()));
-        if !batch.is_empty() {
-            let cluster = Arc::clone(&self.cluster);
-            // In a task of its own, so a caller that goes away cannot stop an entry half-way:
-            // the slot is given back only once every outcome is known.
-            let _ = tokio::spawn(async move {
-                let _slot = permit;
+        let (cluster, waiting, in_flight) = (
+            Arc::clone(&self.cluster),
+            Arc::clone(&self.waiting),
+            Arc::clone(&self.in_flight),
+        );
+        tokio::spawn(async move {
+            let Ok(_slot) = in_flight.acquire_owned().await else {
+                return;
+            };
+            // What is waiting now: this command, unless an entry already carries it.
+            let batch: Vec<Waiting> = {
+                let mut waiting = waiting.lock().unwrap_or_else(|e| e.into_inner());
+                let take = waiting.len().min(MOST_PER_ENTRY);
+                waiting.drain(..take).collect()
+            };
+            if !batch.is_empty() {
                 propose_batch(&cluster, batch).await;
-            })
-            .await;
-        } else {
-            // Another proposer carries this command: its outcome comes with that entry's.
-            drop(permit);
-        }
+            }
+        });
         outcome
             .await
             .unwrap_or_else(|_| Err(ClusterError::Fatal("the proposal was dropped".into())))
