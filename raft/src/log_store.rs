@@ -77,72 +77,22 @@ fn put<T: Serialize>(db: &Database, name: &str, value: &T) -> std::result::Resul
 /// Moves the log and its metadata (and a snapshot kept among them) out of `earlier` into `log`:
 /// copied durably first, then dropped from `earlier`, so a crash in between copies them again.
 fn move_earlier_log(earlier: &Database, log: &Database) -> std::result::Result<(), AnyError> {
-    let read = earlier.begin_read().map_err(any)?;
-    let rows = |table: TableDefinition<'_, &str, &[u8]>| -> std::result::Result<Vec<(String, Vec<u8>)>, AnyError> {
-        match read.open_table(table) {
-            Ok(table) => table
-                .iter()
-                .map_err(any)?
-                .map(|row| {
-                    let (k, v) = row.map_err(any)?;
-                    Ok((k.value().to_owned(), v.value().to_vec()))
-                })
-                .collect(),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
-            Err(e) => Err(any(e)),
-        }
-    };
-    let meta = rows(META)?;
-    let entries: Vec<(u64, Vec<u8>)> = match read.open_table(LOG) {
-        Ok(table) => table
-            .iter()
-            .map_err(any)?
-            .map(|row| {
-                let (k, v) = row.map_err(any)?;
-                Ok((k.value(), v.value().to_vec()))
-            })
-            .collect::<std::result::Result<_, AnyError>>()?,
-        Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
-        Err(e) => return Err(any(e)),
-    };
-    let earlier_tables = read
+    let earlier_tables = earlier
+        .begin_read()
+        .map_err(any)?
         .list_tables()
         .map_err(any)?
-        .map(|t| t.name().to_owned())
-        .filter(|name| name == LOG.name() || name == META.name())
+        .filter(|t| t.name() == LOG.name() || t.name() == META.name())
         .count();
-    drop(read);
     if earlier_tables == 0 {
         return Ok(());
     }
+    let (entries, meta) = log_rows(earlier)?;
     // What the log's own file already holds: nothing (the move to do), or exactly what the
     // earlier tables hold (a move that stopped before dropping them). Anything else is two
     // histories — a build from before the move ran after one from after it — and merging them
     // could take back a vote: refused.
-    let held = {
-        let read = log.begin_read().map_err(any)?;
-        let entries: Vec<(u64, Vec<u8>)> = read
-            .open_table(LOG)
-            .map_err(any)?
-            .iter()
-            .map_err(any)?
-            .map(|row| {
-                let (k, v) = row.map_err(any)?;
-                Ok((k.value(), v.value().to_vec()))
-            })
-            .collect::<std::result::Result<_, AnyError>>()?;
-        let meta: Vec<(String, Vec<u8>)> = read
-            .open_table(META)
-            .map_err(any)?
-            .iter()
-            .map_err(any)?
-            .map(|row| {
-                let (k, v) = row.map_err(any)?;
-                Ok((k.value().to_owned(), v.value().to_vec()))
-            })
-            .collect::<std::result::Result<_, AnyError>>()?;
-        (entries, meta)
-    };
+    let held = log_rows(log)?;
     let earlier_meta: Vec<(String, Vec<u8>)> = meta
         .iter()
         .filter(|(name, _)| !name.starts_with("snapshot_"))
@@ -178,6 +128,39 @@ fn move_earlier_log(earlier: &Database, log: &Database) -> std::result::Result<(
         "moved the Raft log out of the server's database into a file of its own"
     );
     Ok(())
+}
+
+/// The log's entries and metadata rows in `db`, none where a table does not exist.
+#[allow(clippy::type_complexity)]
+fn log_rows(
+    db: &Database,
+) -> std::result::Result<(Vec<(u64, Vec<u8>)>, Vec<(String, Vec<u8>)>), AnyError> {
+    let read = db.begin_read().map_err(any)?;
+    let entries = match read.open_table(LOG) {
+        Ok(table) => table
+            .iter()
+            .map_err(any)?
+            .map(|row| {
+                let (k, v) = row.map_err(any)?;
+                Ok((k.value(), v.value().to_vec()))
+            })
+            .collect::<std::result::Result<_, AnyError>>()?,
+        Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
+        Err(e) => return Err(any(e)),
+    };
+    let meta = match read.open_table(META) {
+        Ok(table) => table
+            .iter()
+            .map_err(any)?
+            .map(|row| {
+                let (k, v) = row.map_err(any)?;
+                Ok((k.value().to_owned(), v.value().to_vec()))
+            })
+            .collect::<std::result::Result<_, AnyError>>()?,
+        Err(redb::TableError::TableDoesNotExist(_)) => Vec::new(),
+        Err(e) => return Err(any(e)),
+    };
+    Ok((entries, meta))
 }
 
 /// The log store; cheap to clone.

@@ -24,25 +24,9 @@ use crate::metrics::Metrics;
 
 /// What every handler can reach: one shared [`AppParts`], so each copy a request takes (one per
 /// layer and handler that has the state) is one reference count, not one per part.
-#[derive(Debug, Clone)]
-pub(crate) struct AppState(Arc<AppParts>);
+pub(crate) type AppState = Arc<AppParts>;
 
-impl AppState {
-    /// The state of `parts`.
-    pub(crate) fn new(parts: AppParts) -> Self {
-        Self(Arc::new(parts))
-    }
-}
-
-impl std::ops::Deref for AppState {
-    type Target = AppParts;
-
-    fn deref(&self) -> &AppParts {
-        &self.0
-    }
-}
-
-/// The parts of [`AppState`].
+/// Everything a handler can reach, behind [`AppState`].
 #[derive(Debug)]
 pub(crate) struct AppParts {
     pub(crate) configs: Arc<ConfigStore>,
