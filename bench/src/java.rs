@@ -27,14 +27,14 @@ pub(crate) struct JavaArgs {
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     settle: Duration,
     /// Which comparisons to run.
-    #[arg(long, value_delimiter = ',', default_values = ["start", "load", "propagation", "resilience"])]
+    #[arg(long, value_delimiter = ',', default_values = ["start", "load", "propagation", "config-propagation", "resilience"])]
     only: Vec<Part>,
     /// Rounds of each load comparison, the sides taking turns.
     #[arg(long, default_value_t = 2)]
     pub(crate) load_rounds: usize,
-    /// Instances registered in the registry comparison.
-    #[arg(long, default_value_t = 10_000)]
-    pub(crate) instances: usize,
+    /// Instances registered in the registry comparison, one comparison per size.
+    #[arg(long, value_delimiter = ',', default_values_t = [10_000])]
+    pub(crate) instances: Vec<usize>,
     /// Register / cancel / kill cycles of the propagation comparison (ours, Eureka uncached).
     #[arg(long, default_value_t = 20)]
     cycles: usize,
@@ -54,8 +54,11 @@ pub(crate) enum Part {
     /// The same load through the same API: registrations, heartbeats, fetches; Environment
     /// reads.
     Load,
-    /// Time from a change until a Java Eureka client and an SDK watcher see it.
+    /// Time from a registry change until a Java Eureka client and an SDK watcher see it.
     Propagation,
+    /// Time from a config change until a Spring config client (refreshed) and an SDK live
+    /// config hold it.
+    ConfigPropagation,
     /// Resilience4j under JMH against msakit-resilience under criterion.
     Resilience,
 }
@@ -119,10 +122,22 @@ pub(crate) async fn java(args: &JavaArgs, dir: &Path) -> anyhow::Result<()> {
     }
     if args.only.contains(&Part::Propagation) {
         build_java_apps(&root)?;
-        let report =
-            crate::propagation::propagation(&root, dir, &args.xmx, args.cycles, args.cycles_cached)
-                .await?;
+        let report = crate::registry_propagation::propagation(
+            &root,
+            dir,
+            &args.xmx,
+            args.cycles,
+            args.cycles_cached,
+        )
+        .await?;
         println!("### Propagation\n\n{report}");
+    }
+    if args.only.contains(&Part::ConfigPropagation) {
+        build_java_apps(&root)?;
+        build_interop_apps(&root)?;
+        let report =
+            crate::config_propagation::propagation(&root, dir, &args.xmx, args.cycles).await?;
+        println!("### Config propagation\n\n{report}");
     }
     if args.only.contains(&Part::Resilience) {
         println!(
@@ -147,6 +162,22 @@ fn build_java_apps(root: &Path) -> anyhow::Result<PathBuf> {
         bail!("mvn package failed in {}", apps.display());
     }
     Ok(apps)
+}
+
+/// Builds the Spring Cloud apps of `interop/spring-cloud` (Maven), the clients of the
+/// propagation comparisons.
+pub(crate) fn build_interop_apps(root: &Path) -> anyhow::Result<()> {
+    let interop = root.join("interop/spring-cloud");
+    let built = std::process::Command::new("mvn")
+        .args(["-B", "-q", "-DskipTests", "package"])
+        .current_dir(&interop)
+        .stdout(std::io::stderr())
+        .status()
+        .context("running mvn in interop/spring-cloud")?;
+    if !built.success() {
+        bail!("mvn package failed in {}", interop.display());
+    }
+    Ok(())
 }
 
 /// Builds the Java apps, measures every pair's start and returns the report (Markdown).

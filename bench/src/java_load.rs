@@ -2,7 +2,8 @@
 //! Java ones they replace. The registry and Netflix Eureka's server (read-only response cache on,
 //! its default, and off) through Eureka's REST API: registrations per second, heartbeats per
 //! second, the full `/eureka/apps` and `/eureka/apps/delta` fetch. The config servers through
-//! Spring Cloud Config's API over the same native directory: Environment reads per second and
+//! Spring Cloud Config's API over the same documents (a directory; for Spring Cloud Config
+//! Server's git backend, a local repository of it): Environment reads per second and
 //! their p99, plain and with `{cipher}` values (each server's own ciphertext, from its own
 //! `/encrypt`). Each JVM is warmed up with the same load first; the sides take turns, A B A B.
 
@@ -16,6 +17,7 @@ use anyhow::{Context, bail};
 use crate::java::{JavaArgs, jvm, launch, ours_command, turns};
 use crate::load::{Measured, closed_loop};
 use crate::process::{Server, free_port};
+use tokio::process::Command;
 
 /// One registry under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,25 +60,43 @@ const CONCURRENCY: usize = 64;
 /// Applications the instances are spread over.
 const APPS: usize = 100;
 
-/// Measures both registries and both config servers; returns the report (Markdown).
+/// Measures the registries at each size asked for, then the config servers; returns the
+/// report (Markdown).
 pub(crate) async fn throughput(args: &JavaArgs, root: &Path, dir: &Path) -> anyhow::Result<String> {
-    let release = root.join("target/release");
-    let apps = root.join("bench/java");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(CONCURRENCY)
         .build()?;
     let mut report = String::new();
+    for &instances in &args.instances {
+        report.push_str(&registries(args, root, dir, &client, instances).await?);
+        report.push('\n');
+    }
+    report.push_str(&config_servers(args, root, dir, &client).await?);
+    Ok(report)
+}
 
+/// Both registries under the same load with `instances` instances. A side that fails (a
+/// refused request, a JVM out of memory) is a row saying so: where it fell over.
+async fn registries(
+    args: &JavaArgs,
+    root: &Path,
+    dir: &Path,
+    client: &reqwest::Client,
+    instances: usize,
+) -> anyhow::Result<String> {
+    let release = root.join("target/release");
+    let apps = root.join("bench/java");
+    let mut report = String::new();
     let sides = [
         Registry::Ours,
         Registry::Eureka(ResponseCache::On),
         Registry::Eureka(ResponseCache::Off),
     ];
-    let mut figures: Vec<Vec<RegistryFigures>> = vec![Vec::new(); sides.len()];
+    let mut figures: Vec<Vec<Result<RegistryFigures, String>>> = vec![Vec::new(); sides.len()];
     for round in 0..args.load_rounds {
         for i in turns(round, sides.len()) {
             let side = sides[i];
-            let scratch = dir.join(format!("registry-load-{round}-{i}"));
+            let scratch = dir.join(format!("registry-load-{instances}-{round}-{i}"));
             std::fs::create_dir_all(&scratch)?;
             let port = free_port()?;
             let command = match side {
@@ -94,68 +114,94 @@ pub(crate) async fn throughput(args: &JavaArgs, root: &Path, dir: &Path) -> anyh
                     command
                 }
             };
-            eprintln!("registry load: {} (round {round})", side.name());
-            let (server, _) = launch(command, port, "/eureka/apps", &scratch).await?;
-            figures[i].push(
-                registry_load(&client, &server, args.instances)
-                    .await
-                    .with_context(|| side.name())?,
+            eprintln!(
+                "registry load: {} with {instances} instances (round {round})",
+                side.name()
             );
+            let (server, _) = launch(command, port, "/eureka/apps", &scratch).await?;
+            let measured = registry_load(client, &server, instances)
+                .await
+                .map_err(|e| format!("{e:#}"));
+            if let Err(e) = &measured {
+                eprintln!("  failed: {e}");
+            }
+            figures[i].push(measured);
         }
     }
     let _ = writeln!(
         report,
-        "Registries through Eureka's REST API, {} rounds A B A B; {} instances over {APPS} \
+        "Registries through Eureka's REST API, {} rounds A B A B; {instances} instances over {APPS} \
          applications registered by {CONCURRENCY} clients at once (after a warm-up of the same \
-         size under other names), then heartbeats for {:?} by {CONCURRENCY} clients, then the full \
-         registry and the delta fetched 10 times each (median). Eureka's server: `java -Xmx{}`, \
-         standalone, self-preservation off, eviction every second; ours: release binary, \
-         defaults. Load generator and server share the machine's 2 cores.\n\n\
+         size under other names, so the server holds twice as many), then heartbeats for {:?} by \
+         {CONCURRENCY} clients, then the full registry and the delta fetched 10 times each \
+         (median). Eureka's server: `java -Xmx{}`, standalone, self-preservation off, eviction \
+         every second; ours: release binary, defaults. Load generator and server share the \
+         machine's 2 cores.\n\n\
          | server | registrations/s | heartbeats/s | heartbeat p99 | `/eureka/apps` (all {} instances), first / median | size | `/eureka/apps/delta`, first / median | RSS after |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|",
-        args.load_rounds, args.instances, args.load_time, args.xmx, args.instances,
+        args.load_rounds,
+        args.load_time,
+        args.xmx,
+        2 * instances,
     );
-    let best = |runs: &[RegistryFigures]| -> RegistryFigures {
-        let mut runs = runs.to_vec();
-        runs.sort_by(|a, b| {
+    // The best round of each side (by heartbeats), or why every round failed.
+    let best = |runs: &[Result<RegistryFigures, String>]| -> Result<RegistryFigures, String> {
+        let mut done: Vec<RegistryFigures> = runs.iter().filter_map(|r| r.clone().ok()).collect();
+        done.sort_by(|a, b| {
             a.heartbeats
                 .per_second()
                 .total_cmp(&b.heartbeats.per_second())
         });
-        runs.pop().unwrap_or_default()
+        done.pop().ok_or_else(|| {
+            runs.iter()
+                .find_map(|r| r.clone().err())
+                .unwrap_or_default()
+        })
     };
-    let bests: Vec<RegistryFigures> = figures.iter().map(|f| best(f)).collect();
+    let bests: Vec<Result<RegistryFigures, String>> = figures.iter().map(|f| best(f)).collect();
     for (side, f) in sides.iter().zip(&bests) {
-        let _ = writeln!(
-            report,
-            "| {} | {:.0} | {:.0} | {:.2} ms | {:.1} / {:.1} ms | {:.0} KiB | {:.1} / {:.1} ms | {:.0} MiB |",
-            side.name(),
-            f.registrations_per_s,
-            f.heartbeats.per_second(),
-            f.heartbeats.quantile(0.99).as_secs_f64() * 1000.0,
-            f.apps_ms.0,
-            f.apps_ms.1,
-            f.apps_bytes as f64 / 1024.0,
-            f.delta_ms.0,
-            f.delta_ms.1,
-            f.rss_mib,
-        );
+        match f {
+            Ok(f) => {
+                let _ = writeln!(
+                    report,
+                    "| {} | {:.0} | {:.0} | {:.2} ms | {:.1} / {:.1} ms | {:.0} KiB | {:.1} / {:.1} ms | {:.0} MiB |",
+                    side.name(),
+                    f.registrations_per_s,
+                    f.heartbeats.per_second(),
+                    f.heartbeats.quantile(0.99).as_secs_f64() * 1000.0,
+                    f.apps_ms.0,
+                    f.apps_ms.1,
+                    f.apps_bytes as f64 / 1024.0,
+                    f.delta_ms.0,
+                    f.delta_ms.1,
+                    f.rss_mib,
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    report,
+                    "| {} | fell over: {} | | | | | | |",
+                    side.name(),
+                    e.replace('|', "/")
+                );
+            }
+        }
     }
-    let ours = &bests[0];
-    for (side, theirs) in sides.iter().zip(&bests).skip(1) {
-        let _ = writeln!(
-            report,
-            "\n- against the {}: registrations {:.1}×, heartbeats {:.1}×; full fetch first {:.2}× as fast, median {:.2}×; RSS 1/{:.1}.",
-            side.name(),
-            ours.registrations_per_s / theirs.registrations_per_s,
-            ours.heartbeats.per_second() / theirs.heartbeats.per_second(),
-            theirs.apps_ms.0 / ours.apps_ms.0,
-            theirs.apps_ms.1 / ours.apps_ms.1,
-            theirs.rss_mib / ours.rss_mib,
-        );
+    if let Ok(ours) = &bests[0] {
+        for (side, theirs) in sides.iter().zip(&bests).skip(1) {
+            let Ok(theirs) = theirs else { continue };
+            let _ = writeln!(
+                report,
+                "\n- against the {}: registrations {:.1}×, heartbeats {:.1}×; full fetch first {:.2}× as fast, median {:.2}×; RSS 1/{:.1}.",
+                side.name(),
+                ours.registrations_per_s / theirs.registrations_per_s,
+                ours.heartbeats.per_second() / theirs.heartbeats.per_second(),
+                theirs.apps_ms.0 / ours.apps_ms.0,
+                theirs.apps_ms.1 / ours.apps_ms.1,
+                theirs.rss_mib / ours.rss_mib,
+            );
+        }
     }
-    report.push('\n');
-    report.push_str(&config_servers(args, root, dir, &client).await?);
     Ok(report)
 }
 
@@ -318,17 +364,77 @@ async fn median_fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<((f
 
 /// One config server under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConfigServer {
+pub(crate) enum ConfigServer {
     Ours,
-    Spring,
+    SpringNative,
+    SpringGit,
 }
 
 impl ConfigServer {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ConfigServer::Ours => "msakit-config-server",
-            ConfigServer::Spring => "Spring Cloud Config Server (native)",
+            ConfigServer::SpringNative => "Spring Cloud Config Server (native)",
+            ConfigServer::SpringGit => "Spring Cloud Config Server (git)",
         }
+    }
+
+    /// The server's command over the documents in `repo` (for git, a repository on `main`).
+    pub(crate) fn command(
+        self,
+        root: &Path,
+        xmx: &str,
+        port: u16,
+        repo: &Path,
+        scratch: &Path,
+    ) -> Command {
+        match self {
+            ConfigServer::Ours => {
+                let mut command = ours_command(
+                    &root.join("target/release/msakit-config-server"),
+                    port,
+                    scratch,
+                );
+                command
+                    .arg("--native-dir")
+                    .arg(repo)
+                    .env("MSAKIT_CONFIG_ENCRYPT_KEY", OURS_KEY);
+                command
+            }
+            ConfigServer::SpringNative | ConfigServer::SpringGit => {
+                let jar = root.join("bench/java/config-server/target/config-server.jar");
+                let mut command = jvm(&jar, xmx, port);
+                command.arg(format!("--encrypt.key={SPRING_KEY}"));
+                if self == ConfigServer::SpringGit {
+                    command
+                        .arg("--spring.profiles.active=git")
+                        .arg(format!(
+                            "--spring.cloud.config.server.git.uri=file:{}",
+                            repo.display()
+                        ))
+                        .arg(format!(
+                            "--spring.cloud.config.server.git.basedir={}",
+                            scratch.join("git-clone").display()
+                        ))
+                        .arg("--spring.cloud.config.server.git.default-label=main");
+                } else {
+                    command.arg(format!(
+                        "--spring.cloud.config.server.native.search-locations=file:{}/",
+                        repo.display()
+                    ));
+                }
+                command
+            }
+        }
+    }
+
+    /// Makes what was written into `repo` the server's: a commit for the git backend; the
+    /// others read the folder as it is.
+    pub(crate) fn publish(self, repo: &Path, what: &str) -> anyhow::Result<()> {
+        if self == ConfigServer::SpringGit {
+            crate::git_repo::commit_all(repo, what)?;
+        }
+        Ok(())
     }
 }
 
@@ -346,7 +452,7 @@ const SPRING_KEY: &str = "bench-symmetric-key-0123456789";
 const SECRETS: usize = 10;
 
 /// The documents both servers serve: shared defaults, the application's, its profile's.
-fn write_documents(repo: &Path) -> anyhow::Result<()> {
+pub(crate) fn write_documents(repo: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(repo)?;
     let properties = |prefix: &str, count: usize| -> String {
         (0..count)
@@ -365,9 +471,11 @@ async fn config_servers(
     dir: &Path,
     client: &reqwest::Client,
 ) -> anyhow::Result<String> {
-    let release = root.join("target/release");
-    let jar = root.join("bench/java/config-server/target/config-server.jar");
-    let sides = [ConfigServer::Ours, ConfigServer::Spring];
+    let sides = [
+        ConfigServer::Ours,
+        ConfigServer::SpringNative,
+        ConfigServer::SpringGit,
+    ];
     let mut figures: Vec<Vec<ConfigFigures>> = vec![Vec::new(); sides.len()];
     for round in 0..args.load_rounds {
         for i in turns(round, sides.len()) {
@@ -375,32 +483,15 @@ async fn config_servers(
             let scratch = dir.join(format!("config-load-{round}-{i}"));
             let repo = scratch.join("repo");
             write_documents(&repo)?;
+            if side == ConfigServer::SpringGit {
+                crate::git_repo::init(&repo)?;
+            }
             let port = free_port()?;
-            let command = match side {
-                ConfigServer::Ours => {
-                    let mut command =
-                        ours_command(&release.join("msakit-config-server"), port, &scratch);
-                    command
-                        .arg("--native-dir")
-                        .arg(&repo)
-                        .env("MSAKIT_CONFIG_ENCRYPT_KEY", OURS_KEY);
-                    command
-                }
-                ConfigServer::Spring => {
-                    let mut command = jvm(&jar, &args.xmx, port);
-                    command
-                        .arg(format!(
-                            "--spring.cloud.config.server.native.search-locations=file:{}/",
-                            repo.display()
-                        ))
-                        .arg(format!("--encrypt.key={SPRING_KEY}"));
-                    command
-                }
-            };
+            let command = side.command(root, &args.xmx, port, &repo, &scratch);
             eprintln!("config load: {} (round {round})", side.name());
             let (server, _) = launch(command, port, "/bench/prod", &scratch).await?;
             figures[i].push(
-                config_load(client, &server, &repo, args.load_time)
+                config_load(client, side, &server, &repo, args.load_time)
                     .await
                     .with_context(|| side.name())?,
             );
@@ -417,8 +508,10 @@ async fn config_servers(
          90 properties), {} rounds A B A B, each over the same native directory, {CONCURRENCY} \
          clients for {:?} after a warm-up of 10 s; `/bench/secret` adds a document of {SECRETS} \
          `{{cipher}}` values, each server's own ciphertext. Spring Cloud Config Server: `java \
-         -Xmx{}`, native backend, `encrypt.key` (symmetric); ours: release binary, \
-         `--native-dir`, a secrets key.\n\n\
+         -Xmx{}`, `encrypt.key` (symmetric), its native backend over the directory, and its git \
+         backend over a local repository of the same files (`file:` URI, branch `main`, \
+         `refresh-rate` 0 as shipped: it fetches the repository on every request); ours: \
+         release binary, `--native-dir`, a secrets key.\n\n\
          | server | reads/s | p99 | reads/s with `{{cipher}}` | p99 | RSS after |\n\
          |---|---:|---:|---:|---:|---:|\n",
         args.load_rounds, args.load_time, args.xmx
@@ -435,19 +528,23 @@ async fn config_servers(
             f.rss_mib,
         );
     }
-    let (ours, spring) = (&bests[0], &bests[1]);
-    let _ = writeln!(
-        report,
-        "\n- Environment reads {:.1}× Spring Cloud Config Server's, {:.1}× with `{{cipher}}` values; RSS 1/{:.0}.",
-        ours.plain.per_second() / spring.plain.per_second(),
-        ours.cipher.per_second() / spring.cipher.per_second(),
-        spring.rss_mib / ours.rss_mib,
-    );
+    let ours = &bests[0];
+    for (side, spring) in sides.iter().zip(&bests).skip(1) {
+        let _ = writeln!(
+            report,
+            "\n- against the {}: Environment reads {:.1}×, {:.1}× with `{{cipher}}` values; RSS 1/{:.0}.",
+            side.name(),
+            ours.plain.per_second() / spring.plain.per_second(),
+            ours.cipher.per_second() / spring.cipher.per_second(),
+            spring.rss_mib / ours.rss_mib,
+        );
+    }
     Ok(report)
 }
 
 async fn config_load(
     client: &reqwest::Client,
+    side: ConfigServer,
     server: &Server,
     repo: &Path,
     time: Duration,
@@ -472,6 +569,7 @@ async fn config_load(
         );
     }
     std::fs::write(repo.join("bench-secret.yml"), secrets)?;
+    side.publish(repo, "secrets")?;
     // Ours reloads the directory on change; wait until the secrets are served, decrypted.
     let started = Instant::now();
     loop {

@@ -5,16 +5,18 @@
 mod cluster;
 #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
 mod compare;
+mod config_propagation;
 #[cfg(feature = "etcd")]
 mod etcd;
 mod events;
 mod gateway;
+mod git_repo;
 mod java;
 mod java_load;
 mod load;
 mod ours;
 mod process;
-mod propagation;
+mod registry_propagation;
 mod resilience4j;
 mod scale;
 mod soak;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use futures_util::StreamExt;
 use tokio::process::Command;
 use tower::discover::Change;
@@ -59,17 +59,8 @@ pub(crate) async fn propagation(
     cycles: usize,
     cycles_cached: usize,
 ) -> anyhow::Result<String> {
-    let interop = root.join("interop/spring-cloud");
-    let built = std::process::Command::new("mvn")
-        .args(["-B", "-q", "-DskipTests", "package"])
-        .current_dir(&interop)
-        .stdout(std::io::stderr())
-        .status()
-        .context("running mvn in interop/spring-cloud")?;
-    if !built.success() {
-        bail!("mvn package failed in {}", interop.display());
-    }
-    let inventory = interop.join("inventory/target/inventory.jar");
+    crate::java::build_interop_apps(root)?;
+    let inventory = root.join("interop/spring-cloud/inventory/target/inventory.jar");
     let eureka = root.join("bench/java/eureka-server/target/eureka-server.jar");
     let registry = root.join("target/release/msakit-registry");
     let mut report = format!(
