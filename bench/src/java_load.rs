@@ -334,9 +334,14 @@ async fn heartbeats(
     Ok(measured)
 }
 
+/// A server that takes longer than this for one whole-registry fetch has fallen over (a JVM
+/// out of heap answers nothing, or next to nothing, for minutes).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
 async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<usize> {
     let response = client
         .get(url)
+        .timeout(FETCH_TIMEOUT)
         .header("accept", "application/json")
         .send()
         .await?;

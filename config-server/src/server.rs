@@ -119,7 +119,7 @@ pub async fn run(
         metrics,
         watchers,
         shutdown: token.clone(),
-        answers: Default::default(),
+        answers: msakit_server_kit::KeptAnswers::new(msakit_server_kit::KeptFor::IndexUnmoved),
     });
     tracing::info!(addr = %listener.local_addr()?, "config server listening");
     msakit_server_kit::serve_until(

@@ -139,6 +139,7 @@ pub async fn run(
         audit: Arc::default(),
         shutdown: token.clone(),
         eureka_documents: Arc::default(),
+        lookups: msakit_server_kit::KeptAnswers::new(crate::http::LOOKUPS_KEPT_FOR),
     });
     tracing::info!(addr = %listener.local_addr()?, "registry listening");
     let result = msakit_server_kit::serve_until(

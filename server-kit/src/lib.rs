@@ -6,6 +6,7 @@ mod config_file;
 mod error;
 mod flags;
 mod format_version;
+mod kept_answers;
 mod limits;
 mod logging;
 mod metrics;
@@ -23,6 +24,7 @@ pub use config_file::{ConfigFileError, read_yaml_file};
 pub use error::ApiError;
 pub use flags::{EnvNames, ServeFlags, flag_variables};
 pub use format_version::FormatVersion;
+pub use kept_answers::{KeptAnswers, KeptFor, Rendered};
 pub use limits::{Limit, Rejections, WatcherSlot, WatchersPerClient};
 pub use logging::{LogFormat, LogSink, init_logging, init_logging_to};
 pub use metrics::{

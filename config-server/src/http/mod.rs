@@ -6,7 +6,6 @@ mod cluster;
 mod error;
 mod native;
 mod ops;
-mod rendered;
 mod spring;
 mod watch;
 
@@ -41,7 +40,7 @@ pub(crate) struct AppParts {
     /// Cancelled at shutdown, to end watch streams.
     pub(crate) shutdown: CancellationToken,
     /// Read answers kept rendered until the store changes.
-    pub(crate) answers: rendered::RenderedAnswers,
+    pub(crate) answers: msakit_server_kit::KeptAnswers,
 }
 
 /// Spring Cloud Config's read endpoints, at the root or under `prefix`.

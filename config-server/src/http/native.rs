@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use msakit_api::config::{
-    DocumentVersion, History, INDEX_HEADER, MESSAGE_HEADER, Resolved, Rollback, WriteResult,
+    DocumentVersion, History, MESSAGE_HEADER, Resolved, Rollback, WriteResult,
 };
 use msakit_api::error::ErrorBody;
 use serde::Deserialize;
@@ -17,10 +17,10 @@ use serde_json::Value;
 use super::AppState;
 use super::auth::Identity;
 use super::error::ApiError;
-use super::rendered::Rendered;
 use crate::config::Scope;
 use crate::document::{self, DocKey};
 use crate::secrets::PREFIX;
+use msakit_server_kit::Rendered;
 use msakit_server_kit::{blocking_query, wait_for_change};
 
 type DocPath = Result<Path<(String, String, String)>, PathRejection>;
@@ -274,17 +274,7 @@ pub(crate) async fn resolve(
             rendered
         }
     };
-    let mut response = (
-        [(header::CONTENT_TYPE, rendered.content_type)],
-        rendered.body,
-    )
-        .into_response();
-    if let Some(index) = rendered.index_header {
-        response
-            .headers_mut()
-            .insert(INDEX_HEADER, HeaderValue::from(index));
-    }
-    Ok(response)
+    Ok(rendered.into_response())
 }
 
 /// Set an application's JSON Schema; its later writes must satisfy it.

@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::auth::Identity;
 use super::error::ApiError;
-use super::rendered::Rendered;
 use crate::config::Scope;
 use crate::document::{self, DEFAULT_LABEL};
+use msakit_server_kit::Rendered;
 
 /// A label as Spring spells it: `(_)` stands for `/`, `master` for `main`.
 fn label(raw: &str) -> Result<String, ApiError> {
@@ -78,7 +78,7 @@ fn environment(
     let store_index = state.configs.index();
     if let Some(kept) = state.answers.get(&key, store_index) {
         state.metrics.read();
-        return Ok(([(header::CONTENT_TYPE, kept.content_type)], kept.body).into_response());
+        return Ok(kept.into_response());
     }
     let applications = spring_names(application)?;
     let profiles = spring_profiles(profile_segment)?;
@@ -137,14 +137,13 @@ fn environment(
         "state": null,
         "propertySources": property_sources,
     });
-    let body = Bytes::from(body.to_string());
     let rendered = Rendered {
         content_type,
         index_header: None,
-        body: body.clone(),
+        body: Bytes::from(body.to_string()),
     };
-    state.answers.keep(key, store_index, rendered);
-    Ok(([(header::CONTENT_TYPE, content_type)], body).into_response())
+    state.answers.keep(key, store_index, rendered.clone());
+    Ok(rendered.into_response())
 }
 
 /// What `GET /{application}/{profiles}[/{label}]` asks for.

@@ -115,65 +115,94 @@ async fn full_registry(state: &AppState, json: bool) -> Bytes {
     let index = state.registry.index();
     let documents = std::sync::Arc::clone(&state.eureka_documents);
     let state = state.clone();
-    documents.get(Document::Full, encoding, index, move || {
-        let mut apps: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for service in state.registry.service_names(DEFAULT_NAMESPACE) {
-            for (instance, eureka) in state.registry.service_with_extensions(DEFAULT_NAMESPACE, &service) {
-                let rendered = codec::render(&instance, codec::info(eureka.as_ref()), "ADDED");
-                let app = rendered["app"].as_str().unwrap_or_default().to_owned();
-                *counts
-                    .entry(rendered["status"].as_str().unwrap_or("UNKNOWN").to_owned())
-                    .or_default() += 1;
-                let out = apps.entry(app).or_default();
-                if json {
-                    if !out.is_empty() {
-                        out.push(b',');
-                    }
-                    let _ = serde_json::to_writer(&mut *out, &rendered);
-                } else {
-                    out.extend_from_slice(&document::fragment("instance", &rendered));
+    documents
+        .get(Document::Full, encoding, index, move || {
+            let mut apps = RenderedApps::default();
+            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            for service in state.registry.service_names(DEFAULT_NAMESPACE) {
+                for (instance, eureka) in state
+                    .registry
+                    .service_with_extensions(DEFAULT_NAMESPACE, &service)
+                {
+                    let rendered = codec::render(&instance, codec::info(eureka.as_ref()), "ADDED");
+                    *counts
+                        .entry(rendered["status"].as_str().unwrap_or("UNKNOWN").to_owned())
+                        .or_default() += 1;
+                    apps.add(&rendered, json);
                 }
             }
-        }
-        let hashcode: String = counts.iter().map(|(s, n)| format!("{s}_{n}_")).collect();
-        let index = state.registry.index();
-        let mut body = Vec::with_capacity(apps.values().map(Vec::len).sum::<usize>() + 4096);
+            let hashcode: String = counts.iter().map(|(s, n)| format!("{s}_{n}_")).collect();
+            applications_document(state.registry.index(), &hashcode, &[apps], json)
+        })
+        .await
+}
+
+/// Instances rendered one at a time, gathered by application: each application's instances
+/// as the bytes of its `instance` list (JSON) or elements (XML).
+#[derive(Default)]
+struct RenderedApps(BTreeMap<String, Vec<u8>>);
+
+impl RenderedApps {
+    fn add(&mut self, rendered: &Value, json: bool) {
+        let app = rendered["app"].as_str().unwrap_or_default().to_owned();
+        let out = self.0.entry(app).or_default();
         if json {
-            body.extend_from_slice(
-                format!(r#"{{"applications":{{"versions__delta":"{index}","apps__hashcode":"{hashcode}","application":["#)
-                    .as_bytes(),
-            );
-            for (n, (app, instances)) in apps.iter().enumerate() {
-                if n > 0 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(b"{\"name\":");
-                let _ = serde_json::to_writer(&mut body, app);
-                body.extend_from_slice(b",\"instance\":[");
-                body.extend_from_slice(instances);
-                body.extend_from_slice(b"]}");
+            if !out.is_empty() {
+                out.push(b',');
             }
-            body.extend_from_slice(b"]}}");
+            let _ = serde_json::to_writer(&mut *out, rendered);
         } else {
-            body.extend_from_slice(
-                format!(
-                    r#"<?xml version="1.0" encoding="UTF-8"?><applications><versions__delta>{index}</versions__delta><apps__hashcode>{hashcode}</apps__hashcode>"#
-                )
-                .as_bytes(),
-            );
-            for (app, instances) in &apps {
-                body.extend_from_slice(b"<application><name>");
-                body.extend_from_slice(quick_xml::escape::escape(app.as_str()).as_bytes());
-                body.extend_from_slice(b"</name>");
-                body.extend_from_slice(instances);
-                body.extend_from_slice(b"</application>");
-            }
-            body.extend_from_slice(b"</applications>");
+            out.extend_from_slice(&document::fragment("instance", rendered));
         }
-        body
-    })
-    .await
+    }
+}
+
+/// The `applications` document around rendered instances, written straight into its bytes
+/// (never as one document tree): each group's applications in turn, an application in two
+/// groups given twice (the delta's removals come in `application` elements of their own).
+fn applications_document(
+    index: u64,
+    hashcode: &str,
+    groups: &[RenderedApps],
+    json: bool,
+) -> Vec<u8> {
+    let apps = groups.iter().flat_map(|group| group.0.iter());
+    let mut body =
+        Vec::with_capacity(apps.clone().map(|(_, i)| i.len() + 64).sum::<usize>() + 4096);
+    if json {
+        body.extend_from_slice(
+            format!(r#"{{"applications":{{"versions__delta":"{index}","apps__hashcode":"{hashcode}","application":["#)
+                .as_bytes(),
+        );
+        for (n, (app, instances)) in apps.enumerate() {
+            if n > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(b"{\"name\":");
+            let _ = serde_json::to_writer(&mut body, app);
+            body.extend_from_slice(b",\"instance\":[");
+            body.extend_from_slice(instances);
+            body.extend_from_slice(b"]}");
+        }
+        body.extend_from_slice(b"]}}");
+    } else {
+        body.extend_from_slice(
+            format!(
+                r#"<?xml version="1.0" encoding="UTF-8"?><applications><versions__delta>{index}</versions__delta><apps__hashcode>{}</apps__hashcode>"#,
+                quick_xml::escape::escape(hashcode)
+            )
+            .as_bytes(),
+        );
+        for (app, instances) in apps {
+            body.extend_from_slice(b"<application><name>");
+            body.extend_from_slice(quick_xml::escape::escape(app.as_str()).as_bytes());
+            body.extend_from_slice(b"</name>");
+            body.extend_from_slice(instances);
+            body.extend_from_slice(b"</application>");
+        }
+        body.extend_from_slice(b"</applications>");
+    }
+    body
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -237,10 +266,9 @@ fn render_delta(state: &AppState, json: bool) -> Vec<u8> {
     let now = crate::registry::unix_ms();
     let cutoff = now.saturating_sub(DELTA_WINDOW_MS);
     let delta = state.registry.delta(DEFAULT_NAMESPACE, cutoff);
-    let mut present: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    let mut departed: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    let (mut present, mut departed) = (RenderedApps::default(), RenderedApps::default());
     for entry in &delta.entries {
-        let (rendered, into) = match entry {
+        match entry {
             DeltaEntry::Present {
                 instance,
                 extension,
@@ -250,22 +278,18 @@ fn render_delta(state: &AppState, json: bool) -> Vec<u8> {
                 } else {
                     "MODIFIED"
                 };
-                (
-                    codec::render(instance, codec::info(extension.as_ref()), action),
-                    &mut present,
-                )
+                let rendered = codec::render(instance, codec::info(extension.as_ref()), action);
+                present.add(&rendered, json);
             }
-            DeltaEntry::Departed(gone) => (
-                codec::render(
+            DeltaEntry::Departed(gone) => {
+                let rendered = codec::render(
                     &gone.instance,
                     codec::info(gone.extension.as_ref()),
                     "DELETED",
-                ),
-                &mut departed,
-            ),
-        };
-        let app = rendered["app"].as_str().unwrap_or_default().to_owned();
-        into.entry(app).or_default().push(rendered);
+                );
+                departed.add(&rendered, json);
+            }
+        }
     }
     let hashcode: String = if delta.complete {
         delta
@@ -278,20 +302,7 @@ fn render_delta(state: &AppState, json: bool) -> Vec<u8> {
         // a full fetch instead of keeping what the missing changes would have removed.
         INCOMPLETE_DELTA_HASHCODE.to_owned()
     };
-    let body = json!({
-        "versions__delta": delta.index.to_string(),
-        "apps__hashcode": hashcode,
-        "application": present
-            .into_iter()
-            .chain(departed)
-            .map(|(name, instance)| json!({"name": name, "instance": instance}))
-            .collect::<Vec<_>>(),
-    });
-    if json {
-        json!({ "applications": body }).to_string().into_bytes()
-    } else {
-        document::to_xml("applications", &body).into_bytes()
-    }
+    applications_document(delta.index, &hashcode, &[present, departed], json)
 }
 
 async fn application(

@@ -6,7 +6,9 @@
 //! Keyed by the registry's index, a change (a registration, a cancel, a status, an expiry) is in
 //! the next answer at once — unlike Eureka's own read-only cache, which serves a copy up to 30 s
 //! old. Only heartbeats move nothing the index sees; the lease renewal times they set are at most
-//! a second old in a kept document. One render at a time per document: callers asking while it
+//! a second older in a kept document than when it was rendered. The second counts from the end
+//! of rendering: a registry whose document takes longer than that (200,000 instances: 1.5 s)
+//! would otherwise render it anew for every client. One render at a time per document: callers asking while it
 //! renders wait for it and share it, rather than rendering it again each.
 
 use std::time::Duration;
@@ -35,6 +37,7 @@ pub(crate) enum Encoding {
 #[derive(Debug)]
 struct Rendered {
     index: u64,
+    /// When rendering finished.
     at: Instant,
     body: Bytes,
 }
@@ -47,7 +50,7 @@ pub(crate) struct RenderedDocuments {
 
 impl RenderedDocuments {
     /// The document as of registry index `index`: the kept one if it was rendered at that index
-    /// less than a second ago, else `render`'s (run on a blocking thread), kept for the next.
+    /// and finished less than a second ago, else `render`'s (run on a blocking thread), kept for the next.
     pub(crate) async fn get(
         &self,
         document: Document,
@@ -68,7 +71,6 @@ impl RenderedDocuments {
         {
             return rendered.body.clone();
         }
-        let at = Instant::now();
         let body = Bytes::from(
             tokio::task::spawn_blocking(render)
                 .await
@@ -76,7 +78,7 @@ impl RenderedDocuments {
         );
         *kept = Some(Rendered {
             index,
-            at,
+            at: Instant::now(),
             body: body.clone(),
         });
         body
@@ -147,5 +149,36 @@ mod tests {
             .await;
         assert_eq!(&later[..], b"b");
         assert_eq!(renders.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_document_slower_to_render_than_a_second_is_still_kept_for_one() {
+        let documents = Arc::new(RenderedDocuments::default());
+        let renders = Arc::new(AtomicU32::new(0));
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let slow = {
+            let renders = Arc::clone(&renders);
+            move || {
+                renders.fetch_add(1, Ordering::SeqCst);
+                let _ = finished.recv();
+                b"big".to_vec()
+            }
+        };
+        let rendering = tokio::spawn({
+            let documents = Arc::clone(&documents);
+            async move { documents.get(Document::Full, Encoding::Json, 5, slow).await }
+        });
+        // Rendering has begun, and takes longer than the document may be kept.
+        while renders.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        tokio::time::advance(MAX_AGE * 2).await;
+        finish.send(()).unwrap();
+        assert_eq!(&rendering.await.unwrap()[..], b"big");
+        let kept = documents
+            .get(Document::Full, Encoding::Json, 5, counting(&renders, "-"))
+            .await;
+        assert_eq!(&kept[..], b"big");
+        assert_eq!(renders.load(Ordering::SeqCst), 1);
     }
 }

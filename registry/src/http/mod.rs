@@ -41,7 +41,15 @@ pub(crate) struct AppParts {
     pub(crate) shutdown: CancellationToken,
     /// Eureka's whole-registry documents, rendered.
     pub(crate) eureka_documents: Arc<crate::eureka::RenderedDocuments>,
+    /// Service lookups kept rendered (see [`LOOKUPS_KEPT_FOR`]).
+    pub(crate) lookups: msakit_server_kit::KeptAnswers,
 }
+
+/// A service lookup is sent again until the service changes, and for at most a second: the one
+/// field that moves without a change, each instance's last renewal time, is then at most a
+/// second old (Eureka's documents are kept the same way).
+pub(crate) const LOOKUPS_KEPT_FOR: msakit_server_kit::KeptFor =
+    msakit_server_kit::KeptFor::IndexUnmovedAtMost(std::time::Duration::from_secs(1));
 
 /// Routes whose answers are the leader's in a cluster: writes go to it; reads are answered by
 /// the node asked, flagged stale on a follower.
@@ -80,16 +88,29 @@ fn local_routes() -> Router<AppState> {
         .nest("/eureka/v2", crate::eureka::local_routes())
 }
 
+/// `routes` behind the token check — when tokens are configured. Without tokens every request
+/// is let through as `anonymous` (what [`crate::audit::Who`] says when no token named the
+/// caller), so no per-request check is put in the way.
+fn guarded(routes: Router<AppState>, state: &AppState) -> Router<AppState> {
+    if state.config.auth.tokens.is_empty() {
+        routes
+    } else {
+        routes.layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+    }
+}
+
 /// The whole router.
 pub(crate) fn router(state: AppState) -> Router {
-    let auth = middleware::from_fn_with_state(state.clone(), auth::require_token);
     let routing = msakit_raft::Routing {
         reads: msakit_raft::Reads::Local,
         body_limit: state.config.limits.max_body_bytes,
     };
     let cluster = state.writes.cluster();
-    let routes = msakit_raft::leader_bound(leader_routes().layer(auth.clone()), cluster, routing)
-        .merge(local_routes().layer(auth))
+    let routes = msakit_raft::leader_bound(guarded(leader_routes(), &state), cluster, routing)
+        .merge(guarded(local_routes(), &state))
         .route(
             "/v1/cluster/renewals",
             post(cluster::renewals).layer(DefaultBodyLimit::max(crate::cluster::BATCH_BODY_LIMIT)),

@@ -17,7 +17,7 @@ use super::AppState;
 use super::error::ApiError;
 use crate::registry::InstanceFilter;
 use crate::validate::{self, NameKind};
-use msakit_server_kit::{blocking_query, wait_for_change};
+use msakit_server_kit::{Rendered, blocking_query, wait_for_change};
 
 /// `?namespace=` on every endpoint.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -239,8 +239,30 @@ pub(crate) async fn get_service(
         })
         .await;
     }
+    // Kept answers are of services that exist: an unknown one's answer names the registry's
+    // index, which moves with every other service.
+    let key = format!(
+        "{namespace}\0{service}\0{:?}\0{:?}",
+        filter.status, filter.zone
+    );
+    let service_index = state.registry.service_index(namespace, &service);
+    if service_index != 0
+        && let Some(kept) = state.lookups.get(&key, service_index)
+    {
+        return Ok(kept.into_response());
+    }
     let instances = state.registry.service(namespace, &service, &filter);
-    Ok(with_index(instances.index, instances))
+    let rendered = Rendered {
+        content_type: "application/json",
+        index_header: Some(instances.index),
+        body: serde_json::to_vec(&instances)
+            .map_err(|e| ApiError::internal(&e))?
+            .into(),
+    };
+    if service_index != 0 {
+        state.lookups.keep(key, instances.index, rendered.clone());
+    }
+    Ok(rendered.into_response())
 }
 
 /// The audit log: operators' status overrides and deregistrations (native and Eureka), who

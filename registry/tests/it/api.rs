@@ -1,8 +1,11 @@
 //! Register, heartbeat, deregister, override and look up through the native API.
 
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::support::{TestServer, fast_config};
+use crate::support::{TestServer, fast_config, wait_until};
 
 #[tokio::test]
 async fn register_lookup_override_deregister() {
@@ -121,5 +124,83 @@ async fn namespaces_keep_dev_and_prod_apart() {
     );
     let dev = server.get_json("/v1/services/orders?namespace=dev").await;
     assert_eq!(dev["instances"].as_array().unwrap().len(), 1);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_kept_lookup_shows_every_change_at_once_and_a_renewal_within_a_second() {
+    let server = TestServer::start(fast_config()).await;
+    server.up("orders", "orders-1", 8080, 15_000).await;
+    let lookup = || async {
+        let response = server
+            .client
+            .get(server.at("/v1/services/orders"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let index: u64 = response.headers()["x-msakit-index"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["index"], index, "header and body name the same index");
+        body
+    };
+    let first = lookup().await;
+    assert_eq!(first["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(lookup().await, first, "kept: the same answer again");
+
+    // A change is in the very next answer.
+    server.up("orders", "orders-2", 8081, 15_000).await;
+    let second = lookup().await;
+    assert_eq!(second["instances"].as_array().unwrap().len(), 2);
+    assert!(second["index"].as_u64() > first["index"].as_u64());
+    server
+        .client
+        .put(server.at("/v1/services/orders/instances/orders-1/status"))
+        .json(&json!({"status": "OUT_OF_SERVICE"}))
+        .send()
+        .await
+        .unwrap();
+    let third = lookup().await;
+    let orders_1 = |body: &serde_json::Value| {
+        body["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == "orders-1")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(orders_1(&third)["status"], "OUT_OF_SERVICE");
+
+    // A renewal moves no index; the lookup shows it once its kept answer is a second old.
+    let kept_renewal = orders_1(&third)["last_renewed_at_ms"].as_u64().unwrap();
+    let renewed = std::sync::atomic::AtomicU64::new(0);
+    wait_until(Duration::from_secs(10), || async {
+        assert_eq!(server.heartbeat("orders", "orders-1").await, 200);
+        let instance = server
+            .get_json("/v1/services/orders/instances/orders-1")
+            .await;
+        let at = instance["last_renewed_at_ms"].as_u64().unwrap();
+        renewed.store(at, Ordering::Relaxed);
+        at > kept_renewal
+    })
+    .await;
+    let renewed = renewed.load(Ordering::Relaxed);
+    wait_until(Duration::from_secs(10), || async {
+        let shown = orders_1(&lookup().await)["last_renewed_at_ms"]
+            .as_u64()
+            .unwrap();
+        shown >= renewed
+    })
+    .await;
+    assert_eq!(
+        lookup().await["index"],
+        third["index"],
+        "renewals move no index"
+    );
     server.stop().await;
 }
