@@ -36,30 +36,40 @@ const INCOMPLETE_DELTA_HASHCODE: &str = "INCOMPLETE_0_";
 /// How far back `/apps/delta` reaches.
 const DELTA_WINDOW_MS: u64 = 3 * 60 * 1000;
 
-/// The Eureka routes whose answers are the leader's in a cluster, to be nested at `/eureka` and
-/// `/eureka/v2`.
-pub(crate) fn leader_routes() -> Router<AppState> {
+/// The Eureka routes whose answers are the leader's in a cluster, under `prefix` (`/eureka`,
+/// `/eureka/v2`). Routed by their whole paths rather than nested: a nested router rewrites every
+/// request's URI on the way in.
+pub(crate) fn leader_routes(prefix: &str) -> Router<AppState> {
     Router::new()
-        .route("/apps", get(apps))
+        .route(&format!("{prefix}/apps"), get(apps))
         // Clients ask for `apps/` as often as `apps`.
-        .route("/apps/", get(apps))
-        .route("/apps/delta", get(delta))
-        .route("/apps/{app}", get(application).post(register))
-        .route("/apps/{app}/{id}", get(app_instance).delete(cancel))
+        .route(&format!("{prefix}/apps/"), get(apps))
+        .route(&format!("{prefix}/apps/delta"), get(delta))
         .route(
-            "/apps/{app}/{id}/status",
+            &format!("{prefix}/apps/{{app}}"),
+            get(application).post(register),
+        )
+        .route(
+            &format!("{prefix}/apps/{{app}}/{{id}}"),
+            get(app_instance).delete(cancel),
+        )
+        .route(
+            &format!("{prefix}/apps/{{app}}/{{id}}/status"),
             put(set_override).delete(clear_override),
         )
-        .route("/apps/{app}/{id}/metadata", put(metadata))
-        .route("/instances/{id}", get(instance))
-        .route("/vips/{vip}", get(vip))
-        .route("/svips/{svip}", get(svip))
+        .route(
+            &format!("{prefix}/apps/{{app}}/{{id}}/metadata"),
+            put(metadata),
+        )
+        .route(&format!("{prefix}/instances/{{id}}"), get(instance))
+        .route(&format!("{prefix}/vips/{{vip}}"), get(vip))
+        .route(&format!("{prefix}/svips/{{svip}}"), get(svip))
         .layer(tower_http::compression::CompressionLayer::new())
 }
 
-/// The Eureka routes any node answers itself: heartbeats.
-pub(crate) fn local_routes() -> Router<AppState> {
-    Router::new().route("/apps/{app}/{id}", put(heartbeat))
+/// The Eureka routes any node answers itself, under `prefix`: heartbeats.
+pub(crate) fn local_routes(prefix: &str) -> Router<AppState> {
+    Router::new().route(&format!("{prefix}/apps/{{app}}/{{id}}"), put(heartbeat))
 }
 
 /// The native service behind a Eureka application name.

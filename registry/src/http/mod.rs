@@ -72,8 +72,8 @@ fn leader_routes() -> Router<AppState> {
         .route("/v1/cluster", get(cluster::status))
         .route("/v1/cluster/nodes", post(cluster::add_node))
         .route("/v1/cluster/nodes/{node_id}", delete(cluster::remove_node))
-        .nest("/eureka", crate::eureka::leader_routes())
-        .nest("/eureka/v2", crate::eureka::leader_routes())
+        .merge(crate::eureka::leader_routes("/eureka"))
+        .merge(crate::eureka::leader_routes("/eureka/v2"))
 }
 
 /// Routes any node answers itself: heartbeats (every node renews its own leases; a follower
@@ -84,8 +84,8 @@ fn local_routes() -> Router<AppState> {
             "/v1/services/{service}/instances/{id}/heartbeat",
             put(native::heartbeat),
         )
-        .nest("/eureka", crate::eureka::local_routes())
-        .nest("/eureka/v2", crate::eureka::local_routes())
+        .merge(crate::eureka::local_routes("/eureka"))
+        .merge(crate::eureka::local_routes("/eureka/v2"))
 }
 
 /// `routes` behind the token check — when tokens are configured. Without tokens every request
