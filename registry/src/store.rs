@@ -52,9 +52,11 @@ impl Store {
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| wrap(redb::Error::Io(e)))?;
         // Written behind and read only at start: a small page cache is plenty, and redb's
-        // default (1 GiB) would otherwise count against the registry's memory at scale.
+        // default (1 GiB) would otherwise count against the registry's memory at scale. 4 MiB
+        // writes as fast as 32 did (pages missing from it are read from the OS's page cache)
+        // and keeps 28 MiB out of the registry's resident memory.
         let db = redb::Builder::new()
-            .set_cache_size(32 * 1024 * 1024)
+            .set_cache_size(4 * 1024 * 1024)
             .create(dir.join("registry.redb"))
             .map_err(wrap)?;
         let write = db.begin_write().map_err(wrap)?;
