@@ -127,22 +127,27 @@ async fn full_registry(state: &AppState, json: bool) -> Bytes {
     let state = state.clone();
     documents
         .get(Document::Full, encoding, index, move || {
-            let mut apps = RenderedApps::default();
-            let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+            let hashcode: String = state
+                .registry
+                .status_counts(DEFAULT_NAMESPACE)
+                .iter()
+                .map(|(s, n)| format!("{s}_{n}_"))
+                .collect();
+            let mut document = ApplicationsDocument::new(state.registry.index(), &hashcode, json);
+            // A service's instances are one application (or a few, when clients spelled its
+            // name in different cases), so they are rendered and written a service at a time.
             for service in state.registry.service_names(DEFAULT_NAMESPACE) {
+                let mut apps = RenderedApps::default();
                 for (instance, eureka) in state
                     .registry
                     .service_with_extensions(DEFAULT_NAMESPACE, &service)
                 {
                     let rendered = codec::render(&instance, codec::info(eureka.as_ref()), "ADDED");
-                    *counts
-                        .entry(rendered["status"].as_str().unwrap_or("UNKNOWN").to_owned())
-                        .or_default() += 1;
                     apps.add(&rendered, json);
                 }
+                document.add(&apps);
             }
-            let hashcode: String = counts.iter().map(|(s, n)| format!("{s}_{n}_")).collect();
-            applications_document(state.registry.index(), &hashcode, &[apps], json)
+            document.finish()
         })
         .await
 }
@@ -167,52 +172,69 @@ impl RenderedApps {
     }
 }
 
-/// The `applications` document around rendered instances, written straight into its bytes
-/// (never as one document tree): each group's applications in turn, an application in two
-/// groups given twice (the delta's removals come in `application` elements of their own).
-fn applications_document(
-    index: u64,
-    hashcode: &str,
-    groups: &[RenderedApps],
+/// The `applications` document, written straight into its bytes (never as one document tree):
+/// its header, then each group's applications in turn (an application in two groups is given
+/// twice: the delta's removals come in `application` elements of their own).
+struct ApplicationsDocument {
+    body: Vec<u8>,
     json: bool,
-) -> Vec<u8> {
-    let apps = groups.iter().flat_map(|group| group.0.iter());
-    let mut body =
-        Vec::with_capacity(apps.clone().map(|(_, i)| i.len() + 64).sum::<usize>() + 4096);
-    if json {
-        body.extend_from_slice(
-            format!(r#"{{"applications":{{"versions__delta":"{index}","apps__hashcode":"{hashcode}","application":["#)
-                .as_bytes(),
-        );
-        for (n, (app, instances)) in apps.enumerate() {
-            if n > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(b"{\"name\":");
-            let _ = serde_json::to_writer(&mut body, app);
-            body.extend_from_slice(b",\"instance\":[");
-            body.extend_from_slice(instances);
-            body.extend_from_slice(b"]}");
-        }
-        body.extend_from_slice(b"]}}");
-    } else {
-        body.extend_from_slice(
+    applications: usize,
+}
+
+impl ApplicationsDocument {
+    fn new(index: u64, hashcode: &str, json: bool) -> Self {
+        let header = if json {
+            format!(
+                r#"{{"applications":{{"versions__delta":"{index}","apps__hashcode":{},"application":["#,
+                serde_json::Value::from(hashcode)
+            )
+        } else {
             format!(
                 r#"<?xml version="1.0" encoding="UTF-8"?><applications><versions__delta>{index}</versions__delta><apps__hashcode>{}</apps__hashcode>"#,
                 quick_xml::escape::escape(hashcode)
             )
-            .as_bytes(),
-        );
-        for (app, instances) in apps {
-            body.extend_from_slice(b"<application><name>");
-            body.extend_from_slice(quick_xml::escape::escape(app.as_str()).as_bytes());
-            body.extend_from_slice(b"</name>");
-            body.extend_from_slice(instances);
-            body.extend_from_slice(b"</application>");
+        };
+        Self {
+            body: header.into_bytes(),
+            json,
+            applications: 0,
         }
-        body.extend_from_slice(b"</applications>");
     }
-    body
+
+    fn add(&mut self, apps: &RenderedApps) {
+        for (app, instances) in &apps.0 {
+            let body = &mut self.body;
+            if self.json {
+                if self.applications > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(b"{\"name\":");
+                let _ = serde_json::to_writer(&mut *body, app);
+                body.extend_from_slice(b",\"instance\":[");
+                body.extend_from_slice(instances);
+                body.extend_from_slice(b"]}");
+            } else {
+                body.extend_from_slice(b"<application><name>");
+                body.extend_from_slice(quick_xml::escape::escape(app.as_str()).as_bytes());
+                body.extend_from_slice(b"</name>");
+                body.extend_from_slice(instances);
+                body.extend_from_slice(b"</application>");
+            }
+            self.applications += 1;
+        }
+    }
+
+    /// The document's bytes, without the spare capacity that growing it left.
+    fn finish(mut self) -> Vec<u8> {
+        let end: &[u8] = if self.json {
+            b"]}}"
+        } else {
+            b"</applications>"
+        };
+        self.body.extend_from_slice(end);
+        self.body.shrink_to_fit();
+        self.body
+    }
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -312,7 +334,10 @@ fn render_delta(state: &AppState, json: bool) -> Vec<u8> {
         // a full fetch instead of keeping what the missing changes would have removed.
         INCOMPLETE_DELTA_HASHCODE.to_owned()
     };
-    applications_document(delta.index, &hashcode, &[present, departed], json)
+    let mut document = ApplicationsDocument::new(delta.index, &hashcode, json);
+    document.add(&present);
+    document.add(&departed);
+    document.finish()
 }
 
 async fn application(

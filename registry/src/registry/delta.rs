@@ -3,10 +3,10 @@
 //! whether the history covers the window — all under one read lock. Eureka's `/apps/delta` is
 //! made of it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::{ChangeRecord, DepartedInstance, Extension, Registry, to_wire};
+use super::{ChangeRecord, DepartedInstance, Extension, Registry, Service, to_wire};
 use msakit_api::registry::Instance;
 
 /// The changes of a window and the state they lead to, read under one lock, so that the status
@@ -75,23 +75,32 @@ impl Registry {
                 }
             })
             .collect();
-        let mut status_counts = BTreeMap::new();
-        for entry in services
-            .into_iter()
-            .flat_map(|s| s.values())
-            .flat_map(|s| s.instances.values())
-        {
-            *status_counts
-                .entry(entry.registration.status().as_str())
-                .or_insert(0) += 1;
-        }
         Delta {
             index: state.index,
             entries,
             complete,
-            status_counts,
+            status_counts: count_statuses(services),
         }
     }
+
+    /// How many instances of `namespace` have each status (what Eureka's hash code counts).
+    pub(crate) fn status_counts(&self, namespace: &str) -> BTreeMap<&'static str, u64> {
+        count_statuses(self.read().namespaces.get(namespace))
+    }
+}
+
+fn count_statuses(services: Option<&HashMap<String, Service>>) -> BTreeMap<&'static str, u64> {
+    let mut counts = BTreeMap::new();
+    for entry in services
+        .into_iter()
+        .flat_map(|s| s.values())
+        .flat_map(|s| s.instances.values())
+    {
+        *counts
+            .entry(entry.registration.status().as_str())
+            .or_insert(0) += 1;
+    }
+    counts
 }
 
 #[cfg(test)]
