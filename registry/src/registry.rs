@@ -28,6 +28,7 @@ mod delta;
 mod error;
 mod eviction;
 mod extension;
+mod metadata;
 mod persistence;
 mod reads;
 mod writer;
@@ -39,6 +40,7 @@ pub use error::RegistryError;
 use error::unknown;
 pub(crate) use eviction::EvictionCheck;
 pub(crate) use extension::{Extension, ExtensionData};
+pub(crate) use metadata::Metadata;
 use persistence::key;
 pub(crate) use persistence::{Dumped, PersistOp, StoredInstance};
 pub(crate) use writer::RegistryWriter;
@@ -51,7 +53,7 @@ pub(crate) struct Registration {
     pub(crate) scheme: Scheme,
     pub(crate) zone: Option<String>,
     pub(crate) weight: u32,
-    pub(crate) metadata: BTreeMap<String, String>,
+    pub(crate) metadata: Metadata,
     pub(crate) reported: InstanceStatus,
     pub(crate) status_override: Option<InstanceStatus>,
     pub(crate) health_check: Option<HealthCheck>,
@@ -300,7 +302,7 @@ fn to_wire(namespace: &str, service: &str, id: &str, entry: &Entry) -> Instance 
         scheme: r.scheme,
         zone: r.zone.clone(),
         weight: r.weight,
-        metadata: r.metadata.clone(),
+        metadata: r.metadata.to_map(),
         status: r.status(),
         reported_status: r.reported,
         check_passing: r.check_passing,

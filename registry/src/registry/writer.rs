@@ -99,7 +99,7 @@ impl RegistryWriter {
             scheme: request.scheme,
             zone: request.zone,
             weight: request.weight,
-            metadata: request.metadata,
+            metadata: request.metadata.into(),
             reported: request.status,
             status_override: None,
             check_passing: None,
@@ -271,10 +271,9 @@ impl RegistryWriter {
         let limits = self.limits.clone();
         let mut invalid = None;
         let result = self.update(namespace, service, id, |r| {
-            let mut merged = r.metadata.clone();
-            merged.extend(entries);
-            let bytes: usize = merged.iter().map(|(k, v)| k.len() + v.len()).sum();
-            if merged.len() > limits.max_metadata_entries || bytes > limits.max_metadata_bytes {
+            let merged = r.metadata.merged(entries);
+            let (count, bytes) = merged.size();
+            if count > limits.max_metadata_entries || bytes > limits.max_metadata_bytes {
                 invalid = Some(RegistryError::Invalid {
                     code: "metadata_too_large",
                     message: "the merged metadata exceeds the registry's limits".into(),
