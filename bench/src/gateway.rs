@@ -406,24 +406,7 @@ async fn start_nginx(dir: &Path, backend: u16) -> anyhow::Result<(String, Proxy)
 /// pointed at msakit-registry.
 async fn start_spring(dir: &Path, registry: &str, xmx: &str) -> anyhow::Result<(String, Server)> {
     let apps = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/java");
-    let built = std::process::Command::new("mvn")
-        .args([
-            "-B",
-            "-q",
-            "-DskipTests",
-            "-pl",
-            "gateway",
-            "-am",
-            "package",
-        ])
-        .current_dir(&apps)
-        // Maven's output goes with the bench's progress, not into the report.
-        .stdout(std::io::stderr())
-        .status()
-        .context("running mvn (Maven must be installed)")?;
-    if !built.success() {
-        bail!("mvn package failed in {}", apps.display());
-    }
+    crate::java::mvn_package(&apps, &["-pl", "gateway", "-am"])?;
     std::fs::create_dir_all(dir)?;
     let port = free_port()?;
     let log = std::fs::File::create(dir.join("server.log"))?;

@@ -148,36 +148,34 @@ pub(crate) async fn java(args: &JavaArgs, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the Java servers in `bench/java` (Maven); their directory.
-fn build_java_apps(root: &Path) -> anyhow::Result<PathBuf> {
-    let apps = root.join("bench/java");
+/// `mvn -B -q -DskipTests [selection] package` in `dir`; Maven's output goes with the bench's
+/// progress (stderr), not into the report.
+pub(crate) fn mvn_package(dir: &Path, selection: &[&str]) -> anyhow::Result<()> {
     let built = std::process::Command::new("mvn")
-        .args(["-B", "-q", "-DskipTests", "package"])
-        .current_dir(&apps)
-        // Maven's output goes with the bench's progress, not into the report.
+        .args(["-B", "-q", "-DskipTests"])
+        .args(selection)
+        .arg("package")
+        .current_dir(dir)
         .stdout(std::io::stderr())
         .status()
         .context("running mvn (Maven must be installed)")?;
     if !built.success() {
-        bail!("mvn package failed in {}", apps.display());
+        bail!("mvn package failed in {}", dir.display());
     }
+    Ok(())
+}
+
+/// Builds the Java servers in `bench/java` (Maven); their directory.
+fn build_java_apps(root: &Path) -> anyhow::Result<PathBuf> {
+    let apps = root.join("bench/java");
+    mvn_package(&apps, &[])?;
     Ok(apps)
 }
 
 /// Builds the Spring Cloud apps of `interop/spring-cloud` (Maven), the clients of the
 /// propagation comparisons.
 pub(crate) fn build_interop_apps(root: &Path) -> anyhow::Result<()> {
-    let interop = root.join("interop/spring-cloud");
-    let built = std::process::Command::new("mvn")
-        .args(["-B", "-q", "-DskipTests", "package"])
-        .current_dir(&interop)
-        .stdout(std::io::stderr())
-        .status()
-        .context("running mvn in interop/spring-cloud")?;
-    if !built.success() {
-        bail!("mvn package failed in {}", interop.display());
-    }
-    Ok(())
+    mvn_package(&root.join("interop/spring-cloud"), &[])
 }
 
 /// Builds the Java apps, measures every pair's start and returns the report (Markdown).
